@@ -1,0 +1,853 @@
+//! Configuration: the settings, their defaults, the layering of
+//! defaults < config file < `BASALT_*` environment < command-line flags, and the
+//! validation that names the setting, the problem and the fix.
+//!
+//! This module reads nothing itself: the caller passes the file's text, the
+//! environment and the flags, so every rule here is tested with plain values.
+
+use crate::rate::RateSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A value that must never be printed: `Debug` shows `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address of the HTTP server.
+    pub http: String,
+    /// Where Basalt keeps its embedded PostgreSQL cluster, generated secrets and files.
+    pub data_dir: String,
+    pub log: LogConfig,
+    pub database: DatabaseConfig,
+    pub embedded: EmbeddedConfig,
+    pub jwt: JwtConfig,
+    pub server: ServerConfig,
+    pub cors: CorsConfig,
+    pub security: SecurityConfig,
+    pub rate_limit: RateLimitConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `auto` (readable on a terminal, JSON otherwise), `json` or `pretty`.
+    pub format: String,
+    /// A tracing filter: `info`, `debug`, `basalt_server=debug,info`, ...
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// An external PostgreSQL URL; empty runs the embedded cluster.
+    pub url: Secret,
+    pub pool_size: u32,
+    pub pool_wait_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    /// `fast` (no check), `verified` (a round trip before reuse) or `clean` (DISCARD ALL).
+    pub recycling: String,
+    /// A PEM file of CA certificates to verify the server's TLS certificate with.
+    pub ca_file: String,
+    /// How long start-up waits for the database before giving up.
+    pub startup_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Directory with `initdb`, `pg_ctl` and `postgres`; empty searches the machine.
+    pub bin_dir: String,
+    /// The system user that runs the cluster when Basalt runs as root.
+    pub os_user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// HS256 secret of at least 32 bytes; empty generates one in the data directory.
+    pub secret: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub body_limit_bytes: u64,
+    pub request_timeout_ms: u64,
+    pub header_read_timeout_ms: u64,
+    pub keep_alive_secs: u64,
+    pub max_connections_per_worker: u64,
+    pub workers: u64,
+    pub shutdown_timeout_ms: u64,
+    pub shutdown_drain_ms: u64,
+    /// Peers (IP or CIDR) whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins (`https://app.example.com`) allowed to call the APIs; `*` allows any.
+    pub allowed_origins: Vec<String>,
+    pub max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Sent as Strict-Transport-Security on requests that arrived over TLS; 0 disables.
+    pub hsts_max_age_secs: u64,
+    /// `DENY` or `SAMEORIGIN`, sent as X-Frame-Options and CSP frame-ancestors.
+    pub frame_options: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub auth: RateLimitGroup,
+    pub rest: RateLimitGroup,
+    pub storage: RateLimitGroup,
+    pub realtime: RateLimitGroup,
+    pub search: RateLimitGroup,
+    pub admin: RateLimitGroup,
+    /// Every other path except `/health/*` and `/metrics`.
+    pub default: RateLimitGroup,
+}
+
+/// Limits of one route group: `<count>/<period>` or `off`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitGroup {
+    pub per_ip: String,
+    pub per_key: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: "127.0.0.1:8000".into(),
+            data_dir: "./basalt-data".into(),
+            log: LogConfig {
+                format: "auto".into(),
+                level: "info".into(),
+            },
+            database: DatabaseConfig::default(),
+            embedded: EmbeddedConfig {
+                bin_dir: String::new(),
+                os_user: "postgres".into(),
+            },
+            jwt: JwtConfig::default(),
+            server: ServerConfig::default(),
+            cors: CorsConfig {
+                allowed_origins: vec!["*".into()],
+                max_age_secs: 3600,
+            },
+            security: SecurityConfig {
+                hsts_max_age_secs: 31_536_000,
+                frame_options: "DENY".into(),
+            },
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: Secret::default(),
+            pool_size: 16,
+            pool_wait_timeout_ms: 5_000,
+            connect_timeout_ms: 5_000,
+            recycling: "fast".into(),
+            ca_file: String::new(),
+            startup_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Config::default().embedded
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            secret: Secret::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_limit_bytes: 8 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            header_read_timeout_ms: 5_000,
+            keep_alive_secs: 75,
+            max_connections_per_worker: 25_000,
+            workers: 0,
+            shutdown_timeout_ms: 30_000,
+            shutdown_drain_ms: 0,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Config::default().cors
+    }
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Config::default().security
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let group = |per_ip: &str| RateLimitGroup {
+            per_ip: per_ip.into(),
+            per_key: "off".into(),
+        };
+        RateLimitConfig {
+            enabled: true,
+            auth: group("300/5m"),
+            rest: group("6000/1m"),
+            storage: group("6000/1m"),
+            realtime: group("600/1m"),
+            search: group("6000/1m"),
+            admin: group("6000/1m"),
+            default: group("6000/1m"),
+        }
+    }
+}
+
+impl Default for RateLimitGroup {
+    fn default() -> Self {
+        RateLimitGroup {
+            per_ip: "off".into(),
+            per_key: "off".into(),
+        }
+    }
+}
+
+/// Settings whose values are secret: redacted by [`Config::redacted_toml`].
+pub const SECRET_SETTINGS: &[&str] = &["jwt.secret", "database.url"];
+
+/// A setting that could not be taken, said so that a person can fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path, e.g. `server.request_timeout_ms`, or `config file`.
+    pub setting: String,
+    /// Where the value came from: a file, an environment variable, a flag, the default.
+    pub origin: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid setting `{}` (from {}): {}\n  fix: {}",
+            self.setting, self.origin, self.problem, self.fix
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything the layering reads, gathered by the caller.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The config file's display path and its text.
+    pub file: Option<(String, String)>,
+    /// The process environment (only `BASALT_*` and `DATABASE_URL` are read).
+    pub env: BTreeMap<String, String>,
+    /// Flags given on the command line: (setting path, flag name, value).
+    pub flags: Vec<(String, String, String)>,
+}
+
+/// One setting as documented: its path, environment name and default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDoc {
+    pub path: String,
+    pub env: String,
+    pub default: String,
+}
+
+/// The environment variable name of a setting path.
+pub fn env_name(path: &str) -> String {
+    format!("BASALT_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Every setting with its environment name and default, in file order.
+pub fn settings() -> Vec<SettingDoc> {
+    leaves(&defaults_table())
+        .into_iter()
+        .map(|(path, value)| SettingDoc {
+            env: env_name(&path),
+            default: render_value(&value),
+            path,
+        })
+        .collect()
+}
+
+/// What layering produced: the config and warnings worth logging.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Where each setting that is not a default came from.
+    pub origins: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Layers defaults < file < environment < flags, then validates.
+    pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+        let defaults = defaults_table();
+        let known: BTreeMap<String, toml::Value> = leaves(&defaults).into_iter().collect();
+        let mut merged = known.clone();
+        let mut origins = BTreeMap::new();
+        let mut warnings = Vec::new();
+
+        if let Some((path, text)) = &sources.file {
+            let origin = format!("config file {path}");
+            let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError {
+                setting: "config file".into(),
+                origin: origin.clone(),
+                problem: format!("it is not valid TOML: {}", error.message()),
+                fix: format!(
+                    "correct the TOML syntax{}",
+                    error
+                        .span()
+                        .map(|span| format!(" near line {}", line_of(text, span.start)))
+                        .unwrap_or_default()
+                ),
+            })?;
+            for (key, value) in leaves(&table) {
+                let Some(default) = known.get(&key) else {
+                    return Err(unknown_setting(&key, &origin, &known));
+                };
+                let value = coerce_file_value(&key, value, default, &origin)?;
+                merged.insert(key.clone(), value);
+                origins.insert(key, origin.clone());
+            }
+        }
+
+        for key in known.keys() {
+            let name = env_name(key);
+            let (name, raw) = match sources.env.get(&name) {
+                Some(raw) => (name, raw),
+                None if key == "database.url" => match sources.env.get("DATABASE_URL") {
+                    Some(raw) => ("DATABASE_URL".to_owned(), raw),
+                    None => continue,
+                },
+                None => continue,
+            };
+            let origin = format!("environment variable {name}");
+            merged.insert(key.clone(), parse_text(key, raw, &known[key], &origin)?);
+            origins.insert(key.clone(), origin);
+        }
+        let recognised: Vec<String> = known.keys().map(|key| env_name(key)).collect();
+        for name in sources.env.keys() {
+            if name.starts_with("BASALT_")
+                && name != "BASALT_CONFIG"
+                && !recognised.contains(name)
+            {
+                warnings.push(format!(
+                    "environment variable {name} is not a Basalt setting and was ignored{}",
+                    suggestion(name, recognised.iter().map(String::as_str))
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+
+        for (key, flag, raw) in &sources.flags {
+            let origin = format!("flag {flag}");
+            let Some(default) = known.get(key) else {
+                return Err(unknown_setting(key, &origin, &known));
+            };
+            merged.insert(key.clone(), parse_text(key, raw, default, &origin)?);
+            origins.insert(key.clone(), origin);
+        }
+
+        let table = nest(merged);
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|error: toml::de::Error| ConfigError {
+                    setting: "configuration".into(),
+                    origin: "the merged layers".into(),
+                    problem: error.message().to_owned(),
+                    fix: "check the types of the settings in docs/configuration.md".into(),
+                })?;
+        config.validate(&origins)?;
+        Ok(Loaded {
+            config,
+            origins,
+            warnings,
+        })
+    }
+
+    /// Checks every rule that types cannot express.
+    fn validate(&self, origins: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let fail = |setting: &str, problem: String, fix: &str| ConfigError {
+            setting: setting.into(),
+            origin: origins
+                .get(setting)
+                .cloned()
+                .unwrap_or_else(|| "the default".into()),
+            problem,
+            fix: fix.into(),
+        };
+        if self.http.parse::<std::net::SocketAddr>().is_err() {
+            return Err(fail(
+                "http",
+                format!("`{}` is not an IP address with a port", self.http),
+                "use IP:PORT, for example 127.0.0.1:8000 or 0.0.0.0:8000",
+            ));
+        }
+        if self.data_dir.trim().is_empty() {
+            return Err(fail(
+                "data_dir",
+                "it is empty".into(),
+                "name a directory Basalt may create and write, for example ./basalt-data",
+            ));
+        }
+        if !["auto", "json", "pretty"].contains(&self.log.format.as_str()) {
+            return Err(fail(
+                "log.format",
+                format!("`{}` is not a log format", self.log.format),
+                "use auto, json or pretty",
+            ));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(fail(
+                "log.level",
+                "it is empty".into(),
+                "use a level such as info or debug",
+            ));
+        }
+        let url = self.database.url.expose();
+        if !url.is_empty()
+            && !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.contains('='))
+        {
+            return Err(fail(
+                "database.url",
+                "it is neither a postgres:// URL nor a key=value connection string".into(),
+                "use postgres://USER:PASSWORD@HOST:PORT/DATABASE, or leave it empty for the embedded PostgreSQL",
+            ));
+        }
+        range(&fail, "database.pool_size", self.database.pool_size.into(), 1, 1000)?;
+        range(&fail, "database.pool_wait_timeout_ms", self.database.pool_wait_timeout_ms, 1, 600_000)?;
+        range(&fail, "database.connect_timeout_ms", self.database.connect_timeout_ms, 100, 600_000)?;
+        range(&fail, "database.startup_timeout_ms", self.database.startup_timeout_ms, 0, 3_600_000)?;
+        if !["fast", "verified", "clean"].contains(&self.database.recycling.as_str()) {
+            return Err(fail(
+                "database.recycling",
+                format!("`{}` is not a recycling method", self.database.recycling),
+                "use fast, verified or clean",
+            ));
+        }
+        if self.embedded.os_user.trim().is_empty() {
+            return Err(fail(
+                "embedded.os_user",
+                "it is empty".into(),
+                "name an unprivileged system user, such as postgres",
+            ));
+        }
+        let secret = self.jwt.secret.expose();
+        if !secret.is_empty() && secret.len() < 32 {
+            return Err(fail(
+                "jwt.secret",
+                format!("it is {} bytes long; HS256 needs at least 32", secret.len()),
+                "generate one with `openssl rand -hex 32`, or leave it empty to have Basalt generate and keep one in the data directory",
+            ));
+        }
+        let server = &self.server;
+        range(&fail, "server.body_limit_bytes", server.body_limit_bytes, 1024, 1 << 40)?;
+        range(&fail, "server.request_timeout_ms", server.request_timeout_ms, 100, 86_400_000)?;
+        range(&fail, "server.header_read_timeout_ms", server.header_read_timeout_ms, 100, 600_000)?;
+        range(&fail, "server.keep_alive_secs", server.keep_alive_secs, 0, 3600)?;
+        range(&fail, "server.max_connections_per_worker", server.max_connections_per_worker, 1, 1_000_000)?;
+        range(&fail, "server.workers", server.workers, 0, 1024)?;
+        range(&fail, "server.shutdown_timeout_ms", server.shutdown_timeout_ms, 0, 3_600_000)?;
+        range(&fail, "server.shutdown_drain_ms", server.shutdown_drain_ms, 0, 3_600_000)?;
+        if let Err(entry) = self.trusted_proxies() {
+            return Err(fail(
+                "server.trusted_proxies",
+                format!("`{entry}` is neither an IP address nor a CIDR network"),
+                "list addresses or networks such as 10.0.0.0/8, 127.0.0.1",
+            ));
+        }
+        for origin in &self.cors.allowed_origins {
+            if origin != "*" && !is_origin(origin) {
+                return Err(fail(
+                    "cors.allowed_origins",
+                    format!("`{origin}` is not an origin"),
+                    "list origins as scheme://host[:port] without a path, for example https://app.example.com, or * for any",
+                ));
+            }
+        }
+        if !["DENY", "SAMEORIGIN"].contains(&self.security.frame_options.as_str()) {
+            return Err(fail(
+                "security.frame_options",
+                format!("`{}` is not DENY or SAMEORIGIN", self.security.frame_options),
+                "use DENY (no framing) or SAMEORIGIN",
+            ));
+        }
+        for (group, limits) in self.rate_limit.groups() {
+            for (which, text) in [("per_ip", &limits.per_ip), ("per_key", &limits.per_key)] {
+                if let Err(problem) = RateSpec::parse(text) {
+                    return Err(fail(
+                        &format!("rate_limit.{group}.{which}"),
+                        problem,
+                        "write `<count>/<period>` such as 100/1s, 600/1m or 5000/1h, or `off`",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The trusted proxy networks, or the first entry that is not one.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.server
+            .trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| entry.to_owned())
+            })
+            .collect()
+    }
+
+    /// The effective configuration as TOML with every secret replaced.
+    pub fn redacted_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("config serializes");
+        for path in SECRET_SETTINGS {
+            let (section, key) = path.split_once('.').expect("secret paths are section.key");
+            if let Some(toml::Value::String(text)) = value
+                .get_mut(section)
+                .and_then(|table| table.get_mut(key))
+            {
+                if !text.is_empty() {
+                    *text = if *path == "database.url" {
+                        redact_url(text)
+                    } else {
+                        "<redacted>".into()
+                    };
+                }
+            }
+        }
+        toml::to_string_pretty(&value).expect("config renders")
+    }
+}
+
+impl RateLimitConfig {
+    /// The groups by name, in a stable order.
+    pub fn groups(&self) -> [(&'static str, &RateLimitGroup); 7] {
+        [
+            ("auth", &self.auth),
+            ("rest", &self.rest),
+            ("storage", &self.storage),
+            ("realtime", &self.realtime),
+            ("search", &self.search),
+            ("admin", &self.admin),
+            ("default", &self.default),
+        ]
+    }
+}
+
+/// Hides the password of a connection URL or key=value string, keeping the rest
+/// readable for debugging.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:<redacted>@{host}"),
+                None => format!("{userinfo}@{host}"),
+            },
+            None => authority.to_owned(),
+        };
+        let tail = redact_password_params(tail, '&');
+        format!("{scheme}://{authority}{tail}")
+    } else {
+        redact_password_params(url, ' ')
+    }
+}
+
+fn redact_password_params(text: &str, separator: char) -> String {
+    text.split(separator)
+        .map(|part| {
+            let bare = part.trim_start_matches('?');
+            if bare.to_ascii_lowercase().starts_with("password=") {
+                format!("{}password=<redacted>", &part[..part.len() - bare.len()])
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(&separator.to_string())
+}
+
+fn range<F>(fail: &F, setting: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError>
+where
+    F: Fn(&str, String, &str) -> ConfigError,
+{
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(fail(
+            setting,
+            format!("{value} is outside the allowed range {min}..={max}"),
+            &format!("choose a value from {min} to {max}"),
+        ))
+    }
+}
+
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', ' ', '@'])
+}
+
+fn defaults_table() -> toml::Table {
+    match toml::Value::try_from(Config::default()).expect("defaults serialize") {
+        toml::Value::Table(table) => table,
+        _ => unreachable!("a struct serializes to a table"),
+    }
+}
+
+/// Flattens a table to (dotted path, leaf value) pairs in order.
+fn leaves(table: &toml::Table) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (key, value) in table {
+        match value {
+            toml::Value::Table(inner) => {
+                for (path, leaf) in leaves(inner) {
+                    out.push((format!("{key}.{path}"), leaf));
+                }
+            }
+            leaf => out.push((key.clone(), leaf.clone())),
+        }
+    }
+    out
+}
+
+/// Rebuilds nested tables from dotted paths.
+fn nest(flat: BTreeMap<String, toml::Value>) -> toml::Table {
+    let mut root = toml::Table::new();
+    for (path, value) in flat {
+        let mut parts: Vec<&str> = path.split('.').collect();
+        let last = parts.pop().expect("paths are not empty");
+        let mut table = &mut root;
+        for part in parts {
+            table = table
+                .entry(part.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .expect("sections are tables");
+        }
+        table.insert(last.to_owned(), value);
+    }
+    root
+}
+
+fn type_name(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "a whole number",
+        toml::Value::Boolean(_) => "true or false",
+        toml::Value::Array(_) => "a list of strings",
+        toml::Value::Float(_) => "a number",
+        _ => "a table",
+    }
+}
+
+fn coerce_file_value(
+    key: &str,
+    value: toml::Value,
+    default: &toml::Value,
+    origin: &str,
+) -> Result<toml::Value, ConfigError> {
+    let wrong = || ConfigError {
+        setting: key.into(),
+        origin: origin.into(),
+        problem: format!("it is {}, but must be {}", type_name(&value), type_name(default)),
+        fix: format!("write {} for `{key}`", type_name(default)),
+    };
+    match (default, &value) {
+        (toml::Value::Integer(_), toml::Value::Integer(n)) if *n < 0 => Err(ConfigError {
+            problem: format!("{n} is negative"),
+            fix: "use zero or a positive whole number".into(),
+            ..wrong()
+        }),
+        (toml::Value::Array(_), toml::Value::Array(items))
+            if items.iter().all(toml::Value::is_str) =>
+        {
+            Ok(value)
+        }
+        (toml::Value::Array(_), _) => Err(wrong()),
+        (expected, actual) if type_name(expected) == type_name(actual) => Ok(value),
+        _ => Err(wrong()),
+    }
+}
+
+/// Parses an environment variable or flag according to the setting's type.
+fn parse_text(
+    key: &str,
+    raw: &str,
+    default: &toml::Value,
+    origin: &str,
+) -> Result<toml::Value, ConfigError> {
+    let fail = |problem: String, fix: &str| ConfigError {
+        setting: key.into(),
+        origin: origin.into(),
+        problem,
+        fix: fix.into(),
+    };
+    Ok(match default {
+        toml::Value::Integer(_) => {
+            let number: u64 = raw.trim().parse().map_err(|_| {
+                fail(
+                    format!("`{raw}` is not a whole number"),
+                    "use digits only, for example 5000",
+                )
+            })?;
+            let number = i64::try_from(number)
+                .map_err(|_| fail(format!("{number} is too large"), "use a smaller number"))?;
+            toml::Value::Integer(number)
+        }
+        toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+            _ => {
+                return Err(fail(
+                    format!("`{raw}` is not true or false"),
+                    "use true or false",
+                ))
+            }
+        },
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+fn render_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => format!("\"{text}\""),
+        toml::Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(render_value)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn unknown_setting(
+    key: &str,
+    origin: &str,
+    known: &BTreeMap<String, toml::Value>,
+) -> ConfigError {
+    ConfigError {
+        setting: key.into(),
+        origin: origin.into(),
+        problem: "there is no such setting".into(),
+        fix: match suggestion(key, known.keys().map(String::as_str)) {
+            Some(close) => format!("did you mean `{close}`? All settings are in docs/configuration.md"),
+            None => "remove it; all settings are listed in docs/configuration.md".into(),
+        },
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The known name closest to `name`, if it is close enough to be a typo.
+pub fn suggestion<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(2))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! The error catalogue: every error any Basalt API returns, with its HTTP status,
+//! its stable code and a default message and hint. Codes are never reused once
+//! retired; `docs/errors.md` lists them all (a test keeps the two in step).
+
+use serde::Serialize;
+
+macro_rules! error_codes {
+    ($( $variant:ident => ($status:expr, $code:expr, $message:expr, $hint:expr) ),+ $(,)?) => {
+        /// One entry of the catalogue.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $( $variant ),+ }
+
+        impl ErrorCode {
+            /// Every code, in catalogue order.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant ),+ ];
+
+            /// The HTTP status this error is sent with.
+            pub fn status(self) -> u16 {
+                match self { $( ErrorCode::$variant => $status ),+ }
+            }
+
+            /// The stable, machine-readable name sent as `code`.
+            pub fn code(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $code ),+ }
+            }
+
+            /// The message used when the caller has nothing more specific to say.
+            pub fn default_message(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $message ),+ }
+            }
+
+            /// What the client can do next.
+            pub fn default_hint(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $hint ),+ }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidRequest => (400, "invalid_request", "The request is malformed.", "Check the request against the API documentation."),
+    InvalidJson => (400, "invalid_json", "The request body is not valid JSON for this endpoint.", "Send a JSON body with the documented fields and Content-Type: application/json."),
+    SqlError => (400, "sql_error", "The SQL statement failed.", "Read `details` for PostgreSQL's own message and fix the statement."),
+    ApiKeyMissing => (401, "api_key_missing", "No API key was sent.", "Send an API key printed by `basalt keys` in the `apikey` header or as `Authorization: Bearer <key>`."),
+    ApiKeyInvalid => (401, "api_key_invalid", "The API key is not valid for this server.", "Use a key printed by `basalt keys` for this server's data directory and JWT secret."),
+    Forbidden => (403, "forbidden", "This API key's role may not do this.", "Use the service_role key for admin endpoints; never ship it to browsers."),
+    RouteNotFound => (404, "route_not_found", "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
+    MethodNotAllowed => (405, "method_not_allowed", "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
+    PayloadTooLarge => (413, "payload_too_large", "The request body is larger than this server accepts.", "Send a smaller body, or raise `server.body_limit_bytes` (BASALT_SERVER_BODY_LIMIT_BYTES)."),
+    UnsupportedMediaType => (415, "unsupported_media_type", "The request body's Content-Type is not accepted here.", "Send Content-Type: application/json."),
+    RateLimited => (429, "rate_limited", "Too many requests.", "Wait for the number of seconds in Retry-After before trying again."),
+    InternalError => (500, "internal_error", "Basalt failed to handle this request.", "Retry later; if it persists, report it with the X-Request-Id of this response."),
+    DatabaseUnavailable => (503, "database_unavailable", "The database cannot be reached right now.", "Retry after the number of seconds in Retry-After; the server reconnects by itself."),
+    NotReady => (503, "not_ready", "The server is not ready to serve requests.", "Retry after the number of seconds in Retry-After."),
+    ShuttingDown => (503, "shutting_down", "The server is shutting down.", "Retry; another replica will answer."),
+    RequestTimeout => (504, "request_timeout", "The request took longer than this server allows.", "Narrow the request, or raise `server.request_timeout_ms` (BASALT_SERVER_REQUEST_TIMEOUT_MS)."),
+}
+
+/// The one error body of every Basalt API: `{"code", "message", "details", "hint"}`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub kind: ErrorCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    /// The error with the catalogue's default message and hint.
+    pub fn new(kind: ErrorCode) -> Self {
+        ApiError {
+            kind,
+            code: kind.code(),
+            message: kind.default_message().to_owned(),
+            details: None,
+            hint: Some(kind.default_hint().to_owned()),
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = Some(details.into());
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.kind.status(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_statuses_are_errors() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.code()), "duplicate code {}", code.code());
+            assert!(code
+                .code()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!((400..600).contains(&code.status()));
+            assert!(!code.default_hint().is_empty());
+        }
+    }
+
+    #[test]
+    fn body_has_the_four_fields() {
+        let body = serde_json::to_value(ApiError::new(ErrorCode::RouteNotFound).with_details("GET /x"))
+            .unwrap();
+        assert_eq!(body["code"], "route_not_found");
+        assert_eq!(body["details"], "GET /x");
+        assert!(body["hint"].is_string());
+        assert_eq!(body.as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn docs_list_every_code() {
+        let docs = include_str!("../../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.code(), code.status());
+            assert!(docs.contains(&row), "docs/errors.md lacks the row `{row}`");
+        }
+    }
+}
