@@ -44,6 +44,7 @@ error_codes! {
     ApiKeyMissing => (401, "api_key_missing", "No API key was sent.", "Send an API key printed by `basalt keys` in the `apikey` header or as `Authorization: Bearer <key>`."),
     ApiKeyInvalid => (401, "api_key_invalid", "The API key is not valid for this server.", "Use a key printed by `basalt keys` for this server's data directory and JWT secret."),
     Forbidden => (403, "forbidden", "This API key's role may not do this.", "Use the service_role key for admin endpoints; never ship it to browsers."),
+    CorsOriginNotAllowed => (403, "cors_origin_not_allowed", "This origin may not call the API from a browser.", "Add the origin to `cors.allowed_origins` (BASALT_CORS_ALLOWED_ORIGINS)."),
     RouteNotFound => (404, "route_not_found", "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
     MethodNotAllowed => (405, "method_not_allowed", "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
     PayloadTooLarge => (413, "payload_too_large", "The request body is larger than this server accepts.", "Send a smaller body, or raise `server.body_limit_bytes` (BASALT_SERVER_BODY_LIMIT_BYTES)."),

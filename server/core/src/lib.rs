@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod errors;
+pub mod forwarded;
 pub mod rate;

@@ -1,0 +1,66 @@
+//! The database layer: how Basalt connects (TLS, pool), migrates its own schema,
+//! and turns database failures into API errors.
+
+pub mod migrate;
+pub mod pool;
+
+use crate::http::error::HttpError;
+use basalt_core::errors::{ApiError, ErrorCode};
+
+/// A pool failure means the database is unreachable or saturated: 503, retry soon.
+pub fn unavailable(error: impl std::fmt::Display) -> HttpError {
+    HttpError::from(ApiError::new(ErrorCode::DatabaseUnavailable).with_details(error.to_string()))
+        .retry_after(1)
+}
+
+/// Maps a failed statement: the server's own error is the caller's to fix (400),
+/// a broken connection is the database being unavailable (503).
+pub fn statement_error(error: tokio_postgres::Error) -> HttpError {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut api = ApiError::new(ErrorCode::SqlError)
+                .with_message(db.message().to_owned())
+                .with_details(format!("SQLSTATE {}{}", db.code().code(), db.detail().map(|d| format!(": {d}")).unwrap_or_default()));
+            if let Some(hint) = db.hint() {
+                api = api.with_hint(hint.to_owned());
+            }
+            api.into()
+        }
+        None => unavailable(error),
+    }
+}
+
+/// Cancels the statement running on a connection if dropped while armed: when a
+/// request times out or the client goes away, its SQL stops too instead of
+/// running on unseen.
+pub struct CancelOnDrop {
+    token: Option<tokio_postgres::CancelToken>,
+    tls: pool::Tls,
+}
+
+impl CancelOnDrop {
+    pub fn new(token: tokio_postgres::CancelToken, tls: pool::Tls) -> Self {
+        CancelOnDrop {
+            token: Some(token),
+            tls,
+        }
+    }
+
+    /// The statement finished: nothing to cancel.
+    pub fn disarm(&mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                if let Err(error) = token.cancel_query(tls).await {
+                    tracing::warn!("could not cancel a statement: {error}");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The connection pool (deadpool-postgres) and TLS to external databases.
+
+use anyhow::Context;
+use basalt_core::config::DatabaseConfig;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub type Tls = MakeRustlsConnect;
+
+/// TLS that always verifies the server's certificate (like libpq's verify-full):
+/// against `database.ca_file` when set, else the bundled public roots.
+pub fn tls(config: &DatabaseConfig) -> anyhow::Result<Tls> {
+    let mut roots = rustls::RootCertStore::empty();
+    if config.ca_file.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        let pem = std::fs::read(&config.ca_file)
+            .with_context(|| format!("database.ca_file: cannot read {}", config.ca_file))?;
+        for certificate in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots
+                .add(certificate.context("database.ca_file: not a PEM certificate")?)
+                .context("database.ca_file: certificate refused")?;
+        }
+        anyhow::ensure!(!roots.is_empty(), "database.ca_file {} holds no certificate", config.ca_file);
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(client))
+}
+
+/// Parses `database.url` and applies the connect timeout.
+pub fn external_config(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Config> {
+    let mut pg: tokio_postgres::Config = config.url.expose().parse().map_err(|error| {
+        anyhow::anyhow!(
+            "invalid setting `database.url`: {error}\n  fix: use postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    })?;
+    pg.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+    if pg.get_application_name().is_none() {
+        pg.application_name("basalt");
+    }
+    Ok(pg)
+}
+
+pub fn build(pg: tokio_postgres::Config, tls: Tls, config: &DatabaseConfig) -> anyhow::Result<Pool> {
+    let recycling_method = match config.recycling.as_str() {
+        "verified" => RecyclingMethod::Verified,
+        "clean" => RecyclingMethod::Clean,
+        _ => RecyclingMethod::Fast,
+    };
+    let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method });
+    let connect = Duration::from_millis(config.connect_timeout_ms);
+    Pool::builder(manager)
+        .max_size(config.pool_size as usize)
+        .wait_timeout(Some(Duration::from_millis(config.pool_wait_timeout_ms)))
+        .create_timeout(Some(connect))
+        .recycle_timeout(Some(connect))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .context("cannot build the connection pool")
+}
+
+/// Publishes the pool's figures as gauges (called when /metrics is scraped).
+pub fn record_metrics(pool: &Pool) {
+    let status = pool.status();
+    metrics::gauge!("basalt_db_pool_max_connections").set(status.max_size as f64);
+    metrics::gauge!("basalt_db_pool_connections", "state" => "idle").set(status.available as f64);
+    metrics::gauge!("basalt_db_pool_connections", "state" => "in_use")
+        .set(status.size.saturating_sub(status.available) as f64);
+    metrics::gauge!("basalt_db_pool_waiting_requests").set(status.waiting as f64);
+}

@@ -1,0 +1,73 @@
+//! `HttpError`: the one error type handlers return. It renders the catalogue's
+//! `{"code", "message", "details", "hint"}` body with the right status and headers.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use basalt_core::errors::{ApiError, ErrorCode};
+
+#[derive(Debug)]
+pub struct HttpError {
+    pub error: ApiError,
+    retry_after: Option<u64>,
+}
+
+impl HttpError {
+    pub fn new(code: ErrorCode) -> Self {
+        ApiError::new(code).into()
+    }
+
+    /// Adds `Retry-After: <seconds>` (sent with 429 and 503).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl From<ApiError> for HttpError {
+    fn from(error: ApiError) -> Self {
+        HttpError {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<ErrorCode> for HttpError {
+    fn from(code: ErrorCode) -> Self {
+        HttpError::new(code)
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(&self.error)
+    }
+}
+
+/// Maps the framework's body and JSON extractor failures into the catalogue.
+pub fn json_error(error: actix_web::error::JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::{JsonPayloadError as J, PayloadError as P};
+    let api = match &error {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } | J::Payload(P::Overflow) => {
+            ApiError::new(ErrorCode::PayloadTooLarge)
+        }
+        J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType),
+        J::Deserialize(cause) => ApiError::new(ErrorCode::InvalidJson).with_details(cause.to_string()),
+        other => ApiError::new(ErrorCode::InvalidRequest).with_details(other.to_string()),
+    };
+    HttpError::from(api).into()
+}

@@ -1,0 +1,220 @@
+//! The lifecycle of the subcommands that need the database: open it (embedded
+//! or external), migrate, serve HTTP, and shut down gracefully.
+
+use crate::auth::keys::{self, ApiKeys};
+use crate::db::{self, migrate};
+use crate::embedded::EmbeddedPostgres;
+use crate::http::rate_limit::RateLimiter;
+use crate::secrets;
+use crate::state::{AppState, Lifecycle};
+use actix_web::http::KeepAlive;
+use actix_web::HttpServer;
+use anyhow::Context;
+use basalt_core::config::Config;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// The database Basalt works on, and the embedded cluster if it runs one.
+struct Database {
+    pg: tokio_postgres::Config,
+    tls: db::pool::Tls,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    async fn open(config: &Config) -> anyhow::Result<Database> {
+        let tls = db::pool::tls(&config.database)?;
+        if !config.database.url.is_empty() {
+            return Ok(Database {
+                pg: db::pool::external_config(&config.database)?,
+                tls,
+                embedded: None,
+            });
+        }
+        let data_dir = Path::new(&config.data_dir);
+        let secrets = secrets::load_or_create(data_dir)?;
+        let embedded = EmbeddedPostgres::start(&config.embedded, data_dir, &secrets.postgres_password).await?;
+        Ok(Database {
+            pg: embedded.connection_config(&secrets.postgres_password),
+            tls,
+            embedded: Some(embedded),
+        })
+    }
+
+    async fn close(self) {
+        if let Some(embedded) = self.embedded {
+            embedded.stop().await;
+        }
+    }
+
+    /// A dedicated connection (not from the pool), retried until `deadline`.
+    async fn connect(&self, deadline: Instant) -> anyhow::Result<tokio_postgres::Client> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.pg.connect(self.tls.clone()).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!("migration connection closed: {error}");
+                        }
+                    });
+                    return Ok(client);
+                }
+                Err(error) if Instant::now() + delay < deadline => {
+                    tracing::warn!("cannot reach the database yet ({error}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    return Err(error).context(
+                        "cannot reach the database; check DATABASE_URL and that the server is running",
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The JWT secret: configured, or generated once and kept in the data directory.
+fn jwt_secret(config: &Config) -> anyhow::Result<String> {
+    if !config.jwt.secret.is_empty() {
+        return Ok(config.jwt.secret.expose().to_owned());
+    }
+    if !config.database.url.is_empty() {
+        tracing::warn!(
+            "jwt.secret is not set: using one generated in {}; replicas sharing a database must share BASALT_JWT_SECRET",
+            secrets::path(Path::new(&config.data_dir)).display()
+        );
+    }
+    Ok(secrets::load_or_create(Path::new(&config.data_dir))?.jwt_secret)
+}
+
+pub fn print_keys(config: &Config) -> anyhow::Result<()> {
+    let keys = ApiKeys::new(&jwt_secret(config)?);
+    println!("anon: {}", keys.mint(keys::ANON));
+    println!("service_role: {}", keys.mint(keys::SERVICE_ROLE));
+    Ok(())
+}
+
+pub async fn migrate_command(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let database = Database::open(&config).await?;
+    let result = async {
+        let deadline = Instant::now() + Duration::from_millis(config.database.startup_timeout_ms);
+        let mut client = database.connect(deadline).await?;
+        if dry_run {
+            let pending = migrate::pending(&mut client).await?;
+            if pending.is_empty() {
+                println!("up to date: no pending migrations");
+            }
+            for name in pending {
+                println!("pending: {name}");
+            }
+        } else {
+            let applied = migrate::apply(&mut client).await?;
+            if applied.is_empty() {
+                println!("up to date: no pending migrations");
+            }
+            for name in applied {
+                println!("applied: {name}");
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    database.close().await;
+    result
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let keys = Arc::new(ApiKeys::new(&jwt_secret(&config)?));
+    let database = Database::open(&config).await?;
+    let result = run(config, keys, &database).await;
+    database.close().await;
+    result
+}
+
+async fn run(config: Config, keys: Arc<ApiKeys>, database: &Database) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(config.database.startup_timeout_ms);
+    let mut client = database.connect(deadline).await?;
+    for name in migrate::apply(&mut client).await? {
+        tracing::info!(migration = %name, "applied migration");
+    }
+    drop(client);
+
+    let lifecycle = Arc::new(Lifecycle::default());
+    lifecycle.set_migrated();
+    let state = AppState {
+        pool: db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?,
+        tls: database.tls.clone(),
+        keys,
+        rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
+        trusted_proxies: Arc::new(config.trusted_proxies().expect("validated at start-up")),
+        metrics: crate::telemetry::metrics_handle(),
+        lifecycle: lifecycle.clone(),
+        embedded: database.embedded.is_some(),
+        config: Arc::new(config.clone()),
+    };
+    metrics::gauge!("basalt_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    let server_config = &config.server;
+    let workers = match server_config.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n as usize,
+    };
+    let keep_alive = match server_config.keep_alive_secs {
+        0 => KeepAlive::Disabled,
+        secs => KeepAlive::Timeout(Duration::from_secs(secs)),
+    };
+    let app_state = state.clone();
+    let server = HttpServer::new(move || crate::http::app(app_state.clone()))
+        .workers(workers)
+        .max_connections(server_config.max_connections_per_worker as usize)
+        .client_request_timeout(Duration::from_millis(server_config.header_read_timeout_ms))
+        .keep_alive(keep_alive)
+        .shutdown_timeout(server_config.shutdown_timeout_ms.div_ceil(1000))
+        .disable_signals()
+        .bind(&config.http)
+        .with_context(|| format!("cannot listen on {}", config.http))?;
+    for address in server.addrs() {
+        tracing::info!(
+            "Basalt {} listening on http://{address} (API keys: `basalt keys --data-dir {}`)",
+            env!("CARGO_PKG_VERSION"),
+            config.data_dir
+        );
+    }
+    let server = server.run();
+    let handle = server.handle();
+
+    let limiter = state.rate_limiter.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limiter.sweep(Instant::now());
+        }
+    });
+    let drain = Duration::from_millis(server_config.shutdown_drain_ms);
+    let signals = tokio::spawn(async move {
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received: readiness is now false; draining for {drain:?}");
+        lifecycle.set_shutting_down();
+        tokio::time::sleep(drain).await;
+        tracing::info!("closing the listener; waiting for in-flight requests");
+        handle.stop(true).await;
+    });
+
+    let served = server.await;
+    sweeper.abort();
+    signals.abort();
+    state.pool.close();
+    served.context("the HTTP server failed")?;
+    tracing::info!("HTTP server stopped");
+    Ok(())
+}

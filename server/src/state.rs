@@ -1,0 +1,48 @@
+//! What every handler can reach: the configuration, the pool, the key verifier,
+//! the rate limiter and the server's lifecycle flags.
+
+use crate::auth::keys::ApiKeys;
+use crate::db::pool::Tls;
+use crate::http::rate_limit::RateLimiter;
+use basalt_core::config::Config;
+use deadpool_postgres::Pool;
+use ipnet::IpNet;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    /// The TLS connector, also needed to send cancel requests.
+    pub tls: Tls,
+    pub keys: Arc<ApiKeys>,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub trusted_proxies: Arc<Vec<IpNet>>,
+    pub metrics: PrometheusHandle,
+    pub lifecycle: Arc<Lifecycle>,
+    pub embedded: bool,
+}
+
+/// Start-up and shutdown as the readiness probe sees them.
+#[derive(Default)]
+pub struct Lifecycle {
+    migrated: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn set_migrated(&self) {
+        self.migrated.store(true, Ordering::SeqCst);
+    }
+    pub fn migrated(&self) -> bool {
+        self.migrated.load(Ordering::SeqCst)
+    }
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
