@@ -42,6 +42,11 @@ impl Binaries {
             .collect();
         versioned.sort_by(|a, b| b.0.cmp(&a.0));
         candidates.extend(versioned.into_iter().map(|(_, dir)| dir));
+        Self::first_in(&candidates)
+    }
+
+    /// The first directory of `candidates` that holds the server binaries.
+    fn first_in(candidates: &[PathBuf]) -> anyhow::Result<Binaries> {
         if let Some(found) = candidates.iter().find_map(|dir| Self::in_dir(dir)) {
             return Ok(found);
         }
@@ -74,4 +79,27 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_without_binaries_is_told_how_to_get_them() {
+        let empty = std::env::temp_dir();
+        let error = Binaries::first_in(&[empty.clone(), empty.join("missing")]).unwrap_err().to_string();
+        assert!(error.contains("apt-get install -y postgresql"), "{error}");
+        assert!(error.contains("DATABASE_URL"), "{error}");
+    }
+
+    #[test]
+    fn a_wrong_bin_dir_names_the_setting() {
+        let config = EmbeddedConfig {
+            bin_dir: "/nonexistent/bin".into(),
+            os_user: "postgres".into(),
+        };
+        let error = Binaries::find(&config).unwrap_err().to_string();
+        assert!(error.contains("BASALT_EMBEDDED_BIN_DIR"), "{error}");
+    }
 }

@@ -1,0 +1,106 @@
+//! Losing the database and shutting down: 503 with Retry-After while PostgreSQL
+//! is down, recovery without a restart, and graceful shutdown on SIGTERM.
+
+use basalt_tests::{Basalt, PgServer};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+async fn status_of(basalt: &Basalt, path: &str, key: &str) -> (u16, Option<String>, Value) {
+    let response = basalt.http.get(basalt.url(path)).header("apikey", key).send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn database_outage_gives_503_then_recovers_without_restart() {
+    let postgres = PgServer::start();
+    let url = postgres.fresh_database().await;
+    let basalt = Basalt::builder()
+        .database_url(&url)
+        .env("BASALT_DATABASE_CONNECT_TIMEOUT_MS", "1000")
+        .env("BASALT_DATABASE_POOL_WAIT_TIMEOUT_MS", "1000")
+        .env("BASALT_SERVER_REQUEST_TIMEOUT_MS", "20000")
+        .start()
+        .await;
+    let key = basalt.keys().service_role;
+    assert_eq!(status_of(&basalt, "/admin/v1/status", &key).await.0, 200);
+
+    postgres.stop();
+    let (status, retry, body) = status_of(&basalt, "/health/ready", &key).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "not_ready");
+    assert_eq!(retry.as_deref(), Some("1"));
+    // Requests that need the database fail fast with 503, not the 504 of a hang.
+    for _ in 0..3 {
+        let (status, retry, body) = status_of(&basalt, "/admin/v1/status", &key).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["code"], "database_unavailable");
+        assert_eq!(retry.as_deref(), Some("1"));
+    }
+    assert_eq!(status_of(&basalt, "/health/live", &key).await.0, 200, "liveness is not readiness");
+
+    postgres.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = status_of(&basalt, "/health/ready", &key).await.0;
+        let status = status_of(&basalt, "/admin/v1/status", &key).await.0;
+        if ready == 200 && status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: ready {ready}, status {status}\n{}", basalt.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let mut basalt = Basalt::builder().env("BASALT_SERVER_SHUTDOWN_DRAIN_MS", "1500").start().await;
+    let key = basalt.keys().service_role;
+    let slow = {
+        let http = basalt.http.clone();
+        let url = basalt.url("/admin/v1/sql");
+        let key = key.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .header("apikey", key)
+                .json(&serde_json::json!({"query": "select pg_sleep(3), 'finished' as outcome"}))
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    basalt.signal(Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // While draining, readiness is false so load balancers stop sending traffic.
+    let (status, _, body) = status_of(&basalt, "/health/ready", &key).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["code"], "shutting_down");
+
+    let response = slow.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["results"][0]["rows"][0][1], "finished");
+
+    // After the drain, the listener is closed: new connections are refused.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let refused = reqwest::Client::new().get(basalt.url("/health/live")).send().await;
+    assert!(refused.is_err(), "a new connection was accepted during shutdown");
+
+    let status = basalt.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", basalt.logs());
+}
+
+#[tokio::test]
+async fn sigint_also_stops_cleanly() {
+    let mut basalt = Basalt::start().await;
+    basalt.signal(Signal::SIGINT);
+    let status = basalt.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", basalt.logs());
+    assert!(basalt.logs().contains("SIGINT received"));
+}
