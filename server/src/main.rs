@@ -5,8 +5,8 @@ mod admin;
 mod auth;
 mod db;
 mod embedded;
-mod ops;
 mod http;
+mod ops;
 mod secrets;
 mod serve;
 mod settings;
@@ -18,7 +18,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "basalt", version, about = "Basalt: a self-hosted backend-as-a-service on PostgreSQL")]
+#[command(
+    name = "basalt",
+    version,
+    about = "Basalt: a self-hosted backend-as-a-service on PostgreSQL"
+)]
 struct Cli {
     /// TOML config file (also BASALT_CONFIG).
     #[arg(long, global = true, env = "BASALT_CONFIG")]
@@ -65,7 +69,11 @@ fn main() -> ExitCode {
         flags.push(("http".to_owned(), "--http".to_owned(), http.clone()));
     }
     if let Some(data_dir) = &cli.data_dir {
-        flags.push(("data_dir".to_owned(), "--data-dir".to_owned(), data_dir.clone()));
+        flags.push((
+            "data_dir".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.clone(),
+        ));
     }
     let loaded = match settings::load(cli.config.as_deref(), flags) {
         Ok(loaded) => loaded,

@@ -96,7 +96,10 @@ mod tests {
         assert_eq!(first.jwt_secret, second.jwt_secret);
         assert!(!format!("{second:?}").contains(&second.jwt_secret));
         std::fs::set_permissions(path(&dir), std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(load_or_create(&dir).unwrap_err().to_string().contains("chmod 600"));
+        assert!(load_or_create(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("chmod 600"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,7 +35,8 @@ impl Database {
         }
         let data_dir = Path::new(&config.data_dir);
         let secrets = secrets::load_or_create(data_dir)?;
-        let embedded = EmbeddedPostgres::start(&config.embedded, data_dir, &secrets.postgres_password).await?;
+        let embedded =
+            EmbeddedPostgres::start(&config.embedded, data_dir, &secrets.postgres_password).await?;
         Ok(Database {
             pg: embedded.connection_config(&secrets.postgres_password),
             tls,
@@ -63,15 +64,15 @@ impl Database {
                     return Ok(client);
                 }
                 Err(error) if Instant::now() + delay < deadline => {
-                    tracing::warn!("cannot reach the database yet ({error}); retrying in {delay:?}");
+                    tracing::warn!(
+                        "cannot reach the database yet ({error}); retrying in {delay:?}"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(error) => {
-                    return Err(error).context(
-                        "cannot reach the database; check DATABASE_URL and that the server is running",
-                    )
-                }
+                Err(error) => return Err(error).context(
+                    "cannot reach the database; check DATABASE_URL and that the server is running",
+                ),
             }
         }
     }

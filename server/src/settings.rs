@@ -4,7 +4,10 @@
 use basalt_core::config::{Config, ConfigError, Loaded, Sources};
 use std::path::Path;
 
-pub fn load(file: Option<&Path>, flags: Vec<(String, String, String)>) -> Result<Loaded, ConfigError> {
+pub fn load(
+    file: Option<&Path>,
+    flags: Vec<(String, String, String)>,
+) -> Result<Loaded, ConfigError> {
     let file = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError {

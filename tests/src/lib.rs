@@ -35,7 +35,8 @@ pub fn spawn_owned(mut command: Command) -> std::io::Result<Child> {
             for (mut command, reply) in receiver {
                 unsafe {
                     command.pre_exec(|| {
-                        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                            .map_err(std::io::Error::from)
                     });
                 }
                 let _ = reply.send(command.spawn());
@@ -51,7 +52,11 @@ pub fn spawn_owned(mut command: Command) -> std::io::Result<Child> {
 
 /// A free TCP port on 127.0.0.1 (released just before use).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The unprivileged user that runs PostgreSQL when tests run as root.
@@ -60,9 +65,9 @@ fn postgres_user() -> Option<nix::unistd::User> {
         return None;
     }
     Some(
-        nix::unistd::User::from_name("postgres")
-            .unwrap()
-            .expect("tests run as root need the `postgres` system user (apt-get install postgresql)"),
+        nix::unistd::User::from_name("postgres").unwrap().expect(
+            "tests run as root need the `postgres` system user (apt-get install postgresql)",
+        ),
     )
 }
 
@@ -97,6 +102,7 @@ pub fn pg_bin_dir() -> PathBuf {
 pub struct PgServer {
     pub port: u16,
     dir: tempfile::TempDir,
+    settings: Vec<String>,
     child: Mutex<Option<Child>>,
     databases: AtomicUsize,
 }
@@ -114,22 +120,62 @@ impl PgServer {
 
     /// A dedicated cluster: initdb, then start.
     pub fn start() -> PgServer {
-        let dir = tempfile::Builder::new().prefix("basalt-pg-").tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        PgServer::start_with(|_| Vec::new())
+    }
+
+    /// A dedicated cluster that accepts TLS with a certificate for 127.0.0.1
+    /// issued by a throwaway CA; returns the CA certificate's path too.
+    pub fn start_with_tls() -> (PgServer, PathBuf) {
+        let mut ca = PathBuf::new();
+        let server = PgServer::start_with(|dir| {
+            ca = make_certificates(dir);
+            vec![
+                "ssl=on".into(),
+                format!("ssl_cert_file={}", dir.join("server.crt").display()),
+                format!("ssl_key_file={}", dir.join("server.key").display()),
+            ]
+        });
+        (server, ca)
+    }
+
+    fn start_with(settings: impl FnOnce(&Path) -> Vec<String>) -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("basalt-pg-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         give_to_postgres_user(dir.path());
         let data = dir.path().join("data");
         let mut initdb = Command::new(pg_bin_dir().join("initdb"));
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--no-locale"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         as_postgres_user(&mut initdb);
         let output = initdb.output().expect("initdb runs");
-        assert!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let settings = settings(dir.path());
         let server = PgServer {
             port: free_port(),
+            settings,
             dir,
             child: Mutex::new(None),
             databases: AtomicUsize::new(0),
@@ -148,28 +194,55 @@ impl PgServer {
             .arg(self.port.to_string())
             .arg("-k")
             .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=400"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=400",
+            ])
             .args(["-c", "full_page_writes=off", "-c", "synchronous_commit=off"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|setting| ["-c", setting.as_str()]),
+            )
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join("postgres.log")).unwrap());
         as_postgres_user(&mut command);
         *self.child.lock().unwrap() = Some(spawn_owned(command).expect("postgres starts"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "PostgreSQL did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         // The port opens slightly before the server accepts sessions.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let output = Command::new(pg_bin_dir().join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
                 .output()
                 .unwrap();
             if output.status.success() {
                 return;
             }
-            assert!(Instant::now() < deadline, "PostgreSQL is not ready: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL is not ready: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -198,7 +271,10 @@ impl PgServer {
             self.databases.fetch_add(1, Ordering::SeqCst)
         );
         let client = self.connect("postgres").await;
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         self.url(&name)
     }
 
@@ -220,6 +296,77 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|error| panic!("connect to {url}: {error}"));
     tokio::spawn(connection);
     client
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with the
+/// `openssl` command; the server key is readable by the cluster's user only.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=basalt test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    give_to_postgres_user(&key);
+    give_to_postgres_user(&dir.join("server.crt"));
+    dir.join("ca.crt")
 }
 
 fn remove_at_exit(path: &Path) {
@@ -245,7 +392,11 @@ pub fn basalt_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("basalt");
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -302,11 +453,21 @@ impl BasaltBuilder {
     }
 
     pub async fn start(self) -> Basalt {
-        let work = tempfile::Builder::new().prefix("basalt-test-").tempdir().unwrap();
+        let work = tempfile::Builder::new()
+            .prefix("basalt-test-")
+            .tempdir()
+            .unwrap();
         // An embedded cluster's unprivileged user must be able to enter it.
-        std::fs::set_permissions(work.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(
+            work.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
         let port = free_port();
-        let data_dir = self.data_dir.clone().unwrap_or_else(|| work.path().join("data"));
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| work.path().join("data"));
         let mut env = vec![
             ("BASALT_HTTP".to_owned(), format!("127.0.0.1:{port}")),
             ("BASALT_DATA_DIR".to_owned(), data_dir.display().to_string()),
@@ -316,7 +477,10 @@ impl BasaltBuilder {
             ("BASALT_SERVER_WORKERS".to_owned(), "2".to_owned()),
         ];
         match &self.database {
-            Database::Fresh => env.push(("DATABASE_URL".into(), PgServer::shared().fresh_database().await)),
+            Database::Fresh => env.push((
+                "DATABASE_URL".into(),
+                PgServer::shared().fresh_database().await,
+            )),
             Database::Url(url) => env.push(("DATABASE_URL".into(), url.clone())),
             Database::Embedded => {}
         }
@@ -327,7 +491,10 @@ impl BasaltBuilder {
         let log_path = work.path().join("basalt.log");
         let mut command = basalt_command(&env);
         let log = std::fs::File::create(&log_path).unwrap();
-        command.arg("serve").stdout(log.try_clone().unwrap()).stderr(log);
+        command
+            .arg("serve")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         let child = spawn_owned(command).expect("basalt starts");
         let mut basalt = Basalt {
             child,
@@ -401,14 +568,21 @@ impl Basalt {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("basalt exited ({status}) before it was ready:\n{}", self.logs());
+                panic!(
+                    "basalt exited ({status}) before it was ready:\n{}",
+                    self.logs()
+                );
             }
             if let Ok(response) = self.http.get(self.url("/health/ready")).send().await {
                 if response.status() == 200 {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "basalt was not ready in time:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "basalt was not ready in time:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -420,7 +594,11 @@ impl Basalt {
 
     pub fn keys(&self) -> Keys {
         let output = self.run(&["keys"]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         parse_keys(&String::from_utf8_lossy(&output.stdout))
     }
 
@@ -435,7 +613,11 @@ impl Basalt {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "basalt did not exit in time:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "basalt did not exit in time:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

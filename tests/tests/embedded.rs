@@ -11,14 +11,21 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn data_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("basalt-embedded-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("basalt-embedded-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     dir
 }
 
 async fn embedded(dir: &Path) -> Basalt {
     // No JWT secret configured: Basalt generates and keeps one.
-    Basalt::builder().embedded(dir).env("BASALT_JWT_SECRET", "").start().await
+    Basalt::builder()
+        .embedded(dir)
+        .env("BASALT_JWT_SECRET", "")
+        .start()
+        .await
 }
 
 fn postmaster_pid(dir: &Path) -> Option<i32> {
@@ -55,7 +62,10 @@ async fn the_embedded_cluster_keeps_data_and_keys_across_restarts() {
     assert!(dir.path().join("run/.s.PGSQL.5432").exists());
 
     let secrets = dir.path().join("secrets.toml");
-    assert_eq!(std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&secrets).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let secret_text = std::fs::read_to_string(&secrets).unwrap();
     let jwt_secret = secret_text
         .lines()
@@ -63,18 +73,37 @@ async fn the_embedded_cluster_keeps_data_and_keys_across_restarts() {
         .unwrap()
         .trim_matches('"')
         .to_owned();
-    assert!(!first.logs().contains(&jwt_secret), "the generated secret was logged");
+    assert!(
+        !first.logs().contains(&jwt_secret),
+        "the generated secret was logged"
+    );
 
-    sql(&first, "create table notes (body text); insert into notes values ('kept')").await;
+    sql(
+        &first,
+        "create table notes (body text); insert into notes values ('kept')",
+    )
+    .await;
 
     first.signal(Signal::SIGTERM);
-    assert_eq!(first.wait_exit(Duration::from_secs(60)).await.code(), Some(0), "{}", first.logs());
-    assert!(postmaster_pid(dir.path()).is_none(), "PostgreSQL was not stopped cleanly");
+    assert_eq!(
+        first.wait_exit(Duration::from_secs(60)).await.code(),
+        Some(0),
+        "{}",
+        first.logs()
+    );
+    assert!(
+        postmaster_pid(dir.path()).is_none(),
+        "PostgreSQL was not stopped cleanly"
+    );
     assert!(first.logs().contains("embedded PostgreSQL stopped"));
     drop(first);
 
     let second = embedded(dir.path()).await;
-    assert_eq!(second.keys().service_role, keys.service_role, "the generated JWT secret is kept");
+    assert_eq!(
+        second.keys().service_role,
+        keys.service_role,
+        "the generated JWT secret is kept"
+    );
     let rows = sql(&second, "select body from notes").await;
     assert_eq!(rows["results"][0]["rows"], serde_json::json!([["kept"]]));
 
@@ -85,7 +114,10 @@ async fn the_embedded_cluster_keeps_data_and_keys_across_restarts() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    assert_eq!(parse_keys(&String::from_utf8_lossy(&output.stdout)).anon, keys.anon);
+    assert_eq!(
+        parse_keys(&String::from_utf8_lossy(&output.stdout)).anon,
+        keys.anon
+    );
 }
 
 #[tokio::test]
@@ -110,11 +142,22 @@ async fn a_dead_cluster_is_restarted_and_service_resumes() {
         if status == 200 && after.is_some_and(|pid| pid != before) {
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery (status {status}):\n{}", basalt.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no recovery (status {status}):\n{}",
+            basalt.logs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(basalt.logs().contains("embedded PostgreSQL exited unexpectedly"));
-    let ready = basalt.http.get(basalt.url("/health/ready")).send().await.unwrap();
+    assert!(basalt
+        .logs()
+        .contains("embedded PostgreSQL exited unexpectedly"));
+    let ready = basalt
+        .http
+        .get(basalt.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
@@ -128,12 +171,24 @@ async fn killing_basalt_does_not_leave_the_cluster_running() {
     // The cluster was told to stop when its parent died.
     let deadline = Instant::now() + Duration::from_secs(30);
     while signal::kill(Pid::from_raw(postmaster), None).is_ok() {
-        assert!(Instant::now() < deadline, "the orphaned PostgreSQL kept running");
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned PostgreSQL kept running"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And the next start on the same directory works.
     let again = embedded(dir.path()).await;
-    assert_eq!(again.http.get(again.url("/health/ready")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        again
+            .http
+            .get(again.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -141,11 +196,20 @@ async fn start_up_problems_are_explained() {
     let dir = data_dir();
     let run = |extra: &[(&str, &str)]| {
         let mut env = vec![
-            ("BASALT_DATA_DIR".to_owned(), dir.path().display().to_string()),
-            ("BASALT_HTTP".to_owned(), format!("127.0.0.1:{}", basalt_tests::free_port())),
+            (
+                "BASALT_DATA_DIR".to_owned(),
+                dir.path().display().to_string(),
+            ),
+            (
+                "BASALT_HTTP".to_owned(),
+                format!("127.0.0.1:{}", basalt_tests::free_port()),
+            ),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        basalt_tests::basalt_command(&env).arg("serve").output().unwrap()
+        basalt_tests::basalt_command(&env)
+            .arg("serve")
+            .output()
+            .unwrap()
     };
     let output = run(&[("BASALT_EMBEDDED_BIN_DIR", "/nonexistent/bin")]);
     assert_eq!(output.status.code(), Some(1));
@@ -156,7 +220,10 @@ async fn start_up_problems_are_explained() {
         let output = run(&[("BASALT_EMBEDDED_OS_USER", "no-such-user-basalt")]);
         assert_eq!(output.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("refuses to run as root") && stderr.contains("useradd"), "{stderr}");
+        assert!(
+            stderr.contains("refuses to run as root") && stderr.contains("useradd"),
+            "{stderr}"
+        );
     } else {
         println!("not root: the run-as-root case does not apply here");
     }

@@ -13,21 +13,37 @@ async fn json(response: reqwest::Response) -> Value {
 
 fn assert_error_shape(body: &Value, code: &str) {
     assert_eq!(body["code"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(body.get("details").is_some() && body.get("hint").is_some(), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body.get("details").is_some() && body.get("hint").is_some(),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
     let basalt = Basalt::start().await;
-    let response = basalt.http.get(basalt.url("/rest/v1/nothing")).send().await.unwrap();
+    let response = basalt
+        .http
+        .get(basalt.url("/rest/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = json(response).await;
     assert_error_shape(&body, "route_not_found");
     assert_eq!(body["details"], "GET /rest/v1/nothing");
 
-    let response = basalt.http.delete(basalt.url("/health/live")).send().await.unwrap();
+    let response = basalt
+        .http
+        .delete(basalt.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
@@ -36,7 +52,10 @@ async fn unknown_routes_and_methods_get_json_errors() {
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
-    let basalt = Basalt::builder().env("BASALT_SERVER_BODY_LIMIT_BYTES", "2048").start().await;
+    let basalt = Basalt::builder()
+        .env("BASALT_SERVER_BODY_LIMIT_BYTES", "2048")
+        .start()
+        .await;
     let key = basalt.keys().service_role;
     let big_query = format!("select '{}'", "x".repeat(4096));
 
@@ -56,7 +75,9 @@ async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
 
     // Chunked, with no Content-Length: counted while it streams.
     let mut stream = TcpStream::connect(("127.0.0.1", basalt.port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         stream,
         "POST /admin/v1/sql HTTP/1.1\r\nHost: x\r\napikey: {key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -71,18 +92,25 @@ async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("\"code\":\"payload_too_large\""), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"payload_too_large\""),
+        "{answer}"
+    );
 
     // Under the limit the same endpoint works.
     let response = basalt.admin_sql("select 1").await;
     assert_eq!(response.status(), 200);
 }
 
-
 #[tokio::test]
 async fn slow_requests_get_504_and_their_sql_is_cancelled() {
-    let basalt = Basalt::builder().env("BASALT_SERVER_REQUEST_TIMEOUT_MS", "1000").start().await;
-    let response = basalt.admin_sql("select pg_sleep(30) -- basalt-timeout-probe").await;
+    let basalt = Basalt::builder()
+        .env("BASALT_SERVER_REQUEST_TIMEOUT_MS", "1000")
+        .start()
+        .await;
+    let response = basalt
+        .admin_sql("select pg_sleep(30) -- basalt-timeout-probe")
+        .await;
     assert_eq!(response.status(), 504);
     let body = json(response).await;
     assert_error_shape(&body, "request_timeout");
@@ -110,18 +138,36 @@ async fn slow_requests_get_504_and_their_sql_is_cancelled() {
 
 #[tokio::test]
 async fn clients_that_do_not_finish_their_headers_are_dropped() {
-    let basalt = Basalt::builder().env("BASALT_SERVER_HEADER_READ_TIMEOUT_MS", "500").start().await;
+    let basalt = Basalt::builder()
+        .env("BASALT_SERVER_HEADER_READ_TIMEOUT_MS", "500")
+        .start()
+        .await;
     let mut stream = TcpStream::connect(("127.0.0.1", basalt.port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     // Never send the blank line that ends the head: the server must give up.
     let mut answer = Vec::new();
     let read = stream.read_to_end(&mut answer);
-    assert!(read.is_ok(), "the server kept the connection open: {read:?}");
+    assert!(
+        read.is_ok(),
+        "the server kept the connection open: {read:?}"
+    );
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     // A client that sends its head in time is served on the same server.
-    let response = basalt.http.get(basalt.url("/health/live")).send().await.unwrap();
+    let response = basalt
+        .http
+        .get(basalt.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }
 
@@ -142,15 +188,30 @@ async fn cors_preflight_allows_listed_origins_only() {
     };
     let allowed = preflight("https://app.example.com").await.unwrap();
     assert_eq!(allowed.status(), 200);
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
-    let methods = allowed.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
-    assert!(methods.contains("POST") && methods.contains("PATCH"), "{methods}");
-    assert!(allowed.headers()["access-control-allow-headers"].to_str().unwrap().contains("apikey"));
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        methods.contains("POST") && methods.contains("PATCH"),
+        "{methods}"
+    );
+    assert!(allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("apikey"));
     assert_eq!(allowed.headers()["access-control-max-age"], "3600");
 
     let refused = preflight("https://evil.example.com").await.unwrap();
     assert_eq!(refused.status(), 403);
-    assert!(refused.headers().get("access-control-allow-origin").is_none());
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
     assert_error_shape(&json(refused).await, "cors_origin_not_allowed");
 
     // A simple request from an allowed origin can read the exposed headers.
@@ -161,8 +222,14 @@ async fn cors_preflight_allows_listed_origins_only() {
         .send()
         .await
         .unwrap();
-    assert_eq!(simple.headers()["access-control-allow-origin"], "https://app.example.com");
-    assert!(simple.headers()["access-control-expose-headers"].to_str().unwrap().contains("x-request-id"));
+    assert_eq!(
+        simple.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(simple.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
 }
 
 #[tokio::test]
@@ -178,7 +245,10 @@ async fn wildcard_cors_is_the_default() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    assert!(response.headers().get("access-control-allow-credentials").is_none());
+    assert!(response
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
 }
 
 #[tokio::test]
@@ -186,9 +256,19 @@ async fn responses_are_compressed_by_accept_encoding() {
     let basalt = Basalt::start().await;
     // Fill the metrics page so it is worth compressing.
     for _ in 0..3 {
-        basalt.http.get(basalt.url("/health/live")).send().await.unwrap();
+        basalt
+            .http
+            .get(basalt.url("/health/live"))
+            .send()
+            .await
+            .unwrap();
     }
-    let plain = basalt.http.get(basalt.url("/metrics")).send().await.unwrap();
+    let plain = basalt
+        .http
+        .get(basalt.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
     let plain = plain.text().await.unwrap();
     assert!(plain.contains("basalt_http_requests_total"));
@@ -206,27 +286,51 @@ async fn responses_are_compressed_by_accept_encoding() {
         let mut text = String::new();
         match encoding {
             "gzip" => {
-                flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text).unwrap();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_string(&mut text)
+                    .unwrap();
             }
             _ => {
-                brotli::Decompressor::new(&bytes[..], 4096).read_to_string(&mut text).unwrap();
+                brotli::Decompressor::new(&bytes[..], 4096)
+                    .read_to_string(&mut text)
+                    .unwrap();
             }
         }
-        assert!(text.contains("# TYPE basalt_http_requests_total counter"), "{encoding}: {text}");
-        assert!(bytes.len() < text.len(), "{encoding} did not shrink the body");
+        assert!(
+            text.contains("# TYPE basalt_http_requests_total counter"),
+            "{encoding}: {text}"
+        );
+        assert!(
+            bytes.len() < text.len(),
+            "{encoding} did not shrink the body"
+        );
     }
 }
 
 #[tokio::test]
 async fn security_headers_and_hsts_only_over_tls_from_a_trusted_proxy() {
-    let basalt = Basalt::builder().env("BASALT_SERVER_TRUSTED_PROXIES", "127.0.0.1").start().await;
-    let plain = basalt.http.get(basalt.url("/health/live")).send().await.unwrap();
+    let basalt = Basalt::builder()
+        .env("BASALT_SERVER_TRUSTED_PROXIES", "127.0.0.1")
+        .start()
+        .await;
+    let plain = basalt
+        .http
+        .get(basalt.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
     let headers = plain.headers();
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["x-frame-options"], "DENY");
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
     assert_eq!(headers["referrer-policy"], "no-referrer");
-    assert!(headers.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    assert!(
+        headers.get("strict-transport-security").is_none(),
+        "no HSTS over plain HTTP"
+    );
 
     let tls = basalt
         .http
@@ -235,7 +339,10 @@ async fn security_headers_and_hsts_only_over_tls_from_a_trusted_proxy() {
         .send()
         .await
         .unwrap();
-    assert_eq!(tls.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(
+        tls.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
 
     // The same header from a peer that is not a trusted proxy proves nothing.
     let untrusted = Basalt::start().await;
@@ -246,7 +353,10 @@ async fn security_headers_and_hsts_only_over_tls_from_a_trusted_proxy() {
         .send()
         .await
         .unwrap();
-    assert!(response.headers().get("strict-transport-security").is_none());
+    assert!(response
+        .headers()
+        .get("strict-transport-security")
+        .is_none());
 }
 
 #[tokio::test]
@@ -256,13 +366,21 @@ async fn request_ids_are_returned_and_logged_with_the_trace() {
         .http
         .get(basalt.url("/health/live"))
         .header("x-request-id", "client-chosen-id-42")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(given.headers()["x-request-id"], "client-chosen-id-42");
 
-    let made = basalt.http.get(basalt.url("/nowhere")).send().await.unwrap();
+    let made = basalt
+        .http
+        .get(basalt.url("/nowhere"))
+        .send()
+        .await
+        .unwrap();
     let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made_id.len(), 36, "a UUID: {made_id}");
 
@@ -274,26 +392,57 @@ async fn request_ids_are_returned_and_logged_with_the_trace() {
         .send()
         .await
         .unwrap();
-    assert_ne!(hostile.headers()["x-request-id"], "abc\"} {\"level\":\"ERROR");
+    assert_ne!(
+        hostile.headers()["x-request-id"],
+        "abc\"} {\"level\":\"ERROR"
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logs = basalt.logs();
     let line = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|entry| entry["request_id"] == "client-chosen-id-42" || entry["span"]["request_id"] == "client-chosen-id-42")
+        .find(|entry| {
+            entry["request_id"] == "client-chosen-id-42"
+                || entry["span"]["request_id"] == "client-chosen-id-42"
+        })
         .unwrap_or_else(|| panic!("no log line for the request:\n{logs}"));
-    let span = if line.get("span").is_some() { &line["span"] } else { &line };
-    assert_eq!(span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736", "{line}");
+    let span = if line.get("span").is_some() {
+        &line["span"]
+    } else {
+        &line
+    };
+    assert_eq!(
+        span["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{line}"
+    );
     assert_eq!(line["status"], 200, "{line}");
 }
 
 #[tokio::test]
 async fn metrics_report_requests_pool_and_memory() {
     let basalt = Basalt::start().await;
-    basalt.http.get(basalt.url("/health/live")).send().await.unwrap();
-    basalt.http.get(basalt.url("/nowhere/at/all")).send().await.unwrap();
-    let text = basalt.http.get(basalt.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    basalt
+        .http
+        .get(basalt.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    basalt
+        .http
+        .get(basalt.url("/nowhere/at/all"))
+        .send()
+        .await
+        .unwrap();
+    let text = basalt
+        .http
+        .get(basalt.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for expected in [
         r#"basalt_http_requests_total{method="GET",route="/health/live",status="200"} 1"#,
         r#"basalt_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
@@ -320,20 +469,54 @@ async fn admin_api_admits_only_the_service_role_key() {
     let keys = basalt.keys();
     let foreign = {
         let other = Basalt::builder()
-            .env("BASALT_JWT_SECRET", "a-different-secret-a-different-secret-0000")
+            .env(
+                "BASALT_JWT_SECRET",
+                "a-different-secret-a-different-secret-0000",
+            )
             .no_wait()
             .start()
             .await;
         other.keys().service_role
     };
-    let cases: Vec<(&str, Option<(&str, String)>, u16, &str)> = vec![
+    type Case<'a> = (&'a str, Option<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("no key", None, 401, "api_key_missing"),
-        ("garbage", Some(("apikey", "not-a-jwt".to_owned())), 401, "api_key_invalid"),
-        ("other server's key", Some(("apikey", foreign)), 401, "api_key_invalid"),
-        ("anon key", Some(("apikey", keys.anon.clone())), 403, "forbidden"),
-        ("anon bearer", Some(("authorization", format!("Bearer {}", keys.anon))), 403, "forbidden"),
-        ("service key", Some(("apikey", keys.service_role.clone())), 200, ""),
-        ("service bearer", Some(("authorization", format!("Bearer {}", keys.service_role))), 200, ""),
+        (
+            "garbage",
+            Some(("apikey", "not-a-jwt".to_owned())),
+            401,
+            "api_key_invalid",
+        ),
+        (
+            "other server's key",
+            Some(("apikey", foreign)),
+            401,
+            "api_key_invalid",
+        ),
+        (
+            "anon key",
+            Some(("apikey", keys.anon.clone())),
+            403,
+            "forbidden",
+        ),
+        (
+            "anon bearer",
+            Some(("authorization", format!("Bearer {}", keys.anon))),
+            403,
+            "forbidden",
+        ),
+        (
+            "service key",
+            Some(("apikey", keys.service_role.clone())),
+            200,
+            "",
+        ),
+        (
+            "service bearer",
+            Some(("authorization", format!("Bearer {}", keys.service_role))),
+            200,
+            "",
+        ),
     ];
     for (name, header, status, code) in cases {
         let mut request = basalt.http.get(basalt.url("/admin/v1/status"));
@@ -364,13 +547,19 @@ async fn admin_sql_returns_rows_as_text_and_errors_as_sql_error() {
     assert_eq!(results.len(), 3);
     assert_eq!(results[1]["row_count"], 2);
     assert_eq!(results[2]["columns"], serde_json::json!(["id", "note"]));
-    assert_eq!(results[2]["rows"], serde_json::json!([["1", "it's"], ["2", null]]));
+    assert_eq!(
+        results[2]["rows"],
+        serde_json::json!([["1", "it's"], ["2", null]])
+    );
 
     let response = basalt.admin_sql("select * from no_such_table").await;
     assert_eq!(response.status(), 400);
     let body = json(response).await;
     assert_error_shape(&body, "sql_error");
-    assert!(body["details"].as_str().unwrap().contains("42P01"), "{body}");
+    assert!(
+        body["details"].as_str().unwrap().contains("42P01"),
+        "{body}"
+    );
 
     // Session state set by one call never leaks into another (fresh connection).
     basalt.admin_sql("set search_path to pg_catalog").await;

@@ -7,7 +7,13 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 async fn status_of(basalt: &Basalt, path: &str, key: &str) -> (u16, Option<String>, Value) {
-    let response = basalt.http.get(basalt.url(path)).header("apikey", key).send().await.unwrap();
+    let response = basalt
+        .http
+        .get(basalt.url(path))
+        .header("apikey", key)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let retry = response
         .headers()
@@ -42,7 +48,11 @@ async fn database_outage_gives_503_then_recovers_without_restart() {
         assert_eq!(body["code"], "database_unavailable");
         assert_eq!(retry.as_deref(), Some("1"));
     }
-    assert_eq!(status_of(&basalt, "/health/live", &key).await.0, 200, "liveness is not readiness");
+    assert_eq!(
+        status_of(&basalt, "/health/live", &key).await.0,
+        200,
+        "liveness is not readiness"
+    );
 
     postgres.resume();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -52,14 +62,21 @@ async fn database_outage_gives_503_then_recovers_without_restart() {
         if ready == 200 && status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "no recovery: ready {ready}, status {status}\n{}", basalt.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: ready {ready}, status {status}\n{}",
+            basalt.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
-    let mut basalt = Basalt::builder().env("BASALT_SERVER_SHUTDOWN_DRAIN_MS", "1500").start().await;
+    let mut basalt = Basalt::builder()
+        .env("BASALT_SERVER_SHUTDOWN_DRAIN_MS", "1500")
+        .start()
+        .await;
     let key = basalt.keys().service_role;
     let slow = {
         let http = basalt.http.clone();
@@ -82,15 +99,24 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     assert_eq!(status, 503);
     assert_eq!(body["code"], "shutting_down");
 
-    let response = slow.await.unwrap().expect("the in-flight request is answered");
+    let response = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["results"][0]["rows"][0][1], "finished");
 
     // After the drain, the listener is closed: new connections are refused.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let refused = reqwest::Client::new().get(basalt.url("/health/live")).send().await;
-    assert!(refused.is_err(), "a new connection was accepted during shutdown");
+    let refused = reqwest::Client::new()
+        .get(basalt.url("/health/live"))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted during shutdown"
+    );
 
     let status = basalt.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{}", basalt.logs());
@@ -103,4 +129,44 @@ async fn sigint_also_stops_cleanly() {
     let status = basalt.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{}", basalt.logs());
     assert!(basalt.logs().contains("SIGINT received"));
+}
+
+#[tokio::test]
+async fn external_databases_over_tls_are_verified_against_the_configured_ca() {
+    let (postgres, ca) = PgServer::start_with_tls();
+    let url = postgres.fresh_database().await;
+    let url = format!("{url}?sslmode=require");
+
+    let basalt = Basalt::builder()
+        .database_url(&url)
+        .env("BASALT_DATABASE_CA_FILE", ca.display().to_string())
+        .start()
+        .await;
+    let result = basalt
+        .admin_sql("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        .await;
+    let body: Value = result.json().await.unwrap();
+    assert_eq!(
+        body["results"][0]["rows"][0][0], "t",
+        "the connection is encrypted: {body}"
+    );
+
+    // Without the CA, the server's certificate is not trusted: no silent downgrade.
+    let output = basalt_tests::basalt_command(&[
+        ("DATABASE_URL".to_owned(), url.clone()),
+        (
+            "BASALT_DATABASE_STARTUP_TIMEOUT_MS".to_owned(),
+            "0".to_owned(),
+        ),
+    ])
+    .arg("migrate")
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot reach the database"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("certificate") || stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
 }

@@ -56,7 +56,11 @@ async fn concurrent_migrators_apply_each_migration_exactly_once() {
     let mut applied_by = 0;
     for child in spawned {
         let output = child.wait_with_output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         if String::from_utf8_lossy(&output.stdout).contains("applied: V1__basalt_schema") {
             applied_by += 1;
         }
@@ -64,12 +68,19 @@ async fn concurrent_migrators_apply_each_migration_exactly_once() {
     assert_eq!(applied_by, 1, "exactly one starter applies the migration");
     let client = connect(&url).await;
     let history: i64 = client
-        .query_one("select count(*) from basalt.schema_migrations where version = 1", &[])
+        .query_one(
+            "select count(*) from basalt.schema_migrations where version = 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(history, 1);
-    let instances: i64 = client.query_one("select count(*) from basalt.instance", &[]).await.unwrap().get(0);
+    let instances: i64 = client
+        .query_one("select count(*) from basalt.instance", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(instances, 1, "the migration's insert ran once");
 }
 
@@ -103,7 +114,10 @@ async fn basalt_keeps_out_of_the_public_schema() {
         .get(0);
     assert_eq!(public, 0, "Basalt created objects in public");
     let ours: Vec<String> = client
-        .query("select tablename::text from pg_tables where schemaname = 'basalt' order by 1", &[])
+        .query(
+            "select tablename::text from pg_tables where schemaname = 'basalt' order by 1",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -114,16 +128,36 @@ async fn basalt_keeps_out_of_the_public_schema() {
 
 #[tokio::test]
 async fn migrate_works_on_the_embedded_cluster_too() {
-    let dir = tempfile::Builder::new().prefix("basalt-migrate-").tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    let env = [("BASALT_DATA_DIR".to_owned(), dir.path().display().to_string())];
+    let dir = tempfile::Builder::new()
+        .prefix("basalt-migrate-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let env = [(
+        "BASALT_DATA_DIR".to_owned(),
+        dir.path().display().to_string(),
+    )];
     let run = |args: &[&str]| {
         let output = basalt_command(&env).args(args).output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     };
     assert_eq!(run(&["migrate", "--dry-run"]), "pending: V1__basalt_schema");
     assert_eq!(run(&["migrate"]), "applied: V1__basalt_schema");
-    assert_eq!(run(&["migrate", "--dry-run"]), "up to date: no pending migrations");
-    assert!(!dir.path().join("postgres/postmaster.pid").exists(), "the cluster was left running");
+    assert_eq!(
+        run(&["migrate", "--dry-run"]),
+        "up to date: no pending migrations"
+    );
+    assert!(
+        !dir.path().join("postgres/postmaster.pid").exists(),
+        "the cluster was left running"
+    );
 }

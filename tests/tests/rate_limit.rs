@@ -24,13 +24,23 @@ async fn the_bucket_empties_into_429_with_retry_after() {
         let response = get(&basalt, "/nowhere", &[]).await;
         assert_eq!(response.status(), 404);
         assert_eq!(response.headers()["ratelimit-limit"], "3");
-        assert_eq!(response.headers()["ratelimit-remaining"], expected_remaining);
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            expected_remaining
+        );
         assert_eq!(response.headers()["ratelimit-policy"], "3;w=60");
     }
     let refused = get(&basalt, "/nowhere", &[]).await;
     assert_eq!(refused.status(), 429);
-    let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!((1..=20).contains(&retry_after), "one token refills in 20 s: {retry_after}");
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=20).contains(&retry_after),
+        "one token refills in 20 s: {retry_after}"
+    );
     assert_eq!(refused.headers()["ratelimit-remaining"], "0");
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
@@ -52,7 +62,11 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_reset_the_bucke
     }
     for spoof in ["203.0.113.1", "203.0.113.2", "198.51.100.7, 203.0.113.3"] {
         let response = get(&basalt, "/nowhere", &[("x-forwarded-for", spoof)]).await;
-        assert_eq!(response.status(), 429, "X-Forwarded-For {spoof} from an untrusted peer");
+        assert_eq!(
+            response.status(),
+            429,
+            "X-Forwarded-For {spoof} from an untrusted peer"
+        );
     }
 }
 
@@ -73,7 +87,10 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
     assert_eq!(get(&basalt, "/nowhere", &bob).await.status(), 404);
     // A client cannot escape by prepending a fake hop: the proxy's own entry is the right-most.
     let alice_spoofing = [("x-forwarded-for", "198.51.100.9, 203.0.113.1")];
-    assert_eq!(get(&basalt, "/nowhere", &alice_spoofing).await.status(), 429);
+    assert_eq!(
+        get(&basalt, "/nowhere", &alice_spoofing).await.status(),
+        429
+    );
 }
 
 #[tokio::test]
@@ -87,11 +104,28 @@ async fn per_key_buckets_limit_a_key_across_addresses() {
         .await;
     let keys = basalt.keys();
     for ip in ["203.0.113.1", "203.0.113.2"] {
-        let response = get(&basalt, "/admin/v1/status", &[("apikey", &keys.service_role), ("x-forwarded-for", ip)]).await;
+        let response = get(
+            &basalt,
+            "/admin/v1/status",
+            &[("apikey", &keys.service_role), ("x-forwarded-for", ip)],
+        )
+        .await;
         assert_eq!(response.status(), 200);
     }
-    let response = get(&basalt, "/admin/v1/status", &[("apikey", &keys.service_role), ("x-forwarded-for", "203.0.113.3")]).await;
-    assert_eq!(response.status(), 429, "the key's bucket is empty whatever the address");
+    let response = get(
+        &basalt,
+        "/admin/v1/status",
+        &[
+            ("apikey", &keys.service_role),
+            ("x-forwarded-for", "203.0.113.3"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        response.status(),
+        429,
+        "the key's bucket is empty whatever the address"
+    );
     let other_key = get(&basalt, "/admin/v1/status", &[("apikey", &keys.anon)]).await;
     assert_eq!(other_key.status(), 403, "another key has its own bucket");
 }

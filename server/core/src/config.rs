@@ -85,7 +85,7 @@ pub struct EmbeddedConfig {
     pub os_user: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// HS256 secret of at least 32 bytes; empty generates one in the data directory.
@@ -198,14 +198,6 @@ impl Default for DatabaseConfig {
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         Config::default().embedded
-    }
-}
-
-impl Default for JwtConfig {
-    fn default() -> Self {
-        JwtConfig {
-            secret: Secret::default(),
-        }
     }
 }
 
@@ -347,18 +339,19 @@ impl Config {
 
         if let Some((path, text)) = &sources.file {
             let origin = format!("config file {path}");
-            let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError {
-                setting: "config file".into(),
-                origin: origin.clone(),
-                problem: format!("it is not valid TOML: {}", error.message()),
-                fix: format!(
-                    "correct the TOML syntax{}",
-                    error
-                        .span()
-                        .map(|span| format!(" near line {}", line_of(text, span.start)))
-                        .unwrap_or_default()
-                ),
-            })?;
+            let table: toml::Table =
+                text.parse().map_err(|error: toml::de::Error| ConfigError {
+                    setting: "config file".into(),
+                    origin: origin.clone(),
+                    problem: format!("it is not valid TOML: {}", error.message()),
+                    fix: format!(
+                        "correct the TOML syntax{}",
+                        error
+                            .span()
+                            .map(|span| format!(" near line {}", line_of(text, span.start)))
+                            .unwrap_or_default()
+                    ),
+                })?;
             for (key, value) in leaves(&table) {
                 let Some(default) = known.get(&key) else {
                     return Err(unknown_setting(&key, &origin, &known));
@@ -385,9 +378,7 @@ impl Config {
         }
         let recognised: Vec<String> = known.keys().map(|key| env_name(key)).collect();
         for name in sources.env.keys() {
-            if name.starts_with("BASALT_")
-                && name != "BASALT_CONFIG"
-                && !recognised.contains(name)
+            if name.starts_with("BASALT_") && name != "BASALT_CONFIG" && !recognised.contains(name)
             {
                 warnings.push(format!(
                     "environment variable {name} is not a Basalt setting and was ignored{}",
@@ -465,21 +456,45 @@ impl Config {
             ));
         }
         let url = self.database.url.expose();
-        if !url.is_empty()
-            && !(url.starts_with("postgres://")
-                || url.starts_with("postgresql://")
-                || url.contains('='))
-        {
+        let url_shaped = url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains('=');
+        if !url_shaped {
             return Err(fail(
                 "database.url",
                 "it is neither a postgres:// URL nor a key=value connection string".into(),
                 "use postgres://USER:PASSWORD@HOST:PORT/DATABASE, or leave it empty for the embedded PostgreSQL",
             ));
         }
-        range(&fail, "database.pool_size", self.database.pool_size.into(), 1, 1000)?;
-        range(&fail, "database.pool_wait_timeout_ms", self.database.pool_wait_timeout_ms, 1, 600_000)?;
-        range(&fail, "database.connect_timeout_ms", self.database.connect_timeout_ms, 100, 600_000)?;
-        range(&fail, "database.startup_timeout_ms", self.database.startup_timeout_ms, 0, 3_600_000)?;
+        range(
+            &fail,
+            "database.pool_size",
+            self.database.pool_size.into(),
+            1,
+            1000,
+        )?;
+        range(
+            &fail,
+            "database.pool_wait_timeout_ms",
+            self.database.pool_wait_timeout_ms,
+            1,
+            600_000,
+        )?;
+        range(
+            &fail,
+            "database.connect_timeout_ms",
+            self.database.connect_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            &fail,
+            "database.startup_timeout_ms",
+            self.database.startup_timeout_ms,
+            0,
+            3_600_000,
+        )?;
         if !["fast", "verified", "clean"].contains(&self.database.recycling.as_str()) {
             return Err(fail(
                 "database.recycling",
@@ -503,14 +518,56 @@ impl Config {
             ));
         }
         let server = &self.server;
-        range(&fail, "server.body_limit_bytes", server.body_limit_bytes, 1024, 1 << 40)?;
-        range(&fail, "server.request_timeout_ms", server.request_timeout_ms, 100, 86_400_000)?;
-        range(&fail, "server.header_read_timeout_ms", server.header_read_timeout_ms, 100, 600_000)?;
-        range(&fail, "server.keep_alive_secs", server.keep_alive_secs, 0, 3600)?;
-        range(&fail, "server.max_connections_per_worker", server.max_connections_per_worker, 1, 1_000_000)?;
+        range(
+            &fail,
+            "server.body_limit_bytes",
+            server.body_limit_bytes,
+            1024,
+            1 << 40,
+        )?;
+        range(
+            &fail,
+            "server.request_timeout_ms",
+            server.request_timeout_ms,
+            100,
+            86_400_000,
+        )?;
+        range(
+            &fail,
+            "server.header_read_timeout_ms",
+            server.header_read_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            &fail,
+            "server.keep_alive_secs",
+            server.keep_alive_secs,
+            0,
+            3600,
+        )?;
+        range(
+            &fail,
+            "server.max_connections_per_worker",
+            server.max_connections_per_worker,
+            1,
+            1_000_000,
+        )?;
         range(&fail, "server.workers", server.workers, 0, 1024)?;
-        range(&fail, "server.shutdown_timeout_ms", server.shutdown_timeout_ms, 0, 3_600_000)?;
-        range(&fail, "server.shutdown_drain_ms", server.shutdown_drain_ms, 0, 3_600_000)?;
+        range(
+            &fail,
+            "server.shutdown_timeout_ms",
+            server.shutdown_timeout_ms,
+            0,
+            3_600_000,
+        )?;
+        range(
+            &fail,
+            "server.shutdown_drain_ms",
+            server.shutdown_drain_ms,
+            0,
+            3_600_000,
+        )?;
         if let Err(entry) = self.trusted_proxies() {
             return Err(fail(
                 "server.trusted_proxies",
@@ -530,7 +587,10 @@ impl Config {
         if !["DENY", "SAMEORIGIN"].contains(&self.security.frame_options.as_str()) {
             return Err(fail(
                 "security.frame_options",
-                format!("`{}` is not DENY or SAMEORIGIN", self.security.frame_options),
+                format!(
+                    "`{}` is not DENY or SAMEORIGIN",
+                    self.security.frame_options
+                ),
                 "use DENY (no framing) or SAMEORIGIN",
             ));
         }
@@ -568,9 +628,8 @@ impl Config {
         let mut value = toml::Value::try_from(self).expect("config serializes");
         for path in SECRET_SETTINGS {
             let (section, key) = path.split_once('.').expect("secret paths are section.key");
-            if let Some(toml::Value::String(text)) = value
-                .get_mut(section)
-                .and_then(|table| table.get_mut(key))
+            if let Some(toml::Value::String(text)) =
+                value.get_mut(section).and_then(|table| table.get_mut(key))
             {
                 if !text.is_empty() {
                     *text = if *path == "database.url" {
@@ -722,7 +781,11 @@ fn coerce_file_value(
     let wrong = || ConfigError {
         setting: key.into(),
         origin: origin.into(),
-        problem: format!("it is {}, but must be {}", type_name(&value), type_name(default)),
+        problem: format!(
+            "it is {}, but must be {}",
+            type_name(&value),
+            type_name(default)
+        ),
         fix: format!("write {} for `{key}`", type_name(default)),
     };
     match (default, &value) {
@@ -803,17 +866,15 @@ fn render_value(value: &toml::Value) -> String {
     }
 }
 
-fn unknown_setting(
-    key: &str,
-    origin: &str,
-    known: &BTreeMap<String, toml::Value>,
-) -> ConfigError {
+fn unknown_setting(key: &str, origin: &str, known: &BTreeMap<String, toml::Value>) -> ConfigError {
     ConfigError {
         setting: key.into(),
         origin: origin.into(),
         problem: "there is no such setting".into(),
         fix: match suggestion(key, known.keys().map(String::as_str)) {
-            Some(close) => format!("did you mean `{close}`? All settings are in docs/configuration.md"),
+            Some(close) => {
+                format!("did you mean `{close}`? All settings are in docs/configuration.md")
+            }
             None => "remove it; all settings are listed in docs/configuration.md".into(),
         },
     }

@@ -102,7 +102,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.kind.status(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.kind.status(),
+            self.message
+        )
     }
 }
 
@@ -129,8 +135,9 @@ mod tests {
 
     #[test]
     fn body_has_the_four_fields() {
-        let body = serde_json::to_value(ApiError::new(ErrorCode::RouteNotFound).with_details("GET /x"))
-            .unwrap();
+        let body =
+            serde_json::to_value(ApiError::new(ErrorCode::RouteNotFound).with_details("GET /x"))
+                .unwrap();
         assert_eq!(body["code"], "route_not_found");
         assert_eq!(body["details"], "GET /x");
         assert!(body["hint"].is_string());

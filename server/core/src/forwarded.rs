@@ -16,7 +16,11 @@ fn is_trusted(address: &IpAddr, trusted: &[IpNet]) -> bool {
 /// The client address: the peer itself unless the peer is a trusted proxy; then
 /// the right-most `X-Forwarded-For` entry that is not a trusted proxy (entries
 /// to its left were written by the client and prove nothing).
-pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a str>, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl IntoIterator<Item = &'a str>,
+    trusted: &[IpNet],
+) -> IpAddr {
     if !is_trusted(&peer, trusted) {
         return peer;
     }
@@ -27,7 +31,9 @@ pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl IntoIterator<Item = &'a s
         .collect();
     let mut client = peer;
     for entry in entries.iter().rev() {
-        let Some(address) = parse_entry(entry) else { break };
+        let Some(address) = parse_entry(entry) else {
+            break;
+        };
         client = address;
         if !is_trusted(&address, trusted) {
             break;
@@ -52,7 +58,11 @@ fn parse_entry(entry: &str) -> Option<IpAddr> {
     if let Ok(socket) = entry.parse::<std::net::SocketAddr>() {
         return Some(socket.ip());
     }
-    entry.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    entry
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -91,7 +101,11 @@ mod tests {
     fn https_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
         assert!(forwarded_https(ip("127.0.0.1"), Some("https"), &trusted));
-        assert!(forwarded_https(ip("127.0.0.1"), Some("HTTPS, http"), &trusted));
+        assert!(forwarded_https(
+            ip("127.0.0.1"),
+            Some("HTTPS, http"),
+            &trusted
+        ));
         assert!(!forwarded_https(ip("127.0.0.1"), Some("http"), &trusted));
         assert!(!forwarded_https(ip("127.0.0.2"), Some("https"), &trusted));
         assert!(!forwarded_https(ip("127.0.0.1"), None, &trusted));

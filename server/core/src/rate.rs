@@ -154,7 +154,9 @@ mod tests {
         let spec = RateSpec::parse("3/3s").unwrap().unwrap();
         let start = Instant::now();
         let mut bucket = TokenBucket::full(&spec, start);
-        let remaining: Vec<u32> = (0..3).map(|_| bucket.take(&spec, start).remaining).collect();
+        let remaining: Vec<u32> = (0..3)
+            .map(|_| bucket.take(&spec, start).remaining)
+            .collect();
         assert_eq!(remaining, vec![2, 1, 0]);
         let refused = bucket.take(&spec, start);
         assert!(!refused.allowed);

@@ -32,7 +32,9 @@ async fn status(_: ServiceRole, state: Data<AppState>) -> Result<HttpResponse, H
         )
         .await
         .map_err(db::statement_error)?;
-    let applied = migrate::applied(&mut client).await.map_err(db::unavailable)?;
+    let applied = migrate::applied(&mut client)
+        .await
+        .map_err(db::unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": row.get::<_, String>(1),
@@ -57,10 +59,17 @@ struct SqlRequest {
 /// The connection is taken out of the pool for good: whatever session state the
 /// SQL leaves behind (`SET`, temporary tables, an open transaction) never
 /// reaches another request.
-async fn sql(_: ServiceRole, state: Data<AppState>, body: Json<SqlRequest>) -> Result<HttpResponse, HttpError> {
+async fn sql(
+    _: ServiceRole,
+    state: Data<AppState>,
+    body: Json<SqlRequest>,
+) -> Result<HttpResponse, HttpError> {
     let client = Object::take(state.pool.get().await.map_err(db::unavailable)?);
     let mut cancel = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
-    let stream = client.simple_query_raw(&body.query).await.map_err(db::statement_error)?;
+    let stream = client
+        .simple_query_raw(&body.query)
+        .await
+        .map_err(db::statement_error)?;
     pin_mut!(stream);
     let mut results = Vec::new();
     let mut columns: Vec<String> = Vec::new();
@@ -78,7 +87,11 @@ async fn sql(_: ServiceRole, state: Data<AppState>, body: Json<SqlRequest>) -> R
                     truncated = true;
                     break;
                 }
-                rows.push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                );
             }
             SimpleQueryMessage::CommandComplete(count) => {
                 results.push(json!({

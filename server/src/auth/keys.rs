@@ -74,9 +74,15 @@ mod tests {
         let anon = keys.mint(ANON);
         assert_eq!(anon, keys.mint(ANON), "keys are stable for a secret");
         assert_eq!(keys.verify(&anon).unwrap().role, ANON);
-        assert_eq!(keys.verify(&keys.mint(SERVICE_ROLE)).unwrap().role, SERVICE_ROLE);
+        assert_eq!(
+            keys.verify(&keys.mint(SERVICE_ROLE)).unwrap().role,
+            SERVICE_ROLE
+        );
         let other = ApiKeys::new("another-secret-another-secret-another");
-        assert_eq!(other.verify(&anon).unwrap_err().error.kind, ErrorCode::ApiKeyInvalid);
+        assert_eq!(
+            other.verify(&anon).unwrap_err().error.kind,
+            ErrorCode::ApiKeyInvalid
+        );
         assert!(keys.verify("not.a.jwt").is_err());
         // alg: none is refused.
         let unsigned = format!(

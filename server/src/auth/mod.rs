@@ -22,10 +22,18 @@ fn presented_keys(headers: &HeaderMap) -> Vec<String> {
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|key| !key.is_empty());
-    apikey.into_iter().chain(bearer).map(str::to_owned).collect()
+    apikey
+        .into_iter()
+        .chain(bearer)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The key that identifies the caller for rate limiting: `apikey`, else the bearer.

@@ -46,7 +46,10 @@ async fn apply_locked(client: &mut Client) -> anyhow::Result<Vec<String>> {
         .batch_execute("CREATE SCHEMA IF NOT EXISTS basalt")
         .await
         .context("cannot create the basalt schema")?;
-    let report = runner().run_async(client).await.context("migration failed")?;
+    let report = runner()
+        .run_async(client)
+        .await
+        .context("migration failed")?;
     Ok(report.applied_migrations().iter().map(label).collect())
 }
 

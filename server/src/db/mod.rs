@@ -20,7 +20,11 @@ pub fn statement_error(error: tokio_postgres::Error) -> HttpError {
         Some(db) => {
             let mut api = ApiError::new(ErrorCode::SqlError)
                 .with_message(db.message().to_owned())
-                .with_details(format!("SQLSTATE {}{}", db.code().code(), db.detail().map(|d| format!(": {d}")).unwrap_or_default()));
+                .with_details(format!(
+                    "SQLSTATE {}{}",
+                    db.code().code(),
+                    db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+                ));
             if let Some(hint) = db.hint() {
                 api = api.with_hint(hint.to_owned());
             }

@@ -23,12 +23,18 @@ pub fn tls(config: &DatabaseConfig) -> anyhow::Result<Tls> {
                 .add(certificate.context("database.ca_file: not a PEM certificate")?)
                 .context("database.ca_file: certificate refused")?;
         }
-        anyhow::ensure!(!roots.is_empty(), "database.ca_file {} holds no certificate", config.ca_file);
+        anyhow::ensure!(
+            !roots.is_empty(),
+            "database.ca_file {} holds no certificate",
+            config.ca_file
+        );
     }
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Ok(MakeRustlsConnect::new(client))
 }
 
@@ -46,7 +52,11 @@ pub fn external_config(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres
     Ok(pg)
 }
 
-pub fn build(pg: tokio_postgres::Config, tls: Tls, config: &DatabaseConfig) -> anyhow::Result<Pool> {
+pub fn build(
+    pg: tokio_postgres::Config,
+    tls: Tls,
+    config: &DatabaseConfig,
+) -> anyhow::Result<Pool> {
     let recycling_method = match config.recycling.as_str() {
         "verified" => RecyclingMethod::Verified,
         "clean" => RecyclingMethod::Clean,

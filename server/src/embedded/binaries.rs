@@ -26,9 +26,14 @@ impl Binaries {
         let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
             .map(|path| std::env::split_paths(&path).collect())
             .unwrap_or_default();
-        if let Ok(output) = std::process::Command::new("pg_config").arg("--bindir").output() {
+        if let Ok(output) = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+        {
             if output.status.success() {
-                candidates.push(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
+                candidates.push(PathBuf::from(
+                    String::from_utf8_lossy(&output.stdout).trim(),
+                ));
             }
         }
         let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -40,7 +45,7 @@ impl Binaries {
                 Some((major, entry.path().join("bin")))
             })
             .collect();
-        versioned.sort_by(|a, b| b.0.cmp(&a.0));
+        versioned.sort_by_key(|(major, _)| std::cmp::Reverse(*major));
         candidates.extend(versioned.into_iter().map(|(_, dir)| dir));
         Self::first_in(&candidates)
     }
@@ -64,7 +69,10 @@ impl Binaries {
         if !(is_executable(&initdb) && is_executable(&postgres)) {
             return None;
         }
-        let output = std::process::Command::new(&postgres).arg("--version").output().ok()?;
+        let output = std::process::Command::new(&postgres)
+            .arg("--version")
+            .output()
+            .ok()?;
         let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         Some(Binaries {
             initdb,
@@ -88,7 +96,9 @@ mod tests {
     #[test]
     fn a_machine_without_binaries_is_told_how_to_get_them() {
         let empty = std::env::temp_dir();
-        let error = Binaries::first_in(&[empty.clone(), empty.join("missing")]).unwrap_err().to_string();
+        let error = Binaries::first_in(&[empty.clone(), empty.join("missing")])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("apt-get install -y postgresql"), "{error}");
         assert!(error.contains("DATABASE_URL"), "{error}");
     }

@@ -43,7 +43,11 @@ pub struct EmbeddedPostgres {
 impl EmbeddedPostgres {
     /// Initializes (first run) and starts the cluster, waiting until it accepts
     /// connections, then supervises it.
-    pub async fn start(config: &EmbeddedConfig, data_dir: &Path, password: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        config: &EmbeddedConfig,
+        data_dir: &Path,
+        password: &str,
+    ) -> anyhow::Result<Self> {
         let binaries = Binaries::find(config)?;
         let run_as = run_as(config)?;
         let data_dir = std::path::absolute(data_dir)?;
@@ -130,7 +134,12 @@ impl Postgres {
             .arg(&self.socket_dir)
             .arg("-p")
             .arg(SOCKET_PORT.to_string())
-            .args(["-c", "listen_addresses=", "-c", "unix_socket_permissions=0700"])
+            .args([
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "unix_socket_permissions=0700",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
@@ -140,7 +149,10 @@ impl Postgres {
 
     fn command(&self, program: &Path) -> Command {
         let mut command = Command::new(program);
-        command.env_clear().env("LC_ALL", "C").env("PATH", "/usr/bin:/bin");
+        command
+            .env_clear()
+            .env("LC_ALL", "C")
+            .env("PATH", "/usr/bin:/bin");
         if let Some(run_as) = self.run_as {
             command.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
         }
@@ -158,8 +170,14 @@ impl Postgres {
     /// Copies the server's output into Basalt's log and keeps the last lines for errors.
     fn forward_output(&self, mut child: Child, log: Arc<Mutex<VecDeque<String>>>) -> Child {
         let streams = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
         ];
         for stream in streams.into_iter().flatten() {
             let log = log.clone();
@@ -263,7 +281,9 @@ fn prepare_dir(dir: &Path, run_as: Option<RunAs>) -> anyhow::Result<()> {
 /// The cluster's user must be able to pass through every parent of the data dir.
 fn check_reachable(data_dir: &Path, run_as: RunAs) -> anyhow::Result<()> {
     for ancestor in data_dir.ancestors().skip(1) {
-        let Ok(metadata) = std::fs::metadata(ancestor) else { continue };
+        let Ok(metadata) = std::fs::metadata(ancestor) else {
+            continue;
+        };
         let mode = metadata.permissions().mode();
         use std::os::unix::fs::MetadataExt;
         let passable = mode & 0o001 != 0
@@ -331,7 +351,11 @@ async fn initdb(
     Ok(())
 }
 
-async fn wait_until_accepting(socket_dir: &Path, password: &str, child: &mut Child) -> anyhow::Result<()> {
+async fn wait_until_accepting(
+    socket_dir: &Path,
+    password: &str,
+    child: &mut Child,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let config = connection_config(socket_dir, password);
     loop {

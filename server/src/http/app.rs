@@ -27,7 +27,11 @@ pub fn app(
     App::new()
         .app_data(Data::new(state))
         .app_data(web::PayloadConfig::new(body_limit))
-        .app_data(web::JsonConfig::default().limit(body_limit).error_handler(json_error))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(body_limit)
+                .error_handler(json_error),
+        )
         .configure(crate::ops::routes)
         .configure(crate::admin::routes)
         .default_service(web::to(route_not_found))
@@ -43,7 +47,9 @@ pub fn app(
         .wrap(from_fn(observe::observe))
 }
 
-async fn route_not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, HttpError> {
+async fn route_not_found(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, HttpError> {
     Err(ApiError::new(ErrorCode::RouteNotFound)
         .with_details(format!("{} {}", request.method(), request.path()))
         .into())

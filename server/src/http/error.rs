@@ -59,14 +59,19 @@ impl ResponseError for HttpError {
 }
 
 /// Maps the framework's body and JSON extractor failures into the catalogue.
-pub fn json_error(error: actix_web::error::JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
+pub fn json_error(
+    error: actix_web::error::JsonPayloadError,
+    _request: &HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::{JsonPayloadError as J, PayloadError as P};
     let api = match &error {
         J::Overflow { .. } | J::OverflowKnownLength { .. } | J::Payload(P::Overflow) => {
             ApiError::new(ErrorCode::PayloadTooLarge)
         }
         J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType),
-        J::Deserialize(cause) => ApiError::new(ErrorCode::InvalidJson).with_details(cause.to_string()),
+        J::Deserialize(cause) => {
+            ApiError::new(ErrorCode::InvalidJson).with_details(cause.to_string())
+        }
         other => ApiError::new(ErrorCode::InvalidRequest).with_details(other.to_string()),
     };
     HttpError::from(api).into()

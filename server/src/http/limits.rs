@@ -45,8 +45,15 @@ pub async fn body_limit(
             Ok(chunk)
         }
     });
-    let request = ServiceRequest::from_parts(http_request, Payload::Stream { payload: Box::pin(counted) });
-    next.call(request).await.map(ServiceResponse::map_into_boxed_body)
+    let request = ServiceRequest::from_parts(
+        http_request,
+        Payload::Stream {
+            payload: Box::pin(counted),
+        },
+    );
+    next.call(request)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
 }
 
 /// Registered on each resource (see [`crate::http::resource`]), after routing:
@@ -64,7 +71,8 @@ pub async fn timeout(
         Err(_) => Ok(ServiceResponse::new(
             http_request,
             HttpError::from(
-                ApiError::new(ErrorCode::RequestTimeout).with_details(format!("limit: {} ms", limit.as_millis())),
+                ApiError::new(ErrorCode::RequestTimeout)
+                    .with_details(format!("limit: {} ms", limit.as_millis())),
             )
             .error_response(),
         )),

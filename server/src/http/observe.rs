@@ -29,7 +29,9 @@ fn request_id(request: &ServiceRequest) -> String {
         .filter(|id| {
             !id.is_empty()
                 && id.len() <= 128
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
@@ -39,7 +41,11 @@ fn request_id(request: &ServiceRequest) -> String {
 fn trace_id(request: &ServiceRequest) -> Option<String> {
     let value = request.headers().get("traceparent")?.to_str().ok()?;
     let parts: Vec<&str> = value.trim().split('-').collect();
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
     let valid = parts.len() >= 4
         && hex(parts[0], 2)
         && parts[0] != "ff"
@@ -102,7 +108,8 @@ fn record(method: &str, route: &str, status: u16, elapsed: std::time::Duration) 
         ("status", status.to_string()),
     ];
     metrics::counter!("basalt_http_requests_total", &labels).increment(1);
-    metrics::histogram!("basalt_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::histogram!("basalt_http_request_duration_seconds", &labels)
+        .record(elapsed.as_secs_f64());
 }
 
 /// The framework answers a path whose method does not match, and some other
@@ -120,7 +127,9 @@ fn normalize(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let mut replacement = HttpError::new(code).error_response();
     for (name, value) in original.headers() {
         if name != CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
-            replacement.headers_mut().append(name.clone(), value.clone());
+            replacement
+                .headers_mut()
+                .append(name.clone(), value.clone());
         }
     }
     ServiceResponse::new(request, replacement)

@@ -87,7 +87,13 @@ impl RateLimiter {
     }
 
     /// Takes a token from each bucket that applies; the tightest answer wins.
-    pub fn check(&self, group: &'static str, ip: IpAddr, api_key: Option<&str>, now: Instant) -> Option<Verdict> {
+    pub fn check(
+        &self,
+        group: &'static str,
+        ip: IpAddr,
+        api_key: Option<&str>,
+        now: Instant,
+    ) -> Option<Verdict> {
         if !self.enabled {
             return None;
         }
@@ -97,13 +103,18 @@ impl RateLimiter {
             checks.push((BucketKey::Ip(group, ip), spec));
         }
         if let (Some(spec), Some(key)) = (limits.per_key, api_key) {
-            checks.push((BucketKey::ApiKey(group, self.key_hasher.hash_one(key)), spec));
+            checks.push((
+                BucketKey::ApiKey(group, self.key_hasher.hash_one(key)),
+                spec,
+            ));
         }
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
         checks
             .into_iter()
             .map(|(key, spec)| {
-                let bucket = buckets.entry(key).or_insert_with(|| TokenBucket::full(&spec, now));
+                let bucket = buckets
+                    .entry(key)
+                    .or_insert_with(|| TokenBucket::full(&spec, now));
                 Verdict {
                     decision: bucket.take(&spec, now),
                     spec,
@@ -136,7 +147,10 @@ fn set_headers(headers: &mut HeaderMap, verdict: &Verdict) {
         }
     };
     set("ratelimit-limit", verdict.spec.count.to_string());
-    set("ratelimit-remaining", verdict.decision.remaining.to_string());
+    set(
+        "ratelimit-remaining",
+        verdict.decision.remaining.to_string(),
+    );
     set("ratelimit-reset", verdict.decision.reset_secs.to_string());
     set(
         "ratelimit-policy",
@@ -149,23 +163,29 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(group) = group_of(request.path()) else {
-        return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(request)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     let state = state(&request);
     let ip = super::security::client_ip(&request, &state.trusted_proxies);
     let api_key = crate::auth::presented_key(request.headers());
-    let verdict = state.rate_limiter.check(group, ip, api_key.as_deref(), Instant::now());
+    let verdict = state
+        .rate_limiter
+        .check(group, ip, api_key.as_deref(), Instant::now());
     let Some(verdict) = verdict else {
-        return next.call(request).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(request)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     if !verdict.decision.allowed {
-        let error = HttpError::from(
-            ApiError::new(ErrorCode::RateLimited).with_details(format!(
-                "at most {} requests per {} s for `{group}` routes",
-                verdict.spec.count,
-                verdict.spec.period.as_secs()
-            )),
-        )
+        let error = HttpError::from(ApiError::new(ErrorCode::RateLimited).with_details(format!(
+            "at most {} requests per {} s for `{group}` routes",
+            verdict.spec.count,
+            verdict.spec.period.as_secs()
+        )))
         .retry_after(verdict.decision.retry_after_secs);
         let mut response = error.error_response();
         set_headers(response.headers_mut(), &verdict);
@@ -202,16 +222,47 @@ mod tests {
         let limiter = limiter("2/1m", "3/1m");
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert!(limiter.check("rest", a, Some("k"), now).unwrap().decision.allowed);
-        assert!(limiter.check("rest", a, Some("k"), now).unwrap().decision.allowed);
+        assert!(
+            limiter
+                .check("rest", a, Some("k"), now)
+                .unwrap()
+                .decision
+                .allowed
+        );
+        assert!(
+            limiter
+                .check("rest", a, Some("k"), now)
+                .unwrap()
+                .decision
+                .allowed
+        );
         let third = limiter.check("rest", a, Some("k"), now).unwrap();
         assert!(!third.decision.allowed, "the IP bucket is empty");
         assert_eq!(third.spec.count, 2);
         // Another IP with the same key: its IP bucket is full, the key has 0 left after this.
-        assert!(limiter.check("rest", b, Some("k"), now).unwrap().decision.allowed);
-        assert!(!limiter.check("rest", b, Some("k"), now).unwrap().decision.allowed, "the key bucket is empty");
+        assert!(
+            limiter
+                .check("rest", b, Some("k"), now)
+                .unwrap()
+                .decision
+                .allowed
+        );
+        assert!(
+            !limiter
+                .check("rest", b, Some("k"), now)
+                .unwrap()
+                .decision
+                .allowed,
+            "the key bucket is empty"
+        );
         // Groups do not share buckets.
-        assert!(limiter.check("default", a, Some("k"), now).unwrap().decision.allowed);
+        assert!(
+            limiter
+                .check("default", a, Some("k"), now)
+                .unwrap()
+                .decision
+                .allowed
+        );
     }
 
     #[test]
@@ -226,9 +277,13 @@ mod tests {
 
     #[test]
     fn disabled_limiter_decides_nothing() {
-        let mut config = RateLimitConfig::default();
-        config.enabled = false;
+        let config = RateLimitConfig {
+            enabled: false,
+            ..Default::default()
+        };
         let limiter = RateLimiter::new(&config);
-        assert!(limiter.check("rest", "10.0.0.1".parse().unwrap(), None, Instant::now()).is_none());
+        assert!(limiter
+            .check("rest", "10.0.0.1".parse().unwrap(), None, Instant::now())
+            .is_none());
     }
 }

@@ -3,14 +3,14 @@
 
 use super::error::HttpError;
 use super::limits::state;
-use actix_web::ResponseError;
-use basalt_core::errors::{ApiError, ErrorCode};
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::ResponseError;
 use basalt_core::config::Config;
+use basalt_core::errors::{ApiError, ErrorCode};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -27,7 +27,9 @@ pub fn client_ip(request: &ServiceRequest, trusted: &[IpNet]) -> IpAddr {
 }
 
 fn arrived_over_tls(request: &ServiceRequest, trusted: &[IpNet]) -> bool {
-    let Some(peer) = request.peer_addr() else { return false };
+    let Some(peer) = request.peer_addr() else {
+        return false;
+    };
     let proto = request
         .headers()
         .get("x-forwarded-proto")
@@ -46,14 +48,19 @@ pub async fn headers(
         // (which would answer in plain text).
         Some(origin) => request.into_response(
             HttpError::from(
-                ApiError::new(ErrorCode::CorsOriginNotAllowed).with_details(format!("origin: {origin}")),
+                ApiError::new(ErrorCode::CorsOriginNotAllowed)
+                    .with_details(format!("origin: {origin}")),
             )
             .error_response(),
         ),
         None => next.call(request).await?.map_into_boxed_body(),
     };
     let security = &state.config.security;
-    let ancestors = if security.frame_options == "DENY" { "'none'" } else { "'self'" };
+    let ancestors = if security.frame_options == "DENY" {
+        "'none'"
+    } else {
+        "'self'"
+    };
     let headers = response.headers_mut();
     let mut default = |name: HeaderName, value: String| {
         if !headers.contains_key(&name) {
@@ -84,7 +91,11 @@ fn disallowed_origin(request: &ServiceRequest, config: &Config) -> Option<String
     if origins.iter().any(|allowed| allowed == "*") {
         return None;
     }
-    let origin = request.headers().get(header::ORIGIN)?.to_str().unwrap_or("<not text>");
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)?
+        .to_str()
+        .unwrap_or("<not text>");
     (!origins.iter().any(|allowed| allowed == origin)).then(|| origin.to_owned())
 }
 
@@ -104,7 +115,12 @@ pub fn cors(config: &Config) -> Cors {
             "location",
         ])
         .max_age(Some(config.cors.max_age_secs as usize));
-    if config.cors.allowed_origins.iter().any(|origin| origin == "*") {
+    if config
+        .cors
+        .allowed_origins
+        .iter()
+        .any(|origin| origin == "*")
+    {
         cors = cors.allow_any_origin().send_wildcard();
     } else {
         for origin in &config.cors.allowed_origins {

@@ -36,7 +36,10 @@ async fn ready(state: Data<AppState>) -> Result<HttpResponse, HttpError> {
     }
     let ping = async {
         let client = state.pool.get().await.map_err(|e| e.to_string())?;
-        client.simple_query("SELECT 1").await.map_err(|e| e.to_string())
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| e.to_string())
     };
     match tokio::time::timeout(Duration::from_secs(2), ping).await {
         Ok(Ok(_)) => Ok(HttpResponse::Ok().json(json!({

@@ -1,0 +1,46 @@
+# Shared by scripts/run and scripts/test: install what Basalt needs on Debian.
+# Sourced, not run.
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "error: '$*' needs root; run it as root or install sudo" >&2
+    return 1
+  fi
+}
+
+apt_updated=""
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: $* is missing and this is not a Debian-like system: install it by hand" >&2
+    return 1
+  fi
+  if [ -z "$apt_updated" ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+# PostgreSQL's server binaries (initdb, postgres) for the embedded default and tests.
+ensure_postgres() {
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "installing PostgreSQL's server package (apt-get install postgresql)"
+  apt_install postgresql
+}
+
+ensure_command() { # ensure_command COMMAND DEBIAN_PACKAGE
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo is missing: install the Rust toolchain (https://rustup.rs), Rust 1.85 or newer" >&2
+    return 1
+  fi
+}
