@@ -95,12 +95,25 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, spec: &RateSpec, now: Instant) -> Decision {
+        self.decide(spec, now, true)
+    }
+
+    /// Whether a token is there, without taking it.
+    pub fn has_token(&mut self, spec: &RateSpec, now: Instant) -> bool {
+        self.refill(spec, now);
+        self.tokens >= 1.0
+    }
+
+    /// Decides like [`take`](Self::take); takes the token only when `consume` is
+    /// set, so a request refused by one bucket costs nothing in the others.
+    pub fn decide(&mut self, spec: &RateSpec, now: Instant, consume: bool) -> Decision {
         self.refill(spec, now);
         let allowed = self.tokens >= 1.0;
-        if allowed {
+        if allowed && consume {
             self.tokens -= 1.0;
         }
         let rate = spec.refill_per_second();
+        let allowed = allowed && consume;
         let missing_for_one = (1.0 - self.tokens).max(0.0);
         let missing_for_full = f64::from(spec.count) - self.tokens;
         Decision {
@@ -166,5 +179,17 @@ mod tests {
         let later = bucket.take(&spec, start + Duration::from_millis(1100));
         assert!(later.allowed);
         assert!(bucket.is_full(&spec, start + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn deciding_without_consuming_leaves_the_token() {
+        let spec = RateSpec::parse("1/1m").unwrap().unwrap();
+        let now = Instant::now();
+        let mut bucket = TokenBucket::full(&spec, now);
+        let spared = bucket.decide(&spec, now, false);
+        assert!(!spared.allowed);
+        assert!(bucket.has_token(&spec, now));
+        assert!(bucket.take(&spec, now).allowed);
+        assert!(!bucket.has_token(&spec, now));
     }
 }

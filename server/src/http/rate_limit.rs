@@ -41,6 +41,33 @@ pub struct RateLimiter {
     key_hasher: RandomState,
 }
 
+/// Past this many buckets, refilled ones are swept at once instead of every minute.
+const MAX_BUCKETS: usize = 500_000;
+
+/// IPv6 clients are limited per /64, the block one subscriber usually holds,
+/// so rotating addresses inside it does not buy fresh buckets.
+fn bucket_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let segments = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(
+                    segments[0],
+                    segments[1],
+                    segments[2],
+                    segments[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                ))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// One answer: the decision of the tightest bucket and that bucket's spec.
 pub struct Verdict {
     pub decision: Decision,
@@ -100,7 +127,7 @@ impl RateLimiter {
         let limits = self.groups.get(group)?;
         let mut checks = Vec::new();
         if let Some(spec) = limits.per_ip {
-            checks.push((BucketKey::Ip(group, ip), spec));
+            checks.push((BucketKey::Ip(group, bucket_address(ip)), spec));
         }
         if let (Some(spec), Some(key)) = (limits.per_key, api_key) {
             checks.push((
@@ -109,16 +136,25 @@ impl RateLimiter {
             ));
         }
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        if buckets.len() >= MAX_BUCKETS {
+            self.sweep_locked(&mut buckets, now);
+        }
+        // Take a token only when every bucket has one: a refused request costs nothing.
+        let all_have_tokens = checks.iter().all(|(key, spec)| {
+            buckets
+                .entry(*key)
+                .or_insert_with(|| TokenBucket::full(spec, now))
+                .has_token(spec, now)
+        });
         checks
             .into_iter()
-            .map(|(key, spec)| {
-                let bucket = buckets
-                    .entry(key)
-                    .or_insert_with(|| TokenBucket::full(&spec, now));
-                Verdict {
-                    decision: bucket.take(&spec, now),
-                    spec,
-                }
+            .map(|(key, spec)| Verdict {
+                decision: buckets.get_mut(&key).expect("inserted above").decide(
+                    &spec,
+                    now,
+                    all_have_tokens,
+                ),
+                spec,
             })
             .min_by_key(|verdict| (verdict.decision.allowed, verdict.decision.remaining))
     }
@@ -127,6 +163,11 @@ impl RateLimiter {
     /// so memory stays bounded by the clients active within one period.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        self.sweep_locked(&mut buckets, now);
+        buckets.len()
+    }
+
+    fn sweep_locked(&self, buckets: &mut HashMap<BucketKey, TokenBucket>, now: Instant) {
         buckets.retain(|key, bucket| {
             let (BucketKey::Ip(group, _) | BucketKey::ApiKey(group, _)) = key;
             let limits = &self.groups[group];
@@ -136,7 +177,6 @@ impl RateLimiter {
             };
             spec.is_some_and(|spec| !bucket.is_full(&spec, now))
         });
-        buckets.len()
     }
 }
 
@@ -259,6 +299,36 @@ mod tests {
         assert!(
             limiter
                 .check("default", a, Some("k"), now)
+                .unwrap()
+                .decision
+                .allowed
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let now = Instant::now();
+        let limiter = limiter("1/1m", "off");
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other_block: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(
+            limiter
+                .check("rest", first, None, now)
+                .unwrap()
+                .decision
+                .allowed
+        );
+        assert!(
+            !limiter
+                .check("rest", same_block, None, now)
+                .unwrap()
+                .decision
+                .allowed
+        );
+        assert!(
+            limiter
+                .check("rest", other_block, None, now)
                 .unwrap()
                 .decision
                 .allowed
