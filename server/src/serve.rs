@@ -1,7 +1,8 @@
 //! The lifecycle of the subcommands that need the database: open it (embedded
 //! or external), migrate, serve HTTP, and shut down gracefully.
 
-use crate::auth::keys::{self, ApiKeys};
+use crate::auth::jwt::{self, Jwt};
+use crate::auth::passwords::Passwords;
 use crate::db::{self, migrate};
 use crate::embedded::EmbeddedPostgres;
 use crate::http::rate_limit::RateLimiter;
@@ -93,9 +94,9 @@ fn jwt_secret(config: &Config) -> anyhow::Result<String> {
 }
 
 pub fn print_keys(config: &Config) -> anyhow::Result<()> {
-    let keys = ApiKeys::new(&jwt_secret(config)?);
-    println!("anon: {}", keys.mint(keys::ANON));
-    println!("service_role: {}", keys.mint(keys::SERVICE_ROLE));
+    let jwt = Jwt::new(&jwt_secret(config)?, config.auth.clock_skew_secs);
+    println!("anon: {}", jwt.mint_key(jwt::ANON));
+    println!("service_role: {}", jwt.mint_key(jwt::SERVICE_ROLE));
     Ok(())
 }
 
@@ -129,14 +130,14 @@ pub async fn migrate_command(config: Config, dry_run: bool) -> anyhow::Result<()
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let keys = Arc::new(ApiKeys::new(&jwt_secret(&config)?));
+    let secret = jwt_secret(&config)?;
     let database = Database::open(&config).await?;
-    let result = run(config, keys, &database).await;
+    let result = run(config, secret, &database).await;
     database.close().await;
     result
 }
 
-async fn run(config: Config, keys: Arc<ApiKeys>, database: &Database) -> anyhow::Result<()> {
+async fn run(config: Config, jwt_secret: String, database: &Database) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(config.database.startup_timeout_ms);
     let mut client = database.connect(deadline).await?;
     for name in migrate::apply(&mut client).await? {
@@ -149,7 +150,9 @@ async fn run(config: Config, keys: Arc<ApiKeys>, database: &Database) -> anyhow:
     let state = AppState {
         pool: db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?,
         tls: database.tls.clone(),
-        keys,
+        jwt: Arc::new(Jwt::new(&jwt_secret, config.auth.clock_skew_secs)),
+        passwords: Passwords::new(&config.auth)?,
+        refresh_key: Arc::new(jwt_secret),
         rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
         trusted_proxies: Arc::new(config.trusted_proxies().expect("validated at start-up")),
         metrics: crate::telemetry::metrics_handle(),

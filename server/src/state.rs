@@ -1,7 +1,8 @@
 //! What every handler can reach: the configuration, the pool, the key verifier,
 //! the rate limiter and the server's lifecycle flags.
 
-use crate::auth::keys::ApiKeys;
+use crate::auth::jwt::Jwt;
+use crate::auth::passwords::Passwords;
 use crate::db::pool::Tls;
 use crate::http::rate_limit::RateLimiter;
 use basalt_core::config::Config;
@@ -17,7 +18,10 @@ pub struct AppState {
     pub pool: Pool,
     /// The TLS connector, also needed to send cancel requests.
     pub tls: Tls,
-    pub keys: Arc<ApiKeys>,
+    pub jwt: Arc<Jwt>,
+    pub passwords: Passwords,
+    /// Keys the HMAC that derives each refresh token's successor.
+    pub refresh_key: Arc<String>,
     pub rate_limiter: Arc<RateLimiter>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub metrics: PrometheusHandle,

@@ -527,7 +527,11 @@ async fn admin_api_admits_only_the_service_role_key() {
         assert_eq!(response.status(), status, "{name}");
         let body = json(response).await;
         if status == 200 {
-            assert_eq!(body["migrations"][0], "V1__basalt_schema", "{body}");
+            assert_eq!(
+                body["migrations"],
+                serde_json::json!(["V1__basalt_schema", "V2__auth"]),
+                "{body}"
+            );
             assert_eq!(body["database"]["embedded"], false);
         } else {
             assert_error_shape(&body, code);

@@ -21,7 +21,7 @@ async fn dry_run_lists_then_migrate_applies_once() {
     let url = PgServer::shared().fresh_database().await;
     let (ok, out, err) = migrate(&url, &["--dry-run"]);
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "pending: V1__basalt_schema");
+    assert_eq!(out.trim(), "pending: V1__basalt_schema\npending: V2__auth");
     let client = connect(&url).await;
     let exists: bool = client
         .query_one("select to_regnamespace('basalt') is not null", &[])
@@ -32,7 +32,7 @@ async fn dry_run_lists_then_migrate_applies_once() {
 
     let (ok, out, err) = migrate(&url, &[]);
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "applied: V1__basalt_schema");
+    assert_eq!(out.trim(), "applied: V1__basalt_schema\napplied: V2__auth");
     let (ok, out, _) = migrate(&url, &[]);
     assert!(ok);
     assert_eq!(out.trim(), "up to date: no pending migrations");
@@ -150,8 +150,14 @@ async fn migrate_works_on_the_embedded_cluster_too() {
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     };
-    assert_eq!(run(&["migrate", "--dry-run"]), "pending: V1__basalt_schema");
-    assert_eq!(run(&["migrate"]), "applied: V1__basalt_schema");
+    assert_eq!(
+        run(&["migrate", "--dry-run"]),
+        "pending: V1__basalt_schema\npending: V2__auth"
+    );
+    assert_eq!(
+        run(&["migrate"]),
+        "applied: V1__basalt_schema\napplied: V2__auth"
+    );
     assert_eq!(
         run(&["migrate", "--dry-run"]),
         "up to date: no pending migrations"

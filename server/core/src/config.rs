@@ -45,6 +45,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub embedded: EmbeddedConfig,
     pub jwt: JwtConfig,
+    pub auth: AuthConfig,
     pub server: ServerConfig,
     pub cors: CorsConfig,
     pub security: SecurityConfig,
@@ -90,6 +91,29 @@ pub struct EmbeddedConfig {
 pub struct JwtConfig {
     /// HS256 secret of at least 32 bytes; empty generates one in the data directory.
     pub secret: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens (JWTs).
+    pub access_token_ttl_secs: u64,
+    /// How long a just-rotated refresh token may be presented again (two
+    /// concurrent refreshes from one client) and still get the same successor.
+    pub refresh_reuse_grace_secs: u64,
+    /// A session not refreshed for this long ends; 0 disables.
+    pub session_inactivity_timeout_secs: u64,
+    /// A session ends this long after sign-in whatever happens; 0 disables.
+    pub session_max_lifetime_secs: u64,
+    /// Allowance for clocks that disagree when checking `exp` and `nbf`.
+    pub clock_skew_secs: u64,
+    pub password_min_length: u64,
+    pub password_max_length: u64,
+    /// Character classes a password must contain: `lower`, `upper`, `digit`, `symbol`.
+    pub password_required_classes: Vec<String>,
+    pub argon2_memory_kib: u64,
+    pub argon2_iterations: u64,
+    pub argon2_parallelism: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +185,7 @@ impl Default for Config {
                 os_user: "postgres".into(),
             },
             jwt: JwtConfig::default(),
+            auth: AuthConfig::default(),
             server: ServerConfig::default(),
             cors: CorsConfig {
                 allowed_origins: vec!["*".into()],
@@ -198,6 +223,25 @@ impl Default for DatabaseConfig {
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         Config::default().embedded
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_ttl_secs: 3600,
+            refresh_reuse_grace_secs: 10,
+            session_inactivity_timeout_secs: 30 * 24 * 3600,
+            session_max_lifetime_secs: 0,
+            clock_skew_secs: 30,
+            password_min_length: 8,
+            password_max_length: 128,
+            password_required_classes: Vec::new(),
+            // OWASP's recommended Argon2id parameters.
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+        }
     }
 }
 
@@ -517,6 +561,80 @@ impl Config {
                 "generate one with `openssl rand -hex 32`, or leave it empty to have Basalt generate and keep one in the data directory",
             ));
         }
+        let auth = &self.auth;
+        range(
+            &fail,
+            "auth.access_token_ttl_secs",
+            auth.access_token_ttl_secs,
+            30,
+            7 * 86_400,
+        )?;
+        range(
+            &fail,
+            "auth.refresh_reuse_grace_secs",
+            auth.refresh_reuse_grace_secs,
+            0,
+            300,
+        )?;
+        range(
+            &fail,
+            "auth.session_inactivity_timeout_secs",
+            auth.session_inactivity_timeout_secs,
+            0,
+            10 * 365 * 86_400,
+        )?;
+        range(
+            &fail,
+            "auth.session_max_lifetime_secs",
+            auth.session_max_lifetime_secs,
+            0,
+            10 * 365 * 86_400,
+        )?;
+        range(&fail, "auth.clock_skew_secs", auth.clock_skew_secs, 0, 300)?;
+        range(
+            &fail,
+            "auth.password_min_length",
+            auth.password_min_length,
+            6,
+            1024,
+        )?;
+        range(
+            &fail,
+            "auth.password_max_length",
+            auth.password_max_length,
+            auth.password_min_length,
+            4096,
+        )?;
+        for class in &auth.password_required_classes {
+            if !["lower", "upper", "digit", "symbol"].contains(&class.as_str()) {
+                return Err(fail(
+                    "auth.password_required_classes",
+                    format!("`{class}` is not a character class"),
+                    "list any of lower, upper, digit, symbol",
+                ));
+            }
+        }
+        range(
+            &fail,
+            "auth.argon2_memory_kib",
+            auth.argon2_memory_kib,
+            8 * auth.argon2_parallelism.max(1),
+            4 * 1024 * 1024,
+        )?;
+        range(
+            &fail,
+            "auth.argon2_iterations",
+            auth.argon2_iterations,
+            1,
+            100,
+        )?;
+        range(
+            &fail,
+            "auth.argon2_parallelism",
+            auth.argon2_parallelism,
+            1,
+            64,
+        )?;
         let server = &self.server;
         range(
             &fail,

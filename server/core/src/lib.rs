@@ -6,4 +6,5 @@
 pub mod config;
 pub mod errors;
 pub mod forwarded;
+pub mod passwords;
 pub mod rate;

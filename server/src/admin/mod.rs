@@ -31,7 +31,7 @@ async fn status(_: ServiceRole, state: Data<AppState>) -> Result<HttpResponse, H
             &[],
         )
         .await
-        .map_err(db::statement_error)?;
+        .map_err(db::failed)?;
     let applied = migrate::applied(&mut client)
         .await
         .map_err(db::unavailable)?;

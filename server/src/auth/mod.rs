@@ -1,7 +1,13 @@
-//! Auth. For now: the API keys (`anon`, `service_role`) and the extractor that
-//! admits only the service_role key. Users, sessions and email flows come next.
+//! Auth under `/auth/v1/`: users, passwords, sessions with rotating refresh
+//! tokens, access tokens, the admin user API, the audit log, and the extractors
+//! that tell handlers who is calling.
 
-pub mod keys;
+pub mod admin;
+pub mod jwt;
+pub mod passwords;
+pub mod routes;
+pub mod sessions;
+pub mod users;
 
 use crate::http::error::HttpError;
 use crate::state::AppState;
@@ -12,14 +18,16 @@ use actix_web::{FromRequest, HttpRequest};
 use basalt_core::errors::ErrorCode;
 use std::future::{ready, Ready};
 
-/// The keys a request presents: the `apikey` header and the bearer token.
-fn presented_keys(headers: &HeaderMap) -> Vec<String> {
-    let apikey = headers
+fn apikey_header(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get("apikey")
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
-        .filter(|key| !key.is_empty());
-    let bearer = headers
+        .filter(|key| !key.is_empty())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
@@ -28,21 +36,65 @@ fn presented_keys(headers: &HeaderMap) -> Vec<String> {
                 .or_else(|| value.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .filter(|key| !key.is_empty());
-    apikey
-        .into_iter()
-        .chain(bearer)
-        .map(str::to_owned)
-        .collect()
+        .filter(|key| !key.is_empty())
 }
 
 /// The key that identifies the caller for rate limiting: `apikey`, else the bearer.
 pub fn presented_key(headers: &HeaderMap) -> Option<String> {
-    presented_keys(headers).into_iter().next()
+    apikey_header(headers)
+        .or_else(|| bearer(headers))
+        .map(str::to_owned)
 }
 
-/// Present in a handler's arguments, it admits only requests carrying the
-/// service_role key (in `apikey` or as the bearer token).
+/// Who is calling: the role of the bearer token (a user's access token or an
+/// API key), else of the `apikey` header. Both, when sent, must be valid.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: String,
+    /// `(user id, session id)` when the bearer is a user's access token.
+    pub user: Option<(uuid::Uuid, uuid::Uuid)>,
+}
+
+impl Caller {
+    fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, HttpError> {
+        let apikey = apikey_header(headers);
+        let bearer = bearer(headers);
+        if apikey.is_none() && bearer.is_none() {
+            return Err(ErrorCode::ApiKeyMissing.into());
+        }
+        if let Some(key) = apikey {
+            state.jwt.verify(key).map_err(|mut error| {
+                error.error.code = ErrorCode::ApiKeyInvalid.code();
+                error.error.kind = ErrorCode::ApiKeyInvalid;
+                error
+            })?;
+        }
+        let verified = state
+            .jwt
+            .verify(bearer.or(apikey).expect("one is present"))?;
+        Ok(Caller {
+            role: verified.role,
+            user: verified.user,
+        })
+    }
+}
+
+fn state_of(request: &HttpRequest) -> &AppState {
+    request
+        .app_data::<Data<AppState>>()
+        .expect("the app registers its state")
+}
+
+impl FromRequest for Caller {
+    type Error = HttpError;
+    type Future = Ready<Result<Self, HttpError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Caller::from_headers(state_of(request), request.headers()))
+    }
+}
+
+/// Admits only the service_role key (in `apikey` or as the bearer token).
 pub struct ServiceRole;
 
 impl FromRequest for ServiceRole {
@@ -50,26 +102,39 @@ impl FromRequest for ServiceRole {
     type Future = Ready<Result<Self, HttpError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = request
-            .app_data::<Data<AppState>>()
-            .expect("the app registers its state");
-        let keys = presented_keys(request.headers());
-        if keys.is_empty() {
-            return ready(Err(ErrorCode::ApiKeyMissing.into()));
-        }
-        let mut forbidden = false;
-        let mut invalid = None;
-        for key in keys {
-            match state.keys.verify(&key) {
-                Ok(claims) if claims.role == keys::SERVICE_ROLE => return ready(Ok(ServiceRole)),
-                Ok(_) => forbidden = true,
-                Err(error) => invalid = Some(error),
-            }
-        }
-        ready(Err(if forbidden {
-            HttpError::new(ErrorCode::Forbidden)
-        } else {
-            invalid.unwrap_or_else(|| ErrorCode::ApiKeyInvalid.into())
-        }))
+        ready(
+            Caller::from_headers(state_of(request), request.headers()).and_then(|caller| {
+                if caller.role == jwt::SERVICE_ROLE {
+                    Ok(ServiceRole)
+                } else {
+                    Err(ErrorCode::Forbidden.into())
+                }
+            }),
+        )
+    }
+}
+
+/// A signed-in user: the bearer must be a user's access token.
+pub struct SignedIn {
+    pub user_id: uuid::Uuid,
+    pub session_id: uuid::Uuid,
+}
+
+impl FromRequest for SignedIn {
+    type Error = HttpError;
+    type Future = Ready<Result<Self, HttpError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            Caller::from_headers(state_of(request), request.headers()).and_then(|caller| {
+                match caller.user {
+                    Some((user_id, session_id)) => Ok(SignedIn {
+                        user_id,
+                        session_id,
+                    }),
+                    None => Err(ErrorCode::NoAuthorization.into()),
+                }
+            }),
+        )
     }
 }

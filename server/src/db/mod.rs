@@ -13,7 +13,17 @@ pub fn unavailable(error: impl std::fmt::Display) -> HttpError {
         .retry_after(1)
 }
 
-/// Maps a failed statement: the server's own error is the caller's to fix (400),
+/// Maps a failure of one of Basalt's own statements: a bug to log and answer
+/// with 500, or, when the connection broke, the database being unavailable.
+pub fn failed(error: tokio_postgres::Error) -> HttpError {
+    if error.as_db_error().is_none() {
+        return unavailable(error);
+    }
+    tracing::error!("statement failed: {error}");
+    HttpError::new(basalt_core::errors::ErrorCode::InternalError)
+}
+
+/// Maps a failed statement the caller wrote (admin SQL): the server's own error is the caller's to fix (400),
 /// a broken connection is the database being unavailable (503).
 pub fn statement_error(error: tokio_postgres::Error) -> HttpError {
     match error.as_db_error() {

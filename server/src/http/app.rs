@@ -33,6 +33,7 @@ pub fn app(
                 .error_handler(json_error),
         )
         .configure(crate::ops::routes)
+        .configure(crate::auth::routes::routes)
         .configure(crate::admin::routes)
         .default_service(web::to(route_not_found))
         // Listed innermost first: a request passes observe → compress → security

@@ -15,12 +15,23 @@ use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub fn client_ip(request: &ServiceRequest, trusted: &[IpNet]) -> IpAddr {
-    let peer = request
-        .peer_addr()
+    client_ip_of(request.peer_addr(), request.headers(), trusted)
+}
+
+/// The same, for handlers.
+pub fn request_ip(request: &actix_web::HttpRequest, trusted: &[IpNet]) -> IpAddr {
+    client_ip_of(request.peer_addr(), request.headers(), trusted)
+}
+
+fn client_ip_of(
+    peer: Option<std::net::SocketAddr>,
+    headers: &header::HeaderMap,
+    trusted: &[IpNet],
+) -> IpAddr {
+    let peer = peer
         .map(|address| address.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let forwarded = request
-        .headers()
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .filter_map(|value| value.to_str().ok());
     basalt_core::forwarded::client_ip(peer, forwarded, trusted)

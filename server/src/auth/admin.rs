@@ -1,0 +1,332 @@
+//! The admin user API (`/auth/v1/admin/users`, service_role key only) and the
+//! audit log reader (`/admin/v1/audit`).
+
+use super::users::{self, Actor, USER_JSON};
+use super::ServiceRole;
+use crate::db;
+use crate::http::error::HttpError;
+use crate::http::resource;
+use crate::http::security::request_ip;
+use crate::state::AppState;
+use actix_web::web::{self, Data, Json, Path, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use basalt_core::errors::{ApiError, ErrorCode};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            resource("/auth/v1/admin/users")
+                .route(web::get().to(list))
+                .route(web::post().to(create)),
+        )
+        .service(
+            resource("/auth/v1/admin/users/{id}")
+                .route(web::get().to(get))
+                .route(web::put().to(update))
+                .route(web::delete().to(delete)),
+        )
+        .service(resource("/admin/v1/audit").route(web::get().to(audit_log)));
+}
+
+fn admin_actor<'a>(state: &AppState, request: &HttpRequest) -> Actor<'a> {
+    Actor {
+        id: None,
+        role: super::jwt::SERVICE_ROLE,
+        ip: request_ip(request, &state.trusted_proxies),
+    }
+}
+
+fn user_id(path: &str) -> Result<Uuid, HttpError> {
+    path.parse().map_err(|_| {
+        ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("id: not a UUID")
+            .into()
+    })
+}
+
+#[derive(Deserialize)]
+struct Page {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+/// Lists users, newest first: `?page=1&per_page=50` (at most 1000 per page).
+async fn list(
+    _: ServiceRole,
+    state: Data<AppState>,
+    query: Query<Page>,
+) -> Result<HttpResponse, HttpError> {
+    let page = query.page.unwrap_or(1).max(1);
+    let per_page = query.per_page.unwrap_or(50).clamp(1, 1000);
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let rows = client
+        .query(
+            &format!("SELECT {USER_JSON} FROM auth.users u ORDER BY u.created_at DESC, u.id LIMIT $1 OFFSET $2"),
+            &[&per_page, &((page - 1) * per_page)],
+        )
+        .await
+        .map_err(db::failed)?;
+    let total: i64 = client
+        .query_one("SELECT count(*) FROM auth.users", &[])
+        .await
+        .map_err(db::failed)?
+        .get(0);
+    let users: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("x-total-count", total.to_string()))
+        .json(json!({"users": users, "aud": "authenticated", "total": total, "page": page, "per_page": per_page})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFields {
+    email: Option<String>,
+    password: Option<String>,
+    email_confirm: Option<bool>,
+    user_metadata: Option<Map<String, Value>>,
+    app_metadata: Option<Map<String, Value>>,
+    /// `"24h"`, `"30m"`, `"90s"` or `"none"` to lift a ban.
+    ban_duration: Option<String>,
+    role: Option<String>,
+}
+
+fn ban_seconds(text: &str) -> Result<Option<f64>, HttpError> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let invalid = || {
+        HttpError::from(
+            ApiError::new(ErrorCode::ValidationFailed)
+                .with_details("ban_duration: use e.g. 24h, 30m, 90s or none"),
+        )
+    };
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?,
+    );
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let unit = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(invalid()),
+    };
+    Ok(Some(number * unit))
+}
+
+async fn create(
+    _: ServiceRole,
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: Json<UserFields>,
+) -> Result<HttpResponse, HttpError> {
+    let email = users::validate_email(body.email.as_deref().unwrap_or(""))?;
+    let hash = match &body.password {
+        Some(password) => {
+            users::check_password(&state.config.auth, password)?;
+            Some(state.passwords.hash(password.clone()).await?)
+        }
+        None => None,
+    };
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let user_metadata = Value::Object(body.user_metadata.clone().unwrap_or_default());
+    let app_metadata = body.app_metadata.clone().map(Value::Object);
+    let row = transaction
+        .query_opt(
+            "INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data, raw_app_meta_data, role)
+             VALUES ($1, $2, CASE WHEN $3 THEN now() END, $4,
+                     '{\"provider\": \"email\", \"providers\": [\"email\"]}'::jsonb || coalesce($5, '{}'::jsonb),
+                     coalesce($6, 'authenticated'))
+             ON CONFLICT DO NOTHING RETURNING id",
+            &[&email, &hash, &body.email_confirm.unwrap_or(false), &user_metadata, &app_metadata, &body.role],
+        )
+        .await
+        .map_err(db::failed)?
+        .ok_or_else(|| HttpError::new(ErrorCode::UserAlreadyExists))?;
+    let id: Uuid = row.get(0);
+    if let Some(ban) = &body.ban_duration {
+        set_ban(&transaction, id, ban_seconds(ban)?).await?;
+    }
+    users::audit(
+        &transaction,
+        "admin_user_created",
+        admin_actor(&state, &request),
+        Some(id),
+        json!({}),
+    )
+    .await?;
+    let user = users::by_id(&transaction, id).await?;
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+async fn set_ban(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    seconds: Option<f64>,
+) -> Result<(), HttpError> {
+    client
+        .execute(
+            "UPDATE auth.users SET banned_until = CASE WHEN $2::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $2::float8) END WHERE id = $1",
+            &[&id, &seconds],
+        )
+        .await
+        .map_err(db::failed)?;
+    // A banned user's sessions end now; their refresh tokens stop working.
+    if seconds.is_some() {
+        client
+            .execute(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'banned' WHERE user_id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await
+            .map_err(db::failed)?;
+    }
+    Ok(())
+}
+
+async fn get(
+    _: ServiceRole,
+    state: Data<AppState>,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let id = user_id(&path)?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let user = users::by_id(&client, id)
+        .await?
+        .ok_or_else(|| HttpError::new(ErrorCode::UserNotFound))?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+async fn update(
+    _: ServiceRole,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    body: Json<UserFields>,
+) -> Result<HttpResponse, HttpError> {
+    let id = user_id(&path)?;
+    let email = body
+        .email
+        .as_deref()
+        .map(users::validate_email)
+        .transpose()?;
+    let hash = match &body.password {
+        Some(password) => {
+            users::check_password(&state.config.auth, password)?;
+            Some(state.passwords.hash(password.clone()).await?)
+        }
+        None => None,
+    };
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let updated = transaction
+        .execute(
+            "UPDATE auth.users SET
+                email = coalesce($2, email),
+                encrypted_password = coalesce($3, encrypted_password),
+                email_confirmed_at = CASE WHEN $4::boolean IS NULL THEN email_confirmed_at WHEN $4::boolean THEN coalesce(email_confirmed_at, now()) ELSE NULL END,
+                raw_user_meta_data = raw_user_meta_data || coalesce($5, '{}'::jsonb),
+                raw_app_meta_data = raw_app_meta_data || coalesce($6, '{}'::jsonb),
+                role = coalesce($7, role),
+                updated_at = now()
+             WHERE id = $1",
+            &[
+                &id,
+                &email,
+                &hash,
+                &body.email_confirm,
+                &body.user_metadata.clone().map(Value::Object),
+                &body.app_metadata.clone().map(Value::Object),
+                &body.role,
+            ],
+        )
+        .await
+        .map_err(|error| match error.as_db_error().map(|e| e.code().code()) {
+            Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
+            _ => db::failed(error),
+        })?;
+    if updated == 0 {
+        return Err(ErrorCode::UserNotFound.into());
+    }
+    if let Some(ban) = &body.ban_duration {
+        set_ban(&transaction, id, ban_seconds(ban)?).await?;
+    }
+    users::audit(
+        &transaction,
+        "admin_user_updated",
+        admin_actor(&state, &request),
+        Some(id),
+        json!({}),
+    )
+    .await?;
+    let user = users::by_id(&transaction, id).await?;
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+async fn delete(
+    _: ServiceRole,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let id = user_id(&path)?;
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let deleted = transaction
+        .execute("DELETE FROM auth.users WHERE id = $1", &[&id])
+        .await
+        .map_err(db::failed)?;
+    if deleted == 0 {
+        return Err(ErrorCode::UserNotFound.into());
+    }
+    users::audit(
+        &transaction,
+        "admin_user_deleted",
+        admin_actor(&state, &request),
+        Some(id),
+        json!({}),
+    )
+    .await?;
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+    /// Only entries with an id below this (the previous page's last id).
+    before: Option<i64>,
+    user_id: Option<Uuid>,
+    event: Option<String>,
+}
+
+/// The auth audit log, newest first, paged by id.
+async fn audit_log(
+    _: ServiceRole,
+    state: Data<AppState>,
+    query: Query<AuditQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let rows = client
+        .query(
+            "SELECT jsonb_build_object('id', id, 'event', event, 'actor_id', actor_id, 'actor_role', actor_role,
+                    'target_user_id', target_user_id, 'ip', host(ip), 'details', details, 'created_at', created_at)
+             FROM auth.audit_log
+             WHERE ($2::bigint IS NULL OR id < $2)
+               AND ($3::uuid IS NULL OR actor_id = $3 OR target_user_id = $3)
+               AND ($4::text IS NULL OR event = $4)
+             ORDER BY id DESC LIMIT $1",
+            &[&limit, &query.before, &query.user_id, &query.event],
+        )
+        .await
+        .map_err(db::failed)?;
+    let entries: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(HttpResponse::Ok().json(json!({"entries": entries})))
+}

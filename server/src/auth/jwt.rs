@@ -1,0 +1,334 @@
+//! JSON Web Tokens: minting the API keys (`anon`, `service_role`) and users'
+//! access tokens, and verifying every token a request presents.
+//!
+//! Verification pins HS256 (so `alg: none` and RS/HS key confusion fail),
+//! checks the signature in constant time, `exp` and `nbf` with a small clock
+//! skew, requires `role` and `exp`, and requires `aud = authenticated` on user
+//! tokens. API keys carry no `aud`, like Supabase's.
+
+use crate::http::error::HttpError;
+use basalt_core::errors::{ApiError, ErrorCode};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const ANON: &str = "anon";
+pub const SERVICE_ROLE: &str = "service_role";
+pub const AUDIENCE: &str = "authenticated";
+const ISSUER: &str = "basalt";
+/// Keys carry a fixed issue time, so `basalt keys` prints the same keys for the
+/// same secret every time: 2026-01-01T00:00:00Z, valid for 20 years.
+const KEY_ISSUED_AT: i64 = 1_767_225_600;
+const KEY_LIFETIME_SECS: i64 = 20 * 365 * 24 * 3600;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyClaims {
+    iss: String,
+    role: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// The claims of a user's access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub role: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub session_id: String,
+    pub email: String,
+    pub app_metadata: Value,
+    pub user_metadata: Value,
+}
+
+/// What a verified token says about its bearer.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub role: String,
+    /// Set for users' access tokens: `(user id, session id)`.
+    pub user: Option<(uuid::Uuid, uuid::Uuid)>,
+}
+
+pub struct Jwt {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Jwt {
+    pub fn new(secret: &str, clock_skew_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        validation.leeway = clock_skew_secs;
+        Jwt {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn mint_key(&self, role: &str) -> String {
+        let claims = KeyClaims {
+            iss: ISSUER.into(),
+            role: role.into(),
+            iat: KEY_ISSUED_AT,
+            exp: KEY_ISSUED_AT + KEY_LIFETIME_SECS,
+        };
+        self.sign(&claims)
+    }
+
+    pub fn mint_access(&self, claims: &AccessClaims) -> String {
+        self.sign(claims)
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing does not fail")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Verified, HttpError> {
+        let claims = jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation)
+            .map_err(|error| {
+                let (code, why) = match error.kind() {
+                    ErrorKind::ExpiredSignature => {
+                        (ErrorCode::JwtExpired, "the token has expired".to_owned())
+                    }
+                    ErrorKind::ImmatureSignature => (
+                        ErrorCode::BadJwt,
+                        "the token is not valid yet (nbf)".to_owned(),
+                    ),
+                    ErrorKind::InvalidSignature => {
+                        (ErrorCode::BadJwt, "the signature does not match".to_owned())
+                    }
+                    ErrorKind::InvalidAlgorithm => (
+                        ErrorCode::BadJwt,
+                        "only HS256 tokens are accepted".to_owned(),
+                    ),
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        (ErrorCode::BadJwt, format!("the `{claim}` claim is missing"))
+                    }
+                    _ => (ErrorCode::BadJwt, "the token is malformed".to_owned()),
+                };
+                HttpError::from(ApiError::new(code).with_details(why))
+            })?
+            .claims;
+        let bad = |why: &str| {
+            HttpError::from(ApiError::new(ErrorCode::BadJwt).with_details(why.to_owned()))
+        };
+        let role = claims
+            .get("role")
+            .and_then(Value::as_str)
+            .filter(|role| !role.is_empty())
+            .ok_or_else(|| bad("the `role` claim is missing"))?
+            .to_owned();
+        if role == ANON || role == SERVICE_ROLE {
+            return Ok(Verified { role, user: None });
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(aud)) => aud == AUDIENCE,
+            Some(Value::Array(auds)) => auds.iter().any(|aud| aud == AUDIENCE),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(bad("the `aud` claim must be `authenticated`"));
+        }
+        let uuid_claim = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|text| text.parse::<uuid::Uuid>().ok())
+                .ok_or_else(|| bad(&format!("the `{name}` claim must be a UUID")))
+        };
+        Ok(Verified {
+            role,
+            user: Some((uuid_claim("sub")?, uuid_claim("session_id")?)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn encode_raw(header: &Value, claims: &Value, secret: &str) -> String {
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let signing_input = format!("{}.{}", b64(header), b64(claims));
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signing_input.as_bytes());
+        let signature =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{signing_input}.{signature}")
+    }
+
+    fn user_claims(overrides: Value) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({
+            "sub": uuid::Uuid::new_v4().to_string(),
+            "session_id": uuid::Uuid::new_v4().to_string(),
+            "aud": "authenticated",
+            "role": "authenticated",
+            "iat": now,
+            "exp": now + 600,
+        });
+        for (key, value) in overrides.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    }
+
+    #[test]
+    fn keys_are_stable_and_verify_only_with_their_secret() {
+        let jwt = Jwt::new(SECRET, 30);
+        let anon = jwt.mint_key(ANON);
+        assert_eq!(anon, jwt.mint_key(ANON));
+        assert_eq!(jwt.verify(&anon).unwrap().role, ANON);
+        assert!(jwt.verify(&anon).unwrap().user.is_none());
+        let other = Jwt::new("another-secret-another-secret-another", 30);
+        assert_eq!(
+            other.verify(&anon).unwrap_err().error.kind,
+            ErrorCode::BadJwt
+        );
+    }
+
+    /// Every rejection the issue lists, each with its reason.
+    #[test]
+    fn rejections() {
+        let jwt = Jwt::new(SECRET, 30);
+        let hs256 = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let now = chrono::Utc::now().timestamp();
+        let valid = encode_raw(&hs256, &user_claims(serde_json::json!({})), SECRET);
+        assert!(jwt.verify(&valid).unwrap().user.is_some());
+
+        let none_alg = {
+            let parts: Vec<&str> = valid.split('.').collect();
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"none","typ":"JWT"}"#);
+            format!("{header}.{}.", parts[1])
+        };
+        let cases: Vec<(&str, String, ErrorCode, &str)> = vec![
+            ("alg none", none_alg, ErrorCode::BadJwt, ""),
+            (
+                "wrong key",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({})),
+                    "wrong-secret-wrong-secret-wrong-secret",
+                ),
+                ErrorCode::BadJwt,
+                "signature",
+            ),
+            (
+                "RS256 header with an HMAC signature (key confusion)",
+                encode_raw(
+                    &serde_json::json!({"alg": "RS256"}),
+                    &user_claims(serde_json::json!({})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "HS256",
+            ),
+            (
+                "expired beyond the skew",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"exp": now - 120})),
+                    SECRET,
+                ),
+                ErrorCode::JwtExpired,
+                "expired",
+            ),
+            (
+                "nbf in the future",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"nbf": now + 600})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "nbf",
+            ),
+            (
+                "wrong aud",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"aud": "someone-else"})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "aud",
+            ),
+            (
+                "missing aud",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"aud": null})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "aud",
+            ),
+            (
+                "missing role",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"role": null})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "role",
+            ),
+            (
+                "missing exp",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"exp": null})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "exp",
+            ),
+            (
+                "malformed",
+                "not.a.token".to_owned(),
+                ErrorCode::BadJwt,
+                "malformed",
+            ),
+            (
+                "garbage",
+                "garbage".to_owned(),
+                ErrorCode::BadJwt,
+                "malformed",
+            ),
+        ];
+        for (name, token, code, why) in cases {
+            let error = jwt.verify(&token).expect_err(name);
+            assert_eq!(error.error.kind, code, "{name}: {error:?}");
+            assert!(
+                error.error.details.as_deref().unwrap_or("").contains(why),
+                "{name}: {error:?}"
+            );
+        }
+        // Within the clock skew an expired token still passes.
+        let barely = encode_raw(
+            &hs256,
+            &user_claims(serde_json::json!({"exp": now - 5})),
+            SECRET,
+        );
+        assert!(jwt.verify(&barely).is_ok());
+    }
+}

@@ -1,0 +1,77 @@
+//! Users: the JSON shape clients see (GoTrue's), sign-up, reading and
+//! updating, and the audit log every auth event is written to.
+
+use crate::db;
+use crate::http::error::HttpError;
+use basalt_core::errors::{ApiError, ErrorCode};
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use std::net::IpAddr;
+use uuid::Uuid;
+
+/// A user as JSON, built by PostgreSQL from `auth.users u`.
+pub const USER_JSON: &str = "jsonb_build_object(
+    'id', u.id, 'aud', 'authenticated', 'role', u.role, 'email', u.email,
+    'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at,
+    'last_sign_in_at', u.last_sign_in_at, 'banned_until', u.banned_until,
+    'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data,
+    'identities', '[]'::jsonb, 'created_at', u.created_at, 'updated_at', u.updated_at)";
+
+pub async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<Value>, HttpError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {USER_JSON} FROM auth.users u WHERE u.id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db::failed)?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+pub fn validate_email(email: &str) -> Result<String, HttpError> {
+    let email = email.trim();
+    if basalt_core::passwords::valid_email(email) {
+        Ok(email.to_owned())
+    } else {
+        Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("email: not a valid email address")
+            .into())
+    }
+}
+
+pub fn check_password(
+    config: &basalt_core::config::AuthConfig,
+    password: &str,
+) -> Result<(), HttpError> {
+    match basalt_core::passwords::policy_problem(config, password) {
+        None => Ok(()),
+        Some(problem) => Err(ApiError::new(ErrorCode::WeakPassword)
+            .with_details(problem)
+            .into()),
+    }
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub id: Option<Uuid>,
+    pub role: &'a str,
+    pub ip: IpAddr,
+}
+
+pub async fn audit(
+    client: &impl GenericClient,
+    event: &str,
+    actor: Actor<'_>,
+    target: Option<Uuid>,
+    details: Value,
+) -> Result<(), HttpError> {
+    client
+        .execute(
+            "INSERT INTO auth.audit_log (event, actor_id, actor_role, target_user_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&event, &actor.id, &actor.role, &target, &actor.ip, &details],
+        )
+        .await
+        .map_err(db::failed)?;
+    Ok(())
+}
