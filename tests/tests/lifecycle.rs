@@ -75,21 +75,41 @@ async fn database_outage_gives_503_then_recovers_without_restart() {
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let mut basalt = Basalt::builder()
         .env("BASALT_SERVER_SHUTDOWN_DRAIN_MS", "1500")
+        .env("BASALT_SERVER_WORKERS", "6")
         .start()
         .await;
     let key = basalt.keys().service_role;
-    let slow = {
-        let http = basalt.http.clone();
-        let url = basalt.url("/admin/v1/sql");
-        let key = key.clone();
-        tokio::spawn(async move {
-            http.post(url)
-                .header("apikey", key)
-                .json(&serde_json::json!({"query": "select pg_sleep(3), 'finished' as outcome"}))
-                .send()
-                .await
-        })
+    // Open pooled connections from several workers (each request on its own
+    // TCP connection), then run slow statements from several workers: some run
+    // on connections another worker opened, and that worker may go idle and
+    // stop first at shutdown, which must not break them.
+    let fresh = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
     };
+    let warm: Vec<_> = (0..12)
+        .map(|_| {
+            fresh()
+                .get(basalt.url("/admin/v1/status"))
+                .header("apikey", &key)
+                .send()
+        })
+        .collect();
+    for response in futures_util::future::join_all(warm).await {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let request = fresh()
+                .post(basalt.url("/admin/v1/sql"))
+                .header("apikey", &key)
+                .json(&serde_json::json!({"query": "select pg_sleep(3), 'finished' as outcome"}));
+            tokio::spawn(request.send())
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     basalt.signal(Signal::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -99,13 +119,14 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     assert_eq!(status, 503);
     assert_eq!(body["code"], "shutting_down");
 
-    let response = slow
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["results"][0]["rows"][0][1], "finished");
+    for request in slow {
+        let response = request
+            .await
+            .unwrap()
+            .expect("the in-flight request is answered");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["results"][0]["rows"][0][1], "finished", "{body}");
+    }
 
     // After the drain, the listener is closed: new connections are refused.
     tokio::time::sleep(Duration::from_millis(1500)).await;

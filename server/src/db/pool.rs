@@ -2,9 +2,10 @@
 
 use anyhow::Context;
 use basalt_core::config::DatabaseConfig;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use std::sync::Arc;
+use deadpool_postgres::{Connect, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub type Tls = MakeRustlsConnect;
@@ -52,6 +53,54 @@ pub fn external_config(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres
     Ok(pg)
 }
 
+/// The runtime that owns every pooled connection's socket and task.
+///
+/// Each HTTP worker has its own single-threaded runtime. Had a connection been
+/// opened on a worker's runtime, it would die with that worker (at shutdown,
+/// idle workers stop first), breaking requests that other workers were still
+/// running on it. Connections live here instead, for the life of the process.
+fn connection_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("basalt-db")
+            .enable_all()
+            .build()
+            .expect("the database runtime starts")
+    })
+}
+
+/// Connects on [`connection_runtime`] and keeps the connection's task there.
+struct ConnectOnSharedRuntime {
+    tls: Tls,
+}
+
+type Connected = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>;
+
+impl Connect for ConnectOnSharedRuntime {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<'_, Connected> {
+        let tls = self.tls.clone();
+        let pg_config = pg_config.clone();
+        let runtime = connection_runtime().handle().clone();
+        Box::pin(async move {
+            let connecting = runtime.spawn(async move {
+                let (client, connection) = pg_config.connect(tls).await?;
+                let task = tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::warn!("database connection closed: {error}");
+                    }
+                });
+                Ok((client, task))
+            });
+            connecting.await.expect("the connect task does not panic")
+        })
+    }
+}
+
 pub fn build(
     pg: tokio_postgres::Config,
     tls: Tls,
@@ -62,7 +111,11 @@ pub fn build(
         "clean" => RecyclingMethod::Clean,
         _ => RecyclingMethod::Fast,
     };
-    let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method });
+    let manager = Manager::from_connect(
+        pg,
+        ConnectOnSharedRuntime { tls },
+        ManagerConfig { recycling_method },
+    );
     let connect = Duration::from_millis(config.connect_timeout_ms);
     Pool::builder(manager)
         .max_size(config.pool_size as usize)
