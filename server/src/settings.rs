@@ -36,5 +36,22 @@ pub fn load(
             fix: "use a level (error, warn, info, debug, trace) or directives like basalt_server=debug,info".into(),
         });
     }
+    let url = loaded.config.database.url.expose();
+    if !url.is_empty() {
+        if let Err(problem) = crate::db::pool::parse_url(url) {
+            return Err(ConfigError {
+                setting: "database.url".into(),
+                origin: loaded
+                    .origins
+                    .get("database.url")
+                    .cloned()
+                    .unwrap_or_else(|| "the default".into()),
+                problem: format!("it is not a valid connection string: {problem}"),
+                fix:
+                    "use postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=disable|prefer|require"
+                        .into(),
+            });
+        }
+    }
     Ok(loaded)
 }

@@ -25,7 +25,7 @@ pub fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
             .with_span_list(false)
             .init();
     } else {
-        builder.init();
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
     Ok(())
 }

@@ -43,6 +43,17 @@ fn a_bad_setting_stops_start_up_with_the_setting_the_problem_and_the_fix() {
         "{err}"
     );
 
+    let (code, _, err) = run(
+        &[("DATABASE_URL", "postgres://app:pw@db/app?sslmode=sometimes")],
+        &["migrate"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`database.url`") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+    assert!(!err.contains(":pw@"), "the URL is not echoed: {err}");
+
     let (code, _, err) = run(&[("BASALT_JWT_SECRET", "too-short")], &["keys"]);
     assert_eq!(code, Some(2), "every subcommand validates");
     assert!(

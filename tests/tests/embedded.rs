@@ -192,6 +192,31 @@ async fn killing_basalt_does_not_leave_the_cluster_running() {
 }
 
 #[tokio::test]
+async fn a_second_basalt_on_the_same_data_directory_is_refused() {
+    let dir = data_dir();
+    let first = embedded(dir.path()).await;
+    let output = basalt_tests::basalt_command(&[])
+        .args(["migrate", "--dry-run", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another Basalt process is using the data directory"),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    let ready = first
+        .http
+        .get(first.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
 async fn start_up_problems_are_explained() {
     let dir = data_dir();
     let run = |extra: &[(&str, &str)]| {

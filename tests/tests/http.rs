@@ -214,6 +214,21 @@ async fn cors_preflight_allows_listed_origins_only() {
         .is_none());
     assert_error_shape(&json(refused).await, "cors_origin_not_allowed");
 
+    // A plain request from an unlisted origin is served, but without CORS
+    // headers, so the foreign page cannot read it (same-origin pages can).
+    let foreign = basalt
+        .http
+        .get(basalt.url("/health/live"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 200);
+    assert!(foreign
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
     // A simple request from an allowed origin can read the exposed headers.
     let simple = basalt
         .http

@@ -27,7 +27,7 @@ async fn status(_: ServiceRole, state: Data<AppState>) -> Result<HttpResponse, H
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let row = client
         .query_one(
-            "SELECT current_setting('server_version'), instance_id::text, created_at::text FROM basalt.instance",
+            "SELECT current_setting('server_version'), instance_id::text, to_jsonb(created_at) #>> '{}' FROM basalt.instance",
             &[],
         )
         .await

@@ -39,13 +39,18 @@ pub fn tls(config: &DatabaseConfig) -> anyhow::Result<Tls> {
     Ok(MakeRustlsConnect::new(client))
 }
 
-/// Parses `database.url` and applies the connect timeout.
+/// Parses a connection URL. libpq's `sslmode=verify-ca` and `verify-full` are
+/// accepted and mean `require`: Basalt verifies the certificate in every TLS mode.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    url.replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require")
+        .parse()
+}
+
+/// Parses `database.url` (validated at start-up) and applies the connect timeout.
 pub fn external_config(config: &DatabaseConfig) -> anyhow::Result<tokio_postgres::Config> {
-    let mut pg: tokio_postgres::Config = config.url.expose().parse().map_err(|error| {
-        anyhow::anyhow!(
-            "invalid setting `database.url`: {error}\n  fix: use postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-        )
-    })?;
+    let mut pg = parse_url(config.url.expose())
+        .map_err(|error| anyhow::anyhow!("invalid setting `database.url`: {error}"))?;
     pg.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
     if pg.get_application_name().is_none() {
         pg.application_name("basalt");

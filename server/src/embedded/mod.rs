@@ -35,6 +35,9 @@ struct RunAs {
 }
 
 pub struct EmbeddedPostgres {
+    /// Held while the cluster runs: a second Basalt on the same data directory
+    /// is refused instead of talking to this one's cluster.
+    _lock: nix::fcntl::Flock<std::fs::File>,
     socket_dir: PathBuf,
     stop: watch::Sender<bool>,
     supervisor: tokio::task::JoinHandle<()>,
@@ -51,6 +54,7 @@ impl EmbeddedPostgres {
         let binaries = Binaries::find(config)?;
         let run_as = run_as(config)?;
         let data_dir = std::path::absolute(data_dir)?;
+        let lock = lock_data_dir(&data_dir)?;
         let cluster_dir = data_dir.join("postgres");
         let socket_dir = data_dir.join("run");
         let socket_path = socket_dir.join(format!(".s.PGSQL.{SOCKET_PORT}"));
@@ -85,6 +89,7 @@ impl EmbeddedPostgres {
         tracing::info!(cluster = %cluster_dir.display(), version = %postgres.binaries.version, "embedded PostgreSQL is running");
         let supervisor = tokio::spawn(supervise(postgres, child, stop_rx, log));
         Ok(EmbeddedPostgres {
+            _lock: lock,
             socket_dir,
             stop,
             supervisor,
@@ -246,6 +251,23 @@ async fn supervise(
             }
         }
     }
+}
+
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = data_dir.join("basalt.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another Basalt process is using the data directory {} (its embedded PostgreSQL is running).\n  \
+             fix: stop that process first, or give this one another --data-dir",
+            data_dir.display()
+        )
+    })
 }
 
 fn run_as(config: &EmbeddedConfig) -> anyhow::Result<Option<RunAs>> {

@@ -54,9 +54,21 @@ pub async fn headers(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let state = state(&request).clone();
     let tls = arrived_over_tls(&request, &state.trusted_proxies);
-    let mut response = match disallowed_origin(&request, &state.config) {
-        // Refused here, in the catalogue's shape, before the CORS middleware
-        // (which would answer in plain text).
+    let mut request = request;
+    let refused = match disallowed_origin(&request, &state.config) {
+        // A preflight from an unlisted origin is refused here, in the
+        // catalogue's shape (the CORS middleware would answer in plain text).
+        Some(origin) if is_preflight(&request) => Some(origin),
+        // Any other request is served without CORS headers, so a browser does
+        // not let the foreign page read the answer, while same-origin pages
+        // (which send Origin on POST) and probes still work.
+        Some(_) => {
+            request.headers_mut().remove(header::ORIGIN);
+            None
+        }
+        None => None,
+    };
+    let mut response = match refused {
         Some(origin) => request.into_response(
             HttpError::from(
                 ApiError::new(ErrorCode::CorsOriginNotAllowed)
@@ -94,6 +106,13 @@ pub async fn headers(
         );
     }
     Ok(response)
+}
+
+fn is_preflight(request: &ServiceRequest) -> bool {
+    request.method() == actix_web::http::Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// The `Origin` of a browser request that `cors.allowed_origins` does not list.
