@@ -44,3 +44,11 @@ ensure_rust() {
     return 1
   fi
 }
+
+# A real SMTP server for the auth email tests: aiosmtpd from Debian.
+ensure_aiosmtpd() {
+  if /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    return 0
+  fi
+  apt_install python3-aiosmtpd
+}

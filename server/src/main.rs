@@ -6,6 +6,8 @@ mod auth;
 mod db;
 mod embedded;
 mod http;
+mod jobs;
+mod mail;
 mod ops;
 mod secrets;
 mod serve;

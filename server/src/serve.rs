@@ -6,16 +6,20 @@ use crate::auth::passwords::Passwords;
 use crate::db::{self, migrate};
 use crate::embedded::EmbeddedPostgres;
 use crate::http::rate_limit::RateLimiter;
+use crate::jobs;
+use crate::mail::{self, Email, Mailer};
 use crate::secrets;
 use crate::state::{AppState, Lifecycle};
 use actix_web::http::KeepAlive;
 use actix_web::HttpServer;
 use anyhow::Context;
 use basalt_core::config::Config;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
 /// The database Basalt works on, and the embedded cluster if it runs one.
 struct Database {
@@ -158,8 +162,37 @@ async fn run(config: Config, jwt_secret: String, database: &Database) -> anyhow:
         metrics: crate::telemetry::metrics_handle(),
         lifecycle: lifecycle.clone(),
         embedded: database.embedded.is_some(),
+        jobs: jobs::Queue::new(&config.jobs),
+        email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
     };
+    let mut handlers: HashMap<&'static str, jobs::Handler> = HashMap::new();
+    if state.email_enabled {
+        let mailer = Arc::new(Mailer::new(&config.smtp)?);
+        handlers.insert(
+            mail::QUEUE,
+            Arc::new(move |payload| {
+                let mailer = mailer.clone();
+                Box::pin(async move {
+                    let email: Email = serde_json::from_value(payload)
+                        .map_err(|e| format!("bad email job: {e}"))?;
+                    mailer.send(email).await
+                })
+            }),
+        );
+    } else {
+        tracing::info!(
+            "no SMTP server is configured (smtp.host): sign-ups are confirmed automatically; password recovery, magic links and email confirmation are off"
+        );
+    }
+    let (stop_jobs, stop_jobs_rx) = watch::channel(false);
+    let job_worker = tokio::spawn(jobs::run(
+        state.pool.clone(),
+        state.jobs.clone(),
+        config.jobs.clone(),
+        handlers,
+        stop_jobs_rx,
+    ));
     metrics::gauge!("basalt_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
     let server_config = &config.server;
@@ -217,6 +250,8 @@ async fn run(config: Config, jwt_secret: String, database: &Database) -> anyhow:
     let served = server.await;
     sweeper.abort();
     signals.abort();
+    let _ = stop_jobs.send(true);
+    let _ = job_worker.await;
     state.pool.close();
     served.context("the HTTP server failed")?;
     tracing::info!("HTTP server stopped");

@@ -26,6 +26,9 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
+    pub jobs: crate::jobs::Queue,
+    /// Whether an SMTP server is configured (emails can be sent).
+    pub email_enabled: bool,
     pub embedded: bool,
 }
 

@@ -21,7 +21,10 @@ async fn dry_run_lists_then_migrate_applies_once() {
     let url = PgServer::shared().fresh_database().await;
     let (ok, out, err) = migrate(&url, &["--dry-run"]);
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "pending: V1__basalt_schema\npending: V2__auth");
+    assert_eq!(
+        out.trim(),
+        "pending: V1__basalt_schema\npending: V2__auth\npending: V3__jobs_and_email_tokens"
+    );
     let client = connect(&url).await;
     let exists: bool = client
         .query_one("select to_regnamespace('basalt') is not null", &[])
@@ -32,7 +35,10 @@ async fn dry_run_lists_then_migrate_applies_once() {
 
     let (ok, out, err) = migrate(&url, &[]);
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "applied: V1__basalt_schema\napplied: V2__auth");
+    assert_eq!(
+        out.trim(),
+        "applied: V1__basalt_schema\napplied: V2__auth\napplied: V3__jobs_and_email_tokens"
+    );
     let (ok, out, _) = migrate(&url, &[]);
     assert!(ok);
     assert_eq!(out.trim(), "up to date: no pending migrations");
@@ -123,7 +129,7 @@ async fn basalt_keeps_out_of_the_public_schema() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(ours, vec!["instance", "schema_migrations"]);
+    assert_eq!(ours, vec!["instance", "jobs", "schema_migrations"]);
 }
 
 #[tokio::test]
@@ -152,11 +158,11 @@ async fn migrate_works_on_the_embedded_cluster_too() {
     };
     assert_eq!(
         run(&["migrate", "--dry-run"]),
-        "pending: V1__basalt_schema\npending: V2__auth"
+        "pending: V1__basalt_schema\npending: V2__auth\npending: V3__jobs_and_email_tokens"
     );
     assert_eq!(
         run(&["migrate"]),
-        "applied: V1__basalt_schema\napplied: V2__auth"
+        "applied: V1__basalt_schema\napplied: V2__auth\napplied: V3__jobs_and_email_tokens"
     );
     assert_eq!(
         run(&["migrate", "--dry-run"]),

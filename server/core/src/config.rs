@@ -41,11 +41,19 @@ pub struct Config {
     pub http: String,
     /// Where Basalt keeps its embedded PostgreSQL cluster, generated secrets and files.
     pub data_dir: String,
+    /// Where the app lives: the default target of links in emails.
+    pub site_url: String,
+    /// How clients reach this server (links in emails point here); empty
+    /// derives `http://<http>`.
+    pub public_url: String,
     pub log: LogConfig,
     pub database: DatabaseConfig,
     pub embedded: EmbeddedConfig,
     pub jwt: JwtConfig,
     pub auth: AuthConfig,
+    pub smtp: SmtpConfig,
+    pub templates: TemplatesConfig,
+    pub jobs: JobsConfig,
     pub server: ServerConfig,
     pub cors: CorsConfig,
     pub security: SecurityConfig,
@@ -114,6 +122,59 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u64,
     pub argon2_iterations: u64,
     pub argon2_parallelism: u64,
+    /// `auto` (on when `smtp.host` is set), `on` or `off`.
+    pub email_confirmation: String,
+    /// Lifetime of the single-use tokens sent by email.
+    pub email_token_ttl_secs: u64,
+    /// Where links may send users besides `site_url`: exact URLs (paths under
+    /// them allowed) or prefixes ending with `*`.
+    pub redirect_allow_list: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Empty: no email; sign-ups are confirmed automatically.
+    pub host: String,
+    pub port: u64,
+    pub user: String,
+    pub password: Secret,
+    /// The From address, e.g. `Acme <no-reply@acme.test>`.
+    pub sender: String,
+    /// `starttls`, `tls` (implicit) or `none`.
+    pub tls: String,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesConfig {
+    pub confirmation: EmailTemplate,
+    pub recovery: EmailTemplate,
+    pub magic_link: EmailTemplate,
+    pub email_change: EmailTemplate,
+}
+
+/// An email: subject, HTML and text bodies with `{{ link }}`, `{{ email }}`,
+/// `{{ new_email }}` and `{{ site_url }}` placeholders.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailTemplate {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// How often idle workers look for due jobs (they are also woken at once
+    /// when this replica enqueues one).
+    pub poll_interval_ms: u64,
+    pub max_attempts: u64,
+    /// Retry delay after the first failure; it doubles each time up to the max.
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +213,8 @@ pub struct SecurityConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub enabled: bool,
+    /// Per email address on sign-up, sign-in, recovery, magic links and verify.
+    pub auth_per_email: String,
     pub auth: RateLimitGroup,
     pub rest: RateLimitGroup,
     pub storage: RateLimitGroup,
@@ -175,6 +238,8 @@ impl Default for Config {
         Config {
             http: "127.0.0.1:8000".into(),
             data_dir: "./basalt-data".into(),
+            site_url: "http://localhost:3000".into(),
+            public_url: String::new(),
             log: LogConfig {
                 format: "auto".into(),
                 level: "info".into(),
@@ -186,6 +251,9 @@ impl Default for Config {
             },
             jwt: JwtConfig::default(),
             auth: AuthConfig::default(),
+            smtp: SmtpConfig::default(),
+            templates: TemplatesConfig::default(),
+            jobs: JobsConfig::default(),
             server: ServerConfig::default(),
             cors: CorsConfig {
                 allowed_origins: vec!["*".into()],
@@ -241,6 +309,52 @@ impl Default for AuthConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            email_confirmation: "auto".into(),
+            email_token_ttl_secs: 3600,
+            redirect_allow_list: Vec::new(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: 587,
+            user: String::new(),
+            password: Secret::default(),
+            sender: "Basalt <no-reply@localhost>".into(),
+            tls: "starttls".into(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        let template = |subject: &str, action: &str| {
+            EmailTemplate {
+            subject: subject.into(),
+            html: format!("<h2>{subject}</h2>\n<p><a href=\"{{{{ link }}}}\">{action}</a></p>\n<p>If you did not ask for this, ignore this email.</p>\n"),
+            text: format!("{subject}\n\n{action}: {{{{ link }}}}\n\nIf you did not ask for this, ignore this email.\n"),
+        }
+        };
+        TemplatesConfig {
+            confirmation: template("Confirm your email address", "Confirm your address"),
+            recovery: template("Reset your password", "Reset your password"),
+            magic_link: template("Your sign-in link", "Sign in"),
+            email_change: template("Confirm your new email address", "Confirm {{ new_email }}"),
+        }
+    }
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            poll_interval_ms: 1000,
+            max_attempts: 10,
+            retry_base_ms: 2000,
+            retry_max_ms: 600_000,
         }
     }
 }
@@ -281,6 +395,7 @@ impl Default for RateLimitConfig {
         };
         RateLimitConfig {
             enabled: true,
+            auth_per_email: "30/1h".into(),
             auth: group("300/5m"),
             rest: group("6000/1m"),
             storage: group("6000/1m"),
@@ -302,7 +417,7 @@ impl Default for RateLimitGroup {
 }
 
 /// Settings whose values are secret: redacted by [`Config::redacted_toml`].
-pub const SECRET_SETTINGS: &[&str] = &["jwt.secret", "database.url"];
+pub const SECRET_SETTINGS: &[&str] = &["jwt.secret", "database.url", "smtp.password"];
 
 /// A setting that could not be taken, said so that a person can fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -635,6 +750,97 @@ impl Config {
             1,
             64,
         )?;
+        if !["auto", "on", "off"].contains(&auth.email_confirmation.as_str()) {
+            return Err(fail(
+                "auth.email_confirmation",
+                format!("`{}` is not auto, on or off", auth.email_confirmation),
+                "use auto (on when smtp.host is set), on or off",
+            ));
+        }
+        if auth.email_confirmation == "on" && self.smtp.host.is_empty() {
+            return Err(fail(
+                "auth.email_confirmation",
+                "it is on but no SMTP server is configured".into(),
+                "set smtp.host (BASALT_SMTP_HOST), or use auto",
+            ));
+        }
+        range(
+            &fail,
+            "auth.email_token_ttl_secs",
+            auth.email_token_ttl_secs,
+            60,
+            7 * 86_400,
+        )?;
+        for entry in &auth.redirect_allow_list {
+            if !entry.contains("://") || entry.contains(char::is_whitespace) {
+                return Err(fail(
+                    "auth.redirect_allow_list",
+                    format!("`{entry}` is not a URL"),
+                    "list URLs such as https://app.example.com/welcome or myapp://callback/*",
+                ));
+            }
+        }
+        for (setting, url) in [
+            ("site_url", &self.site_url),
+            ("public_url", &self.public_url),
+        ] {
+            let ok = (url.is_empty() && setting == "public_url")
+                || ((url.starts_with("http://") || url.starts_with("https://"))
+                    && !url.contains(char::is_whitespace));
+            if !ok {
+                return Err(fail(
+                    setting,
+                    format!("`{url}` is not an http(s) URL"),
+                    "use a URL such as https://app.example.com",
+                ));
+            }
+        }
+        let smtp = &self.smtp;
+        if !["starttls", "tls", "none"].contains(&smtp.tls.as_str()) {
+            return Err(fail(
+                "smtp.tls",
+                format!("`{}` is not starttls, tls or none", smtp.tls),
+                "use starttls (port 587), tls (port 465) or none (local relays only)",
+            ));
+        }
+        range(&fail, "smtp.port", smtp.port, 1, 65_535)?;
+        range(&fail, "smtp.timeout_secs", smtp.timeout_secs, 1, 600)?;
+        if !smtp.host.is_empty() && !smtp.sender.contains('@') {
+            return Err(fail(
+                "smtp.sender",
+                format!("`{}` is not an email address", smtp.sender),
+                "use an address such as `Acme <no-reply@acme.test>`",
+            ));
+        }
+        range(
+            &fail,
+            "jobs.poll_interval_ms",
+            self.jobs.poll_interval_ms,
+            10,
+            600_000,
+        )?;
+        range(&fail, "jobs.max_attempts", self.jobs.max_attempts, 1, 1000)?;
+        range(
+            &fail,
+            "jobs.retry_base_ms",
+            self.jobs.retry_base_ms,
+            10,
+            86_400_000,
+        )?;
+        range(
+            &fail,
+            "jobs.retry_max_ms",
+            self.jobs.retry_max_ms,
+            self.jobs.retry_base_ms,
+            86_400_000,
+        )?;
+        if let Err(problem) = RateSpec::parse(&self.rate_limit.auth_per_email) {
+            return Err(fail(
+                "rate_limit.auth_per_email",
+                problem,
+                "write `<count>/<period>` such as 5/1h, or `off`",
+            ));
+        }
         let server = &self.server;
         range(
             &fail,
@@ -759,6 +965,26 @@ impl Config {
             }
         }
         toml::to_string_pretty(&value).expect("config renders")
+    }
+}
+
+impl Config {
+    /// Whether sign-ups must confirm their address by email.
+    pub fn email_confirmation(&self) -> bool {
+        match self.auth.email_confirmation.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => !self.smtp.host.is_empty(),
+        }
+    }
+
+    /// The base URL of this server for links in emails.
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.http)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
     }
 }
 

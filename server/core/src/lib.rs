@@ -3,8 +3,8 @@
 //! crate does the I/O and hands these modules plain values, so they are tested
 //! without any running service.
 
+pub mod auth_rules;
 pub mod config;
 pub mod errors;
 pub mod forwarded;
-pub mod passwords;
 pub mod rate;

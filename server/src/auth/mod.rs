@@ -3,6 +3,7 @@
 //! that tell handlers who is calling.
 
 pub mod admin;
+pub mod email;
 pub mod jwt;
 pub mod passwords;
 pub mod routes;

@@ -2,7 +2,7 @@
 
 use super::sessions;
 use super::users::{self, Actor};
-use super::{Caller, SignedIn};
+use super::{email, Caller, SignedIn};
 use crate::db;
 use crate::http::error::HttpError;
 use crate::http::resource;
@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Instant;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -24,6 +25,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::put().to(update_user)),
         )
         .service(resource("/auth/v1/logout").route(web::post().to(logout)))
+        .service(resource("/auth/v1/recover").route(web::post().to(recover)))
+        .service(resource("/auth/v1/otp").route(web::post().to(otp)))
+        .service(
+            resource("/auth/v1/verify")
+                .route(web::post().to(verify_post))
+                .route(web::get().to(verify_get)),
+        )
         .service(resource("/auth/v1/settings").route(web::get().to(settings)));
     super::admin::routes(config);
 }
@@ -56,16 +64,25 @@ struct SignupBody {
     data: Option<Value>,
 }
 
-/// Creates a user with email and password and signs them in. Sign-ups are
-/// confirmed at once: email confirmation arrives with SMTP support.
+#[derive(Deserialize)]
+struct RedirectQuery {
+    redirect_to: Option<String>,
+}
+
+/// Creates a user with email and password. Without email confirmation the
+/// answer is a session; with it, the user (no session) and a confirmation
+/// email, and an address that already has an account gets the same answer.
 async fn signup(
     caller: Caller,
     state: Data<AppState>,
     request: HttpRequest,
+    query: Query<RedirectQuery>,
     body: Json<SignupBody>,
 ) -> Result<HttpResponse, HttpError> {
     let email = users::validate_email(&body.email)?;
     users::check_password(&state.config.auth, &body.password)?;
+    email::check_redirect(&state, query.redirect_to.as_deref())?;
+    state.rate_limiter.check_email(&email, Instant::now())?;
     let metadata = match &body.data {
         None | Some(Value::Null) => json!({}),
         Some(Value::Object(map)) => Value::Object(map.clone()),
@@ -75,27 +92,53 @@ async fn signup(
                 .into())
         }
     };
+    let confirm = state.config.email_confirmation();
     let hash = state.passwords.hash(body.password.clone()).await?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     let created = transaction
         .query_opt(
             "INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data)
-             VALUES ($1, $2, now(), $3) ON CONFLICT DO NOTHING RETURNING id",
-            &[&email, &hash, &metadata],
+             VALUES ($1, $2, CASE WHEN $4 THEN NULL ELSE now() END, $3) ON CONFLICT DO NOTHING RETURNING id",
+            &[&email, &hash, &metadata, &confirm],
         )
         .await
         .map_err(db::failed)?;
     let Some(row) = created else {
-        return Err(ErrorCode::UserAlreadyExists.into());
+        if !confirm {
+            return Err(ErrorCode::UserAlreadyExists.into());
+        }
+        // Say nothing about the existing account: answer like a new sign-up.
+        let now = chrono::Utc::now().to_rfc3339();
+        return Ok(HttpResponse::Ok().json(json!({
+            "id": uuid::Uuid::new_v4(), "aud": "authenticated", "role": "authenticated", "email": email,
+            "email_confirmed_at": null, "confirmed_at": null, "last_sign_in_at": null, "banned_until": null,
+            "app_metadata": {"provider": "email", "providers": ["email"]}, "user_metadata": metadata,
+            "identities": [], "created_at": now, "updated_at": now,
+        })));
     };
     let user_id: uuid::Uuid = row.get(0);
     let actor = actor(&state, &request, Some(user_id), &caller.role);
     users::audit(&transaction, "signup", actor, Some(user_id), json!({})).await?;
-    let issued =
-        sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?;
+    let answer = if confirm {
+        email::send_link(
+            &state,
+            &transaction,
+            user_id,
+            email::Kind::Signup,
+            &email,
+            None,
+            query.redirect_to.as_deref(),
+        )
+        .await?;
+        users::by_id(&transaction, user_id)
+            .await?
+            .unwrap_or_default()
+    } else {
+        sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?
+    };
     transaction.commit().await.map_err(db::failed)?;
-    Ok(HttpResponse::Ok().json(issued))
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 #[derive(Deserialize)]
@@ -149,6 +192,7 @@ async fn password_grant(
             .with_details("email and password: required")
             .into());
     };
+    state.rate_limiter.check_email(&email, Instant::now())?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let found = client
         .query_opt(
@@ -214,13 +258,11 @@ async fn update_user(
     request: HttpRequest,
     body: Json<UpdateUserBody>,
 ) -> Result<HttpResponse, HttpError> {
-    if body.email.is_some() {
-        return Err(ApiError::new(ErrorCode::ValidationFailed)
-            .with_details(
-                "email: changing the address needs email confirmation, which is not available yet",
-            )
-            .into());
-    }
+    let new_email = body
+        .email
+        .as_deref()
+        .map(users::validate_email)
+        .transpose()?;
     let new_hash = match &body.password {
         Some(password) => {
             users::check_password(&state.config.auth, password)?;
@@ -232,6 +274,9 @@ async fn update_user(
     let transaction = client.transaction().await.map_err(db::failed)?;
     if !sessions::is_live(&transaction, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
+    }
+    if let Some(new_email) = &new_email {
+        change_email(&state, &transaction, user.user_id, new_email, &request).await?;
     }
     let data = body.data.clone().map(Value::Object);
     transaction
@@ -261,6 +306,281 @@ async fn update_user(
     Ok(HttpResponse::Ok().json(json))
 }
 
+/// With an SMTP server, the new address gets a link and the change waits for
+/// it; without one, nothing can be confirmed and the address changes at once.
+async fn change_email(
+    state: &AppState,
+    client: &impl deadpool_postgres::GenericClient,
+    user_id: uuid::Uuid,
+    new_email: &str,
+    request: &HttpRequest,
+) -> Result<(), HttpError> {
+    let taken: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM auth.users WHERE lower(email) = lower($1) AND id <> $2)",
+            &[&new_email, &user_id],
+        )
+        .await
+        .map_err(db::failed)?
+        .get(0);
+    if taken {
+        return Err(ErrorCode::UserAlreadyExists.into());
+    }
+    if state.email_enabled {
+        client
+            .execute(
+                "UPDATE auth.users SET new_email = $2, email_change_sent_at = now() WHERE id = $1",
+                &[&user_id, &new_email],
+            )
+            .await
+            .map_err(db::failed)?;
+        let redirect_to = request.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "redirect_to")
+                .map(|(_, v)| v.into_owned())
+        });
+        email::check_redirect(state, redirect_to.as_deref())?;
+        email::send_link(
+            state,
+            client,
+            user_id,
+            email::Kind::EmailChange,
+            new_email,
+            Some(new_email),
+            redirect_to.as_deref(),
+        )
+        .await
+    } else {
+        client
+            .execute(
+                "UPDATE auth.users SET email = $2, updated_at = now() WHERE id = $1",
+                &[&user_id, &new_email],
+            )
+            .await
+            .map_err(db::failed)?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct EmailBody {
+    email: String,
+    #[serde(default)]
+    create_user: Option<bool>,
+    #[serde(default)]
+    data: Option<serde_json::Map<String, Value>>,
+}
+
+fn require_email(state: &AppState) -> Result<(), HttpError> {
+    if state.email_enabled {
+        Ok(())
+    } else {
+        Err(ErrorCode::EmailNotConfigured.into())
+    }
+}
+
+/// Sends a password reset link. The answer is the same whether or not the
+/// address has an account.
+async fn recover(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<RedirectQuery>,
+    body: Json<EmailBody>,
+) -> Result<HttpResponse, HttpError> {
+    require_email(&state)?;
+    let email = users::validate_email(&body.email)?;
+    email::check_redirect(&state, query.redirect_to.as_deref())?;
+    state.rate_limiter.check_email(&email, Instant::now())?;
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let found = transaction
+        .query_opt(
+            "SELECT id, email FROM auth.users WHERE lower(email) = lower($1)",
+            &[&email],
+        )
+        .await
+        .map_err(db::failed)?;
+    if let Some(row) = found {
+        let user_id: uuid::Uuid = row.get(0);
+        let address: String = row.get(1);
+        email::send_link(
+            &state,
+            &transaction,
+            user_id,
+            email::Kind::Recovery,
+            &address,
+            None,
+            query.redirect_to.as_deref(),
+        )
+        .await?;
+        let actor = actor(&state, &request, None, &caller.role);
+        users::audit(
+            &transaction,
+            "recovery_requested",
+            actor,
+            Some(user_id),
+            json!({}),
+        )
+        .await?;
+    }
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// Sends a magic sign-in link, creating the user first unless
+/// `create_user: false`. The answer never tells whether the address is known.
+async fn otp(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<RedirectQuery>,
+    body: Json<EmailBody>,
+) -> Result<HttpResponse, HttpError> {
+    require_email(&state)?;
+    let email = users::validate_email(&body.email)?;
+    email::check_redirect(&state, query.redirect_to.as_deref())?;
+    state.rate_limiter.check_email(&email, Instant::now())?;
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut found = transaction
+        .query_opt(
+            "SELECT id, email FROM auth.users WHERE lower(email) = lower($1)",
+            &[&email],
+        )
+        .await
+        .map_err(db::failed)?
+        .map(|row| (row.get::<_, uuid::Uuid>(0), row.get::<_, String>(1)));
+    if found.is_none() && body.create_user.unwrap_or(true) {
+        let metadata = Value::Object(body.data.clone().unwrap_or_default());
+        let id: uuid::Uuid = transaction
+            .query_one(
+                "INSERT INTO auth.users (email, raw_user_meta_data) VALUES ($1, $2) RETURNING id",
+                &[&email, &metadata],
+            )
+            .await
+            .map_err(db::failed)?
+            .get(0);
+        let actor = actor(&state, &request, Some(id), &caller.role);
+        users::audit(
+            &transaction,
+            "signup",
+            actor,
+            Some(id),
+            json!({"via": "magiclink"}),
+        )
+        .await?;
+        found = Some((id, email.clone()));
+    }
+    if let Some((user_id, address)) = found {
+        email::send_link(
+            &state,
+            &transaction,
+            user_id,
+            email::Kind::MagicLink,
+            &address,
+            None,
+            query.redirect_to.as_deref(),
+        )
+        .await?;
+    }
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+fn kind_of(text: &str) -> Result<email::Kind, HttpError> {
+    email::Kind::parse(text).ok_or_else(|| {
+        ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("type: use signup, recovery, magiclink or email_change")
+            .into()
+    })
+}
+
+/// Spends an emailed token and answers with a session.
+async fn verify_post(
+    _: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: Json<VerifyBody>,
+) -> Result<HttpResponse, HttpError> {
+    let kind = kind_of(&body.kind)?;
+    let ip = request_ip(&request, &state.trusted_proxies);
+    let verified = email::verify(&state, kind, &body.token, ip, user_agent(&request)).await?;
+    Ok(HttpResponse::Ok().json(verified.session))
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+    redirect_to: Option<String>,
+}
+
+/// The link in the email: spends the token and redirects (303) to the app with
+/// the session in the URL fragment, or with `error` and `error_code` on failure.
+/// Needs no API key: a mail client opens it.
+async fn verify_get(
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<VerifyQuery>,
+) -> HttpResponse {
+    let requested = query
+        .redirect_to
+        .clone()
+        .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
+    let ip = request_ip(&request, &state.trusted_proxies);
+    let outcome = match kind_of(&query.kind) {
+        Ok(kind) => email::verify(&state, kind, &query.token, ip, user_agent(&request)).await,
+        Err(error) => Err(error),
+    };
+    let (base, fragment) = match outcome {
+        Ok(verified) => {
+            let session = &verified.session;
+            let mut fragment = url::form_urlencoded::Serializer::new(String::new());
+            for key in [
+                "access_token",
+                "refresh_token",
+                "expires_in",
+                "expires_at",
+                "token_type",
+            ] {
+                let value = match &session[key] {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                fragment.append_pair(key, &value);
+            }
+            fragment.append_pair("type", &query.kind);
+            let stored = verified
+                .redirect_to
+                .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
+            (requested.or(stored), fragment.finish())
+        }
+        Err(error) => {
+            let fragment = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("error", "access_denied")
+                .append_pair("error_code", error.error.code)
+                .append_pair("error_description", &error.error.message)
+                .finish();
+            (requested, fragment)
+        }
+    };
+    let base = base.unwrap_or_else(|| state.config.site_url.clone());
+    let base = base.split('#').next().unwrap_or_default().to_owned();
+    HttpResponse::SeeOther()
+        .insert_header(("location", format!("{base}#{fragment}")))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+}
+
 #[derive(Deserialize)]
 struct LogoutQuery {
     scope: Option<String>,
@@ -287,10 +607,11 @@ async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn settings(_: Caller) -> HttpResponse {
+async fn settings(_: Caller, state: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "external": {"email": true},
         "disable_signup": false,
-        "mailer_autoconfirm": true,
+        "mailer_autoconfirm": !state.config.email_confirmation(),
+        "smtp_configured": state.email_enabled,
     }))
 }

@@ -30,7 +30,7 @@ pub async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<Value
 
 pub fn validate_email(email: &str) -> Result<String, HttpError> {
     let email = email.trim();
-    if basalt_core::passwords::valid_email(email) {
+    if basalt_core::auth_rules::valid_email(email) {
         Ok(email.to_owned())
     } else {
         Err(ApiError::new(ErrorCode::ValidationFailed)
@@ -43,7 +43,7 @@ pub fn check_password(
     config: &basalt_core::config::AuthConfig,
     password: &str,
 ) -> Result<(), HttpError> {
-    match basalt_core::passwords::policy_problem(config, password) {
+    match basalt_core::auth_rules::policy_problem(config, password) {
         None => Ok(()),
         Some(problem) => Err(ApiError::new(ErrorCode::WeakPassword)
             .with_details(problem)

@@ -27,6 +27,8 @@ enum BucketKey {
     Ip(&'static str, IpAddr),
     /// A keyed hash of the API key, so keys themselves are not kept in memory.
     ApiKey(&'static str, u64),
+    /// A keyed hash of a lower-cased email address (auth endpoints).
+    Email(u64),
 }
 
 struct Limits {
@@ -36,6 +38,7 @@ struct Limits {
 
 pub struct RateLimiter {
     enabled: bool,
+    per_email: Option<RateSpec>,
     groups: HashMap<&'static str, Limits>,
     buckets: Mutex<HashMap<BucketKey, TokenBucket>>,
     key_hasher: RandomState,
@@ -107,6 +110,7 @@ impl RateLimiter {
             .collect();
         RateLimiter {
             enabled: config.enabled,
+            per_email: parse(&config.auth_per_email),
             groups,
             buckets: Mutex::new(HashMap::new()),
             key_hasher: RandomState::new(),
@@ -159,6 +163,30 @@ impl RateLimiter {
             .min_by_key(|verdict| (verdict.decision.allowed, verdict.decision.remaining))
     }
 
+    /// Takes a token from the bucket of an email address, or answers 429.
+    pub fn check_email(&self, email: &str, now: Instant) -> Result<(), HttpError> {
+        let Some(spec) = self.per_email.filter(|_| self.enabled) else {
+            return Ok(());
+        };
+        let key = BucketKey::Email(self.key_hasher.hash_one(email.trim().to_lowercase()));
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let decision = buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::full(&spec, now))
+            .take(&spec, now);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(
+            HttpError::from(ApiError::new(ErrorCode::RateLimited).with_details(format!(
+                "at most {} requests per {} s for one email address",
+                spec.count,
+                spec.period.as_secs()
+            )))
+            .retry_after(decision.retry_after_secs),
+        )
+    }
+
     /// Forgets buckets that have refilled completely: they behave like new ones,
     /// so memory stays bounded by the clients active within one period.
     pub fn sweep(&self, now: Instant) -> usize {
@@ -169,11 +197,10 @@ impl RateLimiter {
 
     fn sweep_locked(&self, buckets: &mut HashMap<BucketKey, TokenBucket>, now: Instant) {
         buckets.retain(|key, bucket| {
-            let (BucketKey::Ip(group, _) | BucketKey::ApiKey(group, _)) = key;
-            let limits = &self.groups[group];
             let spec = match key {
-                BucketKey::Ip(..) => limits.per_ip,
-                BucketKey::ApiKey(..) => limits.per_key,
+                BucketKey::Ip(group, _) => self.groups[group].per_ip,
+                BucketKey::ApiKey(group, _) => self.groups[group].per_key,
+                BucketKey::Email(_) => self.per_email,
             };
             spec.is_some_and(|spec| !bucket.is_full(&spec, now))
         });

@@ -318,7 +318,7 @@ fn secrets_never_show() {
 fn every_setting_has_an_environment_name_listed_in_the_docs() {
     let docs = include_str!("../../../../docs/configuration.md");
     let all = settings();
-    assert!(all.len() > 30);
+    assert!(all.len() > 60);
     for setting in all {
         assert!(
             docs.contains(&format!("`{}`", setting.env)),

@@ -1,0 +1,224 @@
+//! Email flows: single-use tokens (stored hashed, expiring), the emails that
+//! carry them (rendered from `templates.*`, queued as jobs), and verification.
+
+use super::sessions;
+use super::users::{self, Actor};
+use crate::db;
+use crate::http::error::HttpError;
+use crate::mail::{self, Email};
+use crate::state::AppState;
+use basalt_core::config::EmailTemplate;
+use basalt_core::errors::{ApiError, ErrorCode};
+use base64::Engine;
+use deadpool_postgres::GenericClient;
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Signup,
+    Recovery,
+    MagicLink,
+    EmailChange,
+}
+
+impl Kind {
+    pub fn parse(text: &str) -> Option<Kind> {
+        Some(match text {
+            "signup" => Kind::Signup,
+            "recovery" => Kind::Recovery,
+            "magiclink" => Kind::MagicLink,
+            "email_change" => Kind::EmailChange,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Signup => "signup",
+            Kind::Recovery => "recovery",
+            Kind::MagicLink => "magiclink",
+            Kind::EmailChange => "email_change",
+        }
+    }
+
+    fn template(self, state: &AppState) -> &EmailTemplate {
+        let templates = &state.config.templates;
+        match self {
+            Kind::Signup => &templates.confirmation,
+            Kind::Recovery => &templates.recovery,
+            Kind::MagicLink => &templates.magic_link,
+            Kind::EmailChange => &templates.email_change,
+        }
+    }
+}
+
+fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Refuses a `redirect_to` outside `site_url` and `auth.redirect_allow_list`.
+pub fn check_redirect(state: &AppState, redirect_to: Option<&str>) -> Result<(), HttpError> {
+    match redirect_to {
+        Some(url) if !basalt_core::auth_rules::redirect_allowed(url, &state.config.site_url, &state.config.auth.redirect_allow_list) => {
+            Err(ApiError::new(ErrorCode::ValidationFailed)
+                .with_details("redirect_to: this URL is not allowed")
+                .with_hint("Use site_url or a URL listed in auth.redirect_allow_list (BASALT_AUTH_REDIRECT_ALLOW_LIST).")
+                .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Issues a token of `kind` for the user (replacing any unused one of the same
+/// kind) and queues its email to `to`, inside the caller's transaction.
+pub async fn send_link(
+    state: &AppState,
+    client: &impl GenericClient,
+    user_id: Uuid,
+    kind: Kind,
+    to: &str,
+    new_email: Option<&str>,
+    redirect_to: Option<&str>,
+) -> Result<(), HttpError> {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    client
+        .execute(
+            "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND kind = $2 AND used_at IS NULL",
+            &[&user_id, &kind.as_str()],
+        )
+        .await
+        .map_err(db::failed)?;
+    client
+        .execute(
+            "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, new_email, redirect_to, expires_at)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8))",
+            &[
+                &user_id,
+                &kind.as_str(),
+                &hash(&token),
+                &new_email,
+                &redirect_to,
+                &(state.config.auth.email_token_ttl_secs as f64),
+            ],
+        )
+        .await
+        .map_err(db::failed)?;
+    let mut link = url::Url::parse(&format!("{}/auth/v1/verify", state.config.public_url()))
+        .map_err(|_| HttpError::new(ErrorCode::InternalError))?;
+    link.query_pairs_mut()
+        .append_pair("token", &token)
+        .append_pair("type", kind.as_str());
+    if let Some(redirect_to) = redirect_to {
+        link.query_pairs_mut()
+            .append_pair("redirect_to", redirect_to);
+    }
+    let values = [
+        ("link", link.as_str()),
+        ("email", to),
+        ("new_email", new_email.unwrap_or("")),
+        ("site_url", state.config.site_url.as_str()),
+    ];
+    let template = kind.template(state);
+    let email = Email {
+        to: to.to_owned(),
+        subject: basalt_core::auth_rules::render(&template.subject, &values, false),
+        html: basalt_core::auth_rules::render(&template.html, &values, true),
+        text: basalt_core::auth_rules::render(&template.text, &values, false),
+    };
+    state
+        .jobs
+        .enqueue(
+            client,
+            mail::QUEUE,
+            &serde_json::to_value(email).expect("email serializes"),
+        )
+        .await
+}
+
+/// What a verified token unlocked.
+pub struct Verified {
+    pub session: Value,
+    pub redirect_to: Option<String>,
+}
+
+/// Spends a token of `kind` and applies it; returns a new session.
+pub async fn verify(
+    state: &AppState,
+    kind: Kind,
+    token: &str,
+    actor_ip: std::net::IpAddr,
+    user_agent: Option<&str>,
+) -> Result<Verified, HttpError> {
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let row = transaction
+        .query_opt(
+            "UPDATE auth.one_time_tokens SET used_at = now()
+             WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > now()
+             RETURNING user_id, new_email, redirect_to",
+            &[&hash(token), &kind.as_str()],
+        )
+        .await
+        .map_err(db::failed)?
+        .ok_or_else(|| HttpError::new(ErrorCode::OtpExpired))?;
+    let user_id: Uuid = row.get(0);
+    let new_email: Option<String> = row.get(1);
+    let redirect_to: Option<String> = row.get(2);
+    let banned: bool = transaction
+        .query_one(
+            "SELECT banned_until IS NOT NULL AND banned_until > now() FROM auth.users WHERE id = $1",
+            &[&user_id],
+        )
+        .await
+        .map_err(db::failed)?
+        .get(0);
+    if banned {
+        return Err(ErrorCode::UserBanned.into());
+    }
+    if kind == Kind::EmailChange {
+        transaction
+            .execute(
+                "UPDATE auth.users SET email = $2, new_email = NULL, email_change_sent_at = NULL,
+                        email_confirmed_at = now(), updated_at = now() WHERE id = $1",
+                &[&user_id, &new_email],
+            )
+            .await
+            .map_err(|error| match error.as_db_error().map(|e| e.code().code()) {
+                Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
+                _ => db::failed(error),
+            })?;
+    } else {
+        // Following any link sent to the address proves the user owns it.
+        transaction
+            .execute(
+                "UPDATE auth.users SET email_confirmed_at = coalesce(email_confirmed_at, now()) WHERE id = $1",
+                &[&user_id],
+            )
+            .await
+            .map_err(db::failed)?;
+    }
+    let actor = Actor {
+        id: Some(user_id),
+        role: "authenticated",
+        ip: actor_ip,
+    };
+    users::audit(
+        &transaction,
+        &format!("verified_{}", kind.as_str()),
+        actor,
+        Some(user_id),
+        json!({}),
+    )
+    .await?;
+    let session = sessions::start(state, &transaction, user_id, actor, user_agent).await?;
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(Verified {
+        session,
+        redirect_to,
+    })
+}

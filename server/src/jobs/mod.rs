@@ -1,0 +1,204 @@
+//! The durable job queue: jobs are rows in `basalt.jobs`, enqueued in the same
+//! transaction as the change that needs them, claimed by workers with
+//! `FOR UPDATE SKIP LOCKED`, retried with exponential backoff and marked failed
+//! after `jobs.max_attempts`. A handler per queue does the work.
+
+use crate::db;
+use crate::http::error::HttpError;
+use basalt_core::config::JobsConfig;
+use deadpool_postgres::{GenericClient, Pool};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Work for one queue: `Ok` marks the job done, `Err` schedules a retry.
+pub type Handler =
+    Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// What enqueuers need: the retry budget and a way to wake this replica's workers.
+#[derive(Clone)]
+pub struct Queue {
+    max_attempts: i32,
+    wake: Arc<Notify>,
+}
+
+impl Queue {
+    pub fn new(config: &JobsConfig) -> Self {
+        Queue {
+            max_attempts: config.max_attempts as i32,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Adds a job; call inside the transaction whose commit should make it real.
+    pub async fn enqueue(
+        &self,
+        client: &impl GenericClient,
+        queue: &str,
+        payload: &Value,
+    ) -> Result<(), HttpError> {
+        client
+            .execute(
+                "INSERT INTO basalt.jobs (queue, payload, max_attempts) VALUES ($1, $2, $3)",
+                &[&queue, payload, &self.max_attempts],
+            )
+            .await
+            .map_err(db::failed)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// Runs workers until `stop` turns true; each claims one due job at a time.
+pub async fn run(
+    pool: Pool,
+    queue: Queue,
+    config: JobsConfig,
+    handlers: HashMap<&'static str, Handler>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let names: Vec<String> = handlers.keys().map(|name| name.to_string()).collect();
+    let poll = Duration::from_millis(config.poll_interval_ms);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match claim(&pool, &names).await {
+            Ok(Some(job)) => {
+                let handler = handlers[job.queue.as_str()].clone();
+                let outcome = handler(job.payload).await;
+                if let Err(error) = finish(
+                    &pool,
+                    job.id,
+                    job.attempts,
+                    job.max_attempts,
+                    &config,
+                    outcome,
+                )
+                .await
+                {
+                    tracing::warn!(job = job.id, "could not record a job's outcome: {error}");
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!("cannot claim jobs: {error}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = queue.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+struct Job {
+    id: i64,
+    queue: String,
+    payload: Value,
+    attempts: i32,
+    max_attempts: i32,
+}
+
+async fn claim(pool: &Pool, queues: &[String]) -> Result<Option<Job>, String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let row = client
+        .query_opt(
+            "UPDATE basalt.jobs SET status = 'running', attempts = attempts + 1,
+                    locked_until = now() + interval '5 minutes', updated_at = now()
+             WHERE id = (
+                 SELECT id FROM basalt.jobs
+                 WHERE queue = ANY($1)
+                   AND ((status = 'pending' AND run_at <= now()) OR (status = 'running' AND locked_until < now()))
+                 ORDER BY run_at, id
+                 FOR UPDATE SKIP LOCKED
+                 LIMIT 1)
+             RETURNING id, queue, payload, attempts, max_attempts",
+            &[&queues],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.map(|row| Job {
+        id: row.get(0),
+        queue: row.get(1),
+        payload: row.get(2),
+        attempts: row.get(3),
+        max_attempts: row.get(4),
+    }))
+}
+
+/// Records the outcome. Payloads may hold secrets (links with tokens), so a
+/// job that is over, done or failed, keeps none.
+async fn finish(
+    pool: &Pool,
+    id: i64,
+    attempts: i32,
+    max_attempts: i32,
+    config: &JobsConfig,
+    outcome: Result<(), String>,
+) -> Result<(), String> {
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let result = match outcome {
+        Ok(()) => {
+            client
+                .execute(
+                    "UPDATE basalt.jobs SET status = 'done', payload = '{}', locked_until = NULL, last_error = NULL, updated_at = now() WHERE id = $1",
+                    &[&id],
+                )
+                .await
+        }
+        Err(error) if attempts >= max_attempts => {
+            tracing::error!(job = id, attempts, "job failed for good: {error}");
+            client
+                .execute(
+                    "UPDATE basalt.jobs SET status = 'failed', payload = '{}', locked_until = NULL, last_error = $2, updated_at = now() WHERE id = $1",
+                    &[&id, &error],
+                )
+                .await
+        }
+        Err(error) => {
+            let delay = backoff_ms(config, attempts);
+            tracing::warn!(job = id, attempts, retry_in_ms = delay, "job failed: {error}");
+            client
+                .execute(
+                    "UPDATE basalt.jobs SET status = 'pending', locked_until = NULL, last_error = $2,
+                            run_at = now() + make_interval(secs => $3::float8 / 1000), updated_at = now()
+                     WHERE id = $1",
+                    &[&id, &error, &(delay as f64)],
+                )
+                .await
+        }
+    };
+    result.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// `retry_base_ms * 2^(attempts - 1)`, at most `retry_max_ms`.
+pub fn backoff_ms(config: &JobsConfig, attempts: i32) -> u64 {
+    let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    config
+        .retry_base_ms
+        .saturating_mul(1u64 << exponent)
+        .min(config.retry_max_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = JobsConfig {
+            retry_base_ms: 100,
+            retry_max_ms: 1000,
+            ..JobsConfig::default()
+        };
+        let delays: Vec<u64> = (1..=6)
+            .map(|attempt| backoff_ms(&config, attempt))
+            .collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+    }
+}

@@ -1,0 +1,534 @@
+//! Auth's email flows against a real SMTP server (aiosmtpd on loopback): the
+//! tests read the received messages and follow their links.
+
+use basalt_tests::{Basalt, SmtpServer};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn with_smtp(smtp: &SmtpServer, extra: &[(&str, &str)]) -> Basalt {
+    let mut builder = Basalt::builder()
+        .env("BASALT_SITE_URL", "https://app.example.com")
+        .env(
+            "BASALT_AUTH_REDIRECT_ALLOW_LIST",
+            "https://app.example.com/welcome,myapp://callback/*",
+        )
+        .env("BASALT_JOBS_POLL_INTERVAL_MS", "100")
+        .env("BASALT_JOBS_RETRY_BASE_MS", "200")
+        .env("BASALT_JOBS_RETRY_MAX_MS", "1000");
+    for (name, value) in smtp.env() {
+        builder = builder.env(name, value);
+    }
+    for (name, value) in extra {
+        builder = builder.env(name, *value);
+    }
+    builder.start().await
+}
+
+struct Api<'a> {
+    basalt: &'a Basalt,
+    anon: String,
+    no_redirects: reqwest::Client,
+}
+
+impl<'a> Api<'a> {
+    fn new(basalt: &'a Basalt) -> Self {
+        Api {
+            basalt,
+            anon: basalt.keys().anon,
+            no_redirects: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self
+            .basalt
+            .http
+            .post(self.basalt.url(path))
+            .header("apikey", &self.anon)
+            .json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn put_user(&self, bearer: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .basalt
+            .http
+            .put(self.basalt.url("/auth/v1/user"))
+            .header("apikey", &self.anon)
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        self.post(
+            "/auth/v1/token?grant_type=password",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Opens an emailed link like a browser would, without following the redirect.
+    async fn open(&self, link: &str) -> String {
+        let link = link.replace("http://127.0.0.1:8000", &self.basalt.url(""));
+        let response = self.no_redirects.get(&link).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{link}");
+        response.headers()["location"].to_str().unwrap().to_owned()
+    }
+}
+
+fn fragment(location: &str) -> std::collections::HashMap<String, String> {
+    let fragment = location.split_once('#').map(|(_, f)| f).unwrap_or("");
+    url_pairs(fragment)
+}
+
+fn url_pairs(text: &str) -> std::collections::HashMap<String, String> {
+    text.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.replace('+', " ").into_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(
+                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap(), 16).unwrap(),
+            );
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn token_of(link: &str) -> String {
+    url_pairs(link.split_once('?').unwrap().1)["token"].clone()
+}
+
+#[tokio::test]
+async fn signup_confirmation_by_email_then_login() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(
+        &smtp,
+        &[(
+            "BASALT_TEMPLATES_CONFIRMATION_SUBJECT",
+            "Welcome to Acme, {{ email }}",
+        )],
+    )
+    .await;
+    let api = Api::new(&basalt);
+    let (status, user) = api
+        .post(
+            "/auth/v1/signup?redirect_to=https://app.example.com/welcome",
+            None,
+            json!({"email": "new@example.com", "password": "password one"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{user}");
+    assert!(
+        user.get("access_token").is_none(),
+        "no session before confirmation: {user}"
+    );
+    assert!(user["email_confirmed_at"].is_null());
+    let (status, body) = api.login("new@example.com", "password one").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("email_not_confirmed"))
+    );
+
+    let mail = smtp.wait_for("new@example.com", 0, WAIT).await;
+    assert_eq!(mail.subject, "Welcome to Acme, new@example.com");
+    assert!(mail.html.contains("href=\""), "{}", mail.html);
+    let link = mail.verify_link();
+    assert!(link.contains("/auth/v1/verify?token="), "{link}");
+
+    let location = api.open(&link).await;
+    assert!(
+        location.starts_with("https://app.example.com/welcome#"),
+        "{location}"
+    );
+    let session = fragment(&location);
+    assert_eq!(session["type"], "signup");
+    assert_eq!(session["token_type"], "bearer");
+    assert!(!session["refresh_token"].is_empty());
+    let (status, _) = api.login("new@example.com", "password one").await;
+    assert_eq!(status, 200);
+
+    // The link works once.
+    let again = api.open(&link).await;
+    assert!(
+        again.starts_with("https://app.example.com/welcome#"),
+        "{again}"
+    );
+    assert_eq!(fragment(&again)["error_code"], "otp_expired");
+
+    // The queued email keeps no token once sent.
+    let database = basalt_tests::connect(basalt.database_url().unwrap()).await;
+    let leftover: i64 = database
+        .query_one(
+            "select count(*) from basalt.jobs where payload::text like '%token=%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftover, 0);
+}
+
+#[tokio::test]
+async fn signup_with_a_taken_address_reveals_nothing() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    let (status, first) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "taken@example.com", "password": "password one"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, second) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "TAKEN@example.com", "password": "password two"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{second}");
+    let keys = |value: &Value| {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&first), keys(&second), "same shape");
+    assert_ne!(first["id"], second["id"]);
+    smtp.wait_for("taken@example.com", 0, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let count = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.to.to_lowercase().contains("taken@example.com"))
+        .count();
+    assert_eq!(count, 1, "no second email for the existing account");
+}
+
+#[tokio::test]
+async fn password_recovery_by_email() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[("BASALT_AUTH_EMAIL_CONFIRMATION", "off")]).await;
+    let api = Api::new(&basalt);
+    let (status, _) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "forgot@example.com", "password": "old password"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (known_status, known) = api
+        .post(
+            "/auth/v1/recover",
+            None,
+            json!({"email": "forgot@example.com"}),
+        )
+        .await;
+    let (unknown_status, unknown) = api
+        .post(
+            "/auth/v1/recover",
+            None,
+            json!({"email": "ghost@example.com"}),
+        )
+        .await;
+    assert_eq!((known_status, &known), (200, &json!({})));
+    assert_eq!(
+        (unknown_status, &unknown),
+        (200, &json!({})),
+        "no hint that the address is unknown"
+    );
+
+    let mail = smtp.wait_for("forgot@example.com", 0, WAIT).await;
+    assert_eq!(mail.subject, "Reset your password");
+    let token = token_of(&mail.verify_link());
+    let (status, body) = api
+        .post(
+            "/auth/v1/verify",
+            None,
+            json!({"type": "magiclink", "token": token}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("otp_expired")),
+        "a recovery token is not a magic link"
+    );
+    let (status, session) = api
+        .post(
+            "/auth/v1/verify",
+            None,
+            json!({"type": "recovery", "token": token}),
+        )
+        .await;
+    assert_eq!(status, 200, "{session}");
+    let access = session["access_token"].as_str().unwrap();
+    let (status, _) = api
+        .put_user(access, json!({"password": "new password"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api.login("forgot@example.com", "new password").await.0, 200);
+    assert_eq!(api.login("forgot@example.com", "old password").await.0, 400);
+    assert!(smtp.messages().iter().all(|m| !m.to.contains("ghost@")));
+}
+
+#[tokio::test]
+async fn magic_links_sign_in_and_create_users() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    let (status, _) = api
+        .post(
+            "/auth/v1/otp?redirect_to=myapp://callback/done",
+            None,
+            json!({"email": "magic@example.com", "data": {"source": "otp"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mail = smtp.wait_for("magic@example.com", 0, WAIT).await;
+    assert_eq!(mail.subject, "Your sign-in link");
+    let location = api.open(&mail.verify_link()).await;
+    assert!(location.starts_with("myapp://callback/done#"), "{location}");
+    let session = fragment(&location);
+    let (status, user) = {
+        let response = basalt
+            .http
+            .get(basalt.url("/auth/v1/user"))
+            .header("apikey", &api.anon)
+            .bearer_auth(&session["access_token"])
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 200);
+    assert_eq!(user["email"], "magic@example.com");
+    assert!(
+        user["email_confirmed_at"].is_string(),
+        "the link confirmed the address"
+    );
+    assert_eq!(user["user_metadata"]["source"], "otp");
+
+    // create_user: false for an unknown address: same answer, no email, no user.
+    let (status, body) = api
+        .post(
+            "/auth/v1/otp",
+            None,
+            json!({"email": "nobody@example.com", "create_user": false}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({})));
+    let (status, body) = api
+        .post(
+            "/auth/v1/otp?redirect_to=https://evil.example.net/",
+            None,
+            json!({"email": "magic@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed")),
+        "redirects outside the allow-list are refused"
+    );
+}
+
+#[tokio::test]
+async fn email_change_is_confirmed_by_the_new_address() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[("BASALT_AUTH_EMAIL_CONFIRMATION", "off")]).await;
+    let api = Api::new(&basalt);
+    let (_, session) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "old@example.com", "password": "password one"}),
+        )
+        .await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let (status, user) = api
+        .put_user(&access, json!({"email": "fresh@example.com"}))
+        .await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(
+        user["email"], "old@example.com",
+        "unchanged until confirmed"
+    );
+    let mail = smtp.wait_for("fresh@example.com", 0, WAIT).await;
+    assert!(
+        mail.text.contains("fresh@example.com") || mail.subject.contains("new email"),
+        "{mail:?}"
+    );
+    let token = token_of(&mail.verify_link());
+    let (status, _) = api
+        .post(
+            "/auth/v1/verify",
+            None,
+            json!({"type": "email_change", "token": token}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(api.login("fresh@example.com", "password one").await.0, 200);
+    assert_eq!(api.login("old@example.com", "password one").await.0, 400);
+}
+
+#[tokio::test]
+async fn expired_links_are_refused() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    api.post("/auth/v1/otp", None, json!({"email": "late@example.com"}))
+        .await;
+    let mail = smtp.wait_for("late@example.com", 0, WAIT).await;
+    let database = basalt_tests::connect(basalt.database_url().unwrap()).await;
+    database
+        .execute(
+            "update auth.one_time_tokens set expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, body) = api
+        .post(
+            "/auth/v1/verify",
+            None,
+            json!({"type": "magiclink", "token": token_of(&mail.verify_link())}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("otp_expired")));
+    let stored: i64 = database
+        .query_one(
+            "select count(*) from auth.one_time_tokens where token_hash = sha256($1::text::bytea)",
+            &[&token_of(&mail.verify_link())],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1, "tokens are stored as SHA-256 hashes");
+}
+
+#[tokio::test]
+async fn a_mail_server_outage_delays_email_but_loses_none() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    smtp.stop();
+    let (status, _) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "patient@example.com", "password": "password one"}),
+        )
+        .await;
+    assert_eq!(status, 200, "sign-up does not wait on SMTP");
+    let database = basalt_tests::connect(basalt.database_url().unwrap()).await;
+    let mut failed_attempts = 0;
+    for _ in 0..100 {
+        failed_attempts = database
+            .query_one(
+                "select coalesce(max(attempts), 0) from basalt.jobs where last_error is not null",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i32>(0);
+        if failed_attempts >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        failed_attempts >= 1,
+        "the job was tried while SMTP was down"
+    );
+    smtp.resume();
+    let mail = smtp.wait_for("patient@example.com", 0, WAIT).await;
+    assert_eq!(mail.subject, "Confirm your email address");
+    let status: String = database
+        .query_one("select status from basalt.jobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "done");
+}
+
+#[tokio::test]
+async fn without_smtp_email_flows_say_so() {
+    let basalt = Basalt::start().await;
+    let api = Api::new(&basalt);
+    let (status, body) = api
+        .post("/auth/v1/recover", None, json!({"email": "a@example.com"}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("email_not_configured"))
+    );
+    assert!(basalt
+        .logs()
+        .contains("sign-ups are confirmed automatically"));
+}
+
+#[tokio::test]
+async fn per_email_rate_limits() {
+    let basalt = Basalt::builder()
+        .env("BASALT_RATE_LIMIT_ENABLED", "true")
+        .env("BASALT_RATE_LIMIT_AUTH_PER_IP", "off")
+        .env("BASALT_RATE_LIMIT_AUTH_PER_EMAIL", "2/1h")
+        .start()
+        .await;
+    let api = Api::new(&basalt);
+    for _ in 0..2 {
+        assert_eq!(api.login("target@example.com", "guess").await.0, 400);
+    }
+    let (status, body) = api.login("Target@Example.com", "guess").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("rate_limited")),
+        "case does not reset it"
+    );
+    assert_eq!(
+        api.login("other@example.com", "guess").await.0,
+        400,
+        "other addresses are not affected"
+    );
+}
