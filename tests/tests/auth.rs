@@ -643,3 +643,200 @@ async fn the_audit_log_records_auth_events() {
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn sessions_are_listed_and_end_when_idle_or_too_old() {
+    let idle = Basalt::builder()
+        .env("BASALT_AUTH_SESSION_INACTIVITY_TIMEOUT_SECS", "1")
+        .start()
+        .await;
+    let client = Client::new(&idle);
+    let session = client.signup("idle@example.com", "password one").await;
+    let id = session["user"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = client.refresh(&token(&session, "refresh_token")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session_expired")),
+        "idle too long"
+    );
+    let (status, listed) = client
+        .admin(
+            Method::GET,
+            &format!("/auth/v1/admin/users/{id}/sessions"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed["sessions"][0]["revoked_reason"], "expired",
+        "{listed}"
+    );
+    assert_eq!(listed["sessions"][0]["live"], false);
+
+    let old = Basalt::builder()
+        .env("BASALT_AUTH_SESSION_MAX_LIFETIME_SECS", "2")
+        .start()
+        .await;
+    let client = Client::new(&old);
+    let session = client.signup("old@example.com", "password one").await;
+    let (status, renewed) = client.refresh(&token(&session, "refresh_token")).await;
+    assert_eq!(status, 200, "young enough: {renewed}");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = client.refresh(&token(&renewed, "refresh_token")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session_expired")),
+        "past its maximum lifetime"
+    );
+
+    // An admin can list a user's sessions and sign them out everywhere.
+    let second = client.login("old@example.com", "password one").await.1;
+    let id = second["user"]["id"].as_str().unwrap().to_owned();
+    let (_, listed) = client
+        .admin(
+            Method::GET,
+            &format!("/auth/v1/admin/users/{id}/sessions"),
+            None,
+        )
+        .await;
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0]["live"], true);
+    assert_eq!(sessions[0]["ip"], "127.0.0.1");
+    let (status, body) = client
+        .admin(
+            Method::DELETE,
+            &format!("/auth/v1/admin/users/{id}/sessions"),
+            None,
+        )
+        .await;
+    assert_eq!((status, &body["revoked"]), (200, &json!(1)));
+    assert_eq!(
+        client.refresh(&token(&second, "refresh_token")).await.0,
+        400
+    );
+}
+
+/// Every rejection of an incoming JWT, over HTTP, each with a 401 and the JSON error.
+#[tokio::test]
+async fn forged_and_broken_tokens_get_401() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let basalt = Basalt::start().await;
+    let client = Client::new(&basalt);
+    let session = client.signup("forge@example.com", "password one").await;
+    let now = chrono_now();
+    let claims = |changes: Value| {
+        let mut claims = json!({
+            "sub": session["user"]["id"], "session_id": uuid_of(&session), "aud": "authenticated",
+            "role": "authenticated", "iat": now, "exp": now + 600,
+        });
+        for (key, value) in changes.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    };
+    let secret = EncodingKey::from_secret(basalt_tests::TEST_JWT_SECRET.as_bytes());
+    let sign = |claims: Value| encode(&Header::new(Algorithm::HS256), &claims, &secret).unwrap();
+    let valid = sign(claims(json!({})));
+    assert_eq!(
+        client
+            .call(Method::GET, "/auth/v1/user", Some(&valid), None)
+            .await
+            .0,
+        200,
+        "the forger's baseline works"
+    );
+
+    let payload = valid.split('.').nth(1).unwrap().to_owned();
+    let b64 = |text: &str| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text)
+    };
+    let hs_signature = |input: &str| {
+        jsonwebtoken::crypto::sign(input.as_bytes(), &secret, Algorithm::HS256).unwrap()
+    };
+    let confused = {
+        let input = format!("{}.{payload}", b64(r#"{"alg":"RS256","typ":"JWT"}"#));
+        format!("{input}.{}", hs_signature(&input))
+    };
+    let cases = [
+        (
+            "alg none",
+            format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#)),
+            "bad_jwt",
+        ),
+        (
+            "wrong key",
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims(json!({})),
+                &EncodingKey::from_secret(b"another-secret-another-secret-another-0"),
+            )
+            .unwrap(),
+            "bad_jwt",
+        ),
+        ("RS256 header, HMAC signature", confused, "bad_jwt"),
+        (
+            "expired",
+            sign(claims(json!({"exp": now - 120}))),
+            "jwt_expired",
+        ),
+        (
+            "nbf in the future",
+            sign(claims(json!({"nbf": now + 600}))),
+            "bad_jwt",
+        ),
+        (
+            "wrong aud",
+            sign(claims(json!({"aud": "elsewhere"}))),
+            "bad_jwt",
+        ),
+        (
+            "missing role",
+            sign(claims(json!({"role": null}))),
+            "bad_jwt",
+        ),
+        ("missing exp", sign(claims(json!({"exp": null}))), "bad_jwt"),
+        (
+            "malformed",
+            "eyJhbGciOiJIUzI1NiJ9.not-json.sig".to_owned(),
+            "bad_jwt",
+        ),
+    ];
+    for (name, token, code) in cases {
+        let (status, body) = client
+            .call(Method::GET, "/auth/v1/user", Some(&token), None)
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str().unwrap_or("")),
+            (401, code),
+            "{name}: {body}"
+        );
+        assert!(
+            body["details"].is_string(),
+            "{name}: the reason is given: {body}"
+        );
+    }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn uuid_of(session: &Value) -> String {
+    let access = session["access_token"].as_str().unwrap();
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["session_id"].as_str().unwrap().to_owned()
+}

@@ -28,6 +28,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::put().to(update))
                 .route(web::delete().to(delete)),
         )
+        .service(
+            resource("/auth/v1/admin/users/{id}/sessions")
+                .route(web::get().to(list_sessions))
+                .route(web::delete().to(revoke_sessions)),
+        )
         .service(resource("/admin/v1/audit").route(web::get().to(audit_log)));
 }
 
@@ -295,6 +300,64 @@ async fn delete(
     .await?;
     transaction.commit().await.map_err(db::failed)?;
     Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// A user's sessions, newest first, with whether each is still live.
+async fn list_sessions(
+    _: ServiceRole,
+    state: Data<AppState>,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let id = user_id(&path)?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    if users::by_id(&client, id).await?.is_none() {
+        return Err(ErrorCode::UserNotFound.into());
+    }
+    let inactivity = state.config.auth.session_inactivity_timeout_secs as f64;
+    let rows = client
+        .query(
+            "SELECT jsonb_build_object('id', id, 'created_at', created_at, 'refreshed_at', refreshed_at,
+                    'not_after', not_after, 'revoked_at', revoked_at, 'revoked_reason', revoked_reason,
+                    'user_agent', user_agent, 'ip', host(ip),
+                    'live', revoked_at IS NULL AND (not_after IS NULL OR not_after > now())
+                            AND ($2::float8 = 0 OR refreshed_at >= now() - make_interval(secs => $2::float8)))
+             FROM auth.sessions WHERE user_id = $1 ORDER BY created_at DESC",
+            &[&id, &inactivity],
+        )
+        .await
+        .map_err(db::failed)?;
+    let sessions: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
+}
+
+/// Signs a user out everywhere: every session and its refresh tokens end now.
+async fn revoke_sessions(
+    _: ServiceRole,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let id = user_id(&path)?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    if users::by_id(&client, id).await?.is_none() {
+        return Err(ErrorCode::UserNotFound.into());
+    }
+    let revoked = client
+        .execute(
+            "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'admin' WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&id],
+        )
+        .await
+        .map_err(db::failed)?;
+    users::audit(
+        &client,
+        "admin_sessions_revoked",
+        admin_actor(&state, &request),
+        Some(id),
+        json!({"sessions": revoked}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"revoked": revoked})))
 }
 
 #[derive(Deserialize)]
