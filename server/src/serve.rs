@@ -1,7 +1,7 @@
 //! The lifecycle of the subcommands that need the database: open it (embedded
 //! or external), migrate, serve HTTP, and shut down gracefully.
 
-use crate::auth::jwt::{self, Jwt};
+use crate::auth::jwt::{self, Jwt, SigningKey};
 use crate::auth::passwords::Passwords;
 use crate::db::{self, migrate};
 use crate::embedded::EmbeddedPostgres;
@@ -97,6 +97,27 @@ fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     Ok(secrets::load_or_create(Path::new(&config.data_dir))?.jwt_secret)
 }
 
+/// The token signer: HS256 with the secret, plus the asymmetric key if configured.
+fn load_jwt(config: &Config, secret: &str) -> anyhow::Result<Jwt> {
+    let jwt = Jwt::new(secret, config.auth.clock_skew_secs);
+    if config.jwt.signing_key_file.is_empty() {
+        return Ok(jwt);
+    }
+    let pem = std::fs::read_to_string(&config.jwt.signing_key_file).with_context(|| {
+        format!(
+            "jwt.signing_key_file: cannot read {}",
+            config.jwt.signing_key_file
+        )
+    })?;
+    let key = SigningKey::from_pem(&pem, &config.jwt.key_id).with_context(|| {
+        format!(
+            "jwt.signing_key_file: {} is not a usable key",
+            config.jwt.signing_key_file
+        )
+    })?;
+    Ok(jwt.with_signing_key(key))
+}
+
 pub fn print_keys(config: &Config) -> anyhow::Result<()> {
     let jwt = Jwt::new(&jwt_secret(config)?, config.auth.clock_skew_secs);
     println!("anon: {}", jwt.mint_key(jwt::ANON));
@@ -135,13 +156,19 @@ pub async fn migrate_command(config: Config, dry_run: bool) -> anyhow::Result<()
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let secret = jwt_secret(&config)?;
+    let jwt = load_jwt(&config, &secret)?;
     let database = Database::open(&config).await?;
-    let result = run(config, secret, &database).await;
+    let result = run(config, jwt, secret, &database).await;
     database.close().await;
     result
 }
 
-async fn run(config: Config, jwt_secret: String, database: &Database) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    jwt: Jwt,
+    jwt_secret: String,
+    database: &Database,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(config.database.startup_timeout_ms);
     let mut client = database.connect(deadline).await?;
     for name in migrate::apply(&mut client).await? {
@@ -154,7 +181,7 @@ async fn run(config: Config, jwt_secret: String, database: &Database) -> anyhow:
     let state = AppState {
         pool: db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?,
         tls: database.tls.clone(),
-        jwt: Arc::new(Jwt::new(&jwt_secret, config.auth.clock_skew_secs)),
+        jwt: Arc::new(jwt),
         passwords: Passwords::new(&config.auth)?,
         refresh_key: Arc::new(jwt_secret),
         rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),

@@ -840,3 +840,107 @@ fn uuid_of(session: &Value) -> String {
     .unwrap();
     claims["session_id"].as_str().unwrap().to_owned()
 }
+
+/// With an asymmetric signing key, access tokens are RS256/ES256, verifiable by
+/// anyone from the JWKS endpoint; API keys stay HS256.
+#[tokio::test]
+async fn asymmetric_signing_keys_and_jwks() {
+    use jsonwebtoken::{decode, decode_header, jwk::JwkSet, DecodingKey, Validation};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, args, algorithm) in [
+        (
+            "rsa.pem",
+            vec!["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            jsonwebtoken::Algorithm::RS256,
+        ),
+        (
+            "ec.pem",
+            vec!["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            jsonwebtoken::Algorithm::ES256,
+        ),
+    ] {
+        let key = dir.path().join(name);
+        let output = std::process::Command::new("openssl")
+            .arg("genpkey")
+            .args(&args)
+            .arg("-out")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let basalt = Basalt::builder()
+            .env("BASALT_JWT_SIGNING_KEY_FILE", key.display().to_string())
+            .start()
+            .await;
+        let client = Client::new(&basalt);
+        let session = client.signup("keys@example.com", "password one").await;
+        let access = token(&session, "access_token");
+        let header = decode_header(&access).unwrap();
+        assert_eq!(header.alg, algorithm);
+
+        let jwks: JwkSet = basalt
+            .http
+            .get(basalt.url("/auth/v1/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap())
+            .expect("the token's kid is published");
+        let mut validation = Validation::new(algorithm);
+        validation.set_audience(&["authenticated"]);
+        let claims = decode::<Value>(&access, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["email"], "keys@example.com");
+
+        assert_eq!(
+            client
+                .call(Method::GET, "/auth/v1/user", Some(&access), None)
+                .await
+                .0,
+            200
+        );
+        // The refresh path signs with the same key.
+        let (status, refreshed) = client.refresh(&token(&session, "refresh_token")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            decode_header(&token(&refreshed, "access_token"))
+                .unwrap()
+                .alg,
+            algorithm
+        );
+
+        // HS/RS confusion: an HS256 token keyed with the public key is refused.
+        let public = serde_json::to_string(jwk).unwrap();
+        let forged = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        let (status, body) = client
+            .call(Method::GET, "/auth/v1/user", Some(&forged), None)
+            .await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("bad_jwt")));
+    }
+    // Without a signing key the JWKS is empty.
+    let plain = Basalt::start().await;
+    let jwks: Value = plain
+        .http
+        .get(plain.url("/auth/v1/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks, json!({"keys": []}));
+}

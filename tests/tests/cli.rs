@@ -54,6 +54,19 @@ fn a_bad_setting_stops_start_up_with_the_setting_the_problem_and_the_fix() {
     );
     assert!(!err.contains(":pw@"), "the URL is not echoed: {err}");
 
+    let (code, _, err) = run(
+        &[
+            ("BASALT_JWT_SIGNING_KEY_FILE", "/nonexistent/key.pem"),
+            ("DATABASE_URL", "postgres://a@127.0.0.1:1/a"),
+        ],
+        &["serve"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("jwt.signing_key_file: cannot read /nonexistent/key.pem"),
+        "{err}"
+    );
+
     let (code, _, err) = run(&[("BASALT_JWT_SECRET", "too-short")], &["keys"]);
     assert_eq!(code, Some(2), "every subcommand validates");
     assert!(

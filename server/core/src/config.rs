@@ -99,6 +99,12 @@ pub struct EmbeddedConfig {
 pub struct JwtConfig {
     /// HS256 secret of at least 32 bytes; empty generates one in the data directory.
     pub secret: Secret,
+    /// A PEM private key (RSA → RS256, P-256 in PKCS#8 → ES256) to sign users'
+    /// access tokens with; its public half is served at the JWKS endpoint.
+    /// Empty: access tokens are HS256 with `secret`. API keys are always HS256.
+    pub signing_key_file: String,
+    /// The `kid` of that key; empty derives one from the public key.
+    pub key_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

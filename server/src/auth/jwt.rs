@@ -53,10 +53,79 @@ pub struct Verified {
     pub user: Option<(uuid::Uuid, uuid::Uuid)>,
 }
 
+/// An asymmetric key that signs users' access tokens (RS256 or ES256).
+pub struct SigningKey {
+    algorithm: Algorithm,
+    key_id: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    /// The public key as a JWK, for the JWKS endpoint.
+    jwk: Value,
+}
+
+impl SigningKey {
+    /// Reads an RSA (PKCS#1 or PKCS#8) or P-256 (PKCS#8) private key in PEM.
+    pub fn from_pem(pem: &str, key_id: &str) -> anyhow::Result<SigningKey> {
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let rsa = {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::DecodePrivateKey;
+            rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+                .ok()
+                .or_else(|| rsa::RsaPrivateKey::from_pkcs1_pem(pem).ok())
+        };
+        let (algorithm, encoding, decoding, mut jwk) = if let Some(private) = rsa {
+            use rsa::traits::PublicKeyParts;
+            let n = b64(&private.n().to_bytes_be());
+            let e = b64(&private.e().to_bytes_be());
+            (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(pem.as_bytes())?,
+                DecodingKey::from_rsa_components(&n, &e)?,
+                serde_json::json!({"kty": "RSA", "n": n, "e": e, "alg": "RS256"}),
+            )
+        } else {
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            use p256::pkcs8::DecodePrivateKey;
+            let secret = p256::SecretKey::from_pkcs8_pem(pem).map_err(|_| {
+                anyhow::anyhow!(
+                    "jwt.signing_key_file holds neither an RSA key nor a P-256 key in PKCS#8 PEM"
+                )
+            })?;
+            let point = secret.public_key().to_encoded_point(false);
+            let x = b64(point.x().expect("uncompressed point"));
+            let y = b64(point.y().expect("uncompressed point"));
+            (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(pem.as_bytes())?,
+                DecodingKey::from_ec_components(&x, &y)?,
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "alg": "ES256"}),
+            )
+        };
+        let key_id = if key_id.is_empty() {
+            use sha2::Digest;
+            hex::encode(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..8])
+        } else {
+            key_id.to_owned()
+        };
+        jwk["kid"] = Value::String(key_id.clone());
+        jwk["use"] = Value::String("sig".into());
+        Ok(SigningKey {
+            algorithm,
+            key_id,
+            encoding,
+            decoding,
+            jwk,
+        })
+    }
+}
+
 pub struct Jwt {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    signing: Option<SigningKey>,
 }
 
 impl Jwt {
@@ -70,7 +139,20 @@ impl Jwt {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            signing: None,
         }
+    }
+
+    /// Signs access tokens with `key` from now on (API keys stay HS256).
+    pub fn with_signing_key(mut self, key: SigningKey) -> Self {
+        self.signing = Some(key);
+        self
+    }
+
+    /// The public keys for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Value {
+        let keys: Vec<&Value> = self.signing.iter().map(|key| &key.jwk).collect();
+        serde_json::json!({ "keys": keys })
     }
 
     pub fn mint_key(&self, role: &str) -> String {
@@ -84,7 +166,15 @@ impl Jwt {
     }
 
     pub fn mint_access(&self, claims: &AccessClaims) -> String {
-        self.sign(claims)
+        match &self.signing {
+            Some(key) => {
+                let mut header = Header::new(key.algorithm);
+                header.kid = Some(key.key_id.clone());
+                jsonwebtoken::encode(&header, claims, &key.encoding)
+                    .expect("signing with a loaded key does not fail")
+            }
+            None => self.sign(claims),
+        }
     }
 
     fn sign(&self, claims: &impl Serialize) -> String {
@@ -92,8 +182,33 @@ impl Jwt {
             .expect("HS256 signing does not fail")
     }
 
+    /// Picks the key by the token's algorithm: HS256 → the secret; the signing
+    /// key's algorithm → its public key; anything else is refused. An HS256
+    /// token is never checked against a public key, so RS/HS confusion fails.
+    fn key_for(&self, token: &str) -> Result<(&DecodingKey, Validation), HttpError> {
+        let bad = |why: &str| {
+            HttpError::from(ApiError::new(ErrorCode::BadJwt).with_details(why.to_owned()))
+        };
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| bad("the token is malformed"))?;
+        if header.alg == Algorithm::HS256 {
+            return Ok((&self.decoding, self.validation.clone()));
+        }
+        match &self.signing {
+            Some(key) if header.alg == key.algorithm => {
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![key.algorithm];
+                Ok((&key.decoding, validation))
+            }
+            _ => Err(bad(
+                "this server does not accept tokens signed with that algorithm",
+            )),
+        }
+    }
+
     pub fn verify(&self, token: &str) -> Result<Verified, HttpError> {
-        let claims = jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation)
+        let (key, validation) = self.key_for(token)?;
+        let claims = jsonwebtoken::decode::<Value>(token, key, &validation)
             .map_err(|error| {
                 let (code, why) = match error.kind() {
                     ErrorKind::ExpiredSignature => {
@@ -240,7 +355,7 @@ mod tests {
                     SECRET,
                 ),
                 ErrorCode::BadJwt,
-                "HS256",
+                "algorithm",
             ),
             (
                 "expired beyond the skew",

@@ -32,7 +32,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::post().to(verify_post))
                 .route(web::get().to(verify_get)),
         )
-        .service(resource("/auth/v1/settings").route(web::get().to(settings)));
+        .service(resource("/auth/v1/settings").route(web::get().to(settings)))
+        .service(resource("/auth/v1/.well-known/jwks.json").route(web::get().to(jwks)));
     super::admin::routes(config);
 }
 
@@ -605,6 +606,13 @@ async fn logout(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The public keys that verify access tokens (empty while they are HS256).
+async fn jwks(state: Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=600"))
+        .json(state.jwt.jwks())
 }
 
 async fn settings(_: Caller, state: Data<AppState>) -> HttpResponse {
