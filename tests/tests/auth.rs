@@ -912,7 +912,7 @@ async fn asymmetric_signing_keys_and_jwks() {
         let (status, refreshed) = client.refresh(&token(&session, "refresh_token")).await;
         assert_eq!(status, 200);
         assert_eq!(
-            decode_header(&token(&refreshed, "access_token"))
+            decode_header(token(&refreshed, "access_token"))
                 .unwrap()
                 .alg,
             algorithm
