@@ -1,18 +1,15 @@
-//! Sending email over SMTP with lettre. Mail is never sent from a request: it
-//! is a job on the `email` queue, so sign-ups never wait on SMTP and a mail
-//! server outage loses nothing.
+//! Sending email over SMTP with lettre. Mail is never sent from a request: job
+//! handlers send it, so sign-ups never wait on SMTP and a mail server outage
+//! loses nothing (the job is retried).
 
 use basalt_core::config::SmtpConfig;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub const QUEUE: &str = "email";
-
-/// One email as it waits in the queue.
-#[derive(Debug, Serialize, Deserialize)]
+/// One email, rendered.
+#[derive(Debug)]
 pub struct Email {
     pub to: String,
     pub subject: String,

@@ -7,7 +7,7 @@ use crate::db::{self, migrate};
 use crate::embedded::EmbeddedPostgres;
 use crate::http::rate_limit::RateLimiter;
 use crate::jobs;
-use crate::mail::{self, Email, Mailer};
+use crate::mail::Mailer;
 use crate::secrets;
 use crate::state::{AppState, Lifecycle};
 use actix_web::http::KeepAlive;
@@ -197,16 +197,15 @@ async fn run(
     if state.email_enabled {
         let mailer = Arc::new(Mailer::new(&config.smtp)?);
         handlers.insert(
-            mail::QUEUE,
-            Arc::new(move |payload| {
-                let mailer = mailer.clone();
-                Box::pin(async move {
-                    let email: Email = serde_json::from_value(payload)
-                        .map_err(|e| format!("bad email job: {e}"))?;
-                    mailer.send(email).await
-                })
-            }),
+            crate::auth::email::QUEUE,
+            crate::auth::email::handler(state.clone(), mailer),
         );
+        if config.public_url.is_empty() {
+            tracing::warn!(
+                "public_url is not set: links in emails point at http://{}; set BASALT_PUBLIC_URL to the address clients use",
+                config.http
+            );
+        }
     } else {
         tracing::info!(
             "no SMTP server is configured (smtp.host): sign-ups are confirmed automatically; password recovery, magic links and email confirmation are off"
@@ -218,6 +217,7 @@ async fn run(
         state.jobs.clone(),
         config.jobs.clone(),
         handlers,
+        (database.pg.clone(), database.tls.clone()),
         stop_jobs_rx,
     ));
     metrics::gauge!("basalt_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);

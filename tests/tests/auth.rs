@@ -420,11 +420,25 @@ async fn logout_scopes() {
         .await;
     assert_eq!(status, 204, "global is the default");
     assert!(!works(&a).await && !works(&b).await);
+    let c = client.login("out@example.com", "password one").await.1;
+    let (status, body) = client
+        .call(
+            Method::POST,
+            "/auth/v1/logout",
+            Some(&token(&b, "access_token")),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session_expired")),
+        "a revoked session cannot sign out others"
+    );
     let (status, body) = client
         .call(
             Method::POST,
             "/auth/v1/logout?scope=everything",
-            Some(&token(&b, "access_token")),
+            Some(&token(&c, "access_token")),
             None,
         )
         .await;
@@ -943,4 +957,123 @@ async fn asymmetric_signing_keys_and_jwks() {
         .await
         .unwrap();
     assert_eq!(jwks, json!({"keys": []}));
+}
+
+/// Inputs found by review: each gets a 4xx and changes nothing.
+#[tokio::test]
+async fn hostile_inputs_get_4xx_not_500() {
+    let basalt = Basalt::start().await;
+    let client = Client::new(&basalt);
+    let cases = [
+        (
+            "/auth/v1/admin/users",
+            json!({"email": "r@example.com", "role": "service_role"}),
+            "validation_failed",
+        ),
+        (
+            "/auth/v1/admin/users",
+            json!({"email": "r@example.com", "role": "pg_read_all_data"}),
+            "validation_failed",
+        ),
+        (
+            "/auth/v1/admin/users",
+            json!({"email": "r@example.com", "user_metadata": {"a": "x\u{0}y"}}),
+            "validation_failed",
+        ),
+        (
+            "/auth/v1/admin/users",
+            json!({"email": "r@example.com", "ban_duration": "99999999999999999h"}),
+            "validation_failed",
+        ),
+        (
+            "/auth/v1/admin/users",
+            json!({"email": "x<attacker@evil.com>"}),
+            "validation_failed",
+        ),
+    ];
+    for (path, body, code) in cases {
+        let (status, answer) = client.admin(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+    let (status, answer) = client
+        .call(Method::POST, "/auth/v1/signup", None, Some(json!({"email": "n@example.com", "password": "password one", "data": {"k": "\u{0}"}})))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    let (status, answer) = client.login("a\u{0}@b.co", "whatever").await;
+    assert!(status == 400 || status == 429, "{status} {answer}");
+    let (status, _) = client
+        .admin(
+            Method::GET,
+            "/auth/v1/admin/users?page=9223372036854775807&per_page=1000",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, list) = client
+        .admin(Method::GET, "/auth/v1/admin/users", None)
+        .await;
+    assert_eq!(list["total"], 0, "nothing was created: {list}");
+}
+
+#[tokio::test]
+async fn a_new_password_ends_the_other_sessions() {
+    let basalt = Basalt::start().await;
+    let client = Client::new(&basalt);
+    let here = client.signup("pw@example.com", "password one").await;
+    let elsewhere = client.login("pw@example.com", "password one").await.1;
+    let (status, _) = client
+        .call(
+            Method::PUT,
+            "/auth/v1/user",
+            Some(&token(&here, "access_token")),
+            // Fields supabase-js adds are ignored, not refused.
+            Some(json!({"password": "password two", "nonce": "n", "code_challenge": "c", "code_challenge_method": "s256"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        client.refresh(&token(&elsewhere, "refresh_token")).await.0,
+        400,
+        "the other session ended"
+    );
+    assert_eq!(
+        client.refresh(&token(&here, "refresh_token")).await.0,
+        200,
+        "this one lives on"
+    );
+
+    // A password set by an admin ends every session.
+    let id = here["user"]["id"].as_str().unwrap().to_owned();
+    let current = client.login("pw@example.com", "password two").await.1;
+    let (status, _) = client
+        .admin(
+            Method::PUT,
+            &format!("/auth/v1/admin/users/{id}"),
+            Some(json!({"password": "password three"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        client.refresh(&token(&current, "refresh_token")).await.0,
+        400
+    );
+    let (_, log) = client
+        .admin(
+            Method::GET,
+            "/admin/v1/audit?event=admin_user_updated",
+            None,
+        )
+        .await;
+    assert_eq!(
+        log["entries"][0]["details"]["fields"],
+        json!(["password"]),
+        "{log}"
+    );
 }

@@ -214,6 +214,14 @@ async fn signup_with_a_taken_address_reveals_nothing() {
         )
         .await;
     assert_eq!(status, 200);
+    let link = smtp
+        .wait_for("taken@example.com", 0, WAIT)
+        .await
+        .verify_link();
+    api.open(&link).await;
+
+    // The address now has a confirmed account: a sign-up answers like a new
+    // one (same fields, same formats), and sends nothing.
     let (status, second) = api
         .post(
             "/auth/v1/signup",
@@ -222,24 +230,117 @@ async fn signup_with_a_taken_address_reveals_nothing() {
         )
         .await;
     assert_eq!(status, 200, "{second}");
-    let keys = |value: &Value| {
+    let (_, fresh) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "fresh@example.com", "password": "password two"}),
+        )
+        .await;
+    let shape = |value: &Value| {
         value
             .as_object()
             .unwrap()
-            .keys()
-            .cloned()
+            .iter()
+            .map(|(key, value)| {
+                (
+                    key.clone(),
+                    value.as_str().map(|text| text.len()).unwrap_or(0) > 0,
+                )
+            })
             .collect::<Vec<_>>()
     };
-    assert_eq!(keys(&first), keys(&second), "same shape");
+    assert_eq!(
+        shape(&second),
+        shape(&fresh),
+        "same fields, null and filled alike"
+    );
+    // Timestamps come from PostgreSQL in both cases: at most microseconds, same offset.
+    let timestamp_form = |value: &Value| {
+        let text = value["created_at"].as_str().unwrap().to_owned();
+        let (seconds, offset) = text.split_at(text.len() - 6);
+        let fraction = seconds.split_once('.').map(|(_, f)| f.len()).unwrap_or(0);
+        (fraction <= 6, offset.to_owned())
+    };
+    assert_eq!(
+        timestamp_form(&second),
+        timestamp_form(&fresh),
+        "{second} / {fresh}"
+    );
+    assert!(timestamp_form(&second).0);
     assert_ne!(first["id"], second["id"]);
-    smtp.wait_for("taken@example.com", 0, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let count = smtp
-        .messages()
-        .iter()
-        .filter(|m| m.to.to_lowercase().contains("taken@example.com"))
-        .count();
-    assert_eq!(count, 1, "no second email for the existing account");
+    let (_, again) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "taken@example.com", "password": "password three"}),
+        )
+        .await;
+    assert_eq!(
+        again["id"], second["id"],
+        "the look-alike id is stable, like a real pending account's"
+    );
+    smtp.wait_for("fresh@example.com", 0, WAIT).await;
+    assert_eq!(
+        smtp.messages()
+            .iter()
+            .filter(|m| m.to.to_lowercase().contains("taken@"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        api.login("taken@example.com", "password one").await.0,
+        200,
+        "the account is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_pre_registered_unconfirmed_account_cannot_be_kept_by_its_creator() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    // Someone signs up with the owner's address and a password of their own.
+    api.post("/auth/v1/signup", None, json!({"email": "owner@example.com", "password": "attacker pass", "data": {"by": "attacker"}})).await;
+    smtp.wait_for("owner@example.com", 0, WAIT).await;
+    // The owner signs up too: their password and data replace the pending ones, and a new link comes.
+    let (status, _) = api
+        .post(
+            "/auth/v1/signup",
+            None,
+            json!({"email": "owner@example.com", "password": "owner pass"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let link = smtp
+        .wait_for("owner@example.com", 1, WAIT)
+        .await
+        .verify_link();
+    api.open(&link).await;
+    assert_eq!(api.login("owner@example.com", "attacker pass").await.0, 400);
+    assert_eq!(api.login("owner@example.com", "owner pass").await.0, 200);
+
+    // Same story through a magic link: following it drops the creator's password.
+    api.post(
+        "/auth/v1/signup",
+        None,
+        json!({"email": "victim@example.com", "password": "attacker pass"}),
+    )
+    .await;
+    smtp.wait_for("victim@example.com", 0, WAIT).await;
+    api.post("/auth/v1/otp", None, json!({"email": "victim@example.com"}))
+        .await;
+    let link = smtp
+        .wait_for("victim@example.com", 1, WAIT)
+        .await
+        .verify_link();
+    let session = fragment(&api.open(&link).await);
+    assert!(session.contains_key("access_token"), "{session:?}");
+    assert_eq!(
+        api.login("victim@example.com", "attacker pass").await.0,
+        400,
+        "the creator's password is gone"
+    );
 }
 
 #[tokio::test]
@@ -531,4 +632,60 @@ async fn per_email_rate_limits() {
         400,
         "other addresses are not affected"
     );
+}
+
+#[tokio::test]
+async fn supabase_js_verify_shapes_and_probing_by_email_change() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    api.post("/auth/v1/otp", None, json!({"email": "js@example.com"}))
+        .await;
+    let link = smtp.wait_for("js@example.com", 0, WAIT).await.verify_link();
+    // verifyOtp({ token_hash, type: 'email' })
+    let (status, session) = api
+        .post(
+            "/auth/v1/verify",
+            None,
+            json!({"type": "email", "token_hash": token_of(&link)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{session}");
+    let access = session["access_token"].as_str().unwrap().to_owned();
+
+    // Changing to a taken address answers like any change and sends nothing.
+    api.post(
+        "/auth/v1/signup",
+        None,
+        json!({"email": "other@example.com", "password": "password one"}),
+    )
+    .await;
+    let (status, user) = api
+        .put_user(&access, json!({"email": "other@example.com"}))
+        .await;
+    assert_eq!(status, 200, "{user}");
+    let (status, _) = api
+        .put_user(&access, json!({"email": "free@example.com"}))
+        .await;
+    assert_eq!(status, 200);
+    smtp.wait_for("free@example.com", 0, WAIT).await;
+    let to_other = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.to.contains("other@example.com"))
+        .count();
+    assert_eq!(
+        to_other, 1,
+        "only other@'s own confirmation, no change link"
+    );
+
+    // A link without its token still lands in the app, with an error.
+    let location = api
+        .open(&format!("{}/auth/v1/verify?type=signup", basalt.url("")))
+        .await;
+    assert!(
+        location.starts_with("https://app.example.com#"),
+        "{location}"
+    );
+    assert_eq!(fragment(&location)["error_code"], "validation_failed");
 }

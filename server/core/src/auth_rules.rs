@@ -35,8 +35,14 @@ pub fn policy_problem(config: &AuthConfig, password: &str) -> Option<String> {
     (!missing.is_empty()).then(|| format!("the password must also contain: {}", missing.join(", ")))
 }
 
-/// A plausible email address: one `@`, a dot in the domain, no spaces, ≤ 254 bytes.
+/// A plausible email address: ASCII, one `@`, a dot in the domain, ≤ 254
+/// bytes, and none of the characters that would let a mailer read a display
+/// name or a second address into it (`<>(),;:"[]\` and spaces).
 pub fn valid_email(email: &str) -> bool {
+    if !email.is_ascii() || email.contains(['<', '>', '(', ')', ',', ';', ':', '"', '[', ']', '\\'])
+    {
+        return false;
+    }
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
@@ -186,7 +192,19 @@ mod tests {
             assert!(valid_email(good), "{good}");
         }
         for bad in [
-            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b.co.", "a@b\n.co",
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@@b.co",
+            "a b@c.co",
+            "a@.co",
+            "a@b.co.",
+            "a@b\n.co",
+            "x<attacker@evil.com>",
+            "a@b.co,c@d.co",
+            "vİctim@x.co",
+            "a\0@b.co",
         ] {
             assert!(!valid_email(bad), "{bad:?}");
         }

@@ -64,7 +64,7 @@ async fn list(
     state: Data<AppState>,
     query: Query<Page>,
 ) -> Result<HttpResponse, HttpError> {
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
     let per_page = query.per_page.unwrap_or(50).clamp(1, 1000);
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let rows = client
@@ -119,7 +119,43 @@ fn ban_seconds(text: &str) -> Result<Option<f64>, HttpError> {
         "h" => 3600.0,
         _ => return Err(invalid()),
     };
+    // At most about 100 years: beyond that, PostgreSQL's interval overflows.
+    if number * unit > 100.0 * 365.0 * 86_400.0 {
+        return Err(invalid());
+    }
     Ok(Some(number * unit))
+}
+
+fn validate_fields(body: &UserFields) -> Result<(), HttpError> {
+    if let Some(role) = &body.role {
+        users::validate_role(role)?;
+    }
+    if let Some(metadata) = &body.user_metadata {
+        users::validate_metadata("user_metadata", &Value::Object(metadata.clone()))?;
+    }
+    if let Some(metadata) = &body.app_metadata {
+        users::validate_metadata("app_metadata", &Value::Object(metadata.clone()))?;
+    }
+    Ok(())
+}
+
+/// What an admin change touched, for the audit log (never the values of secrets).
+fn changed_fields(body: &UserFields) -> Value {
+    let mut fields = Vec::new();
+    for (name, present) in [
+        ("email", body.email.is_some()),
+        ("password", body.password.is_some()),
+        ("email_confirm", body.email_confirm.is_some()),
+        ("user_metadata", body.user_metadata.is_some()),
+        ("app_metadata", body.app_metadata.is_some()),
+        ("ban_duration", body.ban_duration.is_some()),
+        ("role", body.role.is_some()),
+    ] {
+        if present {
+            fields.push(name);
+        }
+    }
+    json!({"fields": fields, "ban_duration": body.ban_duration, "role": body.role})
 }
 
 async fn create(
@@ -129,6 +165,7 @@ async fn create(
     body: Json<UserFields>,
 ) -> Result<HttpResponse, HttpError> {
     let email = users::validate_email(body.email.as_deref().unwrap_or(""))?;
+    validate_fields(&body)?;
     let hash = match &body.password {
         Some(password) => {
             users::check_password(&state.config.auth, password)?;
@@ -161,7 +198,7 @@ async fn create(
         "admin_user_created",
         admin_actor(&state, &request),
         Some(id),
-        json!({}),
+        changed_fields(&body),
     )
     .await?;
     let user = users::by_id(&transaction, id).await?;
@@ -220,6 +257,7 @@ async fn update(
         .as_deref()
         .map(users::validate_email)
         .transpose()?;
+    validate_fields(&body)?;
     let hash = match &body.password {
         Some(password) => {
             users::check_password(&state.config.auth, password)?;
@@ -261,12 +299,30 @@ async fn update(
     if let Some(ban) = &body.ban_duration {
         set_ban(&transaction, id, ban_seconds(ban)?).await?;
     }
+    // A password or address set by an admin ends every session of the user.
+    if body.password.is_some() || body.email.is_some() {
+        transaction
+            .execute(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'admin_credentials_changed'
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await
+            .map_err(db::failed)?;
+        transaction
+            .execute(
+                "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND used_at IS NULL",
+                &[&id],
+            )
+            .await
+            .map_err(db::failed)?;
+    }
     users::audit(
         &transaction,
         "admin_user_updated",
         admin_actor(&state, &request),
         Some(id),
-        json!({}),
+        changed_fields(&body),
     )
     .await?;
     let user = users::by_id(&transaction, id).await?;

@@ -5,15 +5,18 @@ use super::sessions;
 use super::users::{self, Actor};
 use crate::db;
 use crate::http::error::HttpError;
-use crate::mail::{self, Email};
+use crate::jobs;
+use crate::mail::{Email, Mailer};
 use crate::state::AppState;
 use basalt_core::config::EmailTemplate;
 use basalt_core::errors::{ApiError, ErrorCode};
 use base64::Engine;
 use deadpool_postgres::GenericClient;
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +75,137 @@ pub fn check_redirect(state: &AppState, redirect_to: Option<&str>) -> Result<(),
     }
 }
 
-/// Issues a token of `kind` for the user (replacing any unused one of the same
-/// kind) and queues its email to `to`, inside the caller's transaction.
-pub async fn send_link(
+/// The job queue of auth emails.
+pub const QUEUE: &str = "auth_email";
+
+/// A request for an auth email, queued by the request and carried out by a
+/// worker. Requests for unknown and known addresses cost the same (one queued
+/// row): the worker, not the request, looks the account up, so neither the
+/// answer nor its timing tells whether an address has an account. The queue
+/// holds no token: the worker makes it just before sending.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmailRequest {
+    pub kind: String,
+    pub email: String,
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
+    #[serde(default)]
+    pub new_email: Option<String>,
+    #[serde(default)]
+    pub redirect_to: Option<String>,
+    #[serde(default)]
+    pub create_user: bool,
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+pub async fn enqueue(
+    state: &AppState,
+    client: &impl GenericClient,
+    request: &EmailRequest,
+) -> Result<(), HttpError> {
+    let payload = serde_json::to_value(request).expect("requests serialize");
+    state.jobs.enqueue(client, QUEUE, &payload).await
+}
+
+/// The worker side of [`QUEUE`].
+pub fn handler(state: AppState, mailer: Arc<Mailer>) -> jobs::Handler {
+    Arc::new(move |payload| {
+        let state = state.clone();
+        let mailer = mailer.clone();
+        Box::pin(async move {
+            let request: EmailRequest =
+                serde_json::from_value(payload).map_err(|e| format!("bad auth email job: {e}"))?;
+            process(&state, &mailer, request).await
+        })
+    })
+}
+
+async fn process(state: &AppState, mailer: &Mailer, request: EmailRequest) -> Result<(), String> {
+    let kind = Kind::parse(&request.kind).ok_or("unknown email kind")?;
+    let mut client = state.pool.get().await.map_err(|e| e.to_string())?;
+    let transaction = client.transaction().await.map_err(|e| e.to_string())?;
+    let found = transaction
+        .query_opt(
+            "SELECT id, email, email_confirmed_at IS NOT NULL FROM auth.users WHERE lower(email) = lower($1)",
+            &[&request.email],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|row| (row.get::<_, Uuid>(0), row.get::<_, String>(1), row.get::<_, bool>(2)));
+    let (user_id, to, new_email) = match (kind, found) {
+        // Only an unconfirmed account gets a confirmation email.
+        (Kind::Signup, Some((id, address, false))) => (id, address, None),
+        (Kind::Signup, _) => return Ok(()),
+        (Kind::Recovery, Some((id, address, _))) => (id, address, None),
+        (Kind::MagicLink, Some((id, address, _))) => (id, address, None),
+        (Kind::MagicLink, None) if request.create_user => {
+            let data = request.data.clone().unwrap_or_else(|| json!({}));
+            transaction
+                .execute(
+                    "INSERT INTO auth.users (email, raw_user_meta_data) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    &[&request.email, &data],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let id: Uuid = transaction
+                .query_one(
+                    "SELECT id FROM auth.users WHERE lower(email) = lower($1)",
+                    &[&request.email],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            (id, request.email.clone(), None)
+        }
+        // The new address is taken: send nothing, so the change cannot be used to probe.
+        (Kind::EmailChange, Some(_)) => return Ok(()),
+        (Kind::EmailChange, None) => {
+            let Some(user_id) = request.user_id else {
+                return Ok(());
+            };
+            (user_id, request.email.clone(), Some(request.email.as_str()))
+        }
+        (Kind::Recovery | Kind::MagicLink, None) => return Ok(()),
+    };
+    let link = issue_token(
+        state,
+        &transaction,
+        user_id,
+        kind,
+        new_email,
+        request.redirect_to.as_deref(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    transaction.commit().await.map_err(|e| e.to_string())?;
+    let values = [
+        ("link", link.as_str()),
+        ("email", to.as_str()),
+        ("new_email", new_email.unwrap_or("")),
+        ("site_url", state.config.site_url.as_str()),
+    ];
+    let template = kind.template(state);
+    let email = Email {
+        to: to.clone(),
+        subject: basalt_core::auth_rules::render(&template.subject, &values, false),
+        html: basalt_core::auth_rules::render(&template.html, &values, true),
+        text: basalt_core::auth_rules::render(&template.text, &values, false),
+    };
+    // A failure here retries the job, which issues a fresh token.
+    mailer.send(email).await
+}
+
+/// Makes a single-use token of `kind` (replacing unused ones of that kind)
+/// and returns the verify link that carries it.
+async fn issue_token(
     state: &AppState,
     client: &impl GenericClient,
     user_id: Uuid,
     kind: Kind,
-    to: &str,
     new_email: Option<&str>,
     redirect_to: Option<&str>,
-) -> Result<(), HttpError> {
+) -> Result<String, HttpError> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -117,27 +240,7 @@ pub async fn send_link(
         link.query_pairs_mut()
             .append_pair("redirect_to", redirect_to);
     }
-    let values = [
-        ("link", link.as_str()),
-        ("email", to),
-        ("new_email", new_email.unwrap_or("")),
-        ("site_url", state.config.site_url.as_str()),
-    ];
-    let template = kind.template(state);
-    let email = Email {
-        to: to.to_owned(),
-        subject: basalt_core::auth_rules::render(&template.subject, &values, false),
-        html: basalt_core::auth_rules::render(&template.html, &values, true),
-        text: basalt_core::auth_rules::render(&template.text, &values, false),
-    };
-    state
-        .jobs
-        .enqueue(
-            client,
-            mail::QUEUE,
-            &serde_json::to_value(email).expect("email serializes"),
-        )
-        .await
+    Ok(link.into())
 }
 
 /// What a verified token unlocked.
@@ -192,12 +295,26 @@ pub async fn verify(
                 Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
                 _ => db::failed(error),
             })?;
-    } else {
-        // Following any link sent to the address proves the user owns it.
+        // Links sent to the old address must not work any more.
         transaction
             .execute(
-                "UPDATE auth.users SET email_confirmed_at = coalesce(email_confirmed_at, now()) WHERE id = $1",
+                "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND used_at IS NULL",
                 &[&user_id],
+            )
+            .await
+            .map_err(db::failed)?;
+    } else {
+        // Following a link sent to the address proves the user owns it. If the
+        // account was never confirmed, whoever created it (maybe not the
+        // owner) may have set its password: that password is dropped, and
+        // the owner sets their own.
+        transaction
+            .execute(
+                "UPDATE auth.users SET
+                    encrypted_password = CASE WHEN email_confirmed_at IS NULL AND $2 THEN NULL ELSE encrypted_password END,
+                    email_confirmed_at = coalesce(email_confirmed_at, now())
+                 WHERE id = $1",
+                &[&user_id, &(kind != Kind::Signup)],
             )
             .await
             .map_err(db::failed)?;

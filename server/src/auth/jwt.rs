@@ -242,8 +242,14 @@ impl Jwt {
             .filter(|role| !role.is_empty())
             .ok_or_else(|| bad("the `role` claim is missing"))?
             .to_owned();
-        if role == ANON || role == SERVICE_ROLE {
-            return Ok(Verified { role, user: None });
+        // An API key has no subject; a user's token always has one, and can
+        // never carry an API key's role, whatever a user row says.
+        let api_key_role = role == ANON || role == SERVICE_ROLE;
+        match (claims.get("sub").is_some(), api_key_role) {
+            (false, true) => return Ok(Verified { role, user: None }),
+            (false, false) => return Err(bad("the `sub` claim is missing")),
+            (true, true) => return Err(bad("a user's token cannot carry the role of an API key")),
+            (true, false) => {}
         }
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => aud == AUDIENCE,
@@ -406,6 +412,16 @@ mod tests {
                 ),
                 ErrorCode::BadJwt,
                 "role",
+            ),
+            (
+                "a user token with an API key's role",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"role": "service_role"})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "API key",
             ),
             (
                 "missing exp",

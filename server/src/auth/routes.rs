@@ -71,8 +71,9 @@ struct RedirectQuery {
 }
 
 /// Creates a user with email and password. Without email confirmation the
-/// answer is a session; with it, the user (no session) and a confirmation
-/// email, and an address that already has an account gets the same answer.
+/// answer is a session. With it, the answer is the user (no session) and the
+/// address gets a confirmation email; an address that already has an
+/// account gets a look-alike answer and no email, after the same work.
 async fn signup(
     caller: Caller,
     state: Data<AppState>,
@@ -83,7 +84,9 @@ async fn signup(
     let email = users::validate_email(&body.email)?;
     users::check_password(&state.config.auth, &body.password)?;
     email::check_redirect(&state, query.redirect_to.as_deref())?;
-    state.rate_limiter.check_email(&email, Instant::now())?;
+    state
+        .rate_limiter
+        .check_email("signup", &email, Instant::now())?;
     let metadata = match &body.data {
         None | Some(Value::Null) => json!({}),
         Some(Value::Object(map)) => Value::Object(map.clone()),
@@ -93,45 +96,55 @@ async fn signup(
                 .into())
         }
     };
+    users::validate_metadata("data", &metadata)?;
     let confirm = state.config.email_confirmation();
     let hash = state.passwords.hash(body.password.clone()).await?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
-    let created = transaction
+    // A new address is inserted; an unconfirmed account (perhaps made by
+    // someone else) takes the new password and data, as a fresh sign-up.
+    let row = transaction
         .query_opt(
             "INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data)
-             VALUES ($1, $2, CASE WHEN $4 THEN NULL ELSE now() END, $3) ON CONFLICT DO NOTHING RETURNING id",
+             VALUES ($1, $2, CASE WHEN $4 THEN NULL ELSE now() END, $3)
+             ON CONFLICT (lower(email)) DO UPDATE SET
+                encrypted_password = EXCLUDED.encrypted_password,
+                raw_user_meta_data = EXCLUDED.raw_user_meta_data,
+                updated_at = now()
+             WHERE auth.users.email_confirmed_at IS NULL AND $4
+             RETURNING id",
             &[&email, &hash, &metadata, &confirm],
         )
         .await
         .map_err(db::failed)?;
-    let Some(row) = created else {
+    if confirm {
+        email::enqueue(
+            &state,
+            &transaction,
+            &email::EmailRequest {
+                kind: "signup".into(),
+                email: email.clone(),
+                user_id: None,
+                new_email: None,
+                redirect_to: query.redirect_to.clone(),
+                create_user: false,
+                data: None,
+            },
+        )
+        .await?;
+    }
+    let Some(row) = row else {
+        transaction.commit().await.map_err(db::failed)?;
         if !confirm {
+            // A session is the answer to a new sign-up, so this cannot be hidden.
             return Err(ErrorCode::UserAlreadyExists.into());
         }
-        // Say nothing about the existing account: answer like a new sign-up.
-        let now = chrono::Utc::now().to_rfc3339();
-        return Ok(HttpResponse::Ok().json(json!({
-            "id": uuid::Uuid::new_v4(), "aud": "authenticated", "role": "authenticated", "email": email,
-            "email_confirmed_at": null, "confirmed_at": null, "last_sign_in_at": null, "banned_until": null,
-            "app_metadata": {"provider": "email", "providers": ["email"]}, "user_metadata": metadata,
-            "identities": [], "created_at": now, "updated_at": now,
-        })));
+        return Ok(HttpResponse::Ok().json(look_alike_user(&state, &email, &metadata).await?));
     };
     let user_id: uuid::Uuid = row.get(0);
     let actor = actor(&state, &request, Some(user_id), &caller.role);
     users::audit(&transaction, "signup", actor, Some(user_id), json!({})).await?;
     let answer = if confirm {
-        email::send_link(
-            &state,
-            &transaction,
-            user_id,
-            email::Kind::Signup,
-            &email,
-            None,
-            query.redirect_to.as_deref(),
-        )
-        .await?;
         users::by_id(&transaction, user_id)
             .await?
             .unwrap_or_default()
@@ -142,6 +155,38 @@ async fn signup(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// What a sign-up on a confirmed address answers: the shape and formats of a
+/// new unconfirmed user, with an id that is stable for the address.
+async fn look_alike_user(
+    state: &AppState,
+    email: &str,
+    metadata: &Value,
+) -> Result<Value, HttpError> {
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(state.refresh_key.as_bytes()).expect("any key");
+    mac.update(b"basalt look-alike user\0");
+    mac.update(email.to_lowercase().as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let id =
+        uuid::Builder::from_random_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid();
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT {} FROM (SELECT $1::uuid AS id, 'authenticated' AS role, $2::text AS email,
+                        NULL::timestamptz AS email_confirmed_at, NULL::timestamptz AS last_sign_in_at,
+                        NULL::timestamptz AS banned_until, NULL::text AS new_email, NULL::timestamptz AS email_change_sent_at,
+                        '{{\"provider\": \"email\", \"providers\": [\"email\"]}}'::jsonb AS raw_app_meta_data,
+                        $3::jsonb AS raw_user_meta_data, now() AS created_at, now() AS updated_at) u",
+                users::USER_JSON
+            ),
+            &[&id, &email, metadata],
+        )
+        .await
+        .map_err(db::failed)?;
+    Ok(row.get(0))
+}
 #[derive(Deserialize)]
 struct GrantQuery {
     grant_type: Option<String>,
@@ -193,17 +238,24 @@ async fn password_grant(
             .with_details("email and password: required")
             .into());
     };
-    state.rate_limiter.check_email(&email, Instant::now())?;
+    state
+        .rate_limiter
+        .check_email("token", &email, Instant::now())?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let found = client
-        .query_opt(
-            "SELECT id, encrypted_password, email_confirmed_at IS NOT NULL,
-                    banned_until IS NOT NULL AND banned_until > now()
-             FROM auth.users WHERE lower(email) = lower($1)",
-            &[&email.trim()],
-        )
-        .await
-        .map_err(db::failed)?;
+    // An address that cannot exist is looked up nowhere, but pays the same hash.
+    let found = if basalt_core::auth_rules::valid_email(email.trim()) {
+        client
+            .query_opt(
+                "SELECT id, encrypted_password, email_confirmed_at IS NOT NULL,
+                        banned_until IS NOT NULL AND banned_until > now()
+                 FROM auth.users WHERE lower(email) = lower($1)",
+                &[&email.trim()],
+            )
+            .await
+            .map_err(db::failed)?
+    } else {
+        None
+    };
     let hash = found
         .as_ref()
         .and_then(|row| row.get::<_, Option<String>>(1));
@@ -235,7 +287,7 @@ async fn password_grant(
 /// access token has not expired.
 async fn get_user(user: SignedIn, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
-    if !sessions::is_live(&client, user.session_id).await? {
+    if !sessions::is_live(&client, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
     let json = users::by_id(&client, user.user_id)
@@ -244,8 +296,8 @@ async fn get_user(user: SignedIn, state: Data<AppState>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok().json(json))
 }
 
+/// Unknown fields (supabase-js sends `nonce`, `code_challenge`, ...) are ignored.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct UpdateUserBody {
     email: Option<String>,
     password: Option<String>,
@@ -273,13 +325,16 @@ async fn update_user(
     };
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
-    if !sessions::is_live(&transaction, user.session_id).await? {
+    if !sessions::is_live(&transaction, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
     if let Some(new_email) = &new_email {
         change_email(&state, &transaction, user.user_id, new_email, &request).await?;
     }
     let data = body.data.clone().map(Value::Object);
+    if let Some(data) = &data {
+        users::validate_metadata("data", data)?;
+    }
     transaction
         .execute(
             "UPDATE auth.users SET
@@ -292,6 +347,15 @@ async fn update_user(
         .await
         .map_err(db::failed)?;
     if new_hash.is_some() {
+        // A new password ends every other session: a stolen refresh token dies with it.
+        transaction
+            .execute(
+                "UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'password_changed'
+                 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+                &[&user.user_id, &user.session_id],
+            )
+            .await
+            .map_err(db::failed)?;
         let actor = actor(&state, &request, Some(user.user_id), "authenticated");
         users::audit(
             &transaction,
@@ -308,7 +372,8 @@ async fn update_user(
 }
 
 /// With an SMTP server, the new address gets a link and the change waits for
-/// it; without one, nothing can be confirmed and the address changes at once.
+/// it (a taken address gets no email, and the answer is the same); without
+/// one, nothing can be confirmed and the address changes at once.
 async fn change_email(
     state: &AppState,
     client: &impl deadpool_postgres::GenericClient,
@@ -316,18 +381,16 @@ async fn change_email(
     new_email: &str,
     request: &HttpRequest,
 ) -> Result<(), HttpError> {
-    let taken: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM auth.users WHERE lower(email) = lower($1) AND id <> $2)",
-            &[&new_email, &user_id],
-        )
-        .await
-        .map_err(db::failed)?
-        .get(0);
-    if taken {
-        return Err(ErrorCode::UserAlreadyExists.into());
-    }
     if state.email_enabled {
+        let redirect_to = request.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "redirect_to")
+                .map(|(_, v)| v.into_owned())
+        });
+        email::check_redirect(state, redirect_to.as_deref())?;
+        state
+            .rate_limiter
+            .check_email("email_change", new_email, Instant::now())?;
         client
             .execute(
                 "UPDATE auth.users SET new_email = $2, email_change_sent_at = now() WHERE id = $1",
@@ -335,22 +398,16 @@ async fn change_email(
             )
             .await
             .map_err(db::failed)?;
-        let redirect_to = request.uri().query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "redirect_to")
-                .map(|(_, v)| v.into_owned())
-        });
-        email::check_redirect(state, redirect_to.as_deref())?;
-        email::send_link(
-            state,
-            client,
-            user_id,
-            email::Kind::EmailChange,
-            new_email,
-            Some(new_email),
-            redirect_to.as_deref(),
-        )
-        .await
+        let request = email::EmailRequest {
+            kind: "email_change".into(),
+            email: new_email.to_owned(),
+            user_id: Some(user_id),
+            new_email: None,
+            redirect_to,
+            create_user: false,
+            data: None,
+        };
+        email::enqueue(state, client, &request).await
     } else {
         client
             .execute(
@@ -358,11 +415,13 @@ async fn change_email(
                 &[&user_id, &new_email],
             )
             .await
-            .map_err(db::failed)?;
+            .map_err(|error| match error.as_db_error().map(|e| e.code().code()) {
+                Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
+                _ => db::failed(error),
+            })?;
         Ok(())
     }
 }
-
 #[derive(Deserialize)]
 struct EmailBody {
     email: String,
@@ -380,120 +439,95 @@ fn require_email(state: &AppState) -> Result<(), HttpError> {
     }
 }
 
-/// Sends a password reset link. The answer is the same whether or not the
-/// address has an account.
+/// Sends a password reset link. Known and unknown addresses get the same
+/// answer after the same work (one queued job; the worker looks the address up).
 async fn recover(
-    caller: Caller,
+    _: Caller,
     state: Data<AppState>,
-    request: HttpRequest,
     query: Query<RedirectQuery>,
     body: Json<EmailBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require_email(&state)?;
+    queue_email(&state, "recovery", &body, query.redirect_to.clone()).await
+}
+
+async fn queue_email(
+    state: &AppState,
+    kind: &str,
+    body: &EmailBody,
+    redirect_to: Option<String>,
+) -> Result<HttpResponse, HttpError> {
+    require_email(state)?;
     let email = users::validate_email(&body.email)?;
-    email::check_redirect(&state, query.redirect_to.as_deref())?;
-    state.rate_limiter.check_email(&email, Instant::now())?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
-    let found = transaction
-        .query_opt(
-            "SELECT id, email FROM auth.users WHERE lower(email) = lower($1)",
-            &[&email],
-        )
-        .await
-        .map_err(db::failed)?;
-    if let Some(row) = found {
-        let user_id: uuid::Uuid = row.get(0);
-        let address: String = row.get(1);
-        email::send_link(
-            &state,
-            &transaction,
-            user_id,
-            email::Kind::Recovery,
-            &address,
-            None,
-            query.redirect_to.as_deref(),
-        )
-        .await?;
-        let actor = actor(&state, &request, None, &caller.role);
-        users::audit(
-            &transaction,
-            "recovery_requested",
-            actor,
-            Some(user_id),
-            json!({}),
-        )
-        .await?;
+    email::check_redirect(state, redirect_to.as_deref())?;
+    let data = body.data.clone().map(Value::Object);
+    if let Some(data) = &data {
+        users::validate_metadata("data", data)?;
     }
-    transaction.commit().await.map_err(db::failed)?;
+    let action = if kind == "recovery" {
+        "recovery"
+    } else {
+        "magiclink"
+    };
+    state
+        .rate_limiter
+        .check_email(action, &email, Instant::now())?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let request = email::EmailRequest {
+        kind: kind.into(),
+        email,
+        user_id: None,
+        new_email: None,
+        redirect_to,
+        create_user: body.create_user.unwrap_or(true),
+        data,
+    };
+    email::enqueue(state, &client, &request).await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
 /// Sends a magic sign-in link, creating the user first unless
 /// `create_user: false`. The answer never tells whether the address is known.
 async fn otp(
-    caller: Caller,
+    _: Caller,
     state: Data<AppState>,
-    request: HttpRequest,
     query: Query<RedirectQuery>,
     body: Json<EmailBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require_email(&state)?;
-    let email = users::validate_email(&body.email)?;
-    email::check_redirect(&state, query.redirect_to.as_deref())?;
-    state.rate_limiter.check_email(&email, Instant::now())?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
-    let mut found = transaction
-        .query_opt(
-            "SELECT id, email FROM auth.users WHERE lower(email) = lower($1)",
-            &[&email],
-        )
-        .await
-        .map_err(db::failed)?
-        .map(|row| (row.get::<_, uuid::Uuid>(0), row.get::<_, String>(1)));
-    if found.is_none() && body.create_user.unwrap_or(true) {
-        let metadata = Value::Object(body.data.clone().unwrap_or_default());
-        let id: uuid::Uuid = transaction
-            .query_one(
-                "INSERT INTO auth.users (email, raw_user_meta_data) VALUES ($1, $2) RETURNING id",
-                &[&email, &metadata],
-            )
-            .await
-            .map_err(db::failed)?
-            .get(0);
-        let actor = actor(&state, &request, Some(id), &caller.role);
-        users::audit(
-            &transaction,
-            "signup",
-            actor,
-            Some(id),
-            json!({"via": "magiclink"}),
-        )
-        .await?;
-        found = Some((id, email.clone()));
-    }
-    if let Some((user_id, address)) = found {
-        email::send_link(
-            &state,
-            &transaction,
-            user_id,
-            email::Kind::MagicLink,
-            &address,
-            None,
-            query.redirect_to.as_deref(),
-        )
-        .await?;
-    }
-    transaction.commit().await.map_err(db::failed)?;
-    Ok(HttpResponse::Ok().json(json!({})))
+    queue_email(&state, "magiclink", &body, query.redirect_to.clone()).await
 }
-
+/// `token` or `token_hash` (supabase-js `verifyOtp({token_hash, type})`).
 #[derive(Deserialize)]
 struct VerifyBody {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(alias = "token_hash")]
     token: String,
+}
+
+/// `email` (GoTrue's name for a link sent to the address) covers sign-up
+/// confirmations and magic links.
+fn kinds_of(text: &str) -> Result<Vec<email::Kind>, HttpError> {
+    if text == "email" {
+        return Ok(vec![email::Kind::Signup, email::Kind::MagicLink]);
+    }
+    kind_of(text).map(|kind| vec![kind])
+}
+
+async fn verify_any(
+    state: &AppState,
+    kinds: &[email::Kind],
+    token: &str,
+    request: &HttpRequest,
+) -> Result<email::Verified, HttpError> {
+    let ip = request_ip(request, &state.trusted_proxies);
+    let mut outcome = Err(HttpError::new(ErrorCode::OtpExpired));
+    for kind in kinds {
+        outcome = email::verify(state, *kind, token, ip, user_agent(request)).await;
+        if !matches!(&outcome, Err(error) if error.error.kind == ErrorCode::OtpExpired) {
+            break;
+        }
+    }
+    outcome
 }
 
 fn kind_of(text: &str) -> Result<email::Kind, HttpError> {
@@ -511,17 +545,17 @@ async fn verify_post(
     request: HttpRequest,
     body: Json<VerifyBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let kind = kind_of(&body.kind)?;
-    let ip = request_ip(&request, &state.trusted_proxies);
-    let verified = email::verify(&state, kind, &body.token, ip, user_agent(&request)).await?;
+    let kinds = kinds_of(&body.kind)?;
+    let verified = verify_any(&state, &kinds, &body.token, &request).await?;
     Ok(HttpResponse::Ok().json(verified.session))
 }
 
 #[derive(Deserialize)]
 struct VerifyQuery {
     #[serde(rename = "type")]
-    kind: String,
-    token: String,
+    kind: Option<String>,
+    #[serde(alias = "token_hash")]
+    token: Option<String>,
     redirect_to: Option<String>,
 }
 
@@ -537,10 +571,13 @@ async fn verify_get(
         .redirect_to
         .clone()
         .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
-    let ip = request_ip(&request, &state.trusted_proxies);
-    let outcome = match kind_of(&query.kind) {
-        Ok(kind) => email::verify(&state, kind, &query.token, ip, user_agent(&request)).await,
-        Err(error) => Err(error),
+    let kind = query.kind.clone().unwrap_or_default();
+    let outcome = match (kinds_of(&kind), &query.token) {
+        (Ok(kinds), Some(token)) => verify_any(&state, &kinds, token, &request).await,
+        (Err(error), _) => Err(error),
+        (_, None) => Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("token: required")
+            .into()),
     };
     let (base, fragment) = match outcome {
         Ok(verified) => {
@@ -559,7 +596,7 @@ async fn verify_get(
                 };
                 fragment.append_pair(key, &value);
             }
-            fragment.append_pair("type", &query.kind);
+            fragment.append_pair("type", &kind);
             let stored = verified
                 .redirect_to
                 .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
@@ -595,6 +632,9 @@ async fn logout(
 ) -> Result<HttpResponse, HttpError> {
     let scope = query.scope.as_deref().unwrap_or("global");
     let client = state.pool.get().await.map_err(db::unavailable)?;
+    if !sessions::is_live(&client, user.user_id, user.session_id).await? {
+        return Err(ErrorCode::SessionExpired.into());
+    }
     let ended = sessions::logout(&client, user.user_id, user.session_id, scope).await?;
     let actor = actor(&state, &request, Some(user.user_id), "authenticated");
     users::audit(

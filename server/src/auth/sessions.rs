@@ -267,12 +267,14 @@ pub async fn revoke(
 /// Whether the session of an access token is still open (not revoked or ended).
 pub async fn is_live(
     client: &impl deadpool_postgres::GenericClient,
+    user_id: Uuid,
     session_id: Uuid,
 ) -> Result<bool, HttpError> {
     Ok(client
         .query_opt(
-            "SELECT 1 FROM auth.sessions WHERE id = $1 AND revoked_at IS NULL AND (not_after IS NULL OR not_after > now())",
-            &[&session_id],
+            "SELECT 1 FROM auth.sessions
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND (not_after IS NULL OR not_after > now())",
+            &[&session_id, &user_id],
         )
         .await
         .map_err(db::failed)?

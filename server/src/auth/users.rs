@@ -15,6 +15,7 @@ pub const USER_JSON: &str = "jsonb_build_object(
     'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at,
     'last_sign_in_at', u.last_sign_in_at, 'banned_until', u.banned_until,
     'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data,
+    'new_email', u.new_email, 'email_change_sent_at', u.email_change_sent_at,
     'identities', '[]'::jsonb, 'created_at', u.created_at, 'updated_at', u.updated_at)";
 
 pub async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<Value>, HttpError> {
@@ -37,6 +38,46 @@ pub fn validate_email(email: &str) -> Result<String, HttpError> {
             .with_details("email: not a valid email address")
             .into())
     }
+}
+
+/// A role an admin may give a user: a plain database-style name that is not
+/// one of the API keys' roles nor a reserved PostgreSQL role.
+pub fn validate_role(role: &str) -> Result<(), HttpError> {
+    let plain = !role.is_empty()
+        && role.len() <= 63
+        && role.starts_with(|c: char| c.is_ascii_lowercase())
+        && role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let reserved =
+        ["anon", "service_role", "postgres", "public"].contains(&role) || role.starts_with("pg_");
+    if plain && !reserved {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("role: use a lower-case name (a-z, 0-9, _) that is not anon, service_role, postgres, public or pg_*")
+            .into())
+    }
+}
+
+/// Metadata must be a JSON object PostgreSQL can store: no NUL anywhere.
+pub fn validate_metadata(field: &str, value: &Value) -> Result<(), HttpError> {
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(text) => text.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map
+                .iter()
+                .any(|(key, value)| key.contains('\0') || has_nul(value)),
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details(format!("{field}: text may not contain NUL characters"))
+            .into());
+    }
+    Ok(())
 }
 
 pub fn check_password(

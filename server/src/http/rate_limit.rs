@@ -27,8 +27,8 @@ enum BucketKey {
     Ip(&'static str, IpAddr),
     /// A keyed hash of the API key, so keys themselves are not kept in memory.
     ApiKey(&'static str, u64),
-    /// A keyed hash of a lower-cased email address (auth endpoints).
-    Email(u64),
+    /// An auth action and a keyed hash of a lower-cased email address.
+    Email(&'static str, u64),
 }
 
 struct Limits {
@@ -163,12 +163,23 @@ impl RateLimiter {
             .min_by_key(|verdict| (verdict.decision.allowed, verdict.decision.remaining))
     }
 
-    /// Takes a token from the bucket of an email address, or answers 429.
-    pub fn check_email(&self, email: &str, now: Instant) -> Result<(), HttpError> {
+    /// Takes a token from the bucket of an email address for one action
+    /// (sign-up, sign-in, recovery, ...), or answers 429. Actions have separate
+    /// buckets, so flooding one (recovery mails) cannot lock the owner out of
+    /// another (signing in).
+    pub fn check_email(
+        &self,
+        action: &'static str,
+        email: &str,
+        now: Instant,
+    ) -> Result<(), HttpError> {
         let Some(spec) = self.per_email.filter(|_| self.enabled) else {
             return Ok(());
         };
-        let key = BucketKey::Email(self.key_hasher.hash_one(email.trim().to_lowercase()));
+        let key = BucketKey::Email(
+            action,
+            self.key_hasher.hash_one(email.trim().to_ascii_lowercase()),
+        );
         let mut buckets = self.buckets.lock().expect("rate limiter lock");
         let decision = buckets
             .entry(key)
@@ -200,7 +211,7 @@ impl RateLimiter {
             let spec = match key {
                 BucketKey::Ip(group, _) => self.groups[group].per_ip,
                 BucketKey::ApiKey(group, _) => self.groups[group].per_key,
-                BucketKey::Email(_) => self.per_email,
+                BucketKey::Email(..) => self.per_email,
             };
             spec.is_some_and(|spec| !bucket.is_full(&spec, now))
         });

@@ -4,9 +4,11 @@
 //! after `jobs.max_attempts`. A handler per queue does the work.
 
 use crate::db;
+use crate::db::pool::Tls;
 use crate::http::error::HttpError;
 use basalt_core::config::JobsConfig;
 use deadpool_postgres::{GenericClient, Pool};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio_postgres::AsyncMessage;
 
 /// Work for one queue: `Ok` marks the job done, `Err` schedules a retry.
 pub type Handler =
@@ -53,25 +56,59 @@ impl Queue {
     }
 }
 
-/// Runs workers until `stop` turns true; each claims one due job at a time.
+/// Wakes the worker whenever any replica commits a job: a dedicated
+/// connection LISTENs on `basalt_jobs`, reconnecting when it drops.
+async fn listen(pg: tokio_postgres::Config, tls: Tls, wake: Arc<Notify>) {
+    loop {
+        match pg.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let (sender, mut notified) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(_) = message {
+                            let _ = sender.send(());
+                        }
+                    }
+                });
+                if client.batch_execute("LISTEN basalt_jobs").await.is_ok() {
+                    // Jobs may have been committed while no one listened.
+                    wake.notify_one();
+                    while notified.recv().await.is_some() {
+                        wake.notify_one();
+                    }
+                }
+                driver.abort();
+            }
+            Err(error) => tracing::debug!("job listener cannot connect: {error}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Runs the worker until `stop` turns true; it claims one due job at a time,
+/// woken by the listener or, failing that, every `jobs.poll_interval_ms`.
 pub async fn run(
     pool: Pool,
     queue: Queue,
     config: JobsConfig,
     handlers: HashMap<&'static str, Handler>,
+    (pg, tls): (tokio_postgres::Config, Tls),
     mut stop: watch::Receiver<bool>,
 ) {
+    if handlers.is_empty() {
+        return;
+    }
+    let listener = tokio::spawn(listen(pg, tls, queue.wake.clone()));
     let names: Vec<String> = handlers.keys().map(|name| name.to_string()).collect();
     let poll = Duration::from_millis(config.poll_interval_ms);
-    loop {
-        if *stop.borrow() {
-            return;
-        }
+    while !*stop.borrow() {
         match claim(&pool, &names).await {
             Ok(Some(job)) => {
                 let handler = handlers[job.queue.as_str()].clone();
                 let outcome = handler(job.payload).await;
-                if let Err(error) = finish(
+                let recorded = finish(
                     &pool,
                     job.id,
                     job.attempts,
@@ -79,8 +116,8 @@ pub async fn run(
                     &config,
                     outcome,
                 )
-                .await
-                {
+                .await;
+                if let Err(error) = recorded {
                     tracing::warn!(job = job.id, "could not record a job's outcome: {error}");
                 }
                 continue;
@@ -94,6 +131,7 @@ pub async fn run(
             _ = stop.changed() => {}
         }
     }
+    listener.abort();
 }
 
 struct Job {
@@ -106,6 +144,16 @@ struct Job {
 
 async fn claim(pool: &Pool, queues: &[String]) -> Result<Option<Job>, String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
+    // A job whose worker vanished after its last attempt is over.
+    client
+        .execute(
+            "UPDATE basalt.jobs SET status = 'failed', payload = '{}', locked_until = NULL, updated_at = now(),
+                    last_error = coalesce(last_error || '; ', '') || 'the worker was lost during the last attempt'
+             WHERE status = 'running' AND locked_until < now() AND attempts >= max_attempts AND queue = ANY($1)",
+            &[&queues],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let row = client
         .query_opt(
             "UPDATE basalt.jobs SET status = 'running', attempts = attempts + 1,
@@ -146,8 +194,9 @@ async fn finish(
         Ok(()) => {
             client
                 .execute(
-                    "UPDATE basalt.jobs SET status = 'done', payload = '{}', locked_until = NULL, last_error = NULL, updated_at = now() WHERE id = $1",
-                    &[&id],
+                    "UPDATE basalt.jobs SET status = 'done', payload = '{}', locked_until = NULL, last_error = NULL, updated_at = now()
+                     WHERE id = $1 AND status = 'running' AND attempts = $2",
+                    &[&id, &attempts],
                 )
                 .await
         }
@@ -155,8 +204,9 @@ async fn finish(
             tracing::error!(job = id, attempts, "job failed for good: {error}");
             client
                 .execute(
-                    "UPDATE basalt.jobs SET status = 'failed', payload = '{}', locked_until = NULL, last_error = $2, updated_at = now() WHERE id = $1",
-                    &[&id, &error],
+                    "UPDATE basalt.jobs SET status = 'failed', payload = '{}', locked_until = NULL, last_error = $2, updated_at = now()
+                     WHERE id = $1 AND status = 'running' AND attempts = $3",
+                    &[&id, &error, &attempts],
                 )
                 .await
         }
@@ -167,8 +217,8 @@ async fn finish(
                 .execute(
                     "UPDATE basalt.jobs SET status = 'pending', locked_until = NULL, last_error = $2,
                             run_at = now() + make_interval(secs => $3::float8 / 1000), updated_at = now()
-                     WHERE id = $1",
-                    &[&id, &error, &(delay as f64)],
+                     WHERE id = $1 AND status = 'running' AND attempts = $4",
+                    &[&id, &error, &(delay as f64), &attempts],
                 )
                 .await
         }
