@@ -1077,3 +1077,30 @@ async fn a_new_password_ends_the_other_sessions() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn auth_answers_announce_the_api_version_supabase_js_expects() {
+    let basalt = Basalt::start().await;
+    let keys = basalt.keys();
+    let response = basalt
+        .http
+        .post(basalt.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", keys.anon)
+        .json(&json!({"email": "no@example.com", "password": "nope nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-supabase-api-version"], "2024-01-01");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["code"], "invalid_credentials",
+        "a string code, as auth-js reads it"
+    );
+    let other = basalt
+        .http
+        .get(basalt.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("x-supabase-api-version").is_none());
+}

@@ -10,6 +10,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Passwords {
     argon2: Arc<Argon2<'static>>,
+    /// Hashes running at once: each takes `argon2_memory_kib`, so a burst of
+    /// sign-ins cannot take unbounded memory; the rest wait their turn.
+    permits: Arc<tokio::sync::Semaphore>,
     /// Verified against when the email is unknown, so both cases cost the same.
     dummy_hash: Arc<String>,
 }
@@ -29,13 +32,16 @@ impl Passwords {
             .hash_password(uuid::Uuid::new_v4().to_string().as_bytes(), &salt)
             .map_err(|error| anyhow::anyhow!("argon2: {error}"))?
             .to_string();
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
         Ok(Passwords {
             argon2: Arc::new(argon2),
+            permits: Arc::new(tokio::sync::Semaphore::new(parallel)),
             dummy_hash: Arc::new(dummy_hash),
         })
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HttpError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
         let argon2 = self.argon2.clone();
         actix_web::web::block(move || {
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -55,6 +61,7 @@ impl Passwords {
     /// Whether `password` matches `hash`; with no hash (unknown user), checks
     /// against the dummy hash and answers false, taking the same time.
     pub async fn verify(&self, password: String, hash: Option<String>) -> bool {
+        let _permit = self.permits.acquire().await.expect("never closed");
         let argon2 = self.argon2.clone();
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());

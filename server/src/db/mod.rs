@@ -19,7 +19,14 @@ pub fn failed(error: tokio_postgres::Error) -> HttpError {
     if error.as_db_error().is_none() {
         return unavailable(error);
     }
-    tracing::error!("statement failed: {error}");
+    // PostgreSQL's DETAIL can quote row values (emails): log the code and message only.
+    if let Some(db) = error.as_db_error() {
+        tracing::error!(
+            sqlstate = db.code().code(),
+            "statement failed: {}",
+            db.message()
+        );
+    }
     HttpError::new(basalt_core::errors::ErrorCode::InternalError)
 }
 

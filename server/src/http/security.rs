@@ -54,6 +54,7 @@ pub async fn headers(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let state = state(&request).clone();
     let tls = arrived_over_tls(&request, &state.trusted_proxies);
+    let auth_path = request.path().starts_with("/auth/");
     let mut request = request;
     let refused = match disallowed_origin(&request, &state.config) {
         // A preflight from an unlisted origin is refused here, in the
@@ -99,6 +100,14 @@ pub async fn headers(
         format!("default-src 'none'; frame-ancestors {ancestors}"),
     );
     default(header::REFERRER_POLICY, "no-referrer".into());
+    // supabase-js reads the string `code` of auth errors only from servers
+    // that announce this API version.
+    if auth_path {
+        default(
+            HeaderName::from_static("x-supabase-api-version"),
+            "2024-01-01".into(),
+        );
+    }
     if tls && security.hsts_max_age_secs > 0 {
         default(
             header::STRICT_TRANSPORT_SECURITY,
