@@ -2,6 +2,7 @@
 //! handlers send it, so sign-ups never wait on SMTP and a mail server outage
 //! loses nothing (the job is retried).
 
+use crate::jobs::Failure;
 use basalt_core::config::SmtpConfig;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -48,11 +49,13 @@ impl Mailer {
         })
     }
 
-    pub async fn send(&self, email: Email) -> Result<(), String> {
+    /// Sends one email. A refused recipient or message (SMTP 5xx) is a
+    /// permanent failure; anything else may pass on a later attempt.
+    pub async fn send(&self, email: Email) -> Result<(), Failure> {
         let to: Mailbox = email
             .to
             .parse()
-            .map_err(|e| format!("bad recipient: {e}"))?;
+            .map_err(|e| Failure::Permanent(format!("bad recipient: {e}")))?;
         let message = Message::builder()
             .from(self.sender.clone())
             .to(to)
@@ -70,11 +73,13 @@ impl Mailer {
                             .body(email.html),
                     ),
             )
-            .map_err(|e| format!("cannot build the message: {e}"))?;
-        self.transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("SMTP: {e}"))
+            .map_err(|e| Failure::Permanent(format!("cannot build the message: {e}")))?;
+        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            if e.is_permanent() {
+                Failure::Permanent(format!("SMTP refused: {e}"))
+            } else {
+                Failure::Retry(format!("SMTP: {e}"))
+            }
+        })
     }
 }

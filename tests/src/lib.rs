@@ -718,8 +718,25 @@ impl SmtpServer {
     }
 
     pub fn resume(&self) {
+        // aiosmtpd's maildir handler, refusing (550) recipients that contain
+        // `+reject@`, so tests can see a permanent failure.
+        let handler = [
+            "from aiosmtpd.handlers import Mailbox",
+            "class Handler(Mailbox):",
+            "    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):",
+            "        if '+reject@' in address:",
+            "            return '550 5.1.1 no such user'",
+            "        envelope.rcpt_tos.append(address)",
+            "        return '250 OK'",
+        ];
+        std::fs::write(
+            self.dir.path().join("basalt_test_smtp.py"),
+            handler.join("\n") + "\n",
+        )
+        .unwrap();
         let mut command = Command::new(Self::python());
         command
+            .env("PYTHONPATH", self.dir.path())
             .args([
                 "-m",
                 "aiosmtpd",
@@ -727,7 +744,7 @@ impl SmtpServer {
                 "-l",
                 &format!("127.0.0.1:{}", self.port),
             ])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-c", "basalt_test_smtp.Handler"])
             .arg(self.dir.path().join("mail"))
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -689,3 +689,62 @@ async fn supabase_js_verify_shapes_and_probing_by_email_change() {
     );
     assert_eq!(fragment(&location)["error_code"], "validation_failed");
 }
+
+#[tokio::test]
+async fn a_refused_recipient_fails_the_job_at_once() {
+    let smtp = SmtpServer::start();
+    let basalt = with_smtp(&smtp, &[]).await;
+    let api = Api::new(&basalt);
+    api.post(
+        "/auth/v1/signup",
+        None,
+        json!({"email": "nobody+reject@example.com", "password": "password one"}),
+    )
+    .await;
+    api.post(
+        "/auth/v1/signup",
+        None,
+        json!({"email": "somebody@example.com", "password": "password one"}),
+    )
+    .await;
+    smtp.wait_for("somebody@example.com", 0, WAIT).await;
+    let database = basalt_tests::connect(basalt.database_url().unwrap()).await;
+    let mut outcome = None;
+    for _ in 0..100 {
+        let row = database
+            .query_opt(
+                "select status, attempts, last_error from basalt.jobs where status = 'failed'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            outcome = Some((
+                row.get::<_, String>(0),
+                row.get::<_, i32>(1),
+                row.get::<_, String>(2),
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = database
+        .query(
+            "select status, attempts, coalesce(last_error, '') from basalt.jobs",
+            &[],
+        )
+        .await
+        .unwrap();
+    let all: Vec<(String, i32, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let (status, attempts, error) =
+        outcome.unwrap_or_else(|| panic!("no failed job: {all:?}\n{}", basalt.logs()));
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("failed", 1),
+        "no retries for a 5xx"
+    );
+    assert!(error.contains("550"), "{error}");
+}

@@ -97,6 +97,10 @@ async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
         "{answer}"
     );
 
+    assert!(
+        answer.contains("\"details\":\"limit: 2048 bytes\""),
+        "{answer}"
+    );
     // Under the limit the same endpoint works.
     let response = basalt.admin_sql("select 1").await;
     assert_eq!(response.status(), 200);

@@ -219,7 +219,8 @@ pub struct SecurityConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     pub enabled: bool,
-    /// Per email address on sign-up, sign-in, recovery, magic links and verify.
+    /// Per email address and action: sign-up, sign-in, recovery, magic links,
+    /// email changes (verification is limited per IP only).
     pub auth_per_email: String,
     pub auth: RateLimitGroup,
     pub rest: RateLimitGroup,

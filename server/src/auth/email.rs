@@ -121,8 +121,13 @@ pub fn handler(state: AppState, mailer: Arc<Mailer>) -> jobs::Handler {
     })
 }
 
-async fn process(state: &AppState, mailer: &Mailer, request: EmailRequest) -> Result<(), String> {
-    let kind = Kind::parse(&request.kind).ok_or("unknown email kind")?;
+async fn process(
+    state: &AppState,
+    mailer: &Mailer,
+    request: EmailRequest,
+) -> Result<(), jobs::Failure> {
+    let kind = Kind::parse(&request.kind)
+        .ok_or_else(|| jobs::Failure::Permanent("unknown email kind".into()))?;
     let mut client = state.pool.get().await.map_err(|e| e.to_string())?;
     let transaction = client.transaction().await.map_err(|e| e.to_string())?;
     let found = transaction

@@ -16,7 +16,7 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
-use basalt_core::errors::ErrorCode;
+use basalt_core::errors::{ApiError, ErrorCode};
 use std::future::{ready, Ready};
 
 fn apikey_header(headers: &HeaderMap) -> Option<&str> {
@@ -64,10 +64,10 @@ impl Caller {
             return Err(ErrorCode::ApiKeyMissing.into());
         }
         if let Some(key) = apikey {
-            state.jwt.verify(key).map_err(|mut error| {
-                error.error.code = ErrorCode::ApiKeyInvalid.code();
-                error.error.kind = ErrorCode::ApiKeyInvalid;
-                error
+            state.jwt.verify(key).map_err(|error| {
+                let mut invalid = ApiError::new(ErrorCode::ApiKeyInvalid);
+                invalid.details = error.error.details;
+                HttpError::from(invalid)
             })?;
         }
         let verified = state

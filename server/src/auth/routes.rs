@@ -268,11 +268,24 @@ async fn password_grant(
     }
     let row = found.expect("a match means the user exists");
     let user_id: uuid::Uuid = row.get(0);
-    if !row.get::<_, bool>(2) {
-        return Err(ErrorCode::EmailNotConfirmed.into());
-    }
-    if row.get::<_, bool>(3) {
-        return Err(ErrorCode::UserBanned.into());
+    let refusal = if !row.get::<_, bool>(2) {
+        Some((ErrorCode::EmailNotConfirmed, "unconfirmed"))
+    } else if row.get::<_, bool>(3) {
+        Some((ErrorCode::UserBanned, "banned"))
+    } else {
+        None
+    };
+    if let Some((code, reason)) = refusal {
+        let actor = actor(&state, &request, Some(user_id), &caller.role);
+        users::audit(
+            &client,
+            "login_refused",
+            actor,
+            Some(user_id),
+            json!({"reason": reason}),
+        )
+        .await?;
+        return Err(code.into());
     }
     let transaction = client.transaction().await.map_err(db::failed)?;
     let actor = actor(&state, &request, Some(user_id), &caller.role);
@@ -287,7 +300,7 @@ async fn password_grant(
 /// access token has not expired.
 async fn get_user(user: SignedIn, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
-    if !sessions::is_live(&client, user.user_id, user.session_id).await? {
+    if !sessions::is_live(&state, &client, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
     let json = users::by_id(&client, user.user_id)
@@ -325,7 +338,7 @@ async fn update_user(
     };
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
-    if !sessions::is_live(&transaction, user.user_id, user.session_id).await? {
+    if !sessions::is_live(&state, &transaction, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
     if let Some(new_email) = &new_email {
@@ -632,7 +645,7 @@ async fn logout(
 ) -> Result<HttpResponse, HttpError> {
     let scope = query.scope.as_deref().unwrap_or("global");
     let client = state.pool.get().await.map_err(db::unavailable)?;
-    if !sessions::is_live(&client, user.user_id, user.session_id).await? {
+    if !sessions::is_live(&state, &client, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
     let ended = sessions::logout(&client, user.user_id, user.session_id, scope).await?;

@@ -264,17 +264,21 @@ pub async fn revoke(
     Ok(())
 }
 
-/// Whether the session of an access token is still open (not revoked or ended).
+/// Whether the session of an access token is still open: not revoked, not
+/// past its maximum lifetime, not idle beyond the inactivity timeout.
 pub async fn is_live(
+    state: &AppState,
     client: &impl deadpool_postgres::GenericClient,
     user_id: Uuid,
     session_id: Uuid,
 ) -> Result<bool, HttpError> {
+    let inactivity = state.config.auth.session_inactivity_timeout_secs as f64;
     Ok(client
         .query_opt(
             "SELECT 1 FROM auth.sessions
-             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND (not_after IS NULL OR not_after > now())",
-            &[&session_id, &user_id],
+             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND (not_after IS NULL OR not_after > now())
+               AND ($3::float8 = 0 OR refreshed_at >= now() - make_interval(secs => $3::float8))",
+            &[&session_id, &user_id, &inactivity],
         )
         .await
         .map_err(db::failed)?

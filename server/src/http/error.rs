@@ -61,12 +61,16 @@ impl ResponseError for HttpError {
 /// Maps the framework's body and JSON extractor failures into the catalogue.
 pub fn json_error(
     error: actix_web::error::JsonPayloadError,
-    _request: &HttpRequest,
+    request: &HttpRequest,
 ) -> actix_web::Error {
     use actix_web::error::{JsonPayloadError as J, PayloadError as P};
     let api = match &error {
         J::Overflow { .. } | J::OverflowKnownLength { .. } | J::Payload(P::Overflow) => {
-            ApiError::new(ErrorCode::PayloadTooLarge)
+            let limit = request
+                .app_data::<actix_web::web::Data<crate::state::AppState>>()
+                .map(|state| state.config.server.body_limit_bytes)
+                .unwrap_or_default();
+            ApiError::new(ErrorCode::PayloadTooLarge).with_details(format!("limit: {limit} bytes"))
         }
         J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType),
         J::Deserialize(cause) => {

@@ -18,9 +18,24 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_postgres::AsyncMessage;
 
-/// Work for one queue: `Ok` marks the job done, `Err` schedules a retry.
+/// Why a job did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth another attempt later (a server down, a timeout).
+    Retry(String),
+    /// Will never succeed (a refused recipient, a malformed payload).
+    Permanent(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure::Retry(error.to_string())
+    }
+}
+
+/// Work for one queue: `Ok` marks the job done; a failure retries the job or ends it.
 pub type Handler =
-    Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Value) -> Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>> + Send + Sync>;
 
 /// What enqueuers need: the retry budget and a way to wake this replica's workers.
 #[derive(Clone)]
@@ -179,18 +194,19 @@ async fn claim(pool: &Pool, queues: &[String]) -> Result<Option<Job>, String> {
     }))
 }
 
-/// Records the outcome. Payloads may hold secrets (links with tokens), so a
-/// job that is over, done or failed, keeps none.
+/// Records the outcome, only if this worker still holds the job (its lease
+/// may have passed and another worker claimed it). Payloads may hold personal
+/// data, so a job that is over, done or failed, keeps none.
 async fn finish(
     pool: &Pool,
     id: i64,
     attempts: i32,
     max_attempts: i32,
     config: &JobsConfig,
-    outcome: Result<(), String>,
+    outcome: Result<(), Failure>,
 ) -> Result<(), String> {
     let client = pool.get().await.map_err(|e| e.to_string())?;
-    let result = match outcome {
+    let (error, permanent) = match outcome {
         Ok(()) => {
             client
                 .execute(
@@ -199,31 +215,41 @@ async fn finish(
                     &[&id, &attempts],
                 )
                 .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
         }
-        Err(error) if attempts >= max_attempts => {
-            tracing::error!(job = id, attempts, "job failed for good: {error}");
-            client
-                .execute(
-                    "UPDATE basalt.jobs SET status = 'failed', payload = '{}', locked_until = NULL, last_error = $2, updated_at = now()
-                     WHERE id = $1 AND status = 'running' AND attempts = $3",
-                    &[&id, &error, &attempts],
-                )
-                .await
-        }
-        Err(error) => {
-            let delay = backoff_ms(config, attempts);
-            tracing::warn!(job = id, attempts, retry_in_ms = delay, "job failed: {error}");
-            client
-                .execute(
-                    "UPDATE basalt.jobs SET status = 'pending', locked_until = NULL, last_error = $2,
-                            run_at = now() + make_interval(secs => $3::float8 / 1000), updated_at = now()
-                     WHERE id = $1 AND status = 'running' AND attempts = $4",
-                    &[&id, &error, &(delay as f64), &attempts],
-                )
-                .await
-        }
+        Err(Failure::Permanent(error)) => (error, true),
+        Err(Failure::Retry(error)) => (error, false),
     };
-    result.map(|_| ()).map_err(|e| e.to_string())
+    if permanent || attempts >= max_attempts {
+        tracing::error!(job = id, attempts, "job failed for good: {error}");
+        client
+            .execute(
+                "UPDATE basalt.jobs SET status = 'failed', payload = '{}', locked_until = NULL, last_error = $2, updated_at = now()
+                 WHERE id = $1 AND status = 'running' AND attempts = $3",
+                &[&id, &error, &attempts],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    } else {
+        let delay = backoff_ms(config, attempts);
+        tracing::warn!(
+            job = id,
+            attempts,
+            retry_in_ms = delay,
+            "job failed: {error}"
+        );
+        client
+            .execute(
+                "UPDATE basalt.jobs SET status = 'pending', locked_until = NULL, last_error = $2,
+                        run_at = now() + make_interval(secs => $3::float8 / 1000), updated_at = now()
+                 WHERE id = $1 AND status = 'running' AND attempts = $4",
+                &[&id, &error, &(delay as f64), &attempts],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// `retry_base_ms * 2^(attempts - 1)`, at most `retry_max_ms`.
