@@ -1104,3 +1104,35 @@ async fn auth_answers_announce_the_api_version_supabase_js_expects() {
         .unwrap();
     assert!(other.headers().get("x-supabase-api-version").is_none());
 }
+
+#[tokio::test]
+async fn auth_routes_are_rate_limited_per_ip_and_forwarded_for_does_not_help() {
+    let basalt = Basalt::builder()
+        .env("BASALT_RATE_LIMIT_ENABLED", "true")
+        .env("BASALT_RATE_LIMIT_AUTH_PER_IP", "3/1m")
+        .start()
+        .await;
+    let client = Client::new(&basalt);
+    for i in 0..3 {
+        assert_eq!(
+            client
+                .login(&format!("u{i}@example.com"), "password one")
+                .await
+                .0,
+            400
+        );
+    }
+    let (status, body) = client.login("u9@example.com", "password one").await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+    let spoofed = basalt
+        .http
+        .post(basalt.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", &client.anon)
+        .header("x-forwarded-for", "198.51.100.23")
+        .json(&json!({"email": "u10@example.com", "password": "password one"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 429);
+    assert!(spoofed.headers().contains_key("retry-after"));
+}

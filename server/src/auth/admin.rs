@@ -166,13 +166,7 @@ async fn create(
 ) -> Result<HttpResponse, HttpError> {
     let email = users::validate_email(body.email.as_deref().unwrap_or(""))?;
     validate_fields(&body)?;
-    let hash = match &body.password {
-        Some(password) => {
-            users::check_password(&state.config.auth, password)?;
-            Some(state.passwords.hash(password.clone()).await?)
-        }
-        None => None,
-    };
+    let hash = users::hash_new_password(&state, body.password.as_ref()).await?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     let user_metadata = Value::Object(body.user_metadata.clone().unwrap_or_default());
@@ -258,13 +252,7 @@ async fn update(
         .map(users::validate_email)
         .transpose()?;
     validate_fields(&body)?;
-    let hash = match &body.password {
-        Some(password) => {
-            users::check_password(&state.config.auth, password)?;
-            Some(state.passwords.hash(password.clone()).await?)
-        }
-        None => None,
-    };
+    let hash = users::hash_new_password(&state, body.password.as_ref()).await?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     let updated = transaction
@@ -289,10 +277,7 @@ async fn update(
             ],
         )
         .await
-        .map_err(|error| match error.as_db_error().map(|e| e.code().code()) {
-            Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
-            _ => db::failed(error),
-        })?;
+        .map_err(users::email_taken_or_failed)?;
     if updated == 0 {
         return Err(ErrorCode::UserNotFound.into());
     }

@@ -296,10 +296,7 @@ pub async fn verify(
                 &[&user_id, &new_email],
             )
             .await
-            .map_err(|error| match error.as_db_error().map(|e| e.code().code()) {
-                Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
-                _ => db::failed(error),
-            })?;
+            .map_err(users::email_taken_or_failed)?;
         // Links sent to the old address must not work any more.
         transaction
             .execute(

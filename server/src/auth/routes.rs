@@ -329,13 +329,7 @@ async fn update_user(
         .as_deref()
         .map(users::validate_email)
         .transpose()?;
-    let new_hash = match &body.password {
-        Some(password) => {
-            users::check_password(&state.config.auth, password)?;
-            Some(state.passwords.hash(password.clone()).await?)
-        }
-        None => None,
-    };
+    let new_hash = users::hash_new_password(&state, body.password.as_ref()).await?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     if !sessions::is_live(&state, &transaction, user.user_id, user.session_id).await? {
@@ -428,10 +422,7 @@ async fn change_email(
                 &[&user_id, &new_email],
             )
             .await
-            .map_err(|error| match error.as_db_error().map(|e| e.code().code()) {
-                Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
-                _ => db::failed(error),
-            })?;
+            .map_err(users::email_taken_or_failed)?;
         Ok(())
     }
 }

@@ -80,6 +80,28 @@ pub fn validate_metadata(field: &str, value: &Value) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// Checks a new password against the policy and hashes it; `None` stays `None`.
+pub async fn hash_new_password(
+    state: &crate::state::AppState,
+    password: Option<&String>,
+) -> Result<Option<String>, HttpError> {
+    match password {
+        Some(password) => {
+            check_password(&state.config.auth, password)?;
+            Ok(Some(state.passwords.hash(password.clone()).await?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Maps a unique violation on the email index to `user_already_exists`.
+pub fn email_taken_or_failed(error: tokio_postgres::Error) -> HttpError {
+    match error.as_db_error().map(|e| e.code().code()) {
+        Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
+        _ => db::failed(error),
+    }
+}
+
 pub fn check_password(
     config: &basalt_core::config::AuthConfig,
     password: &str,
