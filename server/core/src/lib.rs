@@ -6,5 +6,6 @@
 pub mod auth_rules;
 pub mod config;
 pub mod errors;
+pub mod filter;
 pub mod forwarded;
 pub mod rate;

@@ -1,0 +1,261 @@
+//! Parsing the grammar into [`Expr`].
+
+use super::{Expr, Filter, FilterError, IsValue, Op, Operand, Quantifier, Term};
+
+/// One query parameter: `column=op.value`, `or=(…)`, `and=(…)`, `not.or=(…)`.
+pub fn parse_param(key: &str, value: &str) -> Result<Expr, FilterError> {
+    match key {
+        "or" | "and" | "not.or" | "not.and" => {
+            let negated = key.starts_with("not.");
+            parse_logical(negated, key.trim_start_matches("not."), value)
+        }
+        column => {
+            let column = unquote_column(column)?;
+            parse_filter(&column, value, false)
+        }
+    }
+}
+
+/// A policy condition: one or more `key=value` parts joined by `&` (all must hold).
+pub fn parse_condition(text: &str) -> Result<Expr, FilterError> {
+    let parts: Vec<Expr> = text
+        .split('&')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (key, value) = part.split_once('=').ok_or_else(|| {
+                FilterError::new(format!("`{part}` is not `column=op.value`"))
+                    .with_hint("write conditions like user_id=eq.{auth.uid} or or=(public.is.true,owner.eq.{auth.uid})")
+            })?;
+            parse_param(key.trim(), value.trim())
+        })
+        .collect::<Result<_, _>>()?;
+    match parts.len() {
+        0 => Err(FilterError::new("the condition is empty")),
+        1 => Ok(parts.into_iter().next().expect("one")),
+        _ => Ok(Expr::And(parts)),
+    }
+}
+
+/// `(item,item,…)` of an `or`/`and` group.
+pub fn parse_logical(negated: bool, kind: &str, value: &str) -> Result<Expr, FilterError> {
+    let inner = value
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(|| {
+            FilterError::new(format!(
+                "`{kind}` takes a list in parentheses, not `{value}`"
+            ))
+            .with_hint("write or=(a.eq.1,b.is.null)")
+        })?;
+    if inner.trim().is_empty() {
+        return Err(FilterError::new(format!("`{kind}=()` is empty")));
+    }
+    let items = split_top_level(inner)?
+        .into_iter()
+        .map(|item| parse_item(item.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let group = if kind == "or" {
+        Expr::Or(items)
+    } else {
+        Expr::And(items)
+    };
+    Ok(if negated {
+        Expr::Not(Box::new(group))
+    } else {
+        group
+    })
+}
+
+/// An item inside a group: `and(…)`, `not.or(…)` or `column.op.value`.
+fn parse_item(item: &str) -> Result<Expr, FilterError> {
+    for (prefix, negated, kind) in [
+        ("and(", false, "and"),
+        ("or(", false, "or"),
+        ("not.and(", true, "and"),
+        ("not.or(", true, "or"),
+    ] {
+        if let Some(rest) = item.strip_prefix(prefix) {
+            return parse_logical(negated, kind, &format!("({rest}"));
+        }
+    }
+    let (column, rest) = if let Some(quoted) = item.strip_prefix('"') {
+        let end = quoted
+            .find('"')
+            .ok_or_else(|| FilterError::new(format!("unterminated quoted column in `{item}`")))?;
+        let rest = quoted[end + 1..]
+            .strip_prefix('.')
+            .ok_or_else(|| FilterError::new(format!("`{item}` lacks an operator")))?;
+        (quoted[..end].to_owned(), rest)
+    } else {
+        let (column, rest) = item.split_once('.').ok_or_else(|| {
+            FilterError::new(format!("`{item}` is not `column.op.value`"))
+                .with_hint("inside or=(…) write column.op.value, e.g. status.eq.done")
+        })?;
+        (column.to_owned(), rest)
+    };
+    parse_filter(&column, rest, true)
+}
+
+/// `[not.]op[(any|all)][(config)].value` for one column.
+fn parse_filter(column: &str, text: &str, nested: bool) -> Result<Expr, FilterError> {
+    if column.is_empty() {
+        return Err(FilterError::new("a filter lacks its column name"));
+    }
+    if let Some(rest) = text.strip_prefix("not.") {
+        return Ok(Expr::Not(Box::new(parse_filter(column, rest, nested)?)));
+    }
+    let (head, value) = text.split_once('.').ok_or_else(|| {
+        FilterError::new(format!("`{text}` is not `op.value` for column `{column}`"))
+            .with_hint("write e.g. eq.5, in.(1,2), is.null, ilike.*word*")
+    })?;
+    let (name, argument) = match head.split_once('(') {
+        Some((name, arg)) => (
+            name,
+            Some(
+                arg.strip_suffix(')')
+                    .ok_or_else(|| FilterError::new(format!("unclosed `(` in `{head}`")))?,
+            ),
+        ),
+        None => (head, None),
+    };
+    let op = Op::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Op::NAMES.iter().map(|(n, _)| *n).collect();
+        FilterError::new(format!("`{name}` is not a filter operator"))
+            .with_hint(format!("use one of: {}", names.join(", ")))
+    })?;
+    let quantifier = match (op, argument) {
+        (_, None) => None,
+        (op, Some(q)) if op.quantifiable() && (q == "any" || q == "all") => Some(if q == "any" {
+            Quantifier::Any
+        } else {
+            Quantifier::All
+        }),
+        (Op::Fts | Op::Plfts | Op::Phfts | Op::Wfts, Some(_)) => None,
+        (_, Some(arg)) => return Err(FilterError::new(format!("`{name}({arg})` is not allowed"))
+            .with_hint(
+                "(any) and (all) apply to eq, neq, gt, gte, lt, lte, like, ilike, match, imatch",
+            )),
+    };
+    let operand = match op {
+        Op::Is => Operand::Is(match value.to_ascii_lowercase().as_str() {
+            "null" => IsValue::Null,
+            "true" => IsValue::True,
+            "false" => IsValue::False,
+            "unknown" => IsValue::Unknown,
+            _ => {
+                return Err(FilterError::new(format!("`is.{value}` is not allowed"))
+                    .with_hint("use is.null, is.true, is.false or is.unknown"))
+            }
+        }),
+        Op::In => Operand::List(parse_list(value, '(', ')')?),
+        Op::Fts | Op::Plfts | Op::Phfts | Op::Wfts => Operand::Search {
+            config: argument.map(str::to_owned),
+            query: term(value, nested)?,
+        },
+        _ if quantifier.is_some() => Operand::List(parse_list(value, '{', '}')?),
+        _ => Operand::Scalar(term(value, nested)?),
+    };
+    Ok(Expr::Filter(Filter {
+        column: column.to_owned(),
+        op,
+        quantifier,
+        operand,
+    }))
+}
+
+/// `(a,"b,c",{auth.uid})` or `{a,b}` into terms.
+fn parse_list(value: &str, open: char, close: char) -> Result<Vec<Term>, FilterError> {
+    let inner = value
+        .strip_prefix(open)
+        .and_then(|v| v.strip_suffix(close))
+        .ok_or_else(|| {
+            FilterError::new(format!("`{value}` is not a list in {open}{close}"))
+                .with_hint(format!("write {open}a,b,c{close}"))
+        })?;
+    if inner.is_empty() {
+        return Ok(Vec::new());
+    }
+    split_top_level(inner)?
+        .into_iter()
+        .map(|item| term(item.trim(), true))
+        .collect()
+}
+
+/// A value: a variable `{auth.…}`, a quoted string (where quoting applies), or literal text.
+fn term(value: &str, unquote: bool) -> Result<Term, FilterError> {
+    if let Some(path) = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+        let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
+        let plain = parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        if parts.first().map(String::as_str) == Some("auth") && parts.len() >= 2 && plain {
+            return Ok(Term::Variable(parts));
+        }
+    }
+    if unquote {
+        if let Some(quoted) = value.strip_prefix('"') {
+            let body = quoted
+                .strip_suffix('"')
+                .ok_or_else(|| FilterError::new(format!("unterminated quote in `{value}`")))?;
+            let mut out = String::new();
+            let mut chars = body.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    out.push(chars.next().unwrap_or('\\'));
+                } else {
+                    out.push(c);
+                }
+            }
+            return Ok(Term::Literal(out));
+        }
+    }
+    Ok(Term::Literal(value.to_owned()))
+}
+
+/// Splits on commas that are outside quotes, parentheses and braces.
+fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
+    let mut parts = Vec::new();
+    let mut depth = 0i32;
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (at, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' | '{' if !quoted => depth += 1,
+            ')' | '}' if !quoted => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(FilterError::new(format!("unbalanced `{c}` in `{text}`")));
+                }
+            }
+            ',' if !quoted && depth == 0 => {
+                parts.push(&text[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted || depth != 0 {
+        return Err(FilterError::new(format!(
+            "unbalanced quotes or brackets in `{text}`"
+        )));
+    }
+    parts.push(&text[start..]);
+    Ok(parts)
+}
+
+fn unquote_column(column: &str) -> Result<String, FilterError> {
+    match column.strip_prefix('"') {
+        Some(rest) => rest
+            .strip_suffix('"')
+            .map(str::to_owned)
+            .ok_or_else(|| FilterError::new(format!("unterminated quoted column `{column}`"))),
+        None => Ok(column.to_owned()),
+    }
+}
