@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod authz;
 mod db;
 mod embedded;
 mod http;

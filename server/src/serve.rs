@@ -83,6 +83,26 @@ impl Database {
     }
 }
 
+/// Reloads the policy engine whenever a replica announces a change on
+/// `basalt_policies` (and after each reconnect of the listener).
+async fn reload_policies_on_change(
+    state: AppState,
+    pg: tokio_postgres::Config,
+    tls: db::pool::Tls,
+) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listening = db::listen::listen(pg, tls, "basalt_policies", wake.clone());
+    let reloading = async {
+        loop {
+            wake.notified().await;
+            if let Err(error) = state.authz.reload(&state.pool).await {
+                tracing::error!("cannot reload policies: {error:#}");
+            }
+        }
+    };
+    tokio::join!(listening, reloading);
+}
+
 /// The JWT secret: configured, or generated once and kept in the data directory.
 fn jwt_secret(config: &Config) -> anyhow::Result<String> {
     if !config.jwt.secret.is_empty() {
@@ -176,10 +196,11 @@ async fn run(
     }
     drop(client);
 
+    let pool = db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?;
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle.set_migrated();
     let state = AppState {
-        pool: db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?,
+        pool: pool.clone(),
         tls: database.tls.clone(),
         jwt: Arc::new(jwt),
         passwords: Passwords::new(&config.auth)?,
@@ -190,6 +211,11 @@ async fn run(
         lifecycle: lifecycle.clone(),
         embedded: database.embedded.is_some(),
         jobs: jobs::Queue::new(&config.jobs),
+        authz: Arc::new(
+            crate::authz::Engine::load(&pool)
+                .await
+                .context("cannot load the policies")?,
+        ),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
     };
@@ -211,6 +237,11 @@ async fn run(
             "no SMTP server is configured (smtp.host): sign-ups are confirmed automatically; password recovery, magic links and email confirmation are off"
         );
     }
+    let policy_reloader = tokio::spawn(reload_policies_on_change(
+        state.clone(),
+        database.pg.clone(),
+        database.tls.clone(),
+    ));
     let (stop_jobs, stop_jobs_rx) = watch::channel(false);
     let job_worker = tokio::spawn(jobs::run(
         state.pool.clone(),
@@ -277,6 +308,7 @@ async fn run(
     let served = server.await;
     sweeper.abort();
     signals.abort();
+    policy_reloader.abort();
     let _ = stop_jobs.send(true);
     let _ = job_worker.await;
     state.pool.close();

@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
     pub jobs: crate::jobs::Queue,
+    /// The policy engine (reloaded when any replica changes policies).
+    pub authz: Arc<crate::authz::Engine>,
     /// Whether an SMTP server is configured (emails can be sent).
     pub email_enabled: bool,
     pub embedded: bool,

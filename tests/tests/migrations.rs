@@ -23,7 +23,7 @@ async fn dry_run_lists_then_migrate_applies_once() {
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
-        "pending: V1__basalt_schema\npending: V2__auth\npending: V3__jobs_and_email_tokens"
+        "pending: V1__basalt_schema\npending: V2__auth\npending: V3__jobs_and_email_tokens\npending: V4__authorization"
     );
     let client = connect(&url).await;
     let exists: bool = client
@@ -37,7 +37,7 @@ async fn dry_run_lists_then_migrate_applies_once() {
     assert!(ok, "{err}");
     assert_eq!(
         out.trim(),
-        "applied: V1__basalt_schema\napplied: V2__auth\napplied: V3__jobs_and_email_tokens"
+        "applied: V1__basalt_schema\napplied: V2__auth\napplied: V3__jobs_and_email_tokens\napplied: V4__authorization"
     );
     let (ok, out, _) = migrate(&url, &[]);
     assert!(ok);
@@ -73,15 +73,15 @@ async fn concurrent_migrators_apply_each_migration_exactly_once() {
     }
     assert_eq!(applied_by, 1, "exactly one starter applies the migration");
     let client = connect(&url).await;
-    let history: i64 = client
+    let row = client
         .query_one(
-            "select count(*) from basalt.schema_migrations where version = 1",
+            "select count(*), count(distinct version) from basalt.schema_migrations",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(history, 1);
+        .unwrap();
+    let (rows, versions): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((rows, versions), (4, 4), "each migration recorded once");
     let instances: i64 = client
         .query_one("select count(*) from basalt.instance", &[])
         .await
@@ -129,7 +129,18 @@ async fn basalt_keeps_out_of_the_public_schema() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(ours, vec!["instance", "jobs", "schema_migrations"]);
+    assert_eq!(
+        ours,
+        vec![
+            "instance",
+            "jobs",
+            "policies",
+            "role_parents",
+            "roles",
+            "schema_migrations",
+            "user_roles"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -158,11 +169,11 @@ async fn migrate_works_on_the_embedded_cluster_too() {
     };
     assert_eq!(
         run(&["migrate", "--dry-run"]),
-        "pending: V1__basalt_schema\npending: V2__auth\npending: V3__jobs_and_email_tokens"
+        "pending: V1__basalt_schema\npending: V2__auth\npending: V3__jobs_and_email_tokens\npending: V4__authorization"
     );
     assert_eq!(
         run(&["migrate"]),
-        "applied: V1__basalt_schema\napplied: V2__auth\napplied: V3__jobs_and_email_tokens"
+        "applied: V1__basalt_schema\napplied: V2__auth\napplied: V3__jobs_and_email_tokens\napplied: V4__authorization"
     );
     assert_eq!(
         run(&["migrate", "--dry-run"]),

@@ -52,6 +52,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub auth: AuthConfig,
     pub smtp: SmtpConfig,
+    pub authz: AuthzConfig,
     pub templates: TemplatesConfig,
     pub jobs: JobsConfig,
     pub server: ServerConfig,
@@ -150,6 +151,22 @@ pub struct SmtpConfig {
     /// `starttls`, `tls` (implicit) or `none`.
     pub tls: String,
     pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// A key of a user's `app_metadata` whose list of role names is added to
+    /// the roles assigned through the admin API; empty disables it.
+    pub roles_claim: String,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        AuthzConfig {
+            roles_claim: "roles".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,6 +276,7 @@ impl Default for Config {
             jwt: JwtConfig::default(),
             auth: AuthConfig::default(),
             smtp: SmtpConfig::default(),
+            authz: AuthzConfig::default(),
             templates: TemplatesConfig::default(),
             jobs: JobsConfig::default(),
             server: ServerConfig::default(),

@@ -49,6 +49,8 @@ pub struct AccessClaims {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub role: String,
+    /// Every claim of the token (for policy variables such as `{auth.claims.org_id}`).
+    pub claims: Value,
     /// Set for users' access tokens: `(user id, session id)`.
     pub user: Option<(uuid::Uuid, uuid::Uuid)>,
 }
@@ -246,7 +248,13 @@ impl Jwt {
         // never carry an API key's role, whatever a user row says.
         let api_key_role = role == ANON || role == SERVICE_ROLE;
         match (claims.get("sub").is_some(), api_key_role) {
-            (false, true) => return Ok(Verified { role, user: None }),
+            (false, true) => {
+                return Ok(Verified {
+                    role,
+                    user: None,
+                    claims,
+                })
+            }
             (false, false) => return Err(bad("the `sub` claim is missing")),
             (true, true) => return Err(bad("a user's token cannot carry the role of an API key")),
             (true, false) => {}
@@ -266,10 +274,8 @@ impl Jwt {
                 .and_then(|text| text.parse::<uuid::Uuid>().ok())
                 .ok_or_else(|| bad(&format!("the `{name}` claim must be a UUID")))
         };
-        Ok(Verified {
-            role,
-            user: Some((uuid_claim("sub")?, uuid_claim("session_id")?)),
-        })
+        let user = Some((uuid_claim("sub")?, uuid_claim("session_id")?));
+        Ok(Verified { role, user, claims })
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Caller {
     pub role: String,
     /// `(user id, session id)` when the bearer is a user's access token.
     pub user: Option<(uuid::Uuid, uuid::Uuid)>,
+    /// The token's claims.
+    pub claims: serde_json::Value,
 }
 
 impl Caller {
@@ -76,6 +78,7 @@ impl Caller {
         Ok(Caller {
             role: verified.role,
             user: verified.user,
+            claims: verified.claims,
         })
     }
 }

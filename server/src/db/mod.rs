@@ -1,6 +1,7 @@
 //! The database layer: how Basalt connects (TLS, pool), migrates its own schema,
 //! and turns database failures into API errors.
 
+pub mod listen;
 pub mod migrate;
 pub mod pool;
 

@@ -8,7 +8,6 @@ use crate::db::pool::Tls;
 use crate::http::error::HttpError;
 use basalt_core::config::JobsConfig;
 use deadpool_postgres::{GenericClient, Pool};
-use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,7 +15,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use tokio_postgres::AsyncMessage;
 
 /// Why a job did not succeed.
 #[derive(Debug)]
@@ -71,37 +69,6 @@ impl Queue {
     }
 }
 
-/// Wakes the worker whenever any replica commits a job: a dedicated
-/// connection LISTENs on `basalt_jobs`, reconnecting when it drops.
-async fn listen(pg: tokio_postgres::Config, tls: Tls, wake: Arc<Notify>) {
-    loop {
-        match pg.connect(tls.clone()).await {
-            Ok((client, mut connection)) => {
-                let (sender, mut notified) = tokio::sync::mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(Ok(message)) = messages.next().await {
-                        if let AsyncMessage::Notification(_) = message {
-                            let _ = sender.send(());
-                        }
-                    }
-                });
-                if client.batch_execute("LISTEN basalt_jobs").await.is_ok() {
-                    // Jobs may have been committed while no one listened.
-                    wake.notify_one();
-                    while notified.recv().await.is_some() {
-                        wake.notify_one();
-                    }
-                }
-                driver.abort();
-            }
-            Err(error) => tracing::debug!("job listener cannot connect: {error}"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// Runs the worker until `stop` turns true; it claims one due job at a time,
 /// woken by the listener or, failing that, every `jobs.poll_interval_ms`.
 pub async fn run(
@@ -115,7 +82,13 @@ pub async fn run(
     if handlers.is_empty() {
         return;
     }
-    let listener = tokio::spawn(listen(pg, tls, queue.wake.clone()));
+    // Any replica's commit of a job wakes this worker at once.
+    let listener = tokio::spawn(crate::db::listen::listen(
+        pg,
+        tls,
+        "basalt_jobs",
+        queue.wake.clone(),
+    ));
     let names: Vec<String> = handlers.keys().map(|name| name.to_string()).collect();
     let poll = Duration::from_millis(config.poll_interval_ms);
     while !*stop.borrow() {

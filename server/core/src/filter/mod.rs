@@ -4,6 +4,7 @@
 //! [`Expr`]; [`sql::to_sql`] turns it into SQL text with bound parameters,
 //! taking identifiers only from the caller's column resolver (the schema cache).
 
+pub mod eval;
 mod parse;
 pub mod sql;
 

@@ -95,6 +95,11 @@ pub fn check_variables(expr: &Expr) -> Result<(), FilterError> {
     Ok(())
 }
 
+/// The value a variable term takes for `caller` (`None`: SQL NULL).
+pub fn variable_value(term: &Term, caller: &Caller) -> Result<Option<String>, FilterError> {
+    value_of(term, caller)
+}
+
 fn value_of(term: &Term, caller: &Caller) -> Result<Option<String>, FilterError> {
     let Term::Variable(path) = term else {
         let Term::Literal(text) = term else {

@@ -1,0 +1,195 @@
+//! Evaluating a filter on one row held in memory (a JSON object), for the
+//! policy explainer now and realtime's per-row authorization later. Answers
+//! `None` when the operator needs the database (ranges, full-text search).
+
+use super::sql::Caller;
+use super::{Expr, Filter, IsValue, Op, Operand, Quantifier, Term};
+use serde_json::Value;
+
+pub fn matches(expr: &Expr, row: &Value, caller: &Caller) -> Option<bool> {
+    match expr {
+        Expr::Filter(filter) => filter_matches(filter, row, caller),
+        Expr::Not(inner) => matches(inner, row, caller).map(|b| !b),
+        Expr::And(items) => {
+            let mut all = Some(true);
+            for item in items {
+                match matches(item, row, caller) {
+                    Some(false) => return Some(false),
+                    None => all = None,
+                    Some(true) => {}
+                }
+            }
+            all
+        }
+        Expr::Or(items) => {
+            let mut any = Some(false);
+            for item in items {
+                match matches(item, row, caller) {
+                    Some(true) => return Some(true),
+                    None => any = None,
+                    Some(false) => {}
+                }
+            }
+            any
+        }
+    }
+}
+
+fn text_of(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn term_text(term: &Term, caller: &Caller) -> Option<Option<String>> {
+    match term {
+        Term::Literal(text) => Some(Some(text.clone())),
+        Term::Variable(_) => super::sql::variable_value(term, caller).ok(),
+    }
+}
+
+fn compare(left: &str, right: &str) -> std::cmp::Ordering {
+    match (left.parse::<f64>(), right.parse::<f64>()) {
+        (Ok(a), Ok(b)) => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+        _ => left.cmp(right),
+    }
+}
+
+/// SQL LIKE: `%` any run, `_` one character (`*` already stands for `%`).
+fn like(text: &str, pattern: &str, insensitive: bool) -> bool {
+    let (text, pattern) = if insensitive {
+        (
+            text.to_lowercase(),
+            pattern.to_lowercase().replace('*', "%"),
+        )
+    } else {
+        (text.to_owned(), pattern.replace('*', "%"))
+    };
+    fn go(t: &[char], p: &[char]) -> bool {
+        match p.first() {
+            None => t.is_empty(),
+            Some('%') => (0..=t.len()).any(|i| go(&t[i..], &p[1..])),
+            Some('_') => !t.is_empty() && go(&t[1..], &p[1..]),
+            Some(c) => t.first() == Some(c) && go(&t[1..], &p[1..]),
+        }
+    }
+    go(
+        &text.chars().collect::<Vec<_>>(),
+        &pattern.chars().collect::<Vec<_>>(),
+    )
+}
+
+fn scalar(op: Op, left: Option<&str>, right: Option<&str>) -> Option<bool> {
+    // SQL semantics: a comparison with NULL is not true.
+    let (Some(left), Some(right)) = (left, right) else {
+        return Some(false);
+    };
+    Some(match op {
+        Op::Eq => compare(left, right).is_eq(),
+        Op::Neq => !compare(left, right).is_eq(),
+        Op::Gt => compare(left, right).is_gt(),
+        Op::Gte => compare(left, right).is_ge(),
+        Op::Lt => compare(left, right).is_lt(),
+        Op::Lte => compare(left, right).is_le(),
+        Op::Like => like(left, right, false),
+        Op::Ilike => like(left, right, true),
+        _ => return None,
+    })
+}
+
+fn filter_matches(filter: &Filter, row: &Value, caller: &Caller) -> Option<bool> {
+    let cell = row.get(&filter.column)?;
+    let left = text_of(cell);
+    match &filter.operand {
+        Operand::Is(IsValue::Null) => Some(cell.is_null()),
+        Operand::Is(IsValue::True) => Some(cell == &Value::Bool(true)),
+        Operand::Is(IsValue::False) => Some(cell == &Value::Bool(false)),
+        Operand::Is(IsValue::Unknown) => Some(cell.is_null()),
+        Operand::Scalar(term) if filter.op == Op::IsDistinct => {
+            let right = term_text(term, caller)?;
+            Some(match (&left, &right) {
+                (None, None) => false,
+                (Some(a), Some(b)) => !compare(a, b).is_eq(),
+                _ => true,
+            })
+        }
+        Operand::Scalar(term) => scalar(
+            filter.op,
+            left.as_deref(),
+            term_text(term, caller)?.as_deref(),
+        ),
+        Operand::List(items) => {
+            let values = items
+                .iter()
+                .map(|t| term_text(t, caller))
+                .collect::<Option<Vec<_>>>()?;
+            let op = if filter.op == Op::In {
+                Op::Eq
+            } else {
+                filter.op
+            };
+            let results = values
+                .iter()
+                .map(|right| scalar(op, left.as_deref(), right.as_deref()))
+                .collect::<Option<Vec<bool>>>()?;
+            Some(match filter.quantifier {
+                Some(Quantifier::All) => results.iter().all(|b| *b),
+                _ => results.iter().any(|b| *b),
+            })
+        }
+        Operand::Search { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::parse_condition;
+    use serde_json::json;
+
+    #[test]
+    fn rows_are_judged_like_sql_would() {
+        let claims = json!({"org": 7});
+        let caller = Caller {
+            uid: Some("u1"),
+            role: "authenticated",
+            claims: &claims,
+        };
+        let row = json!({"owner": "u1", "public": false, "org_id": 7, "title": "Hello World", "deleted_at": null, "n": 10});
+        let cases = [
+            ("owner=eq.{auth.uid}", Some(true)),
+            ("owner=neq.{auth.uid}", Some(false)),
+            ("or=(public.is.true,owner.eq.{auth.uid})", Some(true)),
+            ("org_id=eq.{auth.claims.org}&deleted_at=is.null", Some(true)),
+            ("n=gt.9", Some(true)),
+            ("n=lt.9.5", Some(false)),
+            ("title=ilike.*world", Some(true)),
+            ("title=like.*world", Some(false)),
+            ("n=in.(1,10)", Some(true)),
+            ("n=gt(all).{1,11}", Some(false)),
+            ("deleted_at=eq.x", Some(false)),
+            ("title=fts.hello", None),
+            ("missing=eq.1", None),
+            ("not.or=(public.is.true,n.eq.3)", Some(true)),
+        ];
+        for (condition, expected) in cases {
+            let expr = parse_condition(condition).unwrap();
+            assert_eq!(matches(&expr, &row, &caller), expected, "{condition}");
+        }
+        let anon = Caller {
+            uid: None,
+            role: "anon",
+            claims: &Value::Null,
+        };
+        assert_eq!(
+            matches(
+                &parse_condition("owner=eq.{auth.uid}").unwrap(),
+                &row,
+                &anon
+            ),
+            Some(false)
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The policy engine. Casbin holds the role graph (`g`: user → role, role →
+//! role) and the policy rules (`p`); on top of its matching, a decision
+//! gathers every matching policy's row condition and column list. A decision
+//! is computed in memory from the loaded snapshot: no database round trip.
+
+use super::adapter::PgAdapter;
+use basalt_core::filter::{self, Expr};
+use casbin::{CoreApi, DefaultModel, Enforcer, RbacApi};
+use deadpool_postgres::Pool;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use uuid::Uuid;
+
+/// Casbin's model: request (subject, object, action); policies carry their id;
+/// `g` is the role graph; objects match with `keyMatch` (a trailing `*`).
+const MODEL: &str = r#"
+[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, id
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && (r.act == p.act || p.act == "*")
+"#;
+
+pub const SERVICE_ROLE: &str = "service_role";
+pub const AUTHENTICATED: &str = "authenticated";
+
+/// A policy as stored, with its condition parsed once at load.
+#[derive(Debug)]
+pub struct Policy {
+    pub id: Uuid,
+    pub subject: String,
+    pub object: String,
+    pub action: String,
+    pub condition: Option<String>,
+    pub parsed: Option<Expr>,
+    pub columns: Option<Vec<String>>,
+    pub description: String,
+    pub source: String,
+}
+
+impl Policy {
+    pub fn json(&self) -> Value {
+        json!({
+            "id": self.id, "subject": self.subject, "object": self.object, "action": self.action,
+            "condition": self.condition, "columns": self.columns, "description": self.description,
+            "source": self.source,
+        })
+    }
+}
+
+/// Who asks: the role of their token, their user id, and roles from their claims.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub role: String,
+    pub user_id: Option<Uuid>,
+    pub claim_roles: Vec<String>,
+}
+
+/// The answer of [`Engine::authorize`].
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
+    /// Rows the subject may touch: `None` means every row (when allowed).
+    pub condition: Option<Expr>,
+    /// Columns the subject may use: `None` means all.
+    pub columns: Option<Vec<String>>,
+    /// The policies that allowed it (all of them, when conditions are OR-ed).
+    pub policies: Vec<Arc<Policy>>,
+    /// The subject's names that were considered: itself and inherited roles.
+    pub subjects: Vec<String>,
+}
+
+struct Snapshot {
+    enforcer: Enforcer,
+    policies: Vec<Arc<Policy>>,
+}
+
+pub struct Engine {
+    current: RwLock<Arc<Snapshot>>,
+}
+
+/// `keyMatch`: exact, or a pattern ending in `*` matching any rest.
+pub fn object_matches(pattern: &str, object: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => object.starts_with(prefix),
+        None => pattern == object,
+    }
+}
+
+async fn snapshot(pool: &Pool) -> anyhow::Result<Snapshot> {
+    let model = DefaultModel::from_str(MODEL).await?;
+    let enforcer = Enforcer::new(model, PgAdapter::new(pool.clone())).await?;
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, subject, object, action, condition, columns, description, source
+             FROM basalt.policies ORDER BY created_at, id",
+            &[],
+        )
+        .await?;
+    let policies = rows
+        .iter()
+        .map(|row| {
+            let condition: Option<String> = row.get(4);
+            let parsed = match &condition {
+                Some(text) => Some(filter::parse_condition(text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "policy {} has an invalid condition: {e}",
+                        row.get::<_, Uuid>(0)
+                    )
+                })?),
+                None => None,
+            };
+            Ok(Arc::new(Policy {
+                id: row.get(0),
+                subject: row.get(1),
+                object: row.get(2),
+                action: row.get(3),
+                condition,
+                parsed,
+                columns: row.get(5),
+                description: row.get(6),
+                source: row.get(7),
+            }))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Snapshot { enforcer, policies })
+}
+
+impl Engine {
+    pub async fn load(pool: &Pool) -> anyhow::Result<Engine> {
+        Ok(Engine {
+            current: RwLock::new(Arc::new(snapshot(pool).await?)),
+        })
+    }
+
+    /// Loads a fresh snapshot; requests in flight keep the one they started with.
+    pub async fn reload(&self, pool: &Pool) -> anyhow::Result<()> {
+        let fresh = Arc::new(snapshot(pool).await?);
+        *self.current.write().expect("engine lock") = fresh;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().expect("engine lock").clone()
+    }
+
+    /// Decides whether `subject` may do `action` on `object`, and on which rows
+    /// and columns. Deny by default; service_role bypasses policies.
+    pub fn authorize(&self, subject: &Subject, object: &str, action: &str) -> Decision {
+        let snapshot = self.snapshot();
+        let mut start: Vec<String> = vec![subject.role.clone()];
+        if let Some(user) = subject.user_id {
+            start.push(format!("user:{user}"));
+            start.push(AUTHENTICATED.to_owned());
+        }
+        start.extend(subject.claim_roles.iter().cloned());
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for name in &start {
+            names.insert(name.clone());
+            names.extend(snapshot.enforcer.get_implicit_roles_for_user(name, None));
+        }
+        let subjects: Vec<String> = names.iter().cloned().collect();
+        if names.contains(SERVICE_ROLE) {
+            return Decision {
+                allowed: true,
+                reason: "service_role bypasses policies".into(),
+                condition: None,
+                columns: None,
+                policies: Vec::new(),
+                subjects,
+            };
+        }
+        let matching: Vec<Arc<Policy>> = snapshot
+            .policies
+            .iter()
+            .filter(|p| {
+                names.contains(&p.subject)
+                    && object_matches(&p.object, object)
+                    && (p.action == action || p.action == "*")
+            })
+            .cloned()
+            .collect();
+        if matching.is_empty() {
+            return Decision {
+                allowed: false,
+                reason: format!("no policy lets {} {action} {object}", subjects.join(", ")),
+                condition: None,
+                columns: None,
+                policies: Vec::new(),
+                subjects,
+            };
+        }
+        let columns = if matching.iter().any(|p| p.columns.is_none()) {
+            None
+        } else {
+            let all: BTreeSet<String> = matching
+                .iter()
+                .flat_map(|p| p.columns.clone().unwrap_or_default())
+                .collect();
+            Some(all.into_iter().collect())
+        };
+        let unconditional: Vec<Arc<Policy>> = matching
+            .iter()
+            .filter(|p| p.parsed.is_none())
+            .cloned()
+            .collect();
+        if !unconditional.is_empty() {
+            return Decision {
+                allowed: true,
+                reason: format!("policy {} allows every row", unconditional[0].id),
+                condition: None,
+                columns,
+                policies: unconditional,
+                subjects,
+            };
+        }
+        let mut conditions: Vec<Expr> = matching.iter().filter_map(|p| p.parsed.clone()).collect();
+        let condition = if conditions.len() == 1 {
+            conditions.pop().expect("one")
+        } else {
+            Expr::Or(conditions)
+        };
+        Decision {
+            allowed: true,
+            reason: format!(
+                "{} policies allow the rows matching their conditions",
+                matching.len()
+            ),
+            condition: Some(condition),
+            columns,
+            policies: matching,
+            subjects,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Authorization: one policy engine (casbin for the role graph, with row
+//! conditions and column lists on top) that every route asks through
+//! [`engine::Engine::authorize`], and the admin API that manages it.
+
+pub mod adapter;
+pub mod engine;
+pub mod routes;
+
+pub use engine::Engine;

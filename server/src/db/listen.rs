@@ -1,0 +1,47 @@
+//! LISTEN on a PostgreSQL channel from a dedicated connection, waking a
+//! `Notify` on every notification (and once after each (re)connect, since
+//! notifications sent while no one listened are lost). Reconnects forever.
+
+use super::pool::Tls;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_postgres::AsyncMessage;
+
+pub async fn listen(
+    pg: tokio_postgres::Config,
+    tls: Tls,
+    channel: &'static str,
+    wake: Arc<Notify>,
+) {
+    loop {
+        match pg.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let (sender, mut notified) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(_) = message {
+                            let _ = sender.send(());
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {channel}"))
+                    .await
+                    .is_ok()
+                {
+                    wake.notify_one();
+                    while notified.recv().await.is_some() {
+                        wake.notify_one();
+                    }
+                }
+                driver.abort();
+            }
+            Err(error) => tracing::debug!(channel, "listener cannot connect: {error}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,490 @@
+//! Authorization against a real server: the matrix file through the policy
+//! explainer, the admin API's checks, propagation between two servers sharing
+//! one database, and admin access granted by policy.
+
+use basalt_tests::{Basalt, PgServer};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+struct Admin<'a> {
+    basalt: &'a Basalt,
+    key: String,
+}
+
+impl<'a> Admin<'a> {
+    fn new(basalt: &'a Basalt) -> Self {
+        Admin {
+            basalt,
+            key: basalt.keys().service_role,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(self.basalt, &self.key, method, path, body).await
+    }
+}
+
+async fn call(
+    basalt: &Basalt,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = basalt
+        .http
+        .request(method, basalt.url(path))
+        .header("apikey", key)
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Replaces `{name}` placeholders with user ids, in strings at any depth.
+fn fill(value: &Value, ids: &HashMap<String, String>) -> Value {
+    match value {
+        Value::String(text) => {
+            let mut text = text.clone();
+            for (name, id) in ids {
+                text = text.replace(&format!("{{{name}}}"), id);
+            }
+            Value::String(text)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill(v, ids)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), fill(v, ids))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn the_authorization_matrix() {
+    let matrix: Value = {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/authz_matrix.toml"))
+                .unwrap();
+        serde_json::to_value(text.parse::<toml::Table>().unwrap()).unwrap()
+    };
+    let basalt = Basalt::start().await;
+    let admin = Admin::new(&basalt);
+    for role in matrix["roles"].as_array().unwrap() {
+        let (status, body) = admin
+            .call(
+                Method::POST,
+                "/admin/v1/roles",
+                Some(json!({"name": role["name"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for role in matrix["roles"].as_array().unwrap() {
+        for parent in role["parents"].as_array().into_iter().flatten() {
+            let path = format!("/admin/v1/roles/{}/parents", role["name"].as_str().unwrap());
+            let (status, body) = admin
+                .call(Method::POST, &path, Some(json!({"parent": parent})))
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let mut ids = HashMap::new();
+    for user in matrix["users"].as_array().unwrap() {
+        let key = user["key"].as_str().unwrap();
+        let mut body = json!({"email": format!("{key}@example.com"), "password": "password one", "email_confirm": true});
+        if let Some(app_metadata) = user.get("app_metadata") {
+            body["app_metadata"] = app_metadata.clone();
+        }
+        let (status, created) = admin
+            .call(Method::POST, "/auth/v1/admin/users", Some(body))
+            .await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        for role in user["roles"].as_array().into_iter().flatten() {
+            let (status, body) = admin
+                .call(
+                    Method::POST,
+                    &format!("/admin/v1/users/{id}/roles"),
+                    Some(json!({"role": role})),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        ids.insert(key.to_owned(), id);
+    }
+    for policy in matrix["policies"].as_array().unwrap() {
+        let (status, body) = admin
+            .call(Method::POST, "/admin/v1/policies", Some(fill(policy, &ids)))
+            .await;
+        assert_eq!(status, 201, "{policy} → {body}");
+    }
+    let cases = matrix["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let case = fill(case, &ids);
+        let mut question =
+            json!({"subject": case["subject"], "object": case["object"], "action": case["action"]});
+        if let Some(row) = case.get("row") {
+            question["row"] = row.clone();
+        }
+        let (status, answer) = admin
+            .call(Method::POST, "/admin/v1/policies/explain", Some(question))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let name = &case["name"];
+        assert_eq!(answer["allowed"], case["allowed"], "{name}: {answer}");
+        if let Some(expected) = case.get("row_allowed") {
+            assert_eq!(&answer["row_allowed"], expected, "{name}: {answer}");
+        }
+        if let Some(expected) = case.get("columns") {
+            assert_eq!(&answer["columns"], expected, "{name}: {answer}");
+        }
+        if answer["allowed"] == true && case["subject"] != "service_role" {
+            assert!(
+                answer["policy"]["id"].is_string(),
+                "{name}: which policy decided: {answer}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn explain_shows_the_sql_condition_for_a_real_table() {
+    let basalt = Basalt::start().await;
+    let admin = Admin::new(&basalt);
+    basalt
+        .admin_sql("create table posts (id serial primary key, author_id uuid, published boolean)")
+        .await;
+    let (_, user) = admin
+        .call(
+            Method::POST,
+            "/auth/v1/admin/users",
+            Some(json!({"email": "w@example.com", "email_confirm": true})),
+        )
+        .await;
+    let id = user["id"].as_str().unwrap();
+    admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies",
+            Some(json!({"subject": "authenticated", "object": "table:public.posts", "action": "select",
+                        "condition": "or=(published.is.true,author_id.eq.{auth.uid})"})),
+        )
+        .await;
+    let (status, answer) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies/explain",
+            Some(json!({"subject": format!("user:{id}"), "object": "table:public.posts", "action": "select"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer["condition"],
+        "or=(published.is.true,author_id.eq.{auth.uid})"
+    );
+    assert_eq!(
+        answer["sql"]["where"],
+        "(\"published\" IS TRUE) OR (\"author_id\" = $1::text::uuid)"
+    );
+    assert_eq!(answer["sql"]["params"], json!([id]));
+    assert!(answer["subjects"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("authenticated")));
+    let (_, denied) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies/explain",
+            Some(json!({"subject": "anon", "object": "table:public.posts", "action": "select"})),
+        )
+        .await;
+    assert_eq!(denied["allowed"], false, "deny by default");
+    assert!(
+        denied["reason"].as_str().unwrap().contains("no policy"),
+        "{denied}"
+    );
+}
+
+#[tokio::test]
+async fn bad_policies_and_roles_are_refused_with_reasons() {
+    let basalt = Basalt::start().await;
+    let admin = Admin::new(&basalt);
+    let cases = [
+        (
+            json!({"subject": "authenticated", "object": "table:public.posts", "action": "read"}),
+            400,
+            "action",
+        ),
+        (
+            json!({"subject": "authenticated", "object": "tables:posts", "action": "select"}),
+            400,
+            "object",
+        ),
+        (
+            json!({"subject": "authenticated", "object": "table:", "action": "select"}),
+            400,
+            "object",
+        ),
+        (
+            json!({"subject": "authenticated", "object": "table:public.posts", "action": "select", "condition": "owner=equals.1"}),
+            400,
+            "condition",
+        ),
+        (
+            json!({"subject": "authenticated", "object": "table:public.posts", "action": "select", "condition": "owner=eq.{auth.password}"}),
+            400,
+            "condition",
+        ),
+        (
+            json!({"subject": "ghosts", "object": "table:public.posts", "action": "select"}),
+            404,
+            "ghosts",
+        ),
+        (
+            json!({"subject": "Bad Name", "object": "table:public.posts", "action": "select"}),
+            400,
+            "subject",
+        ),
+        (
+            json!({"subject": "authenticated", "object": "table:public.posts", "action": "select", "columns": []}),
+            400,
+            "columns",
+        ),
+    ];
+    for (body, status, mention) in cases {
+        let (got, answer) = admin
+            .call(Method::POST, "/admin/v1/policies", Some(body.clone()))
+            .await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(
+            answer["details"].as_str().unwrap_or("").contains(mention),
+            "{body}: {answer}"
+        );
+    }
+    admin
+        .call(Method::POST, "/admin/v1/roles", Some(json!({"name": "a"})))
+        .await;
+    admin
+        .call(
+            Method::POST,
+            "/admin/v1/roles",
+            Some(json!({"name": "b", "parents": ["a"]})),
+        )
+        .await;
+    let (status, answer) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/roles/a/parents",
+            Some(json!({"parent": "b"})),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (400, Some("validation_failed")),
+        "cycles are refused: {answer}"
+    );
+    let (status, answer) = admin
+        .call(Method::POST, "/admin/v1/roles", Some(json!({"name": "a"})))
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("already_exists"))
+    );
+    let (status, _) = admin
+        .call(Method::DELETE, "/admin/v1/roles/authenticated", None)
+        .await;
+    assert_eq!(status, 400, "built-in roles stay");
+    let (status, answer) = admin
+        .call(
+            Method::DELETE,
+            "/admin/v1/policies/00000000-0000-0000-0000-000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("policy_not_found"))
+    );
+    let (_, list) = admin.call(Method::GET, "/admin/v1/policies", None).await;
+    assert_eq!(list["policies"], json!([]), "nothing half-written");
+    let (_, log) = admin
+        .call(Method::GET, "/admin/v1/audit?event=role_created", None)
+        .await;
+    assert_eq!(
+        log["entries"].as_array().unwrap().len(),
+        2,
+        "changes are audited"
+    );
+}
+
+#[tokio::test]
+async fn a_change_on_one_server_reaches_another_sharing_the_database() {
+    let url = PgServer::shared().fresh_database().await;
+    let (a, b) = tokio::join!(
+        Basalt::builder().database_url(&url).start(),
+        Basalt::builder().database_url(&url).start()
+    );
+    let admin_a = Admin::new(&a);
+    let admin_b = Admin::new(&b);
+    let question = json!({"subject": "anon", "object": "channel:lobby", "action": "subscribe"});
+    let (_, before) = admin_b
+        .call(
+            Method::POST,
+            "/admin/v1/policies/explain",
+            Some(question.clone()),
+        )
+        .await;
+    assert_eq!(before["allowed"], false);
+    let (status, policy) = admin_a
+        .call(
+            Method::POST,
+            "/admin/v1/policies",
+            Some(json!({"subject": "anon", "object": "channel:lobby", "action": "subscribe"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // LISTEN/NOTIFY carries the change; poll for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, answer) = admin_b
+            .call(
+                Method::POST,
+                "/admin/v1/policies/explain",
+                Some(question.clone()),
+            )
+            .await;
+        if answer["allowed"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy never reached the second server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin_a
+        .call(
+            Method::DELETE,
+            &format!("/admin/v1/policies/{}", policy["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, answer) = admin_b
+            .call(
+                Method::POST,
+                "/admin/v1/policies/explain",
+                Some(question.clone()),
+            )
+            .await;
+        if answer["allowed"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deletion never reached the second server"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn admin_access_can_be_granted_by_policy() {
+    let basalt = Basalt::start().await;
+    let admin = Admin::new(&basalt);
+    let anon = basalt.keys().anon;
+    let (_, user) = admin
+        .call(Method::POST, "/auth/v1/admin/users", Some(json!({"email": "ops@example.com", "password": "password one", "email_confirm": true})))
+        .await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let login = basalt
+        .http
+        .post(basalt.url("/auth/v1/token?grant_type=password"))
+        .header("apikey", &anon)
+        .json(&json!({"email": "ops@example.com", "password": "password one"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let as_user = |method: Method, path: &'static str, body: Option<Value>| {
+        let token = token.clone();
+        let anon = anon.clone();
+        let basalt = &basalt;
+        async move {
+            let mut request = basalt
+                .http
+                .request(method, basalt.url(path))
+                .header("apikey", anon)
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, _) = as_user(Method::GET, "/admin/v1/policies", None).await;
+    assert_eq!(status, 403, "no policy, no admin");
+    admin
+        .call(
+            Method::POST,
+            "/admin/v1/roles",
+            Some(json!({"name": "ops"})),
+        )
+        .await;
+    admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies",
+            Some(json!({"subject": "ops", "object": "admin:authz", "action": "*"})),
+        )
+        .await;
+    admin
+        .call(
+            Method::POST,
+            &format!("/admin/v1/users/{id}/roles"),
+            Some(json!({"role": "ops"})),
+        )
+        .await;
+    let (status, body) = as_user(Method::GET, "/admin/v1/policies", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = as_user(
+        Method::POST,
+        "/admin/v1/policies",
+        Some(json!({"subject": "authenticated", "object": "index:docs", "action": "search"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, log) = admin
+        .call(Method::GET, "/admin/v1/audit?event=policy_created", None)
+        .await;
+    assert_eq!(
+        log["entries"][0]["actor_id"],
+        json!(id),
+        "the audit names the admin user"
+    );
+    // The service_role cannot be handed to a user.
+    let (status, _) = admin
+        .call(
+            Method::POST,
+            &format!("/admin/v1/users/{id}/roles"),
+            Some(json!({"role": "service_role"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
