@@ -1,21 +1,7 @@
 //! The `basalt` binary: parses the command line, loads the configuration and
 //! runs one subcommand. Everything it does is in the feature folders.
 
-mod admin;
-mod auth;
-mod authz;
-mod db;
-mod embedded;
-mod http;
-mod jobs;
-mod mail;
-mod ops;
-mod secrets;
-mod serve;
-mod settings;
-mod state;
-mod telemetry;
-
+use basalt_server::{serve, settings, telemetry};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

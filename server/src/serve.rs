@@ -197,6 +197,9 @@ async fn run(
     drop(client);
 
     let pool = db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?;
+    crate::authz::declared::reconcile(&pool, &config.authz)
+        .await
+        .context("cannot apply the roles and policies declared in the config file")?;
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle.set_migrated();
     let state = AppState {

@@ -488,3 +488,118 @@ async fn admin_access_can_be_granted_by_policy() {
         .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn declared_roles_and_policies_are_reconciled_at_start_up() {
+    let url = PgServer::shared().fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("basalt.toml");
+    let declared = r#"
+[[authz.roles]]
+name = "editor"
+parents = ["authenticated"]
+
+[[authz.policies]]
+subject = "editor"
+object = "table:public.posts"
+action = "update"
+columns = ["title"]
+
+[[authz.policies]]
+subject = "anon"
+object = "channel:news"
+action = "subscribe"
+"#;
+    std::fs::write(&file, declared).unwrap();
+    let start = || {
+        Basalt::builder()
+            .database_url(&url)
+            .env("BASALT_CONFIG", file.display().to_string())
+            .start()
+    };
+    let first = start().await;
+    let admin = Admin::new(&first);
+    let (_, listed) = admin.call(Method::GET, "/admin/v1/policies", None).await;
+    let policies = listed["policies"].as_array().unwrap().clone();
+    assert_eq!(policies.len(), 2, "{listed}");
+    assert!(policies.iter().all(|p| p["source"] == "config"));
+    let (_, answer) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies/explain",
+            Some(json!({"subject": "editor", "object": "table:public.posts", "action": "update"})),
+        )
+        .await;
+    assert_eq!(
+        (answer["allowed"].clone(), answer["columns"].clone()),
+        (json!(true), json!(["title"]))
+    );
+
+    let id = policies[0]["id"].as_str().unwrap();
+    let (status, body) = admin
+        .call(Method::DELETE, &format!("/admin/v1/policies/{id}"), None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("declared_in_config")),
+        "{body}"
+    );
+    let (status, body) = admin
+        .call(Method::DELETE, "/admin/v1/roles/editor", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("declared_in_config"))
+    );
+    let (status, _) = admin
+        .call(
+            Method::DELETE,
+            "/admin/v1/roles/editor/parents/authenticated",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    // A policy made through the API lives beside the declared ones.
+    admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies",
+            Some(json!({"subject": "anon", "object": "index:docs", "action": "search"})),
+        )
+        .await;
+    drop(first);
+
+    // Same file: same ids, nothing duplicated.
+    let second = start().await;
+    let (_, again) = Admin::new(&second)
+        .call(Method::GET, "/admin/v1/policies", None)
+        .await;
+    let ids = |list: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = list["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["source"] == "config")
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&again), ids(&listed), "reconciling is idempotent");
+    assert_eq!(again["policies"].as_array().unwrap().len(), 3);
+    drop(second);
+
+    // A declaration removed from the file is removed from the database; API ones stay.
+    std::fs::write(&file, declared.replace("[[authz.policies]]\nsubject = \"anon\"\nobject = \"channel:news\"\naction = \"subscribe\"\n", "")).unwrap();
+    let third = start().await;
+    let (_, after) = Admin::new(&third)
+        .call(Method::GET, "/admin/v1/policies", None)
+        .await;
+    let objects: Vec<&str> = after["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(objects, vec!["table:public.posts", "index:docs"], "{after}");
+}

@@ -159,15 +159,49 @@ pub struct AuthzConfig {
     /// A key of a user's `app_metadata` whose list of role names is added to
     /// the roles assigned through the admin API; empty disables it.
     pub roles_claim: String,
+    /// Roles declared in the config file (`[[authz.roles]]`), reconciled at start-up.
+    pub roles: Vec<RoleDecl>,
+    /// Policies declared in the config file (`[[authz.policies]]`), reconciled at start-up.
+    pub policies: Vec<PolicyDecl>,
 }
 
 impl Default for AuthzConfig {
     fn default() -> Self {
         AuthzConfig {
             roles_claim: "roles".into(),
+            roles: Vec::new(),
+            policies: Vec::new(),
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDecl {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub parents: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDecl {
+    pub subject: String,
+    pub object: String,
+    pub action: String,
+    #[serde(default)]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Settings that are lists of tables, set in the config file only (no
+/// environment variable).
+pub const DECLARATIONS: &[&str] = &["authz.roles", "authz.policies"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -495,6 +529,7 @@ pub fn env_name(path: &str) -> String {
 pub fn settings() -> Vec<SettingDoc> {
     leaves(&defaults_table())
         .into_iter()
+        .filter(|(path, _)| !DECLARATIONS.contains(&path.as_str()))
         .map(|(path, value)| SettingDoc {
             env: env_name(&path),
             default: render_value(&value),
@@ -540,13 +575,20 @@ impl Config {
                 let Some(default) = known.get(&key) else {
                     return Err(unknown_setting(&key, &origin, &known));
                 };
-                let value = coerce_file_value(&key, value, default, &origin)?;
+                let value = if DECLARATIONS.contains(&key.as_str()) {
+                    declarations(&key, value, &origin)?
+                } else {
+                    coerce_file_value(&key, value, default, &origin)?
+                };
                 merged.insert(key.clone(), value);
                 origins.insert(key, origin.clone());
             }
         }
 
-        for key in known.keys() {
+        for key in known
+            .keys()
+            .filter(|key| !DECLARATIONS.contains(&key.as_str()))
+        {
             let name = env_name(key);
             let (name, raw) = match sources.env.get(&name) {
                 Some(raw) => (name, raw),
@@ -820,6 +862,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_declarations(origins)?;
         let smtp = &self.smtp;
         if !["starttls", "tls", "none"].contains(&smtp.tls.as_str()) {
             return Err(fail(
@@ -994,6 +1037,74 @@ impl Config {
 }
 
 impl Config {
+    fn validate_declarations(&self, origins: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        use crate::policy::{policy_problem, valid_role_name, BUILTIN_ROLES};
+        let fail = |setting: &str, problem: String, fix: &str| ConfigError {
+            setting: setting.into(),
+            origin: origins
+                .get(setting)
+                .cloned()
+                .unwrap_or_else(|| "the default".into()),
+            problem,
+            fix: fix.into(),
+        };
+        let declared: Vec<&str> = self.authz.roles.iter().map(|r| r.name.as_str()).collect();
+        let known = |name: &str| BUILTIN_ROLES.contains(&name) || declared.contains(&name);
+        for (index, role) in self.authz.roles.iter().enumerate() {
+            if !valid_role_name(&role.name) || BUILTIN_ROLES.contains(&role.name.as_str()) {
+                return Err(fail(
+                    "authz.roles",
+                    format!("entry {} has the name `{}`", index + 1, role.name),
+                    "use a-z, 0-9 and _, starting with a letter, and not anon, authenticated or service_role",
+                ));
+            }
+            if declared.iter().filter(|name| **name == role.name).count() > 1 {
+                return Err(fail(
+                    "authz.roles",
+                    format!("`{}` is declared twice", role.name),
+                    "declare each role once",
+                ));
+            }
+            if let Some(parent) = role.parents.iter().find(|p| !known(p) || *p == &role.name) {
+                return Err(fail(
+                    "authz.roles",
+                    format!(
+                        "`{}` inherits from `{parent}`, which is not a built-in or declared role",
+                        role.name
+                    ),
+                    "declare the parent role too, or remove it",
+                ));
+            }
+        }
+        for (index, policy) in self.authz.policies.iter().enumerate() {
+            if let Some((field, problem)) = policy_problem(
+                &policy.subject,
+                &policy.object,
+                &policy.action,
+                policy.condition.as_deref(),
+                policy.columns.as_deref(),
+            ) {
+                return Err(fail(
+                    "authz.policies",
+                    format!("entry {}: {field}: {problem}", index + 1),
+                    "fix that field of the [[authz.policies]] entry",
+                ));
+            }
+            if !policy.subject.starts_with("user:") && !known(&policy.subject) {
+                return Err(fail(
+                    "authz.policies",
+                    format!(
+                        "entry {}: the subject `{}` is not a built-in or declared role",
+                        index + 1,
+                        policy.subject
+                    ),
+                    "declare it with [[authz.roles]]",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether sign-ups must confirm their address by email.
     pub fn email_confirmation(&self) -> bool {
         match self.auth.email_confirmation.as_str() {
@@ -1138,6 +1249,18 @@ fn type_name(value: &toml::Value) -> &'static str {
         toml::Value::Array(_) => "a list of strings",
         toml::Value::Float(_) => "a number",
         _ => "a table",
+    }
+}
+
+fn declarations(key: &str, value: toml::Value, origin: &str) -> Result<toml::Value, ConfigError> {
+    match &value {
+        toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => Ok(value),
+        _ => Err(ConfigError {
+            setting: key.into(),
+            origin: origin.into(),
+            problem: "it must be a list of tables".into(),
+            fix: format!("declare each entry as [[{key}]] with its fields"),
+        }),
     }
 }
 

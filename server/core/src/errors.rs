@@ -64,6 +64,7 @@ error_codes! {
     RouteNotFound => (404, "route_not_found", "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
     MethodNotAllowed => (405, "method_not_allowed", "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
     AlreadyExists => (409, "already_exists", "This already exists.", "Use the existing one, or delete it first."),
+    DeclaredInConfig => (409, "declared_in_config", "This is declared in the config file and cannot be changed through the API.", "Change it in the config file ([[authz.roles]] / [[authz.policies]]) and restart."),
     PayloadTooLarge => (413, "payload_too_large", "The request body is larger than this server accepts.", "Send a smaller body, or raise `server.body_limit_bytes` (BASALT_SERVER_BODY_LIMIT_BYTES)."),
     UnsupportedMediaType => (415, "unsupported_media_type", "The request body's Content-Type is not accepted here.", "Send Content-Type: application/json."),
     UserAlreadyExists => (422, "user_already_exists", "A user with this email address already exists.", "Sign in instead, or reset the password."),

@@ -8,4 +8,5 @@ pub mod config;
 pub mod errors;
 pub mod filter;
 pub mod forwarded;
+pub mod policy;
 pub mod rate;

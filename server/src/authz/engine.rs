@@ -5,7 +5,7 @@
 
 use super::adapter::PgAdapter;
 use basalt_core::filter::{self, Expr};
-use casbin::{CoreApi, DefaultModel, Enforcer, RbacApi};
+use casbin::{CoreApi, DefaultModel, Enforcer, MgmtApi, RbacApi};
 use deadpool_postgres::Pool;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -49,6 +49,27 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A policy held in memory (tests, benchmarks); the condition is parsed here.
+    pub fn new(
+        subject: &str,
+        object: &str,
+        action: &str,
+        condition: Option<&str>,
+        columns: Option<Vec<String>>,
+    ) -> anyhow::Result<Policy> {
+        Ok(Policy {
+            id: Uuid::new_v4(),
+            subject: subject.into(),
+            object: object.into(),
+            action: action.into(),
+            condition: condition.map(str::to_owned),
+            parsed: condition.map(filter::parse_condition).transpose()?,
+            columns,
+            description: String::new(),
+            source: "memory".into(),
+        })
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "id": self.id, "subject": self.subject, "object": self.object, "action": self.action,
@@ -142,6 +163,43 @@ impl Engine {
     pub async fn load(pool: &Pool) -> anyhow::Result<Engine> {
         Ok(Engine {
             current: RwLock::new(Arc::new(snapshot(pool).await?)),
+        })
+    }
+
+    /// An engine from rules held in memory, no database: `inheritance` holds
+    /// `(member, role)` pairs (`user:<id>` → role, role → parent role).
+    pub async fn from_rules(
+        policies: Vec<Policy>,
+        inheritance: Vec<(String, String)>,
+    ) -> anyhow::Result<Engine> {
+        let model = DefaultModel::from_str(MODEL).await?;
+        let mut enforcer = Enforcer::new(model, casbin::MemoryAdapter::default()).await?;
+        let grouping: Vec<Vec<String>> = inheritance
+            .into_iter()
+            .map(|(member, role)| vec![member, role])
+            .collect();
+        if !grouping.is_empty() {
+            enforcer.add_grouping_policies(grouping).await?;
+        }
+        let rules: Vec<Vec<String>> = policies
+            .iter()
+            .map(|p| {
+                vec![
+                    p.subject.clone(),
+                    p.object.clone(),
+                    p.action.clone(),
+                    p.id.to_string(),
+                ]
+            })
+            .collect();
+        if !rules.is_empty() {
+            enforcer.add_policies(rules).await?;
+        }
+        Ok(Engine {
+            current: RwLock::new(Arc::new(Snapshot {
+                enforcer,
+                policies: policies.into_iter().map(Arc::new).collect(),
+            })),
         })
     }
 

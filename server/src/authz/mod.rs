@@ -3,6 +3,7 @@
 //! [`engine::Engine::authorize`], and the admin API that manages it.
 
 pub mod adapter;
+pub mod declared;
 pub mod engine;
 pub mod routes;
 

@@ -17,6 +17,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::{self, Column, Columns};
 use basalt_core::filter::{self as grammar, FilterError};
+use basalt_core::policy;
 use deadpool_postgres::GenericClient;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -274,7 +275,7 @@ async fn delete_role(
                 "name: anon, authenticated and service_role are built in",
             ))
         }
-        _ => {}
+        Some(source) => not_declared(source, &format!("role {}", path.as_str()))?,
     }
     transaction
         .execute(
@@ -343,18 +344,27 @@ async fn remove_parent(
     let (role, parent) = path.into_inner();
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
-    let removed = transaction
+    let source: Option<String> = transaction
+        .query_opt(
+            "SELECT source FROM basalt.role_parents WHERE role = $1 AND parent = $2",
+            &[&role, &parent],
+        )
+        .await
+        .map_err(db::failed)?
+        .map(|row| row.get(0));
+    let Some(source) = source else {
+        return Err(ApiError::new(ErrorCode::RoleNotFound)
+            .with_details(format!("{role} does not inherit from {parent}"))
+            .into());
+    };
+    not_declared(&source, &format!("{role} → {parent}"))?;
+    transaction
         .execute(
             "DELETE FROM basalt.role_parents WHERE role = $1 AND parent = $2",
             &[&role, &parent],
         )
         .await
         .map_err(db::failed)?;
-    if removed == 0 {
-        return Err(ApiError::new(ErrorCode::RoleNotFound)
-            .with_details(format!("{role} does not inherit from {parent}"))
-            .into());
-    }
     audit(
         &state,
         &transaction,
@@ -529,71 +539,28 @@ struct PolicyBody {
     description: String,
 }
 
-/// The actions each kind of object has.
-fn actions_for(object: &str) -> Option<&'static [&'static str]> {
-    let kind = object
-        .split_once(':')
-        .map(|(kind, _)| kind)
-        .unwrap_or(object);
-    Some(match kind {
-        "table" => &["select", "insert", "update", "delete", "*"],
-        "bucket" => &["read", "write", "delete", "*"],
-        "channel" => &["subscribe", "broadcast", "presence", "*"],
-        "index" => &["search", "*"],
-        "admin" => &["read", "write", "*"],
-        "*" => &["*"],
-        _ => return None,
-    })
+fn validate_policy(body: &PolicyBody) -> Result<(), HttpError> {
+    match policy::policy_problem(
+        &body.subject,
+        &body.object,
+        &body.action,
+        body.condition.as_deref(),
+        body.columns.as_deref(),
+    ) {
+        None => Ok(()),
+        Some((field, problem)) => Err(invalid(format!("{field}: {problem}"))),
+    }
 }
 
-fn validate_policy(body: &PolicyBody) -> Result<(), HttpError> {
-    let subject_ok = match body.subject.strip_prefix("user:") {
-        Some(id) => id.parse::<Uuid>().is_ok(),
-        None => valid_role_name(&body.subject).is_ok(),
-    };
-    if !subject_ok {
-        return Err(invalid(
-            "subject: a role name such as authenticated, or user:<uuid>",
-        ));
+/// Refuses changes to what the config file declares.
+fn not_declared(source: &str, what: &str) -> Result<(), HttpError> {
+    if source == "config" {
+        Err(ApiError::new(ErrorCode::DeclaredInConfig)
+            .with_details(what.to_owned())
+            .into())
+    } else {
+        Ok(())
     }
-    let name = body
-        .object
-        .split_once(':')
-        .map(|(_, rest)| rest)
-        .unwrap_or("");
-    let actions = actions_for(&body.object)
-        .filter(|_| body.object == "*" || !name.is_empty())
-        .ok_or_else(|| invalid("object: table:<schema>.<name>, bucket:<name>[/<prefix>], channel:<topic>, index:<name> or admin:<area>; a trailing * matches any rest"))?;
-    if !actions.contains(&body.action.as_str()) {
-        return Err(invalid(format!(
-            "action: for {} use one of {}",
-            body.object,
-            actions.join(", ")
-        )));
-    }
-    if let Some(condition) = &body.condition {
-        let parsed = grammar::parse_condition(condition).map_err(|e| {
-            HttpError::from(
-                ApiError::new(ErrorCode::ValidationFailed)
-                    .with_details(format!("condition: {}", e.message))
-                    .with_hint(
-                        e.hint
-                            .unwrap_or_else(|| "write a condition like owner=eq.{auth.uid}".into()),
-                    ),
-            )
-        })?;
-        sql::check_variables(&parsed).map_err(|e| invalid(format!("condition: {}", e.message)))?;
-    }
-    if let Some(columns) = &body.columns {
-        if columns.is_empty()
-            || columns
-                .iter()
-                .any(|c| c.is_empty() || c.contains(['\0', '"']))
-        {
-            return Err(invalid("columns: a non-empty list of column names"));
-        }
-    }
-    Ok(())
 }
 
 async fn create_policy(
@@ -657,13 +624,17 @@ async fn delete_policy(
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
-    let removed = transaction
+    let source: String = transaction
+        .query_opt("SELECT source FROM basalt.policies WHERE id = $1", &[&id])
+        .await
+        .map_err(db::failed)?
+        .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?
+        .get(0);
+    not_declared(&source, &format!("policy {id}"))?;
+    transaction
         .execute("DELETE FROM basalt.policies WHERE id = $1", &[&id])
         .await
         .map_err(db::failed)?;
-    if removed == 0 {
-        return Err(ErrorCode::PolicyNotFound.into());
-    }
     audit(
         &state,
         &transaction,

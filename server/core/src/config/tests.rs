@@ -342,3 +342,52 @@ fn suggestions_catch_typos_only() {
     );
     assert_eq!(suggestion("completely.different", known.into_iter()), None);
 }
+
+#[test]
+fn roles_and_policies_can_be_declared_in_the_file() {
+    let file = r#"
+[[authz.roles]]
+name = "editor"
+parents = ["authenticated"]
+
+[[authz.policies]]
+subject = "editor"
+object = "table:public.posts"
+action = "update"
+columns = ["title"]
+
+[[authz.policies]]
+subject = "authenticated"
+object = "table:public.posts"
+action = "select"
+condition = "owner=eq.{auth.uid}"
+"#;
+    let config = load(Some(file), &[], &[]).unwrap().config;
+    assert_eq!(config.authz.roles[0].parents, vec!["authenticated"]);
+    assert_eq!(config.authz.policies.len(), 2);
+    assert_eq!(
+        config.authz.policies[1].condition.as_deref(),
+        Some("owner=eq.{auth.uid}")
+    );
+    assert!(
+        settings().iter().all(|s| s.path != "authz.policies"),
+        "no environment variable for lists of tables"
+    );
+
+    let cases = [
+        ("[[authz.roles]]\nname = \"Bad\"\n", "name"),
+        ("[[authz.roles]]\nname = \"a\"\nparents = [\"ghost\"]\n", "ghost"),
+        ("[[authz.policies]]\nsubject = \"ghost\"\nobject = \"table:x\"\naction = \"select\"\n", "ghost"),
+        ("[[authz.policies]]\nsubject = \"anon\"\nobject = \"table:x\"\naction = \"select\"\ncondition = \"a=bad.1\"\n", "condition"),
+        ("[[authz.policies]]\nsubject = \"anon\"\nobject = \"table:x\"\naction = \"fly\"\n", "action"),
+        ("[authz]\npolicies = \"all\"\n", "list of tables"),
+    ];
+    for (file, mention) in cases {
+        let error = load(Some(file), &[], &[]).unwrap_err();
+        assert!(error.to_string().contains(mention), "{file}: {error}");
+        assert!(
+            error.origin.contains("config file") || error.setting.starts_with("authz"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The Basalt server as a library: the `basalt` binary (`main.rs`) is its
+//! command line, and benchmarks reach the engines directly.
+
+pub mod admin;
+pub mod auth;
+pub mod authz;
+pub mod db;
+pub mod embedded;
+pub mod http;
+pub mod jobs;
+pub mod mail;
+pub mod ops;
+pub mod secrets;
+pub mod serve;
+pub mod settings;
+pub mod state;
+pub mod telemetry;
