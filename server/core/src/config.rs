@@ -644,15 +644,8 @@ impl Config {
 
     /// Checks every rule that types cannot express.
     fn validate(&self, origins: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-        let fail = |setting: &str, problem: String, fix: &str| ConfigError {
-            setting: setting.into(),
-            origin: origins
-                .get(setting)
-                .cloned()
-                .unwrap_or_else(|| "the default".into()),
-            problem,
-            fix: fix.into(),
-        };
+        let fail =
+            |setting: &str, problem: String, fix: &str| failure(origins, setting, problem, fix);
         if self.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(fail(
                 "http",
@@ -1039,15 +1032,8 @@ impl Config {
 impl Config {
     fn validate_declarations(&self, origins: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         use crate::policy::{policy_problem, valid_role_name, BUILTIN_ROLES};
-        let fail = |setting: &str, problem: String, fix: &str| ConfigError {
-            setting: setting.into(),
-            origin: origins
-                .get(setting)
-                .cloned()
-                .unwrap_or_else(|| "the default".into()),
-            problem,
-            fix: fix.into(),
-        };
+        let fail =
+            |setting: &str, problem: String, fix: &str| failure(origins, setting, problem, fix);
         let declared: Vec<&str> = self.authz.roles.iter().map(|r| r.name.as_str()).collect();
         let known = |name: &str| BUILTIN_ROLES.contains(&name) || declared.contains(&name);
         for (index, role) in self.authz.roles.iter().enumerate() {
@@ -1173,6 +1159,23 @@ fn redact_password_params(text: &str, separator: char) -> String {
         })
         .collect::<Vec<_>>()
         .join(&separator.to_string())
+}
+
+fn failure(
+    origins: &BTreeMap<String, String>,
+    setting: &str,
+    problem: String,
+    fix: &str,
+) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        origin: origins
+            .get(setting)
+            .cloned()
+            .unwrap_or_else(|| "the default".into()),
+        problem,
+        fix: fix.into(),
+    }
 }
 
 fn range<F>(fail: &F, setting: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError>

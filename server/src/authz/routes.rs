@@ -117,25 +117,11 @@ fn valid_role_name(name: &str) -> Result<(), HttpError> {
     }
 }
 
-/// Commits, makes this replica use the change at once and tells the others.
-async fn publish(
+/// Audits the change, commits it, makes this replica use it at once and
+/// tells the others.
+async fn commit_change(
     state: &AppState,
     transaction: deadpool_postgres::Transaction<'_>,
-) -> Result<(), HttpError> {
-    transaction
-        .execute("SELECT pg_notify('basalt_policies', '')", &[])
-        .await
-        .map_err(db::failed)?;
-    transaction.commit().await.map_err(db::failed)?;
-    state.authz.reload(&state.pool).await.map_err(|error| {
-        tracing::error!("cannot reload policies: {error:#}");
-        HttpError::new(ErrorCode::InternalError)
-    })
-}
-
-async fn audit(
-    state: &AppState,
-    client: &impl GenericClient,
     caller: &Caller,
     request: &HttpRequest,
     event: &str,
@@ -146,7 +132,16 @@ async fn audit(
         role: &caller.role,
         ip: request_ip(request, &state.trusted_proxies),
     };
-    users::audit(client, event, actor, None, details).await
+    users::audit(&transaction, event, actor, None, details).await?;
+    transaction
+        .execute("SELECT pg_notify('basalt_policies', '')", &[])
+        .await
+        .map_err(db::failed)?;
+    transaction.commit().await.map_err(db::failed)?;
+    state.authz.reload(&state.pool).await.map_err(|error| {
+        tracing::error!("cannot reload policies: {error:#}");
+        HttpError::new(ErrorCode::InternalError)
+    })
 }
 
 fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
@@ -207,16 +202,15 @@ async fn create_role(
     for parent in &body.parents {
         link_parent(&transaction, &body.name, parent).await?;
     }
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "role_created",
         json!({"role": body.name, "parents": body.parents}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::Created()
         .json(json!({"name": body.name, "description": body.description, "parents": body.parents})))
 }
@@ -291,16 +285,15 @@ async fn delete_role(
         )
         .await
         .map_err(db::failed)?;
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "role_deleted",
         json!({"role": path.as_str()}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -321,16 +314,15 @@ async fn add_parent(
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     link_parent(&transaction, &path, &body.parent).await?;
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "role_parent_added",
         json!({"role": path.as_str(), "parent": body.parent}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::Created().json(json!({"role": path.as_str(), "parent": body.parent})))
 }
 
@@ -365,16 +357,15 @@ async fn remove_parent(
         )
         .await
         .map_err(db::failed)?;
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "role_parent_removed",
         json!({"role": role, "parent": parent}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -435,16 +426,15 @@ async fn assign_role(
         )
         .await
         .map_err(|e| taken_or_failed(e, &format!("role {}", body.role)))?;
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "user_role_added",
         json!({"user_id": id, "role": body.role}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::Created().json(json!({"user_id": id, "role": body.role})))
 }
 
@@ -475,16 +465,15 @@ async fn unassign_role(
             .with_details(format!("the user does not have role {role}"))
             .into());
     }
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "user_role_removed",
         json!({"user_id": id, "role": role}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -601,16 +590,15 @@ async fn create_policy(
         .await
         .map_err(db::failed)?;
     let policy: Value = row.get(0);
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "policy_created",
         policy.clone(),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::Created().json(policy))
 }
 
@@ -635,16 +623,15 @@ async fn delete_policy(
         .execute("DELETE FROM basalt.policies WHERE id = $1", &[&id])
         .await
         .map_err(db::failed)?;
-    audit(
+    commit_change(
         &state,
-        &transaction,
+        transaction,
         &caller,
         &request,
         "policy_deleted",
         json!({"id": id}),
     )
     .await?;
-    publish(&state, transaction).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
