@@ -409,6 +409,20 @@ async fn password_recovery_by_email() {
     assert_eq!(api.login("forgot@example.com", "new password").await.0, 200);
     assert_eq!(api.login("forgot@example.com", "old password").await.0, 400);
     assert!(smtp.messages().iter().all(|m| !m.to.contains("ghost@")));
+    let audit: Value = basalt
+        .http
+        .get(basalt.url("/admin/v1/audit?event=recovery_email_sent"))
+        .header("apikey", basalt.keys().service_role)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "only the known address got one: {audit}");
+    assert_eq!(entries[0]["ip"], "127.0.0.1");
+    assert_eq!(entries[0]["details"]["to"], "*@example.com");
 }
 
 #[tokio::test]
@@ -747,4 +761,33 @@ async fn a_refused_recipient_fails_the_job_at_once() {
         "no retries for a 5xx"
     );
     assert!(error.contains("550"), "{error}");
+}
+
+/// Workers wake on NOTIFY at commit, on every replica: with polling set to ten
+/// minutes, an email still goes out at once, whichever server queued it.
+#[tokio::test]
+async fn jobs_wake_workers_on_every_replica_at_commit() {
+    let smtp = SmtpServer::start();
+    let url = basalt_tests::PgServer::shared().fresh_database().await;
+    let start = || {
+        let mut builder = Basalt::builder()
+            .database_url(&url)
+            .env("BASALT_JOBS_POLL_INTERVAL_MS", "600000")
+            .env("BASALT_SITE_URL", "https://app.example.com");
+        for (name, value) in smtp.env() {
+            builder = builder.env(name, value);
+        }
+        builder.start()
+    };
+    let (a, b) = tokio::join!(start(), start());
+    // Give both listeners a moment to be in place before queuing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (server, email) in [(&a, "via-a@example.com"), (&b, "via-b@example.com")] {
+        let api = Api::new(server);
+        let (status, _) = api
+            .post("/auth/v1/otp", None, json!({"email": email}))
+            .await;
+        assert_eq!(status, 200);
+        smtp.wait_for(email, 0, WAIT).await;
+    }
 }

@@ -259,6 +259,8 @@ async fn update(
         .execute(
             "UPDATE auth.users SET
                 email = coalesce($2, email),
+                new_email = CASE WHEN $2::text IS NULL THEN new_email END,
+                email_change_sent_at = CASE WHEN $2::text IS NULL THEN email_change_sent_at END,
                 encrypted_password = coalesce($3, encrypted_password),
                 email_confirmed_at = CASE WHEN $4::boolean IS NULL THEN email_confirmed_at WHEN $4::boolean THEN coalesce(email_confirmed_at, now()) ELSE NULL END,
                 raw_user_meta_data = raw_user_meta_data || coalesce($5, '{}'::jsonb),

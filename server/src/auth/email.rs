@@ -97,6 +97,9 @@ pub struct EmailRequest {
     pub create_user: bool,
     #[serde(default)]
     pub data: Option<Value>,
+    /// The requester's address, for the audit log the worker writes.
+    #[serde(default)]
+    pub ip: Option<std::net::IpAddr>,
 }
 
 pub async fn enqueue(
@@ -173,6 +176,23 @@ async fn process(
         }
         (Kind::Recovery | Kind::MagicLink, None) => return Ok(()),
     };
+    let actor = Actor {
+        id: None,
+        role: "anon",
+        ip: request
+            .ip
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+    };
+    let event = format!("{}_email_sent", kind.as_str());
+    users::audit(
+        &transaction,
+        &event,
+        actor,
+        Some(user_id),
+        json!({"to": to_audit(&to)}),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let link = issue_token(
         state,
         &transaction,
@@ -199,6 +219,14 @@ async fn process(
     };
     // A failure here retries the job, which issues a fresh token.
     mailer.send(email).await
+}
+
+/// The domain of an address, for the audit log (not the whole address).
+fn to_audit(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, domain)| format!("*@{domain}"))
+        .unwrap_or_default()
 }
 
 /// Makes a single-use token of `kind` (replacing unused ones of that kind)

@@ -129,6 +129,7 @@ async fn signup(
                 redirect_to: query.redirect_to.clone(),
                 create_user: false,
                 data: None,
+                ip: Some(request_ip(&request, &state.trusted_proxies)),
             },
         )
         .await?;
@@ -405,7 +406,7 @@ async fn change_email(
             )
             .await
             .map_err(db::failed)?;
-        let request = email::EmailRequest {
+        let email_request = email::EmailRequest {
             kind: "email_change".into(),
             email: new_email.to_owned(),
             user_id: Some(user_id),
@@ -413,8 +414,9 @@ async fn change_email(
             redirect_to,
             create_user: false,
             data: None,
+            ip: Some(request_ip(request, &state.trusted_proxies)),
         };
-        email::enqueue(state, client, &request).await
+        email::enqueue(state, client, &email_request).await
     } else {
         client
             .execute(
@@ -448,14 +450,23 @@ fn require_email(state: &AppState) -> Result<(), HttpError> {
 async fn recover(
     _: Caller,
     state: Data<AppState>,
+    request: HttpRequest,
     query: Query<RedirectQuery>,
     body: Json<EmailBody>,
 ) -> Result<HttpResponse, HttpError> {
-    queue_email(&state, "recovery", &body, query.redirect_to.clone()).await
+    queue_email(
+        &state,
+        &request,
+        "recovery",
+        &body,
+        query.redirect_to.clone(),
+    )
+    .await
 }
 
 async fn queue_email(
     state: &AppState,
+    request: &HttpRequest,
     kind: &str,
     body: &EmailBody,
     redirect_to: Option<String>,
@@ -476,7 +487,7 @@ async fn queue_email(
         .rate_limiter
         .check_email(action, &email, Instant::now())?;
     let client = state.pool.get().await.map_err(db::unavailable)?;
-    let request = email::EmailRequest {
+    let email_request = email::EmailRequest {
         kind: kind.into(),
         email,
         user_id: None,
@@ -484,8 +495,9 @@ async fn queue_email(
         redirect_to,
         create_user: body.create_user.unwrap_or(true),
         data,
+        ip: Some(request_ip(request, &state.trusted_proxies)),
     };
-    email::enqueue(state, &client, &request).await?;
+    email::enqueue(state, &client, &email_request).await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
@@ -494,10 +506,18 @@ async fn queue_email(
 async fn otp(
     _: Caller,
     state: Data<AppState>,
+    request: HttpRequest,
     query: Query<RedirectQuery>,
     body: Json<EmailBody>,
 ) -> Result<HttpResponse, HttpError> {
-    queue_email(&state, "magiclink", &body, query.redirect_to.clone()).await
+    queue_email(
+        &state,
+        &request,
+        "magiclink",
+        &body,
+        query.redirect_to.clone(),
+    )
+    .await
 }
 /// `token` or `token_hash` (supabase-js `verifyOtp({token_hash, type})`).
 #[derive(Deserialize)]
@@ -537,7 +557,7 @@ async fn verify_any(
 fn kind_of(text: &str) -> Result<email::Kind, HttpError> {
     email::Kind::parse(text).ok_or_else(|| {
         ApiError::new(ErrorCode::ValidationFailed)
-            .with_details("type: use signup, recovery, magiclink or email_change")
+            .with_details("type: use signup, recovery, magiclink, email_change or email")
             .into()
     })
 }

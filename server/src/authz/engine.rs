@@ -8,7 +8,7 @@ use basalt_core::filter::{self, Expr};
 use casbin::{CoreApi, DefaultModel, Enforcer, MgmtApi, RbacApi};
 use deadpool_postgres::Pool;
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
@@ -102,9 +102,35 @@ pub struct Decision {
     pub subjects: Vec<String>,
 }
 
+/// Everything a decision needs, precomputed when policies are loaded.
 struct Snapshot {
-    enforcer: Enforcer,
-    policies: Vec<Arc<Policy>>,
+    /// For every member of the role graph (users and roles): all roles it
+    /// holds through inheritance, from casbin's role manager.
+    roles: HashMap<String, Vec<String>>,
+    /// Policies by subject, each with its position (to keep creation order).
+    by_subject: HashMap<String, Vec<(usize, Arc<Policy>)>>,
+}
+
+impl Snapshot {
+    fn new(enforcer: Enforcer, policies: Vec<Arc<Policy>>) -> Snapshot {
+        let members: BTreeSet<String> = enforcer
+            .get_named_grouping_policy("g")
+            .into_iter()
+            .filter_map(|rule| rule.into_iter().next())
+            .collect();
+        let roles = members
+            .into_iter()
+            .map(|member| {
+                let held = enforcer.get_implicit_roles_for_user(&member, None);
+                (member, held)
+            })
+            .collect();
+        let mut by_subject: HashMap<String, Vec<(usize, Arc<Policy>)>> = HashMap::new();
+        for (position, policy) in policies.into_iter().enumerate() {
+            by_subject.entry(policy.subject.clone()).or_default().push((position, policy));
+        }
+        Snapshot { roles, by_subject }
+    }
 }
 
 pub struct Engine {
@@ -156,7 +182,7 @@ async fn snapshot(pool: &Pool) -> anyhow::Result<Snapshot> {
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Snapshot { enforcer, policies })
+    Ok(Snapshot::new(enforcer, policies))
 }
 
 impl Engine {
@@ -196,10 +222,7 @@ impl Engine {
             enforcer.add_policies(rules).await?;
         }
         Ok(Engine {
-            current: RwLock::new(Arc::new(Snapshot {
-                enforcer,
-                policies: policies.into_iter().map(Arc::new).collect(),
-            })),
+            current: RwLock::new(Arc::new(Snapshot::new(enforcer, policies.into_iter().map(Arc::new).collect()))),
         })
     }
 
@@ -227,7 +250,9 @@ impl Engine {
         let mut names: BTreeSet<String> = BTreeSet::new();
         for name in &start {
             names.insert(name.clone());
-            names.extend(snapshot.enforcer.get_implicit_roles_for_user(name, None));
+            if let Some(held) = snapshot.roles.get(name) {
+                names.extend(held.iter().cloned());
+            }
         }
         let subjects: Vec<String> = names.iter().cloned().collect();
         if names.contains(SERVICE_ROLE) {
@@ -240,16 +265,14 @@ impl Engine {
                 subjects,
             };
         }
-        let matching: Vec<Arc<Policy>> = snapshot
-            .policies
+        let mut candidates: Vec<&(usize, Arc<Policy>)> = names
             .iter()
-            .filter(|p| {
-                names.contains(&p.subject)
-                    && object_matches(&p.object, object)
-                    && (p.action == action || p.action == "*")
-            })
-            .cloned()
+            .filter_map(|name| snapshot.by_subject.get(name))
+            .flatten()
+            .filter(|(_, p)| object_matches(&p.object, object) && (p.action == action || p.action == "*"))
             .collect();
+        candidates.sort_by_key(|(position, _)| *position);
+        let matching: Vec<Arc<Policy>> = candidates.into_iter().map(|(_, p)| p.clone()).collect();
         if matching.is_empty() {
             return Decision {
                 allowed: false,

@@ -50,7 +50,9 @@ impl Queue {
         }
     }
 
-    /// Adds a job; call inside the transaction whose commit should make it real.
+    /// Adds a job; call inside the transaction whose commit should make it
+    /// real. Its NOTIFY is delivered at commit, to the workers of every replica
+    /// (this one included), so no worker looks before the job is visible.
     pub async fn enqueue(
         &self,
         client: &impl GenericClient,
@@ -59,12 +61,12 @@ impl Queue {
     ) -> Result<(), HttpError> {
         client
             .execute(
-                "INSERT INTO basalt.jobs (queue, payload, max_attempts) VALUES ($1, $2, $3)",
+                "WITH job AS (INSERT INTO basalt.jobs (queue, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id)
+                 SELECT pg_notify('basalt_jobs', $1) FROM job",
                 &[&queue, payload, &self.max_attempts],
             )
             .await
             .map_err(db::failed)?;
-        self.wake.notify_one();
         Ok(())
     }
 }
