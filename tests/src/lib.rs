@@ -837,3 +837,20 @@ impl Drop for SmtpServer {
         self.stop();
     }
 }
+
+/// Basalt's migrations as `basalt migrate` names them (`V1__basalt_schema`),
+/// oldest first, read from the top-level `migrations/` folder.
+pub fn migration_names() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut names: Vec<(u32, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.strip_suffix(".sql")?.to_owned();
+            let version = name.strip_prefix('V')?.split("__").next()?.parse().ok()?;
+            Some((version, name))
+        })
+        .collect();
+    names.sort();
+    names.into_iter().map(|(_, name)| name).collect()
+}

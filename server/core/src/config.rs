@@ -159,6 +159,10 @@ pub struct AuthzConfig {
     /// A key of a user's `app_metadata` whose list of role names is added to
     /// the roles assigned through the admin API; empty disables it.
     pub roles_claim: String,
+    /// The database role data queries of anonymous callers run as (RLS).
+    pub db_role_anon: String,
+    /// The database role data queries of signed-in users run as (RLS).
+    pub db_role_authenticated: String,
     /// Roles declared in the config file (`[[authz.roles]]`), reconciled at start-up.
     pub roles: Vec<RoleDecl>,
     /// Policies declared in the config file (`[[authz.policies]]`), reconciled at start-up.
@@ -169,6 +173,8 @@ impl Default for AuthzConfig {
     fn default() -> Self {
         AuthzConfig {
             roles_claim: "roles".into(),
+            db_role_anon: "anon".into(),
+            db_role_authenticated: "authenticated".into(),
             roles: Vec::new(),
             policies: Vec::new(),
         }
@@ -1034,6 +1040,24 @@ impl Config {
         use crate::policy::{policy_problem, valid_role_name, BUILTIN_ROLES};
         let fail =
             |setting: &str, problem: String, fix: &str| failure(origins, setting, problem, fix);
+        for (setting, role) in [
+            ("authz.db_role_anon", &self.authz.db_role_anon),
+            (
+                "authz.db_role_authenticated",
+                &self.authz.db_role_authenticated,
+            ),
+        ] {
+            let plain = !role.is_empty()
+                && role.len() <= 63
+                && role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain {
+                return Err(fail(
+                    setting,
+                    format!("`{role}` is not a database role name"),
+                    "use a role such as anon or authenticated",
+                ));
+            }
+        }
         let declared: Vec<&str> = self.authz.roles.iter().map(|r| r.name.as_str()).collect();
         let known = |name: &str| BUILTIN_ROLES.contains(&name) || declared.contains(&name);
         for (index, role) in self.authz.roles.iter().enumerate() {

@@ -127,7 +127,10 @@ impl Snapshot {
             .collect();
         let mut by_subject: HashMap<String, Vec<(usize, Arc<Policy>)>> = HashMap::new();
         for (position, policy) in policies.into_iter().enumerate() {
-            by_subject.entry(policy.subject.clone()).or_default().push((position, policy));
+            by_subject
+                .entry(policy.subject.clone())
+                .or_default()
+                .push((position, policy));
         }
         Snapshot { roles, by_subject }
     }
@@ -222,7 +225,10 @@ impl Engine {
             enforcer.add_policies(rules).await?;
         }
         Ok(Engine {
-            current: RwLock::new(Arc::new(Snapshot::new(enforcer, policies.into_iter().map(Arc::new).collect()))),
+            current: RwLock::new(Arc::new(Snapshot::new(
+                enforcer,
+                policies.into_iter().map(Arc::new).collect(),
+            ))),
         })
     }
 
@@ -269,7 +275,9 @@ impl Engine {
             .iter()
             .filter_map(|name| snapshot.by_subject.get(name))
             .flatten()
-            .filter(|(_, p)| object_matches(&p.object, object) && (p.action == action || p.action == "*"))
+            .filter(|(_, p)| {
+                object_matches(&p.object, object) && (p.action == action || p.action == "*")
+            })
             .collect();
         candidates.sort_by_key(|(position, _)| *position);
         let matching: Vec<Arc<Policy>> = candidates.into_iter().map(|(_, p)| p.clone()).collect();

@@ -4,6 +4,7 @@
 pub mod listen;
 pub mod migrate;
 pub mod pool;
+pub mod rls;
 
 use crate::http::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};

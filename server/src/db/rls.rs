@@ -1,0 +1,35 @@
+//! Acting as the caller inside a data transaction, so PostgreSQL's row-level
+//! security applies as a second layer behind the policy engine: the
+//! transaction takes the caller's database role (`SET LOCAL ROLE`) and exposes
+//! the JWT claims to `auth.uid()`, `auth.role()` and `auth.jwt()`. Both are set
+//! with `set_config(…, true)`, so they end with the transaction and the role
+//! name travels as a bound parameter, never as SQL text.
+
+use basalt_core::config::AuthzConfig;
+use serde_json::Value;
+
+/// The database role a request acts as: the configured role for anonymous or
+/// signed-in callers. (service_role requests bypass policies and keep the
+/// connection's own role.)
+pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
+    if signed_in {
+        &config.db_role_authenticated
+    } else {
+        &config.db_role_anon
+    }
+}
+
+/// Makes the rest of `transaction` run as `role` with `claims` visible to RLS.
+pub async fn act_as(
+    transaction: &tokio_postgres::Transaction<'_>,
+    role: &str,
+    claims: &Value,
+) -> Result<(), tokio_postgres::Error> {
+    transaction
+        .execute(
+            "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)",
+            &[&claims.to_string(), &role],
+        )
+        .await
+        .map(|_| ())
+}
