@@ -603,3 +603,71 @@ action = "subscribe"
         .collect();
     assert_eq!(objects, vec!["table:public.posts", "index:docs"], "{after}");
 }
+
+#[tokio::test]
+async fn a_policy_can_be_updated_in_place() {
+    let basalt = Basalt::start().await;
+    let admin = Admin::new(&basalt);
+    let (_, policy) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies",
+            Some(json!({"subject": "anon", "object": "channel:lobby", "action": "subscribe"})),
+        )
+        .await;
+    let id = policy["id"].as_str().unwrap();
+    let changed = json!({"subject": "authenticated", "object": "channel:lobby", "action": "broadcast",
+                         "condition": "room=eq.{auth.role}", "description": "members may talk"});
+    let (status, updated) = admin
+        .call(
+            Method::PUT,
+            &format!("/admin/v1/policies/{id}"),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (updated["id"].as_str(), updated["action"].as_str()),
+        (Some(id), Some("broadcast"))
+    );
+    let ask = |subject: &str, action: &str, row: Value| json!({"subject": subject, "object": "channel:lobby", "action": action, "row": row});
+    let (_, old) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies/explain",
+            Some(ask("anon", "subscribe", json!({}))),
+        )
+        .await;
+    assert_eq!(old["allowed"], false, "the old rule is gone");
+    let (_, new) = admin
+        .call(
+            Method::POST,
+            "/admin/v1/policies/explain",
+            Some(ask(
+                "authenticated",
+                "broadcast",
+                json!({"room": "authenticated"}),
+            )),
+        )
+        .await;
+    assert_eq!(
+        (new["allowed"].clone(), new["row_allowed"].clone()),
+        (json!(true), json!(true)),
+        "{new}"
+    );
+    let (status, body) = admin
+        .call(
+            Method::PUT,
+            &format!("/admin/v1/policies/{id}"),
+            Some(json!({"subject": "anon", "object": "channel:lobby", "action": "fly"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    let (_, log) = admin
+        .call(Method::GET, "/admin/v1/audit?event=policy_updated", None)
+        .await;
+    assert_eq!(log["entries"].as_array().unwrap().len(), 1);
+}

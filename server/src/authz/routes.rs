@@ -53,6 +53,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             resource("/admin/v1/policies/{id}")
                 .route(web::get().to(get_policy))
+                .route(web::put().to(update_policy))
                 .route(web::delete().to(delete_policy)),
         );
 }
@@ -541,6 +542,29 @@ fn validate_policy(body: &PolicyBody) -> Result<(), HttpError> {
     }
 }
 
+/// A role subject must exist (a `user:<uuid>` subject may name any user).
+async fn known_subject(client: &impl GenericClient, subject: &str) -> Result<(), HttpError> {
+    if subject.starts_with("user:") {
+        return Ok(());
+    }
+    let known: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM basalt.roles WHERE name = $1)",
+            &[&subject],
+        )
+        .await
+        .map_err(db::failed)?
+        .get(0);
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::RoleNotFound)
+            .with_details(format!("subject: no role {subject}"))
+            .with_hint("Create it with POST /admin/v1/roles first.")
+            .into())
+    }
+}
+
 /// Refuses changes to what the config file declares.
 fn not_declared(source: &str, what: &str) -> Result<(), HttpError> {
     if source == "config" {
@@ -562,22 +586,7 @@ async fn create_policy(
     validate_policy(&body)?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
-    if !body.subject.starts_with("user:") {
-        let known: bool = transaction
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM basalt.roles WHERE name = $1)",
-                &[&body.subject],
-            )
-            .await
-            .map_err(db::failed)?
-            .get(0);
-        if !known {
-            return Err(ApiError::new(ErrorCode::RoleNotFound)
-                .with_details(format!("subject: no role {}", body.subject))
-                .with_hint("Create it with POST /admin/v1/roles first.")
-                .into());
-        }
-    }
+    known_subject(&transaction, &body.subject).await?;
     let row = transaction
         .query_one(
             "INSERT INTO basalt.policies (subject, object, action, condition, columns, description)
@@ -600,6 +609,54 @@ async fn create_policy(
     )
     .await?;
     Ok(HttpResponse::Created().json(policy))
+}
+
+/// Replaces a policy's fields (the id stays).
+async fn update_policy(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    body: Json<PolicyBody>,
+) -> Result<HttpResponse, HttpError> {
+    require(&state, &caller, "write")?;
+    let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
+    validate_policy(&body)?;
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let source: String = transaction
+        .query_opt(
+            "SELECT source FROM basalt.policies WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(db::failed)?
+        .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?
+        .get(0);
+    not_declared(&source, &format!("policy {id}"))?;
+    known_subject(&transaction, &body.subject).await?;
+    let row = transaction
+        .query_one(
+            "UPDATE basalt.policies SET subject = $2, object = $3, action = $4, condition = $5, columns = $6, description = $7
+             WHERE id = $1
+             RETURNING jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
+                    'condition', condition, 'columns', columns, 'description', description, 'source', source,
+                    'created_at', created_at)",
+            &[&id, &body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
+        )
+        .await
+        .map_err(db::failed)?;
+    let policy: Value = row.get(0);
+    commit_change(
+        &state,
+        transaction,
+        &caller,
+        &request,
+        "policy_updated",
+        policy.clone(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(policy))
 }
 
 async fn delete_policy(
