@@ -83,6 +83,16 @@ async fn the_embedded_cluster_keeps_data_and_keys_across_restarts() {
         "create table notes (body text); insert into notes values ('kept')",
     )
     .await;
+    // Unqualified names land in public, not in Basalt's own schema.
+    let schema = sql(
+        &first,
+        "select table_schema::text from information_schema.tables where table_name = 'notes'",
+    )
+    .await;
+    assert_eq!(
+        schema["results"][0]["rows"],
+        serde_json::json!([["public"]])
+    );
 
     first.signal(Signal::SIGTERM);
     assert_eq!(

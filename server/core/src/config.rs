@@ -1075,7 +1075,11 @@ impl Config {
                     "declare each role once",
                 ));
             }
-            if let Some(parent) = role.parents.iter().find(|p| !known(p) || *p == &role.name) {
+            if let Some(parent) = role
+                .parents
+                .iter()
+                .find(|p| !known(p) || *p == &role.name || *p == "service_role")
+            {
                 return Err(fail(
                     "authz.roles",
                     format!(

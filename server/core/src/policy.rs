@@ -51,6 +51,12 @@ pub fn policy_problem(
             "a role name such as authenticated, or user:<uuid>".into(),
         ));
     }
+    if object.trim_end_matches('*').contains('*') {
+        return Some((
+            "object",
+            "`*` may only end a pattern, as in table:public.*".into(),
+        ));
+    }
     let Some(actions) = actions_for(object) else {
         return Some((
             "object",
@@ -64,7 +70,10 @@ pub fn policy_problem(
         ));
     }
     if let Some(condition) = condition {
-        let checked = parse_condition(condition).and_then(|parsed| check_variables(&parsed));
+        let checked = parse_condition(condition).and_then(|parsed| {
+            check_variables(&parsed)?;
+            crate::filter::sql::check_literals(&parsed)
+        });
         if let Err(error) = checked {
             let hint = error.hint.map(|h| format!(" ({h})")).unwrap_or_default();
             return Some(("condition", format!("{}{hint}", error.message)));
@@ -109,6 +118,16 @@ mod tests {
             None
         );
         let field = |s, o, a, c: Option<&str>| policy_problem(s, o, a, c, None).map(|(f, _)| f);
+        assert_eq!(
+            field("anon", "table:x", "select", Some("a=eq.{user.id}")),
+            Some("condition"),
+            "a misspelled variable"
+        );
+        assert_eq!(
+            field("anon", "table:*.audit", "select", None),
+            Some("object"),
+            "* only at the end"
+        );
         assert_eq!(
             field("Bad Name", "table:x", "select", None),
             Some("subject")

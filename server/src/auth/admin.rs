@@ -326,6 +326,13 @@ async fn delete(
     let id = user_id(&path)?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
+    transaction
+        .execute(
+            "DELETE FROM basalt.policies WHERE subject = 'user:' || $1::uuid::text",
+            &[&id],
+        )
+        .await
+        .map_err(db::failed)?;
     let deleted = transaction
         .execute("DELETE FROM auth.users WHERE id = $1", &[&id])
         .await

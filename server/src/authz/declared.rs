@@ -12,8 +12,16 @@ use uuid::Uuid;
 /// Serializes reconciliation between replicas starting together.
 const RECONCILE_LOCK: i64 = 0x6261_7361_6c74_0002;
 
+/// The id of a declared policy: from what it grants, not its description.
 fn policy_id(declaration: &basalt_core::config::PolicyDecl) -> Uuid {
-    let canonical = serde_json::to_string(declaration).expect("declarations serialize");
+    let canonical = serde_json::json!([
+        declaration.subject,
+        declaration.object,
+        declaration.action,
+        declaration.condition,
+        declaration.columns
+    ])
+    .to_string();
     let digest = Sha256::digest(canonical.as_bytes());
     uuid::Builder::from_random_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid()
 }
@@ -35,6 +43,14 @@ pub async fn reconcile(pool: &Pool, config: &AuthzConfig) -> anyhow::Result<()> 
             .await
             .with_context(|| format!("declared role {}", role.name))?;
     }
+    // A role gone from the file takes every policy naming it along.
+    transaction
+        .execute(
+            "DELETE FROM basalt.policies WHERE subject IN
+                (SELECT name FROM basalt.roles WHERE source = 'config' AND NOT (name = ANY($1)))",
+            &[&names],
+        )
+        .await?;
     transaction
         .execute(
             "DELETE FROM basalt.roles WHERE source = 'config' AND NOT (name = ANY($1))",
@@ -63,7 +79,8 @@ pub async fn reconcile(pool: &Pool, config: &AuthzConfig) -> anyhow::Result<()> 
         transaction
             .execute(
                 "INSERT INTO basalt.policies (id, subject, object, action, condition, columns, description, source)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'config') ON CONFLICT (id) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'config')
+                 ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description",
                 &[id, &policy.subject, &policy.object, &policy.action, &policy.condition, &policy.columns, &policy.description],
             )
             .await?;

@@ -244,32 +244,71 @@ impl Engine {
     }
 
     /// Decides whether `subject` may do `action` on `object`, and on which rows
-    /// and columns. Deny by default; service_role bypasses policies.
+    /// and columns. Deny by default. Only the service_role key's own role
+    /// bypasses policies: a role named so in a user's claims or inherited
+    /// through the role graph does not.
     pub fn authorize(&self, subject: &Subject, object: &str, action: &str) -> Decision {
+        self.decide(subject, object, action, None)
+    }
+
+    /// The same for a request that uses `columns`: only policies whose column
+    /// list covers all of them count, so a policy granting every row of a few
+    /// columns never widens another granting a few rows of every column.
+    pub fn authorize_columns(
+        &self,
+        subject: &Subject,
+        object: &str,
+        action: &str,
+        columns: &[String],
+    ) -> Decision {
+        self.decide(subject, object, action, Some(columns))
+    }
+
+    fn decide(
+        &self,
+        subject: &Subject,
+        object: &str,
+        action: &str,
+        columns: Option<&[String]>,
+    ) -> Decision {
         let snapshot = self.snapshot();
         let mut start: Vec<String> = vec![subject.role.clone()];
         if let Some(user) = subject.user_id {
             start.push(format!("user:{user}"));
             start.push(AUTHENTICATED.to_owned());
         }
-        start.extend(subject.claim_roles.iter().cloned());
+        // Claim roles can never be the key roles.
+        start.extend(
+            subject
+                .claim_roles
+                .iter()
+                .filter(|r| *r != SERVICE_ROLE && *r != "anon")
+                .cloned(),
+        );
         let mut names: BTreeSet<String> = BTreeSet::new();
         for name in &start {
             names.insert(name.clone());
             if let Some(held) = snapshot.roles.get(name) {
-                names.extend(held.iter().cloned());
+                names.extend(held.iter().filter(|r| *r != SERVICE_ROLE).cloned());
             }
         }
         let subjects: Vec<String> = names.iter().cloned().collect();
-        if names.contains(SERVICE_ROLE) {
-            return Decision {
-                allowed: true,
-                reason: "service_role bypasses policies".into(),
-                condition: None,
-                columns: None,
-                policies: Vec::new(),
-                subjects,
-            };
+        let decision = |allowed: bool, reason: String, condition, columns, policies| Decision {
+            allowed,
+            reason,
+            condition,
+            columns,
+            policies,
+            subjects: subjects.clone(),
+        };
+        if subject.role == SERVICE_ROLE && subject.user_id.is_none() {
+            return decision(
+                true,
+                "the service_role key bypasses policies".into(),
+                None,
+                None,
+                Vec::new(),
+            );
         }
         let mut candidates: Vec<&(usize, Arc<Policy>)> = names
             .iter()
@@ -278,20 +317,29 @@ impl Engine {
             .filter(|(_, p)| {
                 object_matches(&p.object, object) && (p.action == action || p.action == "*")
             })
+            .filter(|(_, p)| match (columns, &p.columns) {
+                (Some(wanted), Some(granted)) => wanted.iter().all(|c| granted.contains(c)),
+                _ => true,
+            })
             .collect();
         candidates.sort_by_key(|(position, _)| *position);
         let matching: Vec<Arc<Policy>> = candidates.into_iter().map(|(_, p)| p.clone()).collect();
         if matching.is_empty() {
-            return Decision {
-                allowed: false,
-                reason: format!("no policy lets {} {action} {object}", subjects.join(", ")),
-                condition: None,
-                columns: None,
-                policies: Vec::new(),
-                subjects,
+            let what = match columns {
+                Some(columns) if !columns.is_empty() => {
+                    format!("{action} {object} ({})", columns.join(", "))
+                }
+                _ => format!("{action} {object}"),
             };
+            return decision(
+                false,
+                format!("no policy lets {} {what}", subjects.join(", ")),
+                None,
+                None,
+                Vec::new(),
+            );
         }
-        let columns = if matching.iter().any(|p| p.columns.is_none()) {
+        let granted = if matching.iter().any(|p| p.columns.is_none()) {
             None
         } else {
             let all: BTreeSet<String> = matching
@@ -300,20 +348,16 @@ impl Engine {
                 .collect();
             Some(all.into_iter().collect())
         };
-        let unconditional: Vec<Arc<Policy>> = matching
-            .iter()
-            .filter(|p| p.parsed.is_none())
-            .cloned()
-            .collect();
-        if !unconditional.is_empty() {
-            return Decision {
-                allowed: true,
-                reason: format!("policy {} allows every row", unconditional[0].id),
-                condition: None,
-                columns,
-                policies: unconditional,
-                subjects,
-            };
+        if let Some(unconditional) = matching.iter().find(|p| p.parsed.is_none()).cloned() {
+            let reason = format!("policy {} allows every row", unconditional.id);
+            // The deciding policy first, then the others that also match.
+            let mut ordered = vec![unconditional.clone()];
+            ordered.extend(
+                matching
+                    .into_iter()
+                    .filter(|p| !Arc::ptr_eq(p, &unconditional)),
+            );
+            return decision(true, reason, None, granted, ordered);
         }
         let mut conditions: Vec<Expr> = matching.iter().filter_map(|p| p.parsed.clone()).collect();
         let condition = if conditions.len() == 1 {
@@ -321,16 +365,10 @@ impl Engine {
         } else {
             Expr::Or(conditions)
         };
-        Decision {
-            allowed: true,
-            reason: format!(
-                "{} policies allow the rows matching their conditions",
-                matching.len()
-            ),
-            condition: Some(condition),
-            columns,
-            policies: matching,
-            subjects,
-        }
+        let reason = format!(
+            "{} policies allow the rows matching their conditions",
+            matching.len()
+        );
+        decision(true, reason, Some(condition), granted, matching)
     }
 }

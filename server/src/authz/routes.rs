@@ -92,6 +92,7 @@ fn require(state: &AppState, caller: &Caller, action: &str) -> Result<(), HttpEr
     } else {
         Err(ApiError::new(ErrorCode::Forbidden)
             .with_details(format!("admin:authz {action} is not allowed"))
+            .with_hint("Use the service_role key, or a user whom a policy allows admin:authz.")
             .into())
     }
 }
@@ -139,10 +140,12 @@ async fn commit_change(
         .await
         .map_err(db::failed)?;
     transaction.commit().await.map_err(db::failed)?;
-    state.authz.reload(&state.pool).await.map_err(|error| {
+    // The change is saved; if this reload fails, the NOTIFY makes the
+    // listener of every replica, this one included, load it again.
+    if let Err(error) = state.authz.reload(&state.pool).await {
         tracing::error!("cannot reload policies: {error:#}");
-        HttpError::new(ErrorCode::InternalError)
-    })
+    }
+    Ok(())
 }
 
 fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
@@ -222,6 +225,17 @@ async fn link_parent(
     role: &str,
     parent: &str,
 ) -> Result<(), HttpError> {
+    if parent == super::engine::SERVICE_ROLE {
+        return Err(invalid(
+            "parent: no role can inherit the service_role's bypass",
+        ));
+    }
+    let source: Option<String> = client
+        .query_opt("SELECT source FROM basalt.roles WHERE name = $1", &[&role])
+        .await
+        .map_err(db::failed)?
+        .map(|row| row.get(0));
+    not_declared(source.as_deref().unwrap_or("api"), &format!("role {role}"))?;
     let cycle: bool = client
         .query_one(
             "WITH RECURSIVE up(name) AS (SELECT $1::text UNION SELECT p.parent FROM basalt.role_parents p JOIN up ON p.role = up.name)
@@ -529,6 +543,28 @@ struct PolicyBody {
     description: String,
 }
 
+/// When the policy names one existing table, its condition must use that
+/// table's columns (a typo would otherwise deny every row, silently).
+async fn check_condition_columns(
+    client: &impl GenericClient,
+    body: &PolicyBody,
+) -> Result<(), HttpError> {
+    let (Some(condition), Some(columns)) = (&body.condition, catalog(client, &body.object).await?)
+    else {
+        return Ok(());
+    };
+    let parsed = grammar::parse_condition(condition)
+        .map_err(|e| invalid(format!("condition: {}", e.message)))?;
+    let nobody = sql::Caller {
+        uid: None,
+        role: "anon",
+        claims: &Value::Null,
+    };
+    sql::to_sql(&parsed, &columns, &nobody, &mut Vec::new())
+        .map(|_| ())
+        .map_err(|e| invalid(format!("condition: {}", e.message)))
+}
+
 fn validate_policy(body: &PolicyBody) -> Result<(), HttpError> {
     match policy::policy_problem(
         &body.subject,
@@ -587,6 +623,7 @@ async fn create_policy(
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     known_subject(&transaction, &body.subject).await?;
+    check_condition_columns(&transaction, &body).await?;
     let row = transaction
         .query_one(
             "INSERT INTO basalt.policies (subject, object, action, condition, columns, description)
@@ -635,6 +672,7 @@ async fn update_policy(
         .get(0);
     not_declared(&source, &format!("policy {id}"))?;
     known_subject(&transaction, &body.subject).await?;
+    check_condition_columns(&transaction, &body).await?;
     let row = transaction
         .query_one(
             "UPDATE basalt.policies SET subject = $2, object = $3, action = $4, condition = $5, columns = $6, description = $7
@@ -699,6 +737,8 @@ struct ExplainBody {
     object: String,
     action: String,
     row: Option<Value>,
+    /// The columns a request would use: only policies granting all of them count.
+    columns: Option<Vec<String>>,
 }
 
 /// Columns of a table from the catalog, for rendering a condition's SQL.
@@ -771,18 +811,29 @@ async fn explain(
             (subject, json!({"role": body.subject}))
         }
     };
-    let decision = state.authz.authorize(&subject, &body.object, &body.action);
+    let decision = match &body.columns {
+        Some(columns) => {
+            state
+                .authz
+                .authorize_columns(&subject, &body.object, &body.action, columns)
+        }
+        None => state.authz.authorize(&subject, &body.object, &body.action),
+    };
     let uid = subject.user_id.map(|id| id.to_string());
     let variables = sql::Caller {
         uid: uid.as_deref(),
         role: &subject.role,
         claims: &claims,
     };
-    let conditions: Vec<&str> = decision
-        .policies
-        .iter()
-        .filter_map(|p| p.condition.as_deref())
-        .collect();
+    // The row condition that applies: none when some policy allows every row.
+    let conditions: Vec<&str> = match decision.condition {
+        Some(_) => decision
+            .policies
+            .iter()
+            .filter_map(|p| p.condition.as_deref())
+            .collect(),
+        None => Vec::new(),
+    };
     let sql = match (&decision.condition, catalog(&client, &body.object).await?) {
         (Some(condition), Some(columns)) => {
             let mut params = Vec::new();

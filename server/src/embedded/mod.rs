@@ -117,6 +117,10 @@ fn connection_config(socket_dir: &Path, password: &str) -> tokio_postgres::Confi
         .password(password)
         .dbname("postgres")
         .application_name("basalt")
+        // The superuser is named basalt, like Basalt's own schema: without
+        // this, "$user" in the default search_path would put the app's
+        // unqualified tables into that schema instead of public.
+        .options("-c search_path=public")
         .ssl_mode(tokio_postgres::config::SslMode::Disable)
         .connect_timeout(Duration::from_secs(5));
     config

@@ -82,6 +82,38 @@ pub fn variables(expr: &Expr) -> Vec<Vec<String>> {
     }
 }
 
+/// Refuses literals that look like a misspelled variable (`{user.id}`): in a
+/// policy they would silently compare with that text.
+pub fn check_literals(expr: &Expr) -> Result<(), FilterError> {
+    fn suspicious(term: &Term) -> Option<&str> {
+        let Term::Literal(text) = term else {
+            return None;
+        };
+        let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+        let looks_like = !inner.is_empty()
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        looks_like.then_some(text.as_str())
+    }
+    let found = match expr {
+        Expr::Filter(filter) => match &filter.operand {
+            Operand::Scalar(term) | Operand::Search { query: term, .. } => {
+                suspicious(term).map(str::to_owned)
+            }
+            Operand::List(items) => items.iter().find_map(|t| suspicious(t).map(str::to_owned)),
+            Operand::Is(_) => None,
+        },
+        Expr::Not(inner) => return check_literals(inner),
+        Expr::And(items) | Expr::Or(items) => return items.iter().try_for_each(check_literals),
+    };
+    match found {
+        Some(text) => Err(FilterError::new(format!("`{text}` is not a variable"))
+            .with_hint("use {auth.uid}, {auth.role} or {auth.claims.<name>}")),
+        None => Ok(()),
+    }
+}
+
 /// Refuses variables that no caller could fill (checked when a policy is saved).
 pub fn check_variables(expr: &Expr) -> Result<(), FilterError> {
     let nobody = Caller {
