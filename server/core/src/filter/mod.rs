@@ -176,4 +176,6 @@ impl std::fmt::Display for FilterError {
 impl std::error::Error for FilterError {}
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
