@@ -52,6 +52,14 @@ enum ConfigAction {
 }
 
 fn main() -> ExitCode {
+    // Password hashes take `auth.argon2_memory_kib` (19 MiB by default) each.
+    // glibc would soon serve such blocks from its per-thread heaps and keep
+    // them after use; with a fixed mmap threshold they go back to the system
+    // when a hash is done, so memory after a burst of sign-ins falls again.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
     let cli = Cli::parse();
     let mut flags = Vec::new();
     if let Some(http) = &cli.http {
