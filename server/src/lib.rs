@@ -10,6 +10,7 @@ pub mod http;
 pub mod jobs;
 pub mod mail;
 pub mod ops;
+pub mod rest;
 pub mod secrets;
 pub mod serve;
 pub mod settings;

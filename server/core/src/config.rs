@@ -53,6 +53,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub smtp: SmtpConfig,
     pub authz: AuthzConfig,
+    pub rest: RestConfig,
     pub templates: TemplatesConfig,
     pub jobs: JobsConfig,
     pub server: ServerConfig,
@@ -151,6 +152,24 @@ pub struct SmtpConfig {
     /// `starttls`, `tls` (implicit) or `none`.
     pub tls: String,
     pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestConfig {
+    /// The schema whose tables `/rest/v1/<table>` serves.
+    pub schema: String,
+    /// The most rows one read returns (`limit` is capped by it).
+    pub max_rows: u64,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            schema: "public".into(),
+            max_rows: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,6 +336,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             smtp: SmtpConfig::default(),
             authz: AuthzConfig::default(),
+            rest: RestConfig::default(),
             templates: TemplatesConfig::default(),
             jobs: JobsConfig::default(),
             server: ServerConfig::default(),
@@ -877,6 +897,14 @@ impl Config {
                 "smtp.sender",
                 format!("`{}` is not an email address", smtp.sender),
                 "use an address such as `Acme <no-reply@acme.test>`",
+            ));
+        }
+        range(&fail, "rest.max_rows", self.rest.max_rows, 1, 1_000_000)?;
+        if self.rest.schema.is_empty() || self.rest.schema.contains(['"', '\0']) {
+            return Err(fail(
+                "rest.schema",
+                format!("`{}` is not a schema name", self.rest.schema),
+                "use a schema such as public",
             ));
         }
         range(

@@ -10,3 +10,4 @@ pub mod filter;
 pub mod forwarded;
 pub mod policy;
 pub mod rate;
+pub mod rest;

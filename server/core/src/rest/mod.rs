@@ -1,0 +1,9 @@
+//! The data API's reads, as pure stages: the query string → [`ReadQuery`]
+//! (`query.rs`) → SQL text with bound parameters (`plan.rs`), given the
+//! table from the schema cache and the policy engine's row condition.
+
+mod plan;
+mod query;
+
+pub use plan::{read_sql, Table};
+pub use query::{parse_read, Nulls, Order, ReadQuery, Select};
