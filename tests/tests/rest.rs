@@ -265,3 +265,101 @@ async fn reads_obey_policies_and_row_level_security() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn counts_ranges_and_single_rows_respect_the_conditions() {
+    let basalt = Basalt::start().await;
+    let keys = basalt.keys();
+    let (_, user) = call(
+        &basalt,
+        &keys.service_role,
+        None,
+        Method::POST,
+        "/auth/v1/admin/users",
+        Some(json!({"email": "c@example.com", "password": "password one", "email_confirm": true})),
+    )
+    .await;
+    let me = user["id"].as_str().unwrap().to_owned();
+    let (_, session) = call(
+        &basalt,
+        &keys.anon,
+        None,
+        Method::POST,
+        "/auth/v1/token?grant_type=password",
+        Some(json!({"email": "c@example.com", "password": "password one"})),
+    )
+    .await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let setup = format!(
+        "create table items (id int primary key, owner uuid, title text);
+         insert into items select i, case when i <= 3 then '{me}'::uuid else gen_random_uuid() end, 'item ' || i from generate_series(1, 10) i;
+         grant select on items to authenticated;"
+    );
+    assert_eq!(basalt.admin_sql(&setup).await.status(), 200);
+    let (status, _) = call(&basalt, &keys.service_role, None, Method::POST, "/admin/v1/policies",
+        Some(json!({"subject": "authenticated", "object": "table:public.items", "action": "select", "condition": "owner=eq.{auth.uid}"}))).await;
+    assert_eq!(status, 201);
+
+    let get = |path: String, headers: Vec<(&'static str, &'static str)>| {
+        let mut request = basalt
+            .http
+            .get(basalt.url(&path))
+            .header("apikey", &keys.anon)
+            .bearer_auth(&token);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    // The count sees only the caller's rows, whatever the page.
+    let response = get(
+        "/rest/v1/items?order=id&limit=2".into(),
+        vec![("prefer", "count=exact")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.headers()["content-range"], "0-1/3");
+    assert_eq!(
+        response
+            .json::<Value>()
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let response = get("/rest/v1/items?order=id&offset=2".into(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-range"], "2-2/*");
+    let response = get(
+        "/rest/v1/items?id=gt.100".into(),
+        vec![("prefer", "count=exact")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.headers()["content-range"], "*/0");
+
+    let object = vec![("accept", "application/vnd.pgrst.object+json")];
+    let response = get("/rest/v1/items?id=eq.2".into(), object.clone())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["title"], "item 2");
+    // Another user's row by id: not found, never forbidden.
+    let response = get("/rest/v1/items?id=eq.7".into(), object.clone())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "row_not_found"
+    );
+    let response = get("/rest/v1/items".into(), object).await.unwrap();
+    assert_eq!(response.status(), 406);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "not_single_row"
+    );
+}

@@ -15,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::{Caller as Variables, Param};
 use basalt_core::filter::FilterError;
-use basalt_core::rest::{parse_read, read_sql, Select, Table};
+use basalt_core::rest::{count_sql, parse_read, read_sql, Select, Table};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
@@ -96,6 +96,45 @@ fn query_failed(error: tokio_postgres::Error, role: &str, table: &Table) -> Http
     }
 }
 
+type Values = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Parameters as the driver takes them: text, or arrays of text.
+fn boxed(params: Vec<Param>) -> Values {
+    params
+        .into_iter()
+        .map(|param| -> Box<dyn ToSql + Sync + Send> {
+            match param {
+                Param::Text(text) => Box::new(text),
+                Param::TextArray(items) => Box::new(items),
+            }
+        })
+        .collect()
+}
+
+fn references(values: &Values) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+fn wants_exact_count(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|preference| preference.trim() == "count=exact")
+}
+
+fn wants_object(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/vnd.pgrst.object+json"))
+}
+
 async fn read(
     caller: Caller,
     state: Data<AppState>,
@@ -159,19 +198,7 @@ async fn read(
         state.config.rest.max_rows,
     )
     .map_err(invalid_query)?;
-    let values: Vec<Box<dyn ToSql + Sync + Send>> = params
-        .into_iter()
-        .map(|param| -> Box<dyn ToSql + Sync + Send> {
-            match param {
-                Param::Text(text) => Box::new(text),
-                Param::TextArray(items) => Box::new(items),
-            }
-        })
-        .collect();
-    let references: Vec<&(dyn ToSql + Sync)> = values
-        .iter()
-        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+    let values = boxed(params);
 
     let role = rls::database_role(&state.config.authz, caller.user.is_some()).to_owned();
     let mut cancel = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
@@ -186,14 +213,52 @@ async fn read(
             .await
             .map_err(db::failed)?;
     }
-    let body: String = transaction
-        .query_one(&sql, &references)
+    let row = transaction
+        .query_one(&sql, &references(&values))
         .await
-        .map_err(|e| query_failed(e, &role, &table))?
-        .get(0);
+        .map_err(|e| query_failed(e, &role, &table))?;
+    let (body, returned): (String, i64) = (row.get(0), row.get(1));
+    let total = if wants_exact_count(&request) {
+        let (sql, params) = count_sql(&table, &query, decision.condition.as_ref(), &variables)
+            .map_err(invalid_query)?;
+        let values = boxed(params);
+        let count: i64 = transaction
+            .query_one(&sql, &references(&values))
+            .await
+            .map_err(|e| query_failed(e, &role, &table))?
+            .get(0);
+        Some(count)
+    } else {
+        None
+    };
     transaction.rollback().await.map_err(db::failed)?;
     cancel.disarm();
+
+    let offset = query.offset.unwrap_or(0) as i64;
+    let range = match (returned, total) {
+        (0, Some(total)) => format!("*/{total}"),
+        (0, None) => "*/*".to_owned(),
+        (n, Some(total)) => format!("{offset}-{}/{total}", offset + n - 1),
+        (n, None) => format!("{offset}-{}/*", offset + n - 1),
+    };
+    if wants_object(&request) {
+        return match returned {
+            1 => {
+                let rows: serde_json::Value = serde_json::from_str(&body)
+                    .map_err(|_| HttpError::new(ErrorCode::InternalError))?;
+                Ok(HttpResponse::Ok()
+                    .content_type("application/vnd.pgrst.object+json")
+                    .insert_header(("content-range", range))
+                    .json(&rows[0]))
+            }
+            0 => Err(ErrorCode::RowNotFound.into()),
+            n => Err(ApiError::new(ErrorCode::NotSingleRow)
+                .with_details(format!("{n} rows match"))
+                .into()),
+        };
+    }
     Ok(HttpResponse::Ok()
         .content_type("application/json")
+        .insert_header(("content-range", range))
         .body(body))
 }

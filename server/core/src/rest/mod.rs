@@ -5,5 +5,5 @@
 mod plan;
 mod query;
 
-pub use plan::{read_sql, Table};
+pub use plan::{count_sql, read_sql, Table};
 pub use query::{parse_read, Nulls, Order, ReadQuery, Select};

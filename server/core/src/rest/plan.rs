@@ -50,6 +50,45 @@ impl Columns for Table {
     }
 }
 
+/// ` WHERE filters AND condition` (empty when there is neither).
+fn where_clause(
+    table: &Table,
+    query: &ReadQuery,
+    condition: Option<&Expr>,
+    caller: &Caller,
+    params: &mut Vec<Param>,
+) -> Result<String, FilterError> {
+    let mut conditions = Vec::new();
+    for filter in &query.filters {
+        conditions.push(format!("({})", to_sql(filter, table, caller, params)?));
+    }
+    if let Some(condition) = condition {
+        conditions.push(format!("({})", to_sql(condition, table, caller, params)?));
+    }
+    Ok(if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    })
+}
+
+/// `SELECT count(*)` of the rows a read could return before `limit`/`offset`:
+/// the same filters and row condition, so a count never includes rows the
+/// caller may not see.
+pub fn count_sql(
+    table: &Table,
+    query: &ReadQuery,
+    condition: Option<&Expr>,
+    caller: &Caller,
+) -> Result<(String, Vec<Param>), FilterError> {
+    let mut params = Vec::new();
+    let filter = where_clause(table, query, condition, caller, &mut params)?;
+    Ok((
+        format!("SELECT count(*) FROM {}{filter}", table.qualified()),
+        params,
+    ))
+}
+
 /// `SELECT … FROM table WHERE filters AND condition ORDER BY … LIMIT … OFFSET …`,
 /// wrapped to return one JSON array. `limit` is capped by `max_rows`.
 pub fn read_sql(
@@ -71,20 +110,8 @@ pub fn read_sql(
             .map(|name| table.resolve(name).map(|column| column.sql))
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let mut conditions = Vec::new();
-    for filter in &query.filters {
-        conditions.push(format!("({})", to_sql(filter, table, caller, &mut params)?));
-    }
-    if let Some(condition) = condition {
-        conditions.push(format!(
-            "({})",
-            to_sql(condition, table, caller, &mut params)?
-        ));
-    }
     let mut sql = format!("SELECT {} FROM {}", columns.join(", "), table.qualified());
-    if !conditions.is_empty() {
-        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
-    }
+    sql.push_str(&where_clause(table, query, condition, caller, &mut params)?);
     if !query.order.is_empty() {
         let terms = query
             .order
@@ -111,7 +138,7 @@ pub fn read_sql(
         sql.push_str(&format!(" OFFSET ${}::text::bigint", params.len()));
     }
     Ok((
-        format!("SELECT coalesce(json_agg(t), '[]'::json)::text FROM ({sql}) t"),
+        format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({sql}) t"),
         params,
     ))
 }
@@ -154,13 +181,13 @@ mod tests {
             (
                 "",
                 None,
-                "SELECT coalesce(json_agg(t), '[]'::json)::text FROM (SELECT \"id\", \"owner\", \"title\" FROM \"public\".\"we\"\"ird\" LIMIT $1::text::bigint) t",
+                "SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT \"id\", \"owner\", \"title\" FROM \"public\".\"we\"\"ird\" LIMIT $1::text::bigint) t",
                 vec![Param::Text(Some("100".into()))],
             ),
             (
                 "select=id,title&title=ilike.*a*&order=id.desc.nullslast&limit=5&offset=10",
                 Some(&condition),
-                "SELECT coalesce(json_agg(t), '[]'::json)::text FROM (SELECT \"id\", \"title\" FROM \"public\".\"we\"\"ird\" WHERE (\"title\"::text ILIKE $1::text) AND (\"owner\" = $2::text::uuid) ORDER BY \"id\" DESC NULLS LAST LIMIT $3::text::bigint OFFSET $4::text::bigint) t",
+                "SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT \"id\", \"title\" FROM \"public\".\"we\"\"ird\" WHERE (\"title\"::text ILIKE $1::text) AND (\"owner\" = $2::text::uuid) ORDER BY \"id\" DESC NULLS LAST LIMIT $3::text::bigint OFFSET $4::text::bigint) t",
                 vec![Param::Text(Some("%a%".into())), Param::Text(Some("u1".into())), Param::Text(Some("5".into())), Param::Text(Some("10".into()))],
             ),
         ];
@@ -172,6 +199,14 @@ mod tests {
                 "{query}"
             );
         }
+        let read = parse_read(&pairs("title=eq.x")).unwrap();
+        assert_eq!(
+            count_sql(&table(), &read, Some(&condition), &caller).unwrap(),
+            (
+                "SELECT count(*) FROM \"public\".\"we\"\"ird\" WHERE (\"title\" = $1::text::text) AND (\"owner\" = $2::text::uuid)".to_owned(),
+                vec![Param::Text(Some("x".into())), Param::Text(Some("u1".into()))]
+            )
+        );
         let read = parse_read(&pairs("limit=100000")).unwrap();
         assert!(
             read_sql(&table(), &read, None, &caller, 100)
