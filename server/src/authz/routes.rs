@@ -148,6 +148,12 @@ async fn commit_change(
     Ok(())
 }
 
+/// A policy as JSON, built by PostgreSQL from `basalt.policies`.
+const POLICY_JSON: &str =
+    "jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
+    'condition', condition, 'columns', columns, 'description', description, 'source', source,
+    'created_at', created_at)";
+
 fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
     match error.as_db_error().map(|e| e.code().code()) {
         Some("23505") => ApiError::new(ErrorCode::AlreadyExists)
@@ -497,10 +503,7 @@ async fn list_policies(caller: Caller, state: Data<AppState>) -> Result<HttpResp
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let rows = client
         .query(
-            "SELECT jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
-                    'condition', condition, 'columns', columns, 'description', description, 'source', source,
-                    'created_at', created_at)
-             FROM basalt.policies ORDER BY created_at, id",
+            &format!("SELECT {POLICY_JSON} FROM basalt.policies ORDER BY created_at, id"),
             &[],
         )
         .await
@@ -519,10 +522,7 @@ async fn get_policy(
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let row = client
         .query_opt(
-            "SELECT jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
-                    'condition', condition, 'columns', columns, 'description', description, 'source', source,
-                    'created_at', created_at)
-             FROM basalt.policies WHERE id = $1",
+            &format!("SELECT {POLICY_JSON} FROM basalt.policies WHERE id = $1"),
             &[&id],
         )
         .await
@@ -626,11 +626,10 @@ async fn create_policy(
     check_condition_columns(&transaction, &body).await?;
     let row = transaction
         .query_one(
-            "INSERT INTO basalt.policies (subject, object, action, condition, columns, description)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
-                    'condition', condition, 'columns', columns, 'description', description, 'source', source,
-                    'created_at', created_at)",
+            &format!(
+                "INSERT INTO basalt.policies (subject, object, action, condition, columns, description)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {POLICY_JSON}"
+            ),
             &[&body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
         )
         .await
@@ -675,11 +674,11 @@ async fn update_policy(
     check_condition_columns(&transaction, &body).await?;
     let row = transaction
         .query_one(
-            "UPDATE basalt.policies SET subject = $2, object = $3, action = $4, condition = $5, columns = $6, description = $7
-             WHERE id = $1
-             RETURNING jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
-                    'condition', condition, 'columns', columns, 'description', description, 'source', source,
-                    'created_at', created_at)",
+            &format!(
+                "UPDATE basalt.policies SET subject = $2, object = $3, action = $4, condition = $5, columns = $6,
+                        description = $7
+                 WHERE id = $1 RETURNING {POLICY_JSON}"
+            ),
             &[&id, &body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
         )
         .await
