@@ -204,7 +204,7 @@ async fn reads_obey_policies_and_row_level_security() {
         body["hint"]
             .as_str()
             .unwrap()
-            .contains("GRANT SELECT ON \"public\".\"private_notes\" TO authenticated"),
+            .contains("ON \"public\".\"private_notes\" TO authenticated"),
         "{body}"
     );
 
@@ -334,5 +334,253 @@ async fn counts_ranges_and_single_rows_respect_the_conditions() {
     assert_eq!(
         response.json::<Value>().await.unwrap()["code"],
         "not_single_row"
+    );
+}
+
+/// Writes: the condition is checked on every new or updated row (the whole
+/// statement rolls back otherwise), only granted columns may be written,
+/// updates and deletes reach only the caller's rows, and need a filter.
+#[tokio::test]
+async fn writes_obey_conditions_and_column_lists() {
+    let basalt = Basalt::start().await;
+    let keys = basalt.keys();
+    let service = keys.service_role.as_str();
+    let anon = keys.anon.as_str();
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for name in ["alice", "bob"] {
+        let (_, user) = call(&basalt, service, None, Method::POST, "/auth/v1/admin/users", Some(json!({"email": format!("{name}@example.com"), "password": "password one", "email_confirm": true}))).await;
+        ids.push(user["id"].as_str().unwrap().to_owned());
+        let (_, session) = call(
+            &basalt,
+            anon,
+            None,
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            Some(json!({"email": format!("{name}@example.com"), "password": "password one"})),
+        )
+        .await;
+        tokens.push(session["access_token"].as_str().unwrap().to_owned());
+    }
+    let (alice, bob) = (ids[0].clone(), ids[1].clone());
+    let (alice_token, bob_token) = (tokens[0].as_str(), tokens[1].as_str());
+    let setup = "create table notes (id serial primary key, owner uuid, title text unique, secret text default 'x', published boolean default false);
+                 grant select, insert, update, delete on notes to authenticated;
+                 grant usage on sequence notes_id_seq to authenticated;";
+    assert_eq!(basalt.admin_sql(setup).await.status(), 200);
+    for policy in [
+        json!({"subject": "authenticated", "object": "table:public.notes", "action": "insert", "condition": "owner=eq.{auth.uid}", "columns": ["owner", "title", "published"]}),
+        json!({"subject": "authenticated", "object": "table:public.notes", "action": "select", "condition": "owner=eq.{auth.uid}"}),
+        json!({"subject": "authenticated", "object": "table:public.notes", "action": "update", "condition": "owner=eq.{auth.uid}", "columns": ["title", "published"]}),
+        json!({"subject": "authenticated", "object": "table:public.notes", "action": "delete", "condition": "owner=eq.{auth.uid}"}),
+    ] {
+        let (status, body) = call(
+            &basalt,
+            service,
+            None,
+            Method::POST,
+            "/admin/v1/policies",
+            Some(policy),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let write = |token: &str, method: Method, path: &str, body: Option<Value>, represent: bool| {
+        let mut request = basalt
+            .http
+            .request(method, basalt.url(path))
+            .header("apikey", anon)
+            .bearer_auth(token);
+        if represent {
+            request = request.header("prefer", "return=representation");
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let count = || async {
+        basalt
+            .admin_sql("select count(*) from notes")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["results"][0]["rows"][0][0]
+            .clone()
+    };
+
+    let (status, rows) = write(
+        alice_token,
+        Method::POST,
+        "/rest/v1/notes",
+        Some(json!({"owner": alice, "title": "a1"})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 201, "{rows}");
+    assert_eq!(
+        (rows[0]["title"].as_str(), rows[0]["secret"].as_str()),
+        (Some("a1"), Some("x")),
+        "defaults apply"
+    );
+    let (status, body) = write(
+        alice_token,
+        Method::POST,
+        "/rest/v1/notes",
+        Some(json!([{"owner": alice, "title": "a2"}, {"owner": alice, "title": "a3"}])),
+        false,
+    )
+    .await;
+    assert_eq!((status, body), (201, Value::Null), "bulk, minimal return");
+    assert_eq!(count().await, "3");
+
+    // A row for someone else: refused, and the whole statement rolls back.
+    let (status, body) = write(
+        alice_token,
+        Method::POST,
+        "/rest/v1/notes",
+        Some(json!([{"owner": alice, "title": "a4"}, {"owner": bob, "title": "a5"}])),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("row_violates_policy")),
+        "{body}"
+    );
+    assert_eq!(count().await, "3", "nothing half-written");
+    // A column no policy lets her write: no mass assignment.
+    let (status, body) = write(
+        alice_token,
+        Method::POST,
+        "/rest/v1/notes",
+        Some(json!({"owner": alice, "title": "a6", "secret": "s"})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    assert!(
+        body["hint"]
+            .as_str()
+            .unwrap()
+            .contains("owner, published, title"),
+        "{body}"
+    );
+    // The database's own constraints answer 409.
+    let (status, body) = write(
+        alice_token,
+        Method::POST,
+        "/rest/v1/notes",
+        Some(json!({"owner": alice, "title": "a1"})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("constraint_violation")),
+        "{body}"
+    );
+    let (status, body) = write(
+        anon,
+        Method::POST,
+        "/rest/v1/notes",
+        Some(json!({"title": "anon"})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("login_required")),
+        "{body}"
+    );
+
+    // Updates: a filter is required; only her rows change; ownership cannot be handed over.
+    let (status, body) = write(
+        alice_token,
+        Method::PATCH,
+        "/rest/v1/notes",
+        Some(json!({"title": "all"})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("filter_required"))
+    );
+    let (status, rows) = write(
+        bob_token,
+        Method::PATCH,
+        "/rest/v1/notes?title=eq.a1",
+        Some(json!({"title": "taken by bob"})),
+        true,
+    )
+    .await;
+    assert_eq!(
+        (status, rows),
+        (200, json!([])),
+        "bob reaches none of alice's rows"
+    );
+    let (status, rows) = write(
+        alice_token,
+        Method::PATCH,
+        "/rest/v1/notes?title=eq.a1",
+        Some(json!({"title": "a1 edited", "published": true})),
+        true,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (rows[0]["title"].as_str(), rows[0]["published"].as_bool()),
+        (Some("a1 edited"), Some(true))
+    );
+    let (status, body) = write(
+        alice_token,
+        Method::PATCH,
+        "/rest/v1/notes?title=eq.a2",
+        Some(json!({"owner": bob})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+
+    // Deletes reach only the caller's rows.
+    let (status, rows) = write(
+        bob_token,
+        Method::DELETE,
+        "/rest/v1/notes?title=like.a*",
+        None,
+        true,
+    )
+    .await;
+    assert_eq!((status, rows), (200, json!([])));
+    let (status, body) = write(
+        alice_token,
+        Method::DELETE,
+        "/rest/v1/notes?title=eq.a3",
+        None,
+        false,
+    )
+    .await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_eq!(count().await, "2");
+    let (status, body) = write(alice_token, Method::DELETE, "/rest/v1/notes", None, false).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("filter_required"))
     );
 }

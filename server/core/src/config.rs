@@ -161,6 +161,8 @@ pub struct RestConfig {
     pub schema: String,
     /// The most rows one read returns (`limit` is capped by it).
     pub max_rows: u64,
+    /// Whether `PATCH` and `DELETE` without any filter are allowed.
+    pub allow_unfiltered_writes: bool,
 }
 
 impl Default for RestConfig {
@@ -168,6 +170,7 @@ impl Default for RestConfig {
         RestConfig {
             schema: "public".into(),
             max_rows: 1000,
+            allow_unfiltered_writes: false,
         }
     }
 }

@@ -1,10 +1,13 @@
-//! The data API under `/rest/v1/`. For now, reads: `GET /rest/v1/<table>` with
-//! `select`, filters, `order`, `limit` and `offset`. Every read is decided by
-//! the policy engine (row condition compiled into the SQL, column lists
-//! enforced) and runs in a read-only transaction as the caller's database
-//! role with their JWT claims, so PostgreSQL's row-level security applies too.
+//! The data API under `/rest/v1/`: reads (`GET` with `select`, filters,
+//! `order`, `limit`, `offset`, counts, single rows) and writes (`POST`,
+//! `PATCH`, `DELETE`). Every request is decided by the policy engine with the
+//! columns it touches; the row condition is compiled into the SQL, checked on
+//! every written row (a write that leaves a row the caller could not read back
+//! is rolled back), and the statement runs in a transaction as the caller's
+//! database role with their JWT claims, so row-level security applies too.
 
 use crate::auth::Caller;
+use crate::authz::engine::Decision;
 use crate::authz::routes::subject_of;
 use crate::db::{self, rls, CancelOnDrop};
 use crate::http::error::HttpError;
@@ -15,12 +18,21 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::{Caller as Variables, Param};
 use basalt_core::filter::FilterError;
-use basalt_core::rest::{count_sql, parse_read, read_sql, Select, Table};
+use basalt_core::rest::{
+    body_columns, count_sql, delete_sql, insert_sql, parse_read, read_sql, update_sql, ReadQuery,
+    Select, Table,
+};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(resource("/rest/v1/{table}").route(web::get().to(read)));
+    config.service(
+        resource("/rest/v1/{table}")
+            .route(web::get().to(read))
+            .route(web::post().to(insert))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
 }
 
 fn invalid_query(error: FilterError) -> HttpError {
@@ -78,19 +90,34 @@ async fn load_table(
 
 /// Errors PostgreSQL raises for the caller's input or privileges.
 fn query_failed(error: tokio_postgres::Error, role: &str, table: &Table) -> HttpError {
-    match error.as_db_error() {
-        Some(db) if db.code().code() == "42501" => ApiError::new(ErrorCode::Forbidden)
+    let Some(db) = error.as_db_error() else {
+        return db::failed(error);
+    };
+    let code = db.code().code();
+    let message = db.message().to_owned();
+    match code {
+        // PostgreSQL's own row-level security refused a written row.
+        "42501" if message.contains("row-level security") => {
+            ApiError::new(ErrorCode::RowViolatesPolicy)
+                .with_details(message)
+                .into()
+        }
+        "42501" => ApiError::new(ErrorCode::Forbidden)
             .with_details(format!(
-                "the database role {role} may not read {}.{}: {}",
-                table.schema,
-                table.name,
-                db.message()
+                "the database role {role} lacks a privilege on {}.{}: {message}",
+                table.schema, table.name
             ))
-            .with_hint(format!("GRANT SELECT ON {} TO {role};", table.qualified()))
+            .with_hint(format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {role}; (the ones it needs)",
+                table.qualified()
+            ))
             .into(),
-        Some(db) if db.code().code().starts_with("22") => ApiError::new(ErrorCode::InvalidQuery)
-            .with_details(db.message().to_owned())
-            .with_hint("A filter value does not fit its column's type.")
+        _ if code.starts_with("23") => ApiError::new(ErrorCode::ConstraintViolation)
+            .with_details(message)
+            .into(),
+        _ if code.starts_with("22") => ApiError::new(ErrorCode::InvalidQuery)
+            .with_details(message)
+            .with_hint("A value does not fit its column's type.")
             .into(),
         _ => db::failed(error),
     }
@@ -135,76 +162,98 @@ fn wants_object(request: &HttpRequest) -> bool {
         .is_some_and(|v| v.contains("application/vnd.pgrst.object+json"))
 }
 
-async fn read(
-    caller: Caller,
-    state: Data<AppState>,
-    request: HttpRequest,
-    path: Path<String>,
-) -> Result<HttpResponse, HttpError> {
+/// What every data request starts from: its filters, the table, the caller's
+/// variables for policy conditions.
+struct Target {
+    query: ReadQuery,
+    table: Table,
+    object: String,
+}
+
+async fn target(
+    state: &AppState,
+    client: &impl GenericClient,
+    request: &HttpRequest,
+    name: &str,
+) -> Result<Target, HttpError> {
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(request.query_string().as_bytes())
             .into_owned()
             .collect();
     let query = parse_read(&pairs).map_err(invalid_query)?;
     let schema = &state.config.rest.schema;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let table = load_table(&client, schema, &path).await?;
-
-    // The columns this read touches: what it selects (all for `*`), filters and orders by.
-    let mut columns = query.named_columns();
-    if query.select == Select::All {
-        columns.extend(table.column_names());
-        columns.sort();
-        columns.dedup();
-    }
+    let table = load_table(client, schema, name).await?;
     let object = format!("table:{schema}.{}", table.name);
-    let bypass = caller.role == crate::authz::engine::SERVICE_ROLE && caller.user.is_none();
-    let decision =
-        state
-            .authz
-            .authorize_columns(&subject_of(&state, &caller), &object, "select", &columns);
-    if !decision.allowed {
-        // Like PostgREST: 401 when only the anon key was sent, 403 for a user.
-        let code = if caller.user.is_none() {
-            ErrorCode::LoginRequired
-        } else {
-            ErrorCode::Forbidden
-        };
-        // Would fewer columns do? Then say which.
-        let broader = state
-            .authz
-            .authorize(&subject_of(&state, &caller), &object, "select");
-        let hint = match (&broader.allowed, &broader.columns) {
-            (true, Some(allowed)) => format!("You may read these columns: {}.", allowed.join(", ")),
-            _ => "An admin can see why with POST /admin/v1/policies/explain.".into(),
-        };
-        return Err(ApiError::new(code)
-            .with_details(decision.reason)
-            .with_hint(hint)
-            .into());
-    }
+    Ok(Target {
+        query,
+        table,
+        object,
+    })
+}
 
-    let uid = caller.user.map(|(user, _)| user.to_string());
-    let variables = Variables {
+/// The policy decision for `action` with the columns the request touches;
+/// a refusal is 401 for the anon key (like PostgREST) and 403 for a user.
+fn decide(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+    action: &str,
+    columns: &[String],
+) -> Result<Decision, HttpError> {
+    let subject = subject_of(state, caller);
+    let decision = state
+        .authz
+        .authorize_columns(&subject, &target.object, action, columns);
+    if decision.allowed {
+        return Ok(decision);
+    }
+    let code = if caller.user.is_none() {
+        ErrorCode::LoginRequired
+    } else {
+        ErrorCode::Forbidden
+    };
+    // Would fewer columns do? Then say which.
+    let broader = state.authz.authorize(&subject, &target.object, action);
+    let hint = match (broader.allowed, &broader.columns) {
+        (true, Some(allowed)) => format!("You may {action} these columns: {}.", allowed.join(", ")),
+        _ => "An admin can see why with POST /admin/v1/policies/explain.".into(),
+    };
+    Err(ApiError::new(code)
+        .with_details(decision.reason)
+        .with_hint(hint)
+        .into())
+}
+
+/// The values policy conditions read: `{auth.uid}`, `{auth.role}`, `{auth.claims.…}`.
+fn variables<'a>(caller: &'a Caller, uid: &'a Option<String>) -> Variables<'a> {
+    Variables {
         uid: uid.as_deref(),
         role: &caller.role,
         claims: &caller.claims,
-    };
-    let (sql, params) = read_sql(
-        &table,
-        &query,
-        decision.condition.as_ref(),
-        &variables,
-        state.config.rest.max_rows,
-    )
-    .map_err(invalid_query)?;
-    let values = boxed(params);
+    }
+}
 
+fn uid_of(caller: &Caller) -> Option<String> {
+    caller.user.map(|(user, _)| user.to_string())
+}
+
+/// Runs statements in one transaction as the caller (read-only for reads);
+/// returns each statement's first row. Commits only when `commit` says so.
+async fn in_transaction(
+    state: &AppState,
+    client: &mut deadpool_postgres::Object,
+    caller: &Caller,
+    table: &Table,
+    read_only: bool,
+    statements: Vec<(String, Vec<Param>)>,
+    commit: impl FnOnce(&[tokio_postgres::Row]) -> Result<(), HttpError>,
+) -> Result<Vec<tokio_postgres::Row>, HttpError> {
+    let bypass = caller.role == crate::authz::engine::SERVICE_ROLE && caller.user.is_none();
     let role = rls::database_role(&state.config.authz, caller.user.is_some()).to_owned();
     let mut cancel = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
     let transaction = client
         .build_transaction()
-        .read_only(true)
+        .read_only(read_only)
         .start()
         .await
         .map_err(db::failed)?;
@@ -213,28 +262,74 @@ async fn read(
             .await
             .map_err(db::failed)?;
     }
-    let row = transaction
-        .query_one(&sql, &references(&values))
-        .await
-        .map_err(|e| query_failed(e, &role, &table))?;
-    let (body, returned): (String, i64) = (row.get(0), row.get(1));
-    let total = if wants_exact_count(&request) {
-        let (sql, params) = count_sql(&table, &query, decision.condition.as_ref(), &variables)
-            .map_err(invalid_query)?;
+    let mut rows = Vec::new();
+    for (sql, params) in statements {
         let values = boxed(params);
-        let count: i64 = transaction
-            .query_one(&sql, &references(&values))
-            .await
-            .map_err(|e| query_failed(e, &role, &table))?
-            .get(0);
-        Some(count)
+        rows.push(
+            transaction
+                .query_one(&sql, &references(&values))
+                .await
+                .map_err(|e| query_failed(e, &role, table))?,
+        );
+    }
+    let verdict = commit(&rows);
+    if verdict.is_ok() && !read_only {
+        transaction.commit().await.map_err(db::failed)?;
     } else {
-        None
-    };
-    transaction.rollback().await.map_err(db::failed)?;
+        transaction.rollback().await.map_err(db::failed)?;
+    }
     cancel.disarm();
+    verdict.map(|()| rows)
+}
 
-    let offset = query.offset.unwrap_or(0) as i64;
+async fn read(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let target = target(&state, &client, &request, &path).await?;
+    // The columns this read touches: what it selects (all for `*`), filters and orders by.
+    let mut columns = target.query.named_columns();
+    if target.query.select == Select::All {
+        columns.extend(target.table.column_names());
+        columns.sort();
+        columns.dedup();
+    }
+    let decision = decide(&state, &caller, &target, "select", &columns)?;
+    let uid = uid_of(&caller);
+    let variables = variables(&caller, &uid);
+    let condition = decision.condition.as_ref();
+    let mut statements = vec![read_sql(
+        &target.table,
+        &target.query,
+        condition,
+        &variables,
+        state.config.rest.max_rows,
+    )
+    .map_err(invalid_query)?];
+    let counted = wants_exact_count(&request);
+    if counted {
+        statements.push(
+            count_sql(&target.table, &target.query, condition, &variables)
+                .map_err(invalid_query)?,
+        );
+    }
+    let rows = in_transaction(
+        &state,
+        &mut client,
+        &caller,
+        &target.table,
+        true,
+        statements,
+        |_| Ok(()),
+    )
+    .await?;
+    let (body, returned): (String, i64) = (rows[0].get(0), rows[0].get(1));
+    let total: Option<i64> = counted.then(|| rows[1].get(0));
+
+    let offset = target.query.offset.unwrap_or(0) as i64;
     let range = match (returned, total) {
         (0, Some(total)) => format!("*/{total}"),
         (0, None) => "*/*".to_owned(),
@@ -261,4 +356,184 @@ async fn read(
         .content_type("application/json")
         .insert_header(("content-range", range))
         .body(body))
+}
+
+fn wants_representation(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|preference| preference.trim() == "return=representation")
+}
+
+/// Refuses a write whose rows would break the policy's condition: the
+/// statement's second column counts them.
+fn no_violations(rows: &[tokio_postgres::Row]) -> Result<(), HttpError> {
+    let violating: i64 = rows[0].get(1);
+    if violating == 0 {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::RowViolatesPolicy)
+            .with_details(format!(
+                "{violating} written row(s) would not match your policy's condition"
+            ))
+            .into())
+    }
+}
+
+fn written(
+    request: &HttpRequest,
+    rows: &[tokio_postgres::Row],
+    status: actix_web::http::StatusCode,
+) -> HttpResponse {
+    if wants_representation(request) {
+        let body: String = rows[0].get(0);
+        HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body)
+    } else if status == actix_web::http::StatusCode::CREATED {
+        HttpResponse::Created().finish()
+    } else {
+        HttpResponse::NoContent().finish()
+    }
+}
+
+/// `POST /rest/v1/<table>`: one object or an array of objects, in one statement.
+async fn insert(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, HttpError> {
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let target = target(&state, &client, &request, &path).await?;
+    let columns = body_columns(&body).map_err(invalid_query)?;
+    // Only policies granting every written column count: no mass assignment.
+    let decision = decide(&state, &caller, &target, "insert", &columns)?;
+    let rows_json = match body.into_inner() {
+        object @ serde_json::Value::Object(_) => serde_json::Value::Array(vec![object]),
+        array => array,
+    }
+    .to_string();
+    let uid = uid_of(&caller);
+    let variables = variables(&caller, &uid);
+    let statement = insert_sql(
+        &target.table,
+        rows_json,
+        &columns,
+        decision.condition.as_ref(),
+        &variables,
+    )
+    .map_err(invalid_query)?;
+    let rows = in_transaction(
+        &state,
+        &mut client,
+        &caller,
+        &target.table,
+        false,
+        vec![statement],
+        no_violations,
+    )
+    .await?;
+    Ok(written(
+        &request,
+        &rows,
+        actix_web::http::StatusCode::CREATED,
+    ))
+}
+
+fn require_filter(state: &AppState, target: &Target) -> Result<(), HttpError> {
+    if target.query.filters.is_empty() && !state.config.rest.allow_unfiltered_writes {
+        Err(ErrorCode::FilterRequired.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `PATCH /rest/v1/<table>?filters`: sets the body's columns on the matching
+/// rows the caller may update; the updated rows must still match the condition.
+async fn update(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, HttpError> {
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let target = target(&state, &client, &request, &path).await?;
+    require_filter(&state, &target)?;
+    if !body.is_object() {
+        return Err(invalid_query(FilterError::new(
+            "the body of a PATCH must be one JSON object",
+        )));
+    }
+    let set = body_columns(&body).map_err(invalid_query)?;
+    let mut columns = set.clone();
+    columns.extend(target.query.named_columns());
+    columns.sort();
+    columns.dedup();
+    let decision = decide(&state, &caller, &target, "update", &columns)?;
+    let uid = uid_of(&caller);
+    let variables = variables(&caller, &uid);
+    let statement = update_sql(
+        &target.table,
+        body.to_string(),
+        &set,
+        &target.query,
+        decision.condition.as_ref(),
+        &variables,
+    )
+    .map_err(invalid_query)?;
+    let rows = in_transaction(
+        &state,
+        &mut client,
+        &caller,
+        &target.table,
+        false,
+        vec![statement],
+        no_violations,
+    )
+    .await?;
+    Ok(written(&request, &rows, actix_web::http::StatusCode::OK))
+}
+
+/// `DELETE /rest/v1/<table>?filters`: deletes the matching rows the caller may delete.
+async fn delete(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let target = target(&state, &client, &request, &path).await?;
+    require_filter(&state, &target)?;
+    let decision = decide(
+        &state,
+        &caller,
+        &target,
+        "delete",
+        &target.query.named_columns(),
+    )?;
+    let uid = uid_of(&caller);
+    let variables = variables(&caller, &uid);
+    let statement = delete_sql(
+        &target.table,
+        &target.query,
+        decision.condition.as_ref(),
+        &variables,
+    )
+    .map_err(invalid_query)?;
+    let rows = in_transaction(
+        &state,
+        &mut client,
+        &caller,
+        &target.table,
+        false,
+        vec![statement],
+        |_| Ok(()),
+    )
+    .await?;
+    Ok(written(&request, &rows, actix_web::http::StatusCode::OK))
 }

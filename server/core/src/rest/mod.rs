@@ -4,6 +4,8 @@
 
 mod plan;
 mod query;
+mod write;
 
 pub use plan::{count_sql, read_sql, Table};
 pub use query::{parse_read, Nulls, Order, ReadQuery, Select};
+pub use write::{body_columns, delete_sql, insert_sql, update_sql};

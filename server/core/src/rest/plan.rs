@@ -51,7 +51,7 @@ impl Columns for Table {
 }
 
 /// ` WHERE filters AND condition` (empty when there is neither).
-fn where_clause(
+pub(super) fn where_clause(
     table: &Table,
     query: &ReadQuery,
     condition: Option<&Expr>,
