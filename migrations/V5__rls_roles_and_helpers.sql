@@ -4,7 +4,8 @@
 -- Supabase (auth.uid(), auth.role(), auth.jwt()) keep working.
 --
 -- Roles belong to the whole cluster: several databases may migrate at once,
--- so creating one that already exists is not an error.
+-- so creating one that already exists is not an error, and membership is
+-- granted only where it is needed.
 DO $$
 BEGIN
     BEGIN
@@ -15,7 +16,11 @@ BEGIN
         CREATE ROLE authenticated NOLOGIN NOINHERIT;
     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
     END;
-    EXECUTE format('GRANT anon, authenticated TO %I', current_user);
+    -- A superuser may take any role already; granting membership is needed
+    -- (and safe: one database per login user) only for other users.
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        EXECUTE format('GRANT anon, authenticated TO %I', current_user);
+    END IF;
 END
 $$;
 

@@ -28,7 +28,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let basalt = Basalt::start().await;
     let response = basalt
         .http
-        .get(basalt.url("/rest/v1/nothing"))
+        .get(basalt.url("/storage/v1/nothing"))
         .send()
         .await
         .unwrap();
@@ -36,7 +36,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = json(response).await;
     assert_error_shape(&body, "route_not_found");
-    assert_eq!(body["details"], "GET /rest/v1/nothing");
+    assert_eq!(body["details"], "GET /storage/v1/nothing");
 
     let response = basalt
         .http

@@ -209,6 +209,8 @@ async fn reads_obey_policies_and_row_level_security() {
     );
 
     // Clear errors for bad input.
+    // A table nobody granted you: refused before it is looked up, so the
+    // answer does not tell whether it exists; the service key gets a hint.
     let (status, body) = call(
         &basalt,
         anon,
@@ -219,9 +221,41 @@ async fn reads_obey_policies_and_row_level_security() {
     )
     .await;
     assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, body) = call(&basalt, service, None, Method::GET, "/rest/v1/psots", None).await;
+    assert_eq!(
         (status, body["code"].as_str(), body["hint"].as_str()),
         (404, Some("table_not_found"), Some("Did you mean `posts`?"))
     );
+    // Operators that do not suit the column's type, and bad search syntax: 400, never 500.
+    for path in [
+        "/rest/v1/posts?title=sl.x",
+        "/rest/v1/posts?title=cs.x",
+        "/rest/v1/posts?title=fts(nonexistent).x",
+        "/rest/v1/posts?title=fts.a b",
+    ] {
+        let (status, body) = call(&basalt, anon, Some(&tokens[0]), Method::GET, path, None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{path}: {body}"
+        );
+    }
+    // A single row keeps the selected column order.
+    let response = basalt
+        .http
+        .get(basalt.url("/rest/v1/posts?select=title,id&title=eq.alice%20public"))
+        .header("apikey", anon)
+        .bearer_auth(&tokens[0])
+        .header("accept", "application/vnd.pgrst.object+json")
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("{\"title\""), "{text}");
     for path in [
         "/rest/v1/posts?titel=eq.x",
         "/rest/v1/posts?author_id=eq.not-a-uuid",
@@ -516,7 +550,8 @@ async fn writes_obey_conditions_and_column_lists() {
     .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("filter_required"))
+        (400, Some("filter_required")),
+        "{body}"
     );
     let (status, rows) = write(
         bob_token,
@@ -581,6 +616,7 @@ async fn writes_obey_conditions_and_column_lists() {
     let (status, body) = write(alice_token, Method::DELETE, "/rest/v1/notes", None, false).await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("filter_required"))
+        (400, Some("filter_required")),
+        "{body}"
     );
 }

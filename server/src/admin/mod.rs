@@ -1,7 +1,7 @@
 //! The admin API (`/admin/v1/`, service_role key only): the installation's
 //! status and a SQL endpoint for the console's SQL editor.
 
-use crate::auth::ServiceRole;
+use crate::authz::{Admin, SqlWrite, SystemRead};
 use crate::db::{self, migrate, CancelOnDrop};
 use crate::http::error::HttpError;
 use crate::http::resource;
@@ -23,7 +23,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/admin/v1/sql").route(web::post().to(sql)));
 }
 
-async fn status(_: ServiceRole, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
+async fn status(_: Admin<SystemRead>, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let row = client
         .query_one(
@@ -60,7 +60,7 @@ struct SqlRequest {
 /// SQL leaves behind (`SET`, temporary tables, an open transaction) never
 /// reaches another request.
 async fn sql(
-    _: ServiceRole,
+    _: Admin<SqlWrite>,
     state: Data<AppState>,
     body: Json<SqlRequest>,
 ) -> Result<HttpResponse, HttpError> {

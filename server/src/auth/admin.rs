@@ -2,7 +2,7 @@
 //! audit log reader (`/admin/v1/audit`).
 
 use super::users::{self, Actor, USER_JSON};
-use super::ServiceRole;
+use crate::authz::{Admin, AuditRead, UsersRead, UsersWrite};
 use crate::db;
 use crate::http::error::HttpError;
 use crate::http::resource;
@@ -36,10 +36,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/admin/v1/audit").route(web::get().to(audit_log)));
 }
 
-fn admin_actor<'a>(state: &AppState, request: &HttpRequest) -> Actor<'a> {
+fn admin_actor<'a, A: crate::authz::AdminArea>(
+    state: &AppState,
+    request: &HttpRequest,
+    admin: &'a Admin<A>,
+) -> Actor<'a> {
     Actor {
-        id: None,
-        role: super::jwt::SERVICE_ROLE,
+        id: admin.caller.user.map(|(user, _)| user),
+        role: &admin.caller.role,
         ip: request_ip(request, &state.trusted_proxies),
     }
 }
@@ -60,7 +64,7 @@ struct Page {
 
 /// Lists users, newest first: `?page=1&per_page=50` (at most 1000 per page).
 async fn list(
-    _: ServiceRole,
+    _: Admin<UsersRead>,
     state: Data<AppState>,
     query: Query<Page>,
 ) -> Result<HttpResponse, HttpError> {
@@ -159,7 +163,7 @@ fn changed_fields(body: &UserFields) -> Value {
 }
 
 async fn create(
-    _: ServiceRole,
+    admin: Admin<UsersWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     body: Json<UserFields>,
@@ -190,7 +194,7 @@ async fn create(
     users::audit(
         &transaction,
         "admin_user_created",
-        admin_actor(&state, &request),
+        admin_actor(&state, &request, &admin),
         Some(id),
         changed_fields(&body),
     )
@@ -226,7 +230,7 @@ async fn set_ban(
 }
 
 async fn get(
-    _: ServiceRole,
+    _: Admin<UsersRead>,
     state: Data<AppState>,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
@@ -239,7 +243,7 @@ async fn get(
 }
 
 async fn update(
-    _: ServiceRole,
+    admin: Admin<UsersWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
@@ -307,7 +311,7 @@ async fn update(
     users::audit(
         &transaction,
         "admin_user_updated",
-        admin_actor(&state, &request),
+        admin_actor(&state, &request, &admin),
         Some(id),
         changed_fields(&body),
     )
@@ -318,7 +322,7 @@ async fn update(
 }
 
 async fn delete(
-    _: ServiceRole,
+    admin: Admin<UsersWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
@@ -343,7 +347,7 @@ async fn delete(
     users::audit(
         &transaction,
         "admin_user_deleted",
-        admin_actor(&state, &request),
+        admin_actor(&state, &request, &admin),
         Some(id),
         json!({}),
     )
@@ -354,7 +358,7 @@ async fn delete(
 
 /// A user's sessions, newest first, with whether each is still live.
 async fn list_sessions(
-    _: ServiceRole,
+    _: Admin<UsersRead>,
     state: Data<AppState>,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
@@ -382,7 +386,7 @@ async fn list_sessions(
 
 /// Signs a user out everywhere: every session and its refresh tokens end now.
 async fn revoke_sessions(
-    _: ServiceRole,
+    admin: Admin<UsersWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
@@ -402,7 +406,7 @@ async fn revoke_sessions(
     users::audit(
         &client,
         "admin_sessions_revoked",
-        admin_actor(&state, &request),
+        admin_actor(&state, &request, &admin),
         Some(id),
         json!({"sessions": revoked}),
     )
@@ -421,7 +425,7 @@ struct AuditQuery {
 
 /// The auth audit log, newest first, paged by id.
 async fn audit_log(
-    _: ServiceRole,
+    _: Admin<AuditRead>,
     state: Data<AppState>,
     query: Query<AuditQuery>,
 ) -> Result<HttpResponse, HttpError> {

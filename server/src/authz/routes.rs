@@ -5,6 +5,7 @@
 //! audited, applied to this replica at once and announced to the others.
 
 use super::engine::Subject;
+use super::{Admin, AuthzRead, AuthzWrite};
 use crate::auth::users::{self, Actor};
 use crate::auth::Caller;
 use crate::db;
@@ -83,20 +84,6 @@ fn claim_roles(state: &AppState, app_metadata: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn require(state: &AppState, caller: &Caller, action: &str) -> Result<(), HttpError> {
-    let decision = state
-        .authz
-        .authorize(&subject_of(state, caller), "admin:authz", action);
-    if decision.allowed {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::Forbidden)
-            .with_details(format!("admin:authz {action} is not allowed"))
-            .with_hint("Use the service_role key, or a user whom a policy allows admin:authz.")
-            .into())
-    }
-}
-
 fn invalid(details: impl Into<String>) -> HttpError {
     ApiError::new(ErrorCode::ValidationFailed)
         .with_details(details)
@@ -166,8 +153,7 @@ fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
     }
 }
 
-async fn list_roles(caller: Caller, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "read")?;
+async fn list_roles(_: Admin<AuthzRead>, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let rows = client
         .query(
@@ -193,12 +179,12 @@ struct RoleBody {
 }
 
 async fn create_role(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     body: Json<RoleBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     valid_role_name(&body.name)?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
@@ -267,12 +253,12 @@ async fn link_parent(
 }
 
 async fn delete_role(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     let source: Option<String> = transaction
@@ -325,13 +311,13 @@ struct ParentBody {
 }
 
 async fn add_parent(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
     body: Json<ParentBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     link_parent(&transaction, &path, &body.parent).await?;
@@ -348,12 +334,12 @@ async fn add_parent(
 }
 
 async fn remove_parent(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let (role, parent) = path.into_inner();
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
@@ -395,11 +381,10 @@ fn user_id(text: &str) -> Result<Uuid, HttpError> {
 }
 
 async fn user_roles(
-    caller: Caller,
+    _: Admin<AuthzRead>,
     state: Data<AppState>,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "read")?;
     let id = user_id(&path)?;
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let roles: Vec<String> = client
@@ -422,13 +407,13 @@ struct AssignBody {
 }
 
 async fn assign_role(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
     body: Json<AssignBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let id = user_id(&path)?;
     if body.role == engine_service_role() {
         return Err(invalid(
@@ -464,12 +449,12 @@ fn engine_service_role() -> &'static str {
 }
 
 async fn unassign_role(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let (id, role) = path.into_inner();
     let id = user_id(&id)?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
@@ -498,8 +483,10 @@ async fn unassign_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_policies(caller: Caller, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "read")?;
+async fn list_policies(
+    _: Admin<AuthzRead>,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let rows = client
         .query(
@@ -513,11 +500,10 @@ async fn list_policies(caller: Caller, state: Data<AppState>) -> Result<HttpResp
 }
 
 async fn get_policy(
-    caller: Caller,
+    _: Admin<AuthzRead>,
     state: Data<AppState>,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "read")?;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let row = client
@@ -613,12 +599,12 @@ fn not_declared(source: &str, what: &str) -> Result<(), HttpError> {
 }
 
 async fn create_policy(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     body: Json<PolicyBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     validate_policy(&body)?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
@@ -649,13 +635,13 @@ async fn create_policy(
 
 /// Replaces a policy's fields (the id stays).
 async fn update_policy(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
     body: Json<PolicyBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     validate_policy(&body)?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
@@ -697,12 +683,12 @@ async fn update_policy(
 }
 
 async fn delete_policy(
-    caller: Caller,
+    admin: Admin<AuthzWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "write")?;
+    let caller = admin.caller;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
@@ -777,11 +763,10 @@ async fn catalog(client: &impl GenericClient, object: &str) -> Result<Option<Cat
 /// Answers who may do what, which policies decided, the row condition as
 /// written and as SQL, and — given a row — whether that row is allowed.
 async fn explain(
-    caller: Caller,
+    _: Admin<AuthzRead>,
     state: Data<AppState>,
     body: Json<ExplainBody>,
 ) -> Result<HttpResponse, HttpError> {
-    require(&state, &caller, "read")?;
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let (subject, claims) = match body.subject.strip_prefix("user:") {
         Some(id) => {

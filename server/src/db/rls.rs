@@ -33,3 +33,18 @@ pub async fn act_as(
         .await
         .map(|_| ())
 }
+
+/// Exposes `claims` to `auth.jwt()` for the rest of `transaction` without
+/// changing its role (the service_role key keeps the connection's role).
+pub async fn set_claims(
+    transaction: &tokio_postgres::Transaction<'_>,
+    claims: &Value,
+) -> Result<(), tokio_postgres::Error> {
+    transaction
+        .execute(
+            "SELECT set_config('request.jwt.claims', $1, true)",
+            &[&claims.to_string()],
+        )
+        .await
+        .map(|_| ())
+}

@@ -48,6 +48,7 @@ async fn load_table(
     client: &impl GenericClient,
     schema: &str,
     name: &str,
+    suggest: bool,
 ) -> Result<Table, HttpError> {
     let rows = client
         .query(
@@ -79,12 +80,15 @@ async fn load_table(
         .map(|row| row.get(0))
         .collect();
     let close = basalt_core::config::suggestion(name, names.iter().map(String::as_str));
+    // Only the service_role key learns the schema's other table names.
+    let hint = match (suggest, close) {
+        (true, Some(close)) => format!("Did you mean `{close}`?"),
+        (true, None) => format!("The schema {schema} has: {}", names.join(", ")),
+        (false, _) => "Check the table's name.".to_owned(),
+    };
     Err(ApiError::new(ErrorCode::TableNotFound)
         .with_details(format!("{schema}.{name}"))
-        .with_hint(match close {
-            Some(close) => format!("Did you mean `{close}`?"),
-            None => format!("The schema {schema} has: {}", names.join(", ")),
-        })
+        .with_hint(hint)
         .into())
 }
 
@@ -118,6 +122,12 @@ fn query_failed(error: tokio_postgres::Error, role: &str, table: &Table) -> Http
         _ if code.starts_with("22") => ApiError::new(ErrorCode::InvalidQuery)
             .with_details(message)
             .with_hint("A value does not fit its column's type.")
+            .into(),
+        // The operator does not apply to the column's type, an unknown text
+        // search configuration, a malformed search query: the caller's input.
+        _ if code.starts_with("42") => ApiError::new(ErrorCode::InvalidQuery)
+            .with_details(message)
+            .with_hint("Use an operator and value that suit the column's type.")
             .into(),
         _ => db::failed(error),
     }
@@ -173,8 +183,10 @@ struct Target {
 async fn target(
     state: &AppState,
     client: &impl GenericClient,
+    caller: &Caller,
     request: &HttpRequest,
     name: &str,
+    action: &str,
 ) -> Result<Target, HttpError> {
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(request.query_string().as_bytes())
@@ -182,13 +194,39 @@ async fn target(
             .collect();
     let query = parse_read(&pairs).map_err(invalid_query)?;
     let schema = &state.config.rest.schema;
-    let table = load_table(client, schema, name).await?;
-    let object = format!("table:{schema}.{}", table.name);
+    let object = format!("table:{schema}.{name}");
+    // Decide before looking the table up, so an answer never tells a caller
+    // without access whether a table exists.
+    let coarse = state
+        .authz
+        .authorize(&subject_of(state, caller), &object, action);
+    if !coarse.allowed {
+        return Err(refusal(
+            caller,
+            coarse.reason,
+            "An admin can see why with POST /admin/v1/policies/explain.".into(),
+        ));
+    }
+    let table = load_table(client, schema, name, is_service_key(caller)).await?;
     Ok(Target {
         query,
         table,
         object,
     })
+}
+
+fn is_service_key(caller: &Caller) -> bool {
+    caller.role == crate::authz::engine::SERVICE_ROLE && caller.user.is_none()
+}
+
+/// 401 when only the anon key was sent (like PostgREST), 403 for a user.
+fn refusal(caller: &Caller, reason: String, hint: String) -> HttpError {
+    let api = if caller.user.is_none() {
+        ApiError::new(ErrorCode::LoginRequired)
+    } else {
+        ApiError::new(ErrorCode::Forbidden).with_message("Your policies do not allow this.")
+    };
+    api.with_details(reason).with_hint(hint).into()
 }
 
 /// The policy decision for `action` with the columns the request touches;
@@ -207,21 +245,13 @@ fn decide(
     if decision.allowed {
         return Ok(decision);
     }
-    let code = if caller.user.is_none() {
-        ErrorCode::LoginRequired
-    } else {
-        ErrorCode::Forbidden
-    };
     // Would fewer columns do? Then say which.
     let broader = state.authz.authorize(&subject, &target.object, action);
     let hint = match (broader.allowed, &broader.columns) {
         (true, Some(allowed)) => format!("You may {action} these columns: {}.", allowed.join(", ")),
         _ => "An admin can see why with POST /admin/v1/policies/explain.".into(),
     };
-    Err(ApiError::new(code)
-        .with_details(decision.reason)
-        .with_hint(hint)
-        .into())
+    Err(refusal(caller, decision.reason, hint))
 }
 
 /// The values policy conditions read: `{auth.uid}`, `{auth.role}`, `{auth.claims.…}`.
@@ -248,9 +278,9 @@ async fn in_transaction(
     statements: Vec<(String, Vec<Param>)>,
     commit: impl FnOnce(&[tokio_postgres::Row]) -> Result<(), HttpError>,
 ) -> Result<Vec<tokio_postgres::Row>, HttpError> {
-    let bypass = caller.role == crate::authz::engine::SERVICE_ROLE && caller.user.is_none();
+    let bypass = is_service_key(caller);
     let role = rls::database_role(&state.config.authz, caller.user.is_some()).to_owned();
-    let mut cancel = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
+    let token = client.cancel_token();
     let transaction = client
         .build_transaction()
         .read_only(read_only)
@@ -265,12 +295,13 @@ async fn in_transaction(
     let mut rows = Vec::new();
     for (sql, params) in statements {
         let values = boxed(params);
-        rows.push(
-            transaction
-                .query_one(&sql, &references(&values))
-                .await
-                .map_err(|e| query_failed(e, &role, table))?,
-        );
+        // Armed only while the statement runs: if the request is dropped
+        // then (a timeout), the statement is cancelled; once it has returned,
+        // a late cancel must not hit the next user of this connection.
+        let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
+        let result = transaction.query_one(&sql, &references(&values)).await;
+        running.disarm();
+        rows.push(result.map_err(|e| query_failed(e, &role, table))?);
     }
     let verdict = commit(&rows);
     if verdict.is_ok() && !read_only {
@@ -278,7 +309,6 @@ async fn in_transaction(
     } else {
         transaction.rollback().await.map_err(db::failed)?;
     }
-    cancel.disarm();
     verdict.map(|()| rows)
 }
 
@@ -289,7 +319,7 @@ async fn read(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let target = target(&state, &client, &request, &path).await?;
+    let target = target(&state, &client, &caller, &request, &path, "select").await?;
     // The columns this read touches: what it selects (all for `*`), filters and orders by.
     let mut columns = target.query.named_columns();
     if target.query.select == Select::All {
@@ -338,14 +368,12 @@ async fn read(
     };
     if wants_object(&request) {
         return match returned {
-            1 => {
-                let rows: serde_json::Value = serde_json::from_str(&body)
-                    .map_err(|_| HttpError::new(ErrorCode::InternalError))?;
-                Ok(HttpResponse::Ok()
-                    .content_type("application/vnd.pgrst.object+json")
-                    .insert_header(("content-range", range))
-                    .json(&rows[0]))
-            }
+            // The array of one object without its brackets: the object as
+            // PostgreSQL wrote it, keys in the selected order.
+            1 => Ok(HttpResponse::Ok()
+                .content_type("application/vnd.pgrst.object+json")
+                .insert_header(("content-range", range))
+                .body(body[1..body.len() - 1].to_owned())),
             0 => Err(ErrorCode::RowNotFound.into()),
             n => Err(ApiError::new(ErrorCode::NotSingleRow)
                 .with_details(format!("{n} rows match"))
@@ -408,7 +436,7 @@ async fn insert(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, HttpError> {
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let target = target(&state, &client, &request, &path).await?;
+    let target = target(&state, &client, &caller, &request, &path, "insert").await?;
     let columns = body_columns(&body).map_err(invalid_query)?;
     // Only policies granting every written column count: no mass assignment.
     let decision = decide(&state, &caller, &target, "insert", &columns)?;
@@ -462,7 +490,7 @@ async fn update(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, HttpError> {
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let target = target(&state, &client, &request, &path).await?;
+    let target = target(&state, &client, &caller, &request, &path, "update").await?;
     require_filter(&state, &target)?;
     if !body.is_object() {
         return Err(invalid_query(FilterError::new(
@@ -507,7 +535,7 @@ async fn delete(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let target = target(&state, &client, &request, &path).await?;
+    let target = target(&state, &client, &caller, &request, &path, "delete").await?;
     require_filter(&state, &target)?;
     let decision = decide(
         &state,
