@@ -298,6 +298,32 @@ async fn bad_policies_and_roles_are_refused_with_reasons() {
         (status, answer["code"].as_str()),
         (409, Some("already_exists"))
     );
+    let (status, body) = admin
+        .call(
+            Method::PUT,
+            "/admin/v1/roles/b",
+            Some(json!({"description": "bees"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["description"].as_str()),
+        (200, Some("bees")),
+        "{body}"
+    );
+    let (_, roles) = admin.call(Method::GET, "/admin/v1/roles", None).await;
+    assert!(roles["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "b" && r["description"] == "bees"));
+    let (status, _) = admin
+        .call(
+            Method::PUT,
+            "/admin/v1/roles/ghost",
+            Some(json!({"description": "x"})),
+        )
+        .await;
+    assert_eq!(status, 404);
     let (status, _) = admin
         .call(Method::DELETE, "/admin/v1/roles/authenticated", None)
         .await;

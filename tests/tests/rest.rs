@@ -126,6 +126,19 @@ async fn reads_obey_policies_and_row_level_security() {
         status, 401,
         "filtering on a hidden column is refused too: {body}"
     );
+    let (status, body) = call(
+        &basalt,
+        anon,
+        None,
+        Method::GET,
+        "/rest/v1/posts?select=title&order=secret",
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 401,
+        "sorting on a hidden column is refused too: {body}"
+    );
 
     // Alice: her draft and the published rows, every column.
     let (status, rows) = call(

@@ -31,7 +31,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(list_roles))
                 .route(web::post().to(create_role)),
         )
-        .service(resource("/admin/v1/roles/{name}").route(web::delete().to(delete_role)))
+        .service(
+            resource("/admin/v1/roles/{name}")
+                .route(web::put().to(update_role))
+                .route(web::delete().to(delete_role)),
+        )
         .service(resource("/admin/v1/roles/{name}/parents").route(web::post().to(add_parent)))
         .service(
             resource("/admin/v1/roles/{name}/parents/{parent}")
@@ -250,6 +254,58 @@ async fn link_parent(
         .await
         .map_err(|e| taken_or_failed(e, &format!("{role} → {parent}")))?;
     Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleUpdate {
+    description: String,
+}
+
+/// Changes a role's description (its name is its identity: create another).
+async fn update_role(
+    admin: Admin<AuthzWrite>,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    body: Json<RoleUpdate>,
+) -> Result<HttpResponse, HttpError> {
+    let caller = admin.caller;
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let source: String = transaction
+        .query_opt(
+            "SELECT source FROM basalt.roles WHERE name = $1 FOR UPDATE",
+            &[&path.as_str()],
+        )
+        .await
+        .map_err(db::failed)?
+        .ok_or_else(|| HttpError::new(ErrorCode::RoleNotFound))?
+        .get(0);
+    if source == "builtin" {
+        return Err(invalid(
+            "name: anon, authenticated and service_role are built in",
+        ));
+    }
+    not_declared(&source, &format!("role {}", path.as_str()))?;
+    transaction
+        .execute(
+            "UPDATE basalt.roles SET description = $2 WHERE name = $1",
+            &[&path.as_str(), &body.description],
+        )
+        .await
+        .map_err(db::failed)?;
+    let details = json!({"role": path.as_str(), "description": body.description});
+    commit_change(
+        &state,
+        transaction,
+        &caller,
+        &request,
+        "role_updated",
+        details.clone(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(details))
 }
 
 async fn delete_role(
