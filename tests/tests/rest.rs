@@ -633,3 +633,121 @@ async fn writes_obey_conditions_and_column_lists() {
         "{body}"
     );
 }
+
+/// Writes no condition limits (the service key, an unconditional policy), the
+/// columns a representation may show, and filter columns that are not writable.
+#[tokio::test]
+async fn unconditional_writes_and_what_a_representation_shows() {
+    let basalt = Basalt::start().await;
+    let keys = basalt.keys();
+    let service = keys.service_role.as_str();
+    let (_, user) = call(
+        &basalt,
+        service,
+        None,
+        Method::POST,
+        "/auth/v1/admin/users",
+        Some(json!({"email": "w@example.com", "password": "password one", "email_confirm": true})),
+    )
+    .await;
+    assert!(user["id"].is_string());
+    let (_, session) = call(
+        &basalt,
+        &keys.anon,
+        None,
+        Method::POST,
+        "/auth/v1/token?grant_type=password",
+        Some(json!({"email": "w@example.com", "password": "password one"})),
+    )
+    .await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let setup = "create table staff (id int primary key, name text, salary int);
+                 grant select, insert, update, delete on staff to authenticated;";
+    assert_eq!(basalt.admin_sql(setup).await.status(), 200);
+    for policy in [
+        json!({"subject": "authenticated", "object": "table:public.staff", "action": "insert"}),
+        json!({"subject": "authenticated", "object": "table:public.staff", "action": "update", "columns": ["name"]}),
+        json!({"subject": "authenticated", "object": "table:public.staff", "action": "select", "columns": ["id", "name"]}),
+    ] {
+        let (status, body) = call(
+            &basalt,
+            service,
+            None,
+            Method::POST,
+            "/admin/v1/policies",
+            Some(policy),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let post = |key: &str, bearer: Option<&str>, method: Method, path: &str, body: Value| {
+        let mut request = basalt
+            .http
+            .request(method, basalt.url(path))
+            .header("apikey", key)
+            .header("prefer", "return=representation")
+            .json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    // The service key: no condition at all.
+    let (status, rows) = post(
+        service,
+        None,
+        Method::POST,
+        "/rest/v1/staff",
+        json!({"id": 1, "name": "ann", "salary": 100}),
+    )
+    .await;
+    assert_eq!(
+        (status, rows[0]["salary"].clone()),
+        (201, json!(100)),
+        "{rows}"
+    );
+    // An unconditional policy; the answer shows only the columns she may select.
+    let (status, rows) = post(
+        &keys.anon,
+        Some(&token),
+        Method::POST,
+        "/rest/v1/staff",
+        json!({"id": 2, "name": "bo", "salary": 200}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rows}");
+    assert_eq!(
+        rows,
+        json!([{"id": 2, "name": "bo"}]),
+        "salary stays hidden"
+    );
+    // Filtering by id does not make id writable.
+    let (status, rows) = post(
+        &keys.anon,
+        Some(&token),
+        Method::PATCH,
+        "/rest/v1/staff?id=eq.2",
+        json!({"name": "bob"}),
+    )
+    .await;
+    assert_eq!((status, rows), (200, json!([{"id": 2, "name": "bob"}])));
+    let (status, body) = post(
+        &keys.anon,
+        Some(&token),
+        Method::PATCH,
+        "/rest/v1/staff?id=eq.2",
+        json!({"id": 99}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+}

@@ -60,7 +60,7 @@ error_codes! {
     Forbidden => (403, "forbidden", "This API key's role may not do this.", "Use the service_role key for admin endpoints; never ship it to browsers."),
     CorsOriginNotAllowed => (403, "cors_origin_not_allowed", "This origin may not call the API from a browser.", "Add the origin to `cors.allowed_origins` (BASALT_CORS_ALLOWED_ORIGINS)."),
     OtpExpired => (403, "otp_expired", "The email link is invalid or has expired.", "Ask for a new link; each link works once."),
-    RowViolatesPolicy => (403, "row_violates_policy", "The written row would not be readable by you under the policies.", "Write rows that match your policy's condition (POST /admin/v1/policies/explain shows it)."),
+    RowViolatesPolicy => (403, "row_violates_policy", "A written row would not match the condition of your policy for this write.", "Write rows that match your policy's condition (POST /admin/v1/policies/explain shows it)."),
     UserBanned => (403, "user_banned", "This user is banned.", "Ask an administrator; the ban ends at `banned_until`."),
     UserNotFound => (404, "user_not_found", "No user has this id.", "List users with GET /auth/v1/admin/users."),
     RoleNotFound => (404, "role_not_found", "No role has this name.", "List roles with GET /admin/v1/roles."),

@@ -287,7 +287,11 @@ async fn in_transaction(
         .start()
         .await
         .map_err(db::failed)?;
-    if !bypass {
+    if bypass {
+        rls::set_claims(&transaction, &caller.claims)
+            .await
+            .map_err(db::failed)?;
+    } else {
         rls::act_as(&transaction, &role, &caller.claims)
             .await
             .map_err(db::failed)?;
@@ -410,21 +414,42 @@ fn no_violations(rows: &[tokio_postgres::Row]) -> Result<(), HttpError> {
     }
 }
 
+/// The answer to a write: with `Prefer: return=representation`, the written
+/// rows, showing only the columns the caller may select.
 fn written(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
     request: &HttpRequest,
     rows: &[tokio_postgres::Row],
     status: actix_web::http::StatusCode,
 ) -> HttpResponse {
-    if wants_representation(request) {
-        let body: String = rows[0].get(0);
-        HttpResponse::build(status)
-            .content_type("application/json")
-            .body(body)
-    } else if status == actix_web::http::StatusCode::CREATED {
-        HttpResponse::Created().finish()
-    } else {
-        HttpResponse::NoContent().finish()
+    if !wants_representation(request) {
+        return if status == actix_web::http::StatusCode::CREATED {
+            HttpResponse::Created().finish()
+        } else {
+            HttpResponse::NoContent().finish()
+        };
     }
+    let body: String = rows[0].get(0);
+    let select = state
+        .authz
+        .authorize(&subject_of(state, caller), &target.object, "select");
+    let body = match (select.allowed, select.columns) {
+        (true, None) => body,
+        (false, _) => "[]".to_owned(),
+        (true, Some(visible)) => {
+            let mut rows: Vec<serde_json::Map<String, serde_json::Value>> =
+                serde_json::from_str(&body).unwrap_or_default();
+            for row in &mut rows {
+                row.retain(|column, _| visible.contains(column));
+            }
+            serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+        }
+    };
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body)
 }
 
 /// `POST /rest/v1/<table>`: one object or an array of objects, in one statement.
@@ -466,6 +491,9 @@ async fn insert(
     )
     .await?;
     Ok(written(
+        &state,
+        &caller,
+        &target,
         &request,
         &rows,
         actix_web::http::StatusCode::CREATED,
@@ -497,12 +525,9 @@ async fn update(
             "the body of a PATCH must be one JSON object",
         )));
     }
+    // The decision covers the columns written; filters only pick rows.
     let set = body_columns(&body).map_err(invalid_query)?;
-    let mut columns = set.clone();
-    columns.extend(target.query.named_columns());
-    columns.sort();
-    columns.dedup();
-    let decision = decide(&state, &caller, &target, "update", &columns)?;
+    let decision = decide(&state, &caller, &target, "update", &set)?;
     let uid = uid_of(&caller);
     let variables = variables(&caller, &uid);
     let statement = update_sql(
@@ -524,7 +549,14 @@ async fn update(
         no_violations,
     )
     .await?;
-    Ok(written(&request, &rows, actix_web::http::StatusCode::OK))
+    Ok(written(
+        &state,
+        &caller,
+        &target,
+        &request,
+        &rows,
+        actix_web::http::StatusCode::OK,
+    ))
 }
 
 /// `DELETE /rest/v1/<table>?filters`: deletes the matching rows the caller may delete.
@@ -563,5 +595,12 @@ async fn delete(
         |_| Ok(()),
     )
     .await?;
-    Ok(written(&request, &rows, actix_web::http::StatusCode::OK))
+    Ok(written(
+        &state,
+        &caller,
+        &target,
+        &request,
+        &rows,
+        actix_web::http::StatusCode::OK,
+    ))
 }

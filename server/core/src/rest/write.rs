@@ -22,7 +22,7 @@ fn returning(
             "count(*) FILTER (WHERE NOT coalesce(({}), false))",
             to_sql(condition, table, caller, params)?
         ),
-        None => "0".to_owned(),
+        None => "0::bigint".to_owned(),
     };
     Ok(format!(
         "SELECT coalesce(json_agg({cte}), '[]'::json)::text, {violating} FROM {cte}"
@@ -190,7 +190,7 @@ mod tests {
         let (sql, _) = delete_sql(&table, &query, Some(&condition), &caller).unwrap();
         assert_eq!(
             sql,
-            "WITH written AS (DELETE FROM \"public\".\"posts\" WHERE (\"id\" = $1::text::integer) AND (\"owner\" = $2::text::uuid) RETURNING *) SELECT coalesce(json_agg(written), '[]'::json)::text, 0 FROM written"
+            "WITH written AS (DELETE FROM \"public\".\"posts\" WHERE (\"id\" = $1::text::integer) AND (\"owner\" = $2::text::uuid) RETURNING *) SELECT coalesce(json_agg(written), '[]'::json)::text, 0::bigint FROM written"
         );
         assert!(insert_sql(&table, "[]".into(), &["nope".to_owned()], None, &caller).is_err());
         assert_eq!(
