@@ -360,6 +360,19 @@ async fn counts_ranges_and_single_rows_respect_the_conditions() {
     .await
     .unwrap();
     assert_eq!(response.headers()["content-range"], "*/0");
+    // HEAD: the same count under the same condition, and no body.
+    let response = basalt
+        .http
+        .head(basalt.url("/rest/v1/items?limit=1"))
+        .header("apikey", &keys.anon)
+        .bearer_auth(&token)
+        .header("prefer", "count=exact")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-range"], "0-0/3");
+    assert!(response.bytes().await.unwrap().is_empty());
 
     let object = vec![("accept", "application/vnd.pgrst.object+json")];
     let response = get("/rest/v1/items?id=eq.2".into(), object.clone())

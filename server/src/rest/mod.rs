@@ -29,6 +29,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config.service(
         resource("/rest/v1/{table}")
             .route(web::get().to(read))
+            // HEAD runs the same read (with its count) and sends only the headers.
+            .route(web::head().to(read))
             .route(web::post().to(insert))
             .route(web::patch().to(update))
             .route(web::delete().to(delete)),
