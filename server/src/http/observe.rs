@@ -8,17 +8,12 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError};
+use actix_web::ResponseError;
 use basalt_core::errors::ErrorCode;
 use std::time::Instant;
 use tracing::Instrument;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The id of the request being served, for handlers that want to log it.
-#[derive(Clone, Debug)]
-#[allow(dead_code)]
-pub struct RequestId(pub String);
 
 /// A client-sent id is kept when it is short and plain; otherwise a new one is made.
 fn request_id(request: &ServiceRequest) -> String {
@@ -64,7 +59,6 @@ pub async fn observe(
     let started = Instant::now();
     let id = request_id(&request);
     let trace = trace_id(&request).unwrap_or_default();
-    request.extensions_mut().insert(RequestId(id.clone()));
     let method = request.method().to_string();
     let span = tracing::info_span!("request", request_id = %id, trace_id = %trace, method = %method, path = %request.path());
     // No clone of the request may be held here: routing needs it unshared.
