@@ -8,7 +8,14 @@ fn run(env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let output = basalt_command(&env).args(args).output().unwrap();
+    // Each command runs in a scratch directory, so the default data dir
+    // (`./basalt-data`) never lands in the source tree.
+    let scratch = tempfile::tempdir().unwrap();
+    let output = basalt_command(&env)
+        .current_dir(scratch.path())
+        .args(args)
+        .output()
+        .unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
