@@ -16,7 +16,7 @@ use crate::state::AppState;
 use actix_web::web::{self, Data, Json, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::sql::{self, Column, Columns};
+use basalt_core::filter::sql::{self, Column, Columns, Param};
 use basalt_core::filter::{self as grammar, FilterError};
 use basalt_core::policy;
 use deadpool_postgres::GenericClient;
@@ -786,7 +786,7 @@ struct ExplainBody {
 struct Catalog(Vec<(String, String)>);
 
 impl Columns for Catalog {
-    fn resolve(&self, name: &str) -> Result<Column, FilterError> {
+    fn resolve(&self, name: &str, _params: &mut Vec<Param>) -> Result<Column, FilterError> {
         self.0
             .iter()
             .find(|(column, _)| column == name)

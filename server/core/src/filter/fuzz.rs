@@ -8,7 +8,7 @@ use proptest::prelude::*;
 struct AnyColumn;
 
 impl Columns for AnyColumn {
-    fn resolve(&self, name: &str) -> Result<Column, FilterError> {
+    fn resolve(&self, name: &str, _params: &mut Vec<Param>) -> Result<Column, FilterError> {
         Ok(Column {
             sql: format!("\"{}\"", name.replace('"', "\"\"")),
             type_name: "text".into(),

@@ -5,7 +5,7 @@
 //! taking identifiers only from the caller's column resolver (the schema cache).
 
 pub mod eval;
-mod parse;
+pub(crate) mod parse;
 pub mod sql;
 
 pub use parse::{parse_condition, parse_logical, parse_param};

@@ -213,7 +213,7 @@ fn term(value: &str, unquote: bool) -> Result<Term, FilterError> {
 }
 
 /// Splits on commas that are outside quotes, parentheses and braces.
-fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
+pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
     let mut parts = Vec::new();
     let mut depth = 0i32;
     let mut quoted = false;
@@ -250,7 +250,7 @@ fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
     Ok(parts)
 }
 
-fn unquote_column(column: &str) -> Result<String, FilterError> {
+pub(crate) fn unquote_column(column: &str) -> Result<String, FilterError> {
     match column.strip_prefix('"') {
         Some(rest) => rest
             .strip_suffix('"')

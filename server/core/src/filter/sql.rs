@@ -16,7 +16,7 @@ pub struct Column {
 
 /// Resolves column names; unknown names are the caller's error to word.
 pub trait Columns {
-    fn resolve(&self, name: &str) -> Result<Column, FilterError>;
+    fn resolve(&self, name: &str, params: &mut Vec<Param>) -> Result<Column, FilterError>;
 }
 
 /// The caller whose variables (`{auth.uid}`, …) fill a policy condition.
@@ -196,7 +196,7 @@ fn filter_sql(
     caller: &Caller,
     params: &mut Vec<Param>,
 ) -> Result<String, FilterError> {
-    let column = columns.resolve(&filter.column)?;
+    let column = columns.resolve(&filter.column, params)?;
     let col = column.sql.as_str();
     let ty = checked_type(&column)?;
     Ok(match (&filter.operand, filter.op) {

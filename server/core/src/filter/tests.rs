@@ -9,7 +9,7 @@ use serde_json::json;
 struct Table;
 
 impl Columns for Table {
-    fn resolve(&self, name: &str) -> Result<Column, FilterError> {
+    fn resolve(&self, name: &str, _params: &mut Vec<Param>) -> Result<Column, FilterError> {
         let ty = match name {
             "id" | "age" => "integer",
             "owner" => "uuid",

@@ -1,11 +1,14 @@
-//! The data API's reads, as pure stages: the query string → [`ReadQuery`]
-//! (`query.rs`) → SQL text with bound parameters (`plan.rs`), given the
-//! table from the schema cache and the policy engine's row condition.
+//! The data API's pure stages: the query string → [`ReadQuery`] (`query.rs`)
+//! → SQL text with bound parameters (`plan.rs` for reads, `write.rs` for
+//! writes), given the schema cache's contents (`schema.rs`) and the policy
+//! engine's row conditions.
 
 mod plan;
 mod query;
+mod schema;
 mod write;
 
-pub use plan::{count_sql, read_sql, Table};
-pub use query::{parse_read, Nulls, Order, ReadQuery, Select};
+pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Table};
+pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};
+pub use schema::{ForeignKey, Function, Relationship, Schema};
 pub use write::{body_columns, delete_sql, insert_sql, update_sql};

@@ -1,16 +1,23 @@
-//! SQL for a read: one statement that returns the rows as a JSON array.
+//! SQL for a read: one statement that returns the rows as a JSON array, with
+//! embedded resources as correlated subqueries aggregated to JSON (so one
+//! request is one statement, never N+1), and the count of the same rows.
 
-use super::query::{Nulls, ReadQuery, Select};
+use super::query::{json_path, Embed, Nulls, Order, ReadQuery, SelectItem};
+use super::schema::{ForeignKey, Relationship, Schema};
 use crate::filter::sql::{to_sql, Caller, Column, Columns, Param};
 use crate::filter::{Expr, FilterError};
+use std::collections::BTreeMap;
 
-/// A table as the schema cache knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A table or view as the schema cache knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
     pub schema: String,
     pub name: String,
     /// `(name, type)` in column order.
     pub columns: Vec<(String, String)>,
+    pub primary_key: Vec<String>,
+    /// Default expressions, as the catalog prints them.
+    pub defaults: BTreeMap<String, String>,
 }
 
 pub fn quote(identifier: &str) -> String {
@@ -25,32 +32,387 @@ impl Table {
     pub fn column_names(&self) -> Vec<String> {
         self.columns.iter().map(|(name, _)| name.clone()).collect()
     }
-}
 
-impl Columns for Table {
-    fn resolve(&self, name: &str) -> Result<Column, FilterError> {
-        match self.columns.iter().find(|(column, _)| column == name) {
-            Some((column, type_name)) => Ok(Column {
-                sql: quote(column),
-                type_name: type_name.clone(),
-            }),
-            None => {
+    fn column(&self, name: &str) -> Result<&(String, String), FilterError> {
+        self.columns
+            .iter()
+            .find(|(column, _)| column == name)
+            .ok_or_else(|| {
                 let names = self.column_names();
                 let close = crate::config::suggestion(name, names.iter().map(String::as_str));
-                Err(
-                    FilterError::new(format!("`{}` has no column `{name}`", self.name)).with_hint(
-                        match close {
-                            Some(close) => format!("did you mean `{close}`?"),
-                            None => format!("its columns are {}", names.join(", ")),
-                        },
-                    ),
+                FilterError::new(format!("`{}` has no column `{name}`", self.name)).with_hint(
+                    match close {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("its columns are {}", names.join(", ")),
+                    },
                 )
-            }
+            })
+    }
+}
+
+/// A table under an alias in a statement: resolves `column` and
+/// `column->key->>key` (JSON path keys are bound parameters).
+pub struct Scope<'a> {
+    pub table: &'a Table,
+    pub alias: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    fn qualify(&self, column: &str) -> String {
+        match self.alias {
+            Some(alias) => format!("{}.{}", quote(alias), quote(column)),
+            None => quote(column),
         }
     }
 }
 
-/// ` WHERE filters AND condition` (empty when there is neither).
+impl Columns for Scope<'_> {
+    fn resolve(&self, name: &str, params: &mut Vec<Param>) -> Result<Column, FilterError> {
+        let (base, path) = json_path(name);
+        let (column, type_name) = self.table.column(base)?;
+        if path.is_empty() {
+            return Ok(Column {
+                sql: self.qualify(column),
+                type_name: type_name.clone(),
+            });
+        }
+        if !matches!(type_name.as_str(), "json" | "jsonb") {
+            return Err(FilterError::new(format!(
+                "`{base}` is {type_name}, not json or jsonb, so `{name}` has no meaning"
+            )));
+        }
+        let mut sql = self.qualify(column);
+        let mut result_type = type_name.clone();
+        for (arrow, key) in &path {
+            if key.is_empty() {
+                return Err(FilterError::new(format!("`{name}` has an empty JSON key")));
+            }
+            params.push(Param::Text(Some(key.clone())));
+            let index = key.parse::<i64>().is_ok();
+            let cast = if index { "::text::int" } else { "::text" };
+            sql = format!("{sql}{arrow}${}{cast}", params.len());
+            if *arrow == "->>" {
+                result_type = "text".into();
+            }
+        }
+        Ok(Column {
+            sql: format!("({sql})"),
+            type_name: result_type,
+        })
+    }
+}
+
+/// Decides, for the caller, reads of tables other than the one requested
+/// (embedded resources and junctions): the row condition, or a refusal.
+pub trait Access {
+    type Error: From<FilterError>;
+    fn select(&self, table: &Table, columns: &[String]) -> Result<Option<Expr>, Self::Error>;
+}
+
+/// Builds one read statement; parameters are numbered in the order they are pushed.
+struct Planner<'a, A: Access> {
+    schema: &'a Schema,
+    access: &'a A,
+    caller: &'a Caller<'a>,
+    max_rows: u64,
+    params: Vec<Param>,
+    aliases: usize,
+}
+
+/// The columns of `table` a query reads: named ones, or all with `*`.
+pub fn read_columns(table: &Table, query: &ReadQuery) -> Vec<String> {
+    let mut columns = query.named_columns();
+    if query.selects_all() {
+        columns.extend(table.column_names());
+        columns.sort();
+        columns.dedup();
+    }
+    columns
+}
+
+impl<'a, A: Access> Planner<'a, A> {
+    fn alias(&mut self) -> String {
+        let alias = format!("t{}", self.aliases);
+        self.aliases += 1;
+        alias
+    }
+
+    /// The conditions on `table` under `alias`: filters, the row condition,
+    /// and `EXISTS` for each `!inner` embed.
+    fn conditions(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        query: &ReadQuery,
+        condition: Option<&Expr>,
+    ) -> Result<Vec<String>, A::Error> {
+        let scope = Scope {
+            table,
+            alias: Some(alias),
+        };
+        let mut parts = Vec::new();
+        for filter in query.filters.iter().chain(condition) {
+            parts.push(format!(
+                "({})",
+                to_sql(filter, &scope, self.caller, &mut self.params)?
+            ));
+        }
+        for embed in query.embeds().filter(|embed| embed.inner) {
+            let (target, relationship, condition) = self.related(table, embed)?;
+            let inner = self.alias();
+            let mut clauses = self.join(&relationship, alias, &inner)?;
+            clauses.extend(self.conditions(target, &inner, &embed.query, condition.as_ref())?);
+            parts.push(format!(
+                "EXISTS (SELECT 1 FROM {} AS {} WHERE {})",
+                target.qualified(),
+                quote(&inner),
+                clauses.join(" AND ")
+            ));
+        }
+        Ok(parts)
+    }
+
+    /// The embedded table, how it relates, and the caller's row condition on it.
+    fn related(
+        &self,
+        parent: &Table,
+        embed: &Embed,
+    ) -> Result<(&'a Table, Relationship, Option<Expr>), A::Error> {
+        let schema: &'a Schema = self.schema;
+        let target = schema.table(&embed.relation)?;
+        let relationship =
+            schema.relationship(&parent.name, &target.name, embed.hint.as_deref())?;
+        let condition = self
+            .access
+            .select(target, &read_columns(target, &embed.query))?;
+        Ok((target, relationship, condition))
+    }
+
+    fn join(
+        &mut self,
+        relationship: &Relationship,
+        parent: &str,
+        target: &str,
+    ) -> Result<Vec<String>, A::Error> {
+        let pairs = |fk: &ForeignKey, from: &str, to: &str| -> Vec<String> {
+            fk.columns
+                .iter()
+                .zip(&fk.foreign_columns)
+                .map(|(column, foreign)| {
+                    format!(
+                        "{}.{} = {}.{}",
+                        quote(from),
+                        quote(column),
+                        quote(to),
+                        quote(foreign)
+                    )
+                })
+                .collect()
+        };
+        Ok(match relationship {
+            Relationship::ToOne(fk) => pairs(fk, parent, target),
+            Relationship::ToMany(fk) => pairs(fk, target, parent),
+            Relationship::ManyToMany {
+                junction,
+                to_parent,
+                to_target,
+            } => {
+                let table = self.schema.table(junction)?;
+                let mut columns = to_parent.columns.clone();
+                columns.extend(to_target.columns.iter().cloned());
+                let condition = self.access.select(table, &columns)?;
+                let alias = self.alias();
+                let mut clauses = pairs(to_parent, &alias, parent);
+                clauses.extend(pairs(to_target, &alias, target));
+                clauses.extend(self.conditions(
+                    table,
+                    &alias,
+                    &ReadQuery::default(),
+                    condition.as_ref(),
+                )?);
+                vec![format!(
+                    "EXISTS (SELECT 1 FROM {} AS {} WHERE {})",
+                    table.qualified(),
+                    quote(&alias),
+                    clauses.join(" AND ")
+                )]
+            }
+        })
+    }
+}
+
+impl<'a, A: Access> Planner<'a, A> {
+    /// `expr AS "name"` for each selected item of `table` under `alias`.
+    fn select_list(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        query: &ReadQuery,
+    ) -> Result<Vec<String>, A::Error> {
+        let scope = Scope {
+            table,
+            alias: Some(alias),
+        };
+        let mut list = Vec::new();
+        let items: Vec<SelectItem> = if query.select.is_empty() {
+            vec![SelectItem::Star]
+        } else {
+            query.select.clone()
+        };
+        for item in &items {
+            match item {
+                SelectItem::Star => {
+                    for (column, _) in &table.columns {
+                        list.push(format!("{} AS {}", scope.qualify(column), quote(column)));
+                    }
+                }
+                SelectItem::Field(field) => {
+                    let column = scope.resolve(&field.column, &mut self.params)?;
+                    let expr = match &field.cast {
+                        Some(cast) => format!("({})::{cast}", column.sql),
+                        None => column.sql,
+                    };
+                    list.push(format!("{expr} AS {}", quote(&field.output_name())));
+                }
+                SelectItem::Embed(embed) => {
+                    let sql = self.embed(table, alias, embed)?;
+                    list.push(format!("{sql} AS {}", quote(embed.output_name())));
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// A correlated subquery giving an embedded resource as JSON: an object
+    /// (or null) for to-one, an array for to-many.
+    fn embed(&mut self, parent: &Table, alias: &str, embed: &Embed) -> Result<String, A::Error> {
+        let (target, relationship, condition) = self.related(parent, embed)?;
+        let inner = self.alias();
+        let mut clauses = self.join(&relationship, alias, &inner)?;
+        clauses.extend(self.conditions(target, &inner, &embed.query, condition.as_ref())?);
+        let list = self.select_list(target, &inner, &embed.query)?;
+        let mut sql = format!(
+            "SELECT {} FROM {} AS {} WHERE {}",
+            list.join(", "),
+            target.qualified(),
+            quote(&inner),
+            clauses.join(" AND ")
+        );
+        sql.push_str(&self.order_by(target, &inner, &embed.query.order)?);
+        Ok(match relationship {
+            Relationship::ToOne(_) => format!("(SELECT row_to_json(e) FROM ({sql} LIMIT 1) e)"),
+            _ => {
+                sql.push_str(&self.page(&embed.query));
+                format!("(SELECT coalesce(json_agg(e), '[]'::json) FROM ({sql}) e)")
+            }
+        })
+    }
+
+    fn order_by(
+        &mut self,
+        table: &Table,
+        alias: &str,
+        order: &[Order],
+    ) -> Result<String, A::Error> {
+        if order.is_empty() {
+            return Ok(String::new());
+        }
+        let scope = Scope {
+            table,
+            alias: Some(alias),
+        };
+        let mut terms = Vec::new();
+        for order in order {
+            let column = scope.resolve(&order.column, &mut self.params)?;
+            let direction = if order.descending { "DESC" } else { "ASC" };
+            let nulls = match order.nulls {
+                Some(Nulls::First) => " NULLS FIRST",
+                Some(Nulls::Last) => " NULLS LAST",
+                None => "",
+            };
+            terms.push(format!("{} {direction}{nulls}", column.sql));
+        }
+        Ok(format!(" ORDER BY {}", terms.join(", ")))
+    }
+
+    /// ` LIMIT n [OFFSET m]`, the limit capped by `max_rows`.
+    fn page(&mut self, query: &ReadQuery) -> String {
+        let limit = query.limit.unwrap_or(self.max_rows).min(self.max_rows);
+        self.params.push(Param::Text(Some(limit.to_string())));
+        let mut sql = format!(" LIMIT ${}::text::bigint", self.params.len());
+        if let Some(offset) = query.offset {
+            self.params.push(Param::Text(Some(offset.to_string())));
+            sql.push_str(&format!(" OFFSET ${}::text::bigint", self.params.len()));
+        }
+        sql
+    }
+}
+
+/// ` WHERE …` over `conditions` (empty when there are none).
+fn where_sql(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
+/// A read as SQL: the page of rows as one JSON array (with how many there
+/// are), and — when asked — the count of every row the read could return
+/// before `limit`/`offset`, under the same filters and row conditions, so a
+/// count never includes rows the caller may not see.
+#[derive(Debug)]
+pub struct ReadStatements {
+    pub read: (String, Vec<Param>),
+    pub count: (String, Vec<Param>),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn read_sql<A: Access>(
+    schema: &Schema,
+    table: &Table,
+    query: &ReadQuery,
+    condition: Option<&Expr>,
+    access: &A,
+    caller: &Caller,
+    max_rows: u64,
+) -> Result<ReadStatements, A::Error> {
+    let mut planner = Planner {
+        schema,
+        access,
+        caller,
+        max_rows,
+        params: Vec::new(),
+        aliases: 1,
+    };
+    // The conditions come first, so the count can take just their parameters.
+    let conditions = planner.conditions(table, "t0", query, condition)?;
+    let filter = where_sql(&conditions);
+    let count = (
+        format!(
+            "SELECT count(*) FROM {} AS \"t0\"{filter}",
+            table.qualified()
+        ),
+        planner.params.clone(),
+    );
+    let list = planner.select_list(table, "t0", query)?;
+    let mut sql = format!(
+        "SELECT {} FROM {} AS \"t0\"{filter}",
+        list.join(", "),
+        table.qualified()
+    );
+    sql.push_str(&planner.order_by(table, "t0", &query.order)?);
+    sql.push_str(&planner.page(query));
+    Ok(ReadStatements {
+        read: (
+            format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({sql}) t"),
+            planner.params,
+        ),
+        count,
+    })
+}
+
+/// ` WHERE filters AND condition` on the table itself (unqualified), for writes.
 pub(super) fn where_clause(
     table: &Table,
     query: &ReadQuery,
@@ -58,89 +420,12 @@ pub(super) fn where_clause(
     caller: &Caller,
     params: &mut Vec<Param>,
 ) -> Result<String, FilterError> {
+    let scope = Scope { table, alias: None };
     let mut conditions = Vec::new();
-    for filter in &query.filters {
-        conditions.push(format!("({})", to_sql(filter, table, caller, params)?));
+    for filter in query.filters.iter().chain(condition) {
+        conditions.push(format!("({})", to_sql(filter, &scope, caller, params)?));
     }
-    if let Some(condition) = condition {
-        conditions.push(format!("({})", to_sql(condition, table, caller, params)?));
-    }
-    Ok(if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    })
-}
-
-/// `SELECT count(*)` of the rows a read could return before `limit`/`offset`:
-/// the same filters and row condition, so a count never includes rows the
-/// caller may not see.
-pub fn count_sql(
-    table: &Table,
-    query: &ReadQuery,
-    condition: Option<&Expr>,
-    caller: &Caller,
-) -> Result<(String, Vec<Param>), FilterError> {
-    let mut params = Vec::new();
-    let filter = where_clause(table, query, condition, caller, &mut params)?;
-    Ok((
-        format!("SELECT count(*) FROM {}{filter}", table.qualified()),
-        params,
-    ))
-}
-
-/// `SELECT … FROM table WHERE filters AND condition ORDER BY … LIMIT … OFFSET …`,
-/// wrapped to return one JSON array. `limit` is capped by `max_rows`.
-pub fn read_sql(
-    table: &Table,
-    query: &ReadQuery,
-    condition: Option<&Expr>,
-    caller: &Caller,
-    max_rows: u64,
-) -> Result<(String, Vec<Param>), FilterError> {
-    let mut params = Vec::new();
-    let columns = match &query.select {
-        Select::All => table
-            .columns
-            .iter()
-            .map(|(name, _)| quote(name))
-            .collect::<Vec<_>>(),
-        Select::Columns(names) => names
-            .iter()
-            .map(|name| table.resolve(name).map(|column| column.sql))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
-    let mut sql = format!("SELECT {} FROM {}", columns.join(", "), table.qualified());
-    sql.push_str(&where_clause(table, query, condition, caller, &mut params)?);
-    if !query.order.is_empty() {
-        let terms = query
-            .order
-            .iter()
-            .map(|order| {
-                table.resolve(&order.column).map(|column| {
-                    let direction = if order.descending { "DESC" } else { "ASC" };
-                    let nulls = match order.nulls {
-                        Some(Nulls::First) => " NULLS FIRST",
-                        Some(Nulls::Last) => " NULLS LAST",
-                        None => "",
-                    };
-                    format!("{} {direction}{nulls}", column.sql)
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sql.push_str(&format!(" ORDER BY {}", terms.join(", ")));
-    }
-    let limit = query.limit.unwrap_or(max_rows).min(max_rows);
-    params.push(Param::Text(Some(limit.to_string())));
-    sql.push_str(&format!(" LIMIT ${}::text::bigint", params.len()));
-    if let Some(offset) = query.offset {
-        params.push(Param::Text(Some(offset.to_string())));
-        sql.push_str(&format!(" OFFSET ${}::text::bigint", params.len()));
-    }
-    Ok((
-        format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({sql}) t"),
-        params,
-    ))
+    Ok(where_sql(&conditions))
 }
 
 #[cfg(test)]
@@ -149,15 +434,84 @@ mod tests {
     use crate::filter::parse_condition;
     use crate::rest::parse_read;
 
-    fn table() -> Table {
+    fn table(name: &str, columns: &[(&str, &str)]) -> Table {
         Table {
             schema: "public".into(),
-            name: "we\"ird".into(),
-            columns: vec![
-                ("id".into(), "integer".into()),
-                ("owner".into(), "uuid".into()),
-                ("title".into(), "text".into()),
+            name: name.into(),
+            columns: columns
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+            primary_key: vec!["id".into()],
+            defaults: BTreeMap::new(),
+        }
+    }
+
+    fn fk(name: &str, from: &str, column: &str, to: &str) -> ForeignKey {
+        ForeignKey {
+            name: name.into(),
+            table: from.into(),
+            columns: vec![column.into()],
+            foreign_table: to.into(),
+            foreign_columns: vec!["id".into()],
+        }
+    }
+
+    fn schema() -> Schema {
+        let tables = [
+            table(
+                "we\"ird",
+                &[
+                    ("id", "integer"),
+                    ("owner", "uuid"),
+                    ("title", "text"),
+                    ("data", "jsonb"),
+                ],
+            ),
+            table("users", &[("id", "integer"), ("name", "text")]),
+            table(
+                "posts",
+                &[
+                    ("id", "integer"),
+                    ("author_id", "integer"),
+                    ("title", "text"),
+                ],
+            ),
+            table(
+                "comments",
+                &[("id", "integer"), ("post_id", "integer"), ("body", "text")],
+            ),
+            table("tags", &[("id", "integer"), ("label", "text")]),
+            table(
+                "post_tags",
+                &[("post_id", "integer"), ("tag_id", "integer")],
+            ),
+        ];
+        Schema {
+            name: "public".into(),
+            tables: tables.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            foreign_keys: vec![
+                fk("posts_author_id_fkey", "posts", "author_id", "users"),
+                fk("comments_post_id_fkey", "comments", "post_id", "posts"),
+                fk("post_tags_post_id_fkey", "post_tags", "post_id", "posts"),
+                fk("post_tags_tag_id_fkey", "post_tags", "tag_id", "tags"),
             ],
+            functions: BTreeMap::new(),
+        }
+    }
+
+    /// Every embedded table may be read, except `users` rows only where
+    /// `name` is not null; `tags` are refused.
+    struct Rules;
+
+    impl Access for Rules {
+        type Error = FilterError;
+        fn select(&self, table: &Table, _: &[String]) -> Result<Option<Expr>, FilterError> {
+            match table.name.as_str() {
+                "users" => Ok(Some(parse_condition("name=not.is.null").unwrap())),
+                "tags" => Err(FilterError::new("refused")),
+                _ => Ok(None),
+            }
         }
     }
 
@@ -169,6 +523,11 @@ mod tests {
             .collect()
     }
 
+    fn text(value: &str) -> Param {
+        Param::Text(Some(value.into()))
+    }
+
+    /// Snapshot tests: URL → plan → SQL and parameters, with no database.
     #[test]
     fn golden_read_sql() {
         let caller = Caller {
@@ -176,70 +535,143 @@ mod tests {
             role: "authenticated",
             claims: &serde_json::Value::Null,
         };
-        let condition = parse_condition("owner=eq.{auth.uid}").unwrap();
-        let cases: &[(&str, Option<&Expr>, &str, Vec<Param>)] = &[
+        let owner = parse_condition("owner=eq.{auth.uid}").unwrap();
+        let wrap = |inner: &str| {
+            format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({inner}) t")
+        };
+        let cases: Vec<(&str, &str, Option<&Expr>, String, Vec<Param>)> = vec![
             (
+                "we\"ird",
                 "",
                 None,
-                "SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT \"id\", \"owner\", \"title\" FROM \"public\".\"we\"\"ird\" LIMIT $1::text::bigint) t",
-                vec![Param::Text(Some("100".into()))],
+                wrap("SELECT \"t0\".\"id\" AS \"id\", \"t0\".\"owner\" AS \"owner\", \"t0\".\"title\" AS \"title\", \"t0\".\"data\" AS \"data\" FROM \"public\".\"we\"\"ird\" AS \"t0\" LIMIT $1::text::bigint"),
+                vec![text("100")],
             ),
             (
-                "select=id,title&title=ilike.*a*&order=id.desc.nullslast&limit=5&offset=10",
-                Some(&condition),
-                "SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT \"id\", \"title\" FROM \"public\".\"we\"\"ird\" WHERE (\"title\"::text ILIKE $1::text) AND (\"owner\" = $2::text::uuid) ORDER BY \"id\" DESC NULLS LAST LIMIT $3::text::bigint OFFSET $4::text::bigint) t",
-                vec![Param::Text(Some("%a%".into())), Param::Text(Some("u1".into())), Param::Text(Some("5".into())), Param::Text(Some("10".into()))],
+                "we\"ird",
+                "select=id,heading:title,data->a->>b,id::text&title=ilike.*a*&order=id.desc.nullslast&limit=5&offset=10",
+                Some(&owner),
+                wrap("SELECT \"t0\".\"id\" AS \"id\", \"t0\".\"title\" AS \"heading\", (\"t0\".\"data\"->$3::text->>$4::text) AS \"b\", (\"t0\".\"id\")::text AS \"id\" FROM \"public\".\"we\"\"ird\" AS \"t0\" WHERE (\"t0\".\"title\"::text ILIKE $1::text) AND (\"t0\".\"owner\" = $2::text::uuid) ORDER BY \"t0\".\"id\" DESC NULLS LAST LIMIT $5::text::bigint OFFSET $6::text::bigint"),
+                vec![text("%a%"), text("u1"), text("a"), text("b"), text("5"), text("10")],
+            ),
+            (
+                "posts",
+                "select=title,author:users(name),comments(body)&comments.order=id.desc&comments.limit=2",
+                None,
+                wrap("SELECT \"t0\".\"title\" AS \"title\", (SELECT row_to_json(e) FROM (SELECT \"t1\".\"name\" AS \"name\" FROM \"public\".\"users\" AS \"t1\" WHERE \"t0\".\"author_id\" = \"t1\".\"id\" AND (NOT (\"t1\".\"name\" IS NULL)) LIMIT 1) e) AS \"author\", (SELECT coalesce(json_agg(e), '[]'::json) FROM (SELECT \"t2\".\"body\" AS \"body\" FROM \"public\".\"comments\" AS \"t2\" WHERE \"t2\".\"post_id\" = \"t0\".\"id\" ORDER BY \"t2\".\"id\" DESC LIMIT $1::text::bigint) e) AS \"comments\" FROM \"public\".\"posts\" AS \"t0\" LIMIT $2::text::bigint"),
+                vec![text("2"), text("100")],
+            ),
+            (
+                "users",
+                "select=name,posts!inner(title)&posts.title=eq.x",
+                None,
+                wrap("SELECT \"t0\".\"name\" AS \"name\", (SELECT coalesce(json_agg(e), '[]'::json) FROM (SELECT \"t2\".\"title\" AS \"title\" FROM \"public\".\"posts\" AS \"t2\" WHERE \"t2\".\"author_id\" = \"t0\".\"id\" AND (\"t2\".\"title\" = $2::text::text) LIMIT $3::text::bigint) e) AS \"posts\" FROM \"public\".\"users\" AS \"t0\" WHERE EXISTS (SELECT 1 FROM \"public\".\"posts\" AS \"t1\" WHERE \"t1\".\"author_id\" = \"t0\".\"id\" AND (\"t1\".\"title\" = $1::text::text)) LIMIT $4::text::bigint"),
+                vec![text("x"), text("x"), text("100"), text("100")],
             ),
         ];
-        for (query, condition, sql, params) in cases {
+        let rules = Rules;
+        for (name, query, condition, sql, params) in cases {
             let read = parse_read(&pairs(query)).unwrap();
-            assert_eq!(
-                read_sql(&table(), &read, *condition, &caller, 100).unwrap(),
-                (sql.to_string(), params.clone()),
-                "{query}"
-            );
+            let schema = schema();
+            let statements = read_sql(
+                &schema,
+                &schema.tables[name],
+                &read,
+                condition,
+                &rules,
+                &caller,
+                100,
+            )
+            .unwrap();
+            assert_eq!(statements.read, (sql, params), "{query}");
         }
-        let read = parse_read(&pairs("title=eq.x")).unwrap();
+
+        // The count has the same conditions and only their parameters.
+        let read = parse_read(&pairs("select=name,posts!inner(id)&name=eq.x")).unwrap();
+        let schema = schema();
+        let statements = read_sql(
+            &schema,
+            &schema.tables["users"],
+            &read,
+            None,
+            &rules,
+            &caller,
+            100,
+        )
+        .unwrap();
         assert_eq!(
-            count_sql(&table(), &read, Some(&condition), &caller).unwrap(),
+            statements.count,
             (
-                "SELECT count(*) FROM \"public\".\"we\"\"ird\" WHERE (\"title\" = $1::text::text) AND (\"owner\" = $2::text::uuid)".to_owned(),
-                vec![Param::Text(Some("x".into())), Param::Text(Some("u1".into()))]
+                "SELECT count(*) FROM \"public\".\"users\" AS \"t0\" WHERE (\"t0\".\"name\" = $1::text::text) AND EXISTS (SELECT 1 FROM \"public\".\"posts\" AS \"t1\" WHERE \"t1\".\"author_id\" = \"t0\".\"id\")".to_owned(),
+                vec![text("x")]
             )
         );
-        let read = parse_read(&pairs("limit=100000")).unwrap();
-        assert!(
-            read_sql(&table(), &read, None, &caller, 100)
-                .unwrap()
-                .1
-                .contains(&Param::Text(Some("100".into()))),
-            "the cap applies"
-        );
-    }
 
-    #[test]
-    fn named_columns_and_errors() {
-        let read = parse_read(&pairs("select=title&or=(id.eq.1,owner.is.null)&order=id")).unwrap();
-        assert_eq!(read.named_columns(), vec!["id", "owner", "title"]);
-        let caller = Caller {
-            uid: None,
-            role: "anon",
-            claims: &serde_json::Value::Null,
-        };
-        let error = read_sql(
-            &table(),
-            &parse_read(&pairs("titel=eq.x")).unwrap(),
+        // Many-to-many goes through the junction; a refused table refuses the read.
+        let read = parse_read(&pairs("select=title,comments(body)")).unwrap();
+        let with_junction = read_sql(
+            &schema,
+            &schema.tables["tags"],
+            &parse_read(&pairs("select=label,posts(title)")).unwrap(),
             None,
+            &rules,
             &caller,
-            10,
+            100,
+        )
+        .unwrap();
+        assert!(with_junction.read.0.contains("FROM \"public\".\"posts\" AS \"t1\" WHERE EXISTS (SELECT 1 FROM \"public\".\"post_tags\" AS \"t2\" WHERE \"t2\".\"tag_id\" = \"t0\".\"id\" AND \"t2\".\"post_id\" = \"t1\".\"id\")"), "{}", with_junction.read.0);
+        assert!(read_sql(
+            &schema,
+            &schema.tables["posts"],
+            &parse_read(&pairs("select=title,tags(label)")).unwrap(),
+            None,
+            &rules,
+            &caller,
+            100
+        )
+        .is_err());
+        assert!(read_sql(
+            &schema,
+            &schema.tables["posts"],
+            &read,
+            None,
+            &rules,
+            &caller,
+            100
+        )
+        .is_ok());
+        let error = read_sql(
+            &schema,
+            &schema.tables["posts"],
+            &parse_read(&pairs("select=titel")).unwrap(),
+            None,
+            &rules,
+            &caller,
+            100,
         )
         .unwrap_err();
         assert_eq!(error.hint.as_deref(), Some("did you mean `title`?"));
-        assert!(parse_read(&pairs("order=id.sideways")).is_err());
-        assert!(parse_read(&pairs("limit=ten")).is_err());
-        assert!(parse_read(&pairs("select=author(name)"))
-            .unwrap_err()
-            .message
-            .contains("not available yet"));
+        let error = read_sql(
+            &schema,
+            &schema.tables["posts"],
+            &parse_read(&pairs("select=title->a")).unwrap(),
+            None,
+            &rules,
+            &caller,
+            100,
+        )
+        .unwrap_err();
+        assert!(error.message.contains("not json"), "{}", error.message);
+        let capped = read_sql(
+            &schema,
+            &schema.tables["posts"],
+            &parse_read(&pairs("limit=100000")).unwrap(),
+            None,
+            &rules,
+            &caller,
+            100,
+        )
+        .unwrap();
+        assert_eq!(capped.read.1, vec![text("100")], "the cap applies");
     }
 }

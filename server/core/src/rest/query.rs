@@ -1,12 +1,57 @@
-//! Parsing a read's query string: `select=`, `order=`, `limit=`, `offset=`,
-//! and every other parameter as a filter in the PostgREST grammar.
+//! Parsing a read's query string: `select=` (columns, renames, casts, JSON
+//! paths, embedded resources), `order=`, `limit=`, `offset=`, every other
+//! parameter as a filter in the PostgREST grammar, and `<embed>.<param>` for
+//! the same on an embedded resource.
 
+use crate::filter::parse::{split_top_level, unquote_column};
 use crate::filter::{parse_param, Expr, FilterError};
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum SelectItem {
+    /// `*`: every column.
+    Star,
+    Field(Field),
+    Embed(Embed),
+}
+
+/// `[alias:]column[->key…][::type]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Select {
-    All,
-    Columns(Vec<String>),
+pub struct Field {
+    pub alias: Option<String>,
+    /// The column, possibly with a JSON path (`data->a->>b`).
+    pub column: String,
+    pub cast: Option<String>,
+}
+
+impl Field {
+    /// The key in the output: the alias, the JSON path's last key, or the column.
+    pub fn output_name(&self) -> String {
+        if let Some(alias) = &self.alias {
+            return alias.clone();
+        }
+        match json_path(&self.column).1.last() {
+            Some((_, key)) => key.clone(),
+            None => self.column.clone(),
+        }
+    }
+}
+
+/// `[alias:]relation[!hint][!inner](select)` with its own filters, order
+/// and page, given as `alias.column=…`, `alias.order=…`, `alias.limit=…`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embed {
+    pub alias: Option<String>,
+    pub relation: String,
+    pub hint: Option<String>,
+    /// Only parents with at least one related row.
+    pub inner: bool,
+    pub query: ReadQuery,
+}
+
+impl Embed {
+    pub fn output_name(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.relation)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,27 +67,69 @@ pub struct Order {
     pub nulls: Option<Nulls>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReadQuery {
-    pub select: Select,
+    /// Empty means `*`.
+    pub select: Vec<SelectItem>,
     pub filters: Vec<Expr>,
     pub order: Vec<Order>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
 }
 
-impl ReadQuery {
-    /// Every column the read names outside `select=*`: selected, filtered,
-    /// ordered (for the column-aware authorization decision).
-    pub fn named_columns(&self) -> Vec<String> {
-        let mut names: Vec<String> = match &self.select {
-            Select::All => Vec::new(),
-            Select::Columns(columns) => columns.clone(),
+/// A column reference split into the column and its JSON path:
+/// `data->a->>b` is `data` with `[("->", "a"), ("->>", "b")]`.
+pub fn json_path(reference: &str) -> (&str, Vec<(&'static str, String)>) {
+    let Some(first) = reference.find("->") else {
+        return (reference, Vec::new());
+    };
+    let base = &reference[..first];
+    let mut steps = Vec::new();
+    let mut rest = &reference[first..];
+    while !rest.is_empty() {
+        let (arrow, after) = if let Some(after) = rest.strip_prefix("->>") {
+            ("->>", after)
+        } else if let Some(after) = rest.strip_prefix("->") {
+            ("->", after)
+        } else {
+            break;
         };
+        let end = after.find("->").unwrap_or(after.len());
+        steps.push((arrow, after[..end].to_owned()));
+        rest = &after[end..];
+    }
+    (base, steps)
+}
+
+impl ReadQuery {
+    /// Whether the select list has `*` (or is empty).
+    pub fn selects_all(&self) -> bool {
+        self.select.is_empty() || self.select.contains(&SelectItem::Star)
+    }
+
+    pub fn embeds(&self) -> impl Iterator<Item = &Embed> {
+        self.select.iter().filter_map(|item| match item {
+            SelectItem::Embed(embed) => Some(embed),
+            _ => None,
+        })
+    }
+
+    /// The table's own columns this read names outside `*`: selected,
+    /// filtered, ordered (for the column-aware authorization decision);
+    /// JSON paths count as their column.
+    pub fn named_columns(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .select
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::Field(field) => Some(json_path(&field.column).0.to_owned()),
+                _ => None,
+            })
+            .collect();
         for filter in &self.filters {
             collect_columns(filter, &mut names);
         }
-        names.extend(self.order.iter().map(|o| o.column.clone()));
+        names.extend(self.order.iter().map(|o| json_path(&o.column).0.to_owned()));
         names.sort();
         names.dedup();
         names
@@ -51,7 +138,7 @@ impl ReadQuery {
 
 fn collect_columns(expr: &Expr, into: &mut Vec<String>) {
     match expr {
-        Expr::Filter(filter) => into.push(filter.column.clone()),
+        Expr::Filter(filter) => into.push(json_path(&filter.column).0.to_owned()),
         Expr::Not(inner) => collect_columns(inner, into),
         Expr::And(items) | Expr::Or(items) => {
             items.iter().for_each(|item| collect_columns(item, into))
@@ -66,61 +153,240 @@ fn number(name: &str, value: &str) -> Result<u64, FilterError> {
     })
 }
 
-pub fn parse_read(pairs: &[(String, String)]) -> Result<ReadQuery, FilterError> {
-    let mut query = ReadQuery {
-        select: Select::All,
-        filters: Vec::new(),
-        order: Vec::new(),
-        limit: None,
-        offset: None,
-    };
-    for (key, value) in pairs {
-        match key.as_str() {
-            "select" => {
-                let items: Vec<String> = value
-                    .split(',')
-                    .map(|c| c.trim().to_owned())
-                    .filter(|c| !c.is_empty())
-                    .collect();
-                query.select = if items.is_empty() || items == ["*"] {
-                    Select::All
-                } else if items.iter().any(|c| c.contains(['(', ':', '-', '*'])) {
-                    return Err(FilterError::new(format!("`select={value}` uses renames, casts, JSON paths or embedding, which are not available yet"))
-                        .with_hint("list plain column names, e.g. select=id,title"));
-                } else {
-                    Select::Columns(items)
-                };
+/// Splits `alias:rest` at a single `:` (not `::`) outside double quotes.
+fn split_alias(item: &str) -> (Option<String>, &str) {
+    let bytes = item.as_bytes();
+    let mut quoted = false;
+    for (at, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b':' if !quoted => {
+                let doubled = bytes.get(at + 1) == Some(&b':') || at > 0 && bytes[at - 1] == b':';
+                if !doubled {
+                    let alias = item[..at].trim().trim_matches('"');
+                    return (Some(alias.to_owned()), &item[at + 1..]);
+                }
+                return (None, item);
             }
-            "order" => {
-                for term in value.split(',').filter(|t| !t.is_empty()) {
-                    let mut parts = term.split('.');
-                    let column = parts.next().unwrap_or_default().to_owned();
-                    let mut order = Order {
-                        column,
-                        descending: false,
-                        nulls: None,
-                    };
-                    for modifier in parts {
-                        match modifier {
-                            "asc" => order.descending = false,
-                            "desc" => order.descending = true,
-                            "nullsfirst" => order.nulls = Some(Nulls::First),
-                            "nullslast" => order.nulls = Some(Nulls::Last),
-                            other => {
-                                return Err(FilterError::new(format!(
-                                    "`{other}` is not an order modifier"
-                                ))
-                                .with_hint("write order=column.asc|desc[.nullsfirst|nullslast]"))
-                            }
-                        }
-                    }
-                    query.order.push(order);
+            _ => {}
+        }
+    }
+    (None, item)
+}
+
+/// A cast's type name: letters, digits, `_`, spaces and a trailing `[]`,
+/// so it can be written into SQL as is (PostgreSQL rejects unknown types).
+fn checked_cast(cast: &str) -> Result<String, FilterError> {
+    let lower = cast.trim().to_ascii_lowercase();
+    let body = lower.strip_suffix("[]").unwrap_or(&lower);
+    let plain = body.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ');
+    if plain {
+        Ok(lower)
+    } else {
+        Err(FilterError::new(format!("`{cast}` is not a type name"))
+            .with_hint("cast to a type such as text, integer, numeric, date or text[]"))
+    }
+}
+
+fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
+    let mut items = Vec::new();
+    for item in split_top_level(value)? {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        if item == "*" {
+            items.push(SelectItem::Star);
+            continue;
+        }
+        let (alias, rest) = split_alias(item);
+        if let (Some(open), true) = (rest.find('('), rest.ends_with(')')) {
+            let mut head = rest[..open].split('!');
+            let relation = unquote_column(head.next().unwrap_or_default().trim())?;
+            let mut embed = Embed {
+                alias,
+                relation,
+                hint: None,
+                inner: false,
+                query: ReadQuery::default(),
+            };
+            for modifier in head {
+                match modifier {
+                    "inner" => embed.inner = true,
+                    "left" => embed.inner = false,
+                    hint => embed.hint = Some(hint.to_owned()),
                 }
             }
-            "limit" => query.limit = Some(number("limit", value)?),
-            "offset" => query.offset = Some(number("offset", value)?),
-            _ => query.filters.push(parse_param(key, value)?),
+            if embed.relation.is_empty() {
+                return Err(FilterError::new(format!("`{item}` names no relation"))
+                    .with_hint("write select=title,author(name)"));
+            }
+            embed.query.select = parse_select(&rest[open + 1..rest.len() - 1])?;
+            items.push(SelectItem::Embed(embed));
+            continue;
+        }
+        let (column, cast) = match rest.rfind("::") {
+            Some(at) if !rest[at..].contains('"') => {
+                (&rest[..at], Some(checked_cast(&rest[at + 2..])?))
+            }
+            _ => (rest, None),
+        };
+        let column = unquote_column(column.trim())?;
+        if column.is_empty() || column.contains(['(', ')']) {
+            return Err(FilterError::new(format!("`{item}` is not a column"))
+                .with_hint("write select=id,title,author(name)"));
+        }
+        items.push(SelectItem::Field(Field {
+            alias,
+            column,
+            cast,
+        }));
+    }
+    Ok(items)
+}
+
+fn parse_order(value: &str) -> Result<Vec<Order>, FilterError> {
+    let mut orders = Vec::new();
+    for term in split_top_level(value)? {
+        if term.is_empty() {
+            continue;
+        }
+        let (column, modifiers) = match term.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((column, rest)) => (column.to_owned(), rest.trim_start_matches('.')),
+                None => return Err(FilterError::new(format!("unterminated quote in `{term}`"))),
+            },
+            None => match term.split_once('.') {
+                Some((column, rest)) => (column.to_owned(), rest),
+                None => (term.to_owned(), ""),
+            },
+        };
+        let mut order = Order {
+            column,
+            descending: false,
+            nulls: None,
+        };
+        for modifier in modifiers.split('.').filter(|m| !m.is_empty()) {
+            match modifier {
+                "asc" => order.descending = false,
+                "desc" => order.descending = true,
+                "nullsfirst" => order.nulls = Some(Nulls::First),
+                "nullslast" => order.nulls = Some(Nulls::Last),
+                other => {
+                    return Err(
+                        FilterError::new(format!("`{other}` is not an order modifier"))
+                            .with_hint("write order=column.asc|desc[.nullsfirst|nullslast]"),
+                    )
+                }
+            }
+        }
+        orders.push(order);
+    }
+    Ok(orders)
+}
+
+/// Applies one parameter to `query`, or to the embedded resource its key's
+/// prefix names (`author.name=eq.x`, `comments.order=id.desc`).
+fn apply(query: &mut ReadQuery, key: &str, value: &str) -> Result<(), FilterError> {
+    if let Some((head, rest)) = key.split_once('.') {
+        let embed = query.select.iter_mut().find_map(|item| match item {
+            SelectItem::Embed(embed) if embed.output_name() == head => Some(embed),
+            _ => None,
+        });
+        if let Some(embed) = embed {
+            return apply(&mut embed.query, rest, value);
+        }
+    }
+    match key {
+        "order" => query.order = parse_order(value)?,
+        "limit" => query.limit = Some(number("limit", value)?),
+        "offset" => query.offset = Some(number("offset", value)?),
+        _ => query.filters.push(parse_param(key, value)?),
+    }
+    Ok(())
+}
+
+/// Parameters that are not part of a read (they shape writes and calls).
+pub const WRITE_PARAMETERS: &[&str] = &["columns", "on_conflict", "cursor"];
+
+pub fn parse_read(pairs: &[(String, String)]) -> Result<ReadQuery, FilterError> {
+    let mut query = ReadQuery::default();
+    // `select` first, so embedded resources are known whatever the order.
+    for (_, value) in pairs.iter().filter(|(key, _)| key == "select") {
+        query.select = parse_select(value)?;
+    }
+    for (key, value) in pairs {
+        if key != "select" && !WRITE_PARAMETERS.contains(&key.as_str()) {
+            apply(&mut query, key, value)?;
         }
     }
     Ok(query)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(alias: Option<&str>, column: &str, cast: Option<&str>) -> SelectItem {
+        SelectItem::Field(Field {
+            alias: alias.map(str::to_owned),
+            column: column.into(),
+            cast: cast.map(str::to_owned),
+        })
+    }
+
+    #[test]
+    fn select_grammar() {
+        let query = parse_read(&[
+            (
+                "select".into(),
+                "id,heading:title,price::text,data->a->>b,\"we,ird\",writer:users!author_id!inner(name,posts(id)),*".into(),
+            ),
+            ("writer.name".into(), "eq.Ann".into()),
+            ("writer.posts.limit".into(), "2".into()),
+            ("writer.order".into(), "name.desc".into()),
+            ("id".into(), "gt.1".into()),
+        ])
+        .unwrap();
+        assert_eq!(query.select[0], field(None, "id", None));
+        assert_eq!(query.select[1], field(Some("heading"), "title", None));
+        assert_eq!(query.select[2], field(None, "price", Some("text")));
+        assert_eq!(query.select[3], field(None, "data->a->>b", None));
+        assert_eq!(query.select[4], field(None, "we,ird", None));
+        let SelectItem::Embed(embed) = &query.select[5] else {
+            panic!("an embed")
+        };
+        assert_eq!(
+            (
+                embed.output_name(),
+                embed.relation.as_str(),
+                embed.hint.as_deref(),
+                embed.inner
+            ),
+            ("writer", "users", Some("author_id"), true)
+        );
+        assert_eq!(embed.query.filters.len(), 1);
+        assert!(embed.query.order[0].descending);
+        let SelectItem::Embed(posts) = &embed.query.select[1] else {
+            panic!("nested")
+        };
+        assert_eq!(posts.query.limit, Some(2));
+        assert_eq!(query.select[6], SelectItem::Star);
+        assert_eq!(query.filters.len(), 1);
+        assert_eq!(
+            query.named_columns(),
+            vec!["data", "id", "price", "title", "we,ird"]
+        );
+        assert_eq!(
+            json_path("data->a->>b"),
+            ("data", vec![("->", "a".into()), ("->>", "b".into())])
+        );
+        assert!(parse_read(&[("select".into(), "id::text;drop".into())]).is_err());
+        assert!(parse_read(&[("select".into(), "author(name".into())]).is_err());
+        assert!(parse_read(&[("order".into(), "id.sideways".into())]).is_err());
+        assert!(parse_read(&[("limit".into(), "ten".into())]).is_err());
+    }
 }

@@ -4,7 +4,7 @@
 //! policy's row condition, so the caller can refuse (and roll back) a write
 //! that would leave rows the user could not read back.
 
-use super::plan::{where_clause, Table};
+use super::plan::{where_clause, Scope, Table};
 use super::query::ReadQuery;
 use crate::filter::sql::{to_sql, Caller, Param};
 use crate::filter::{Expr, FilterError};
@@ -20,7 +20,7 @@ fn returning(
     let violating = match condition {
         Some(condition) => format!(
             "count(*) FILTER (WHERE NOT coalesce(({}), false))",
-            to_sql(condition, table, caller, params)?
+            to_sql(condition, &Scope { table, alias: None }, caller, params)?
         ),
         None => "0::bigint".to_owned(),
     };
@@ -29,11 +29,20 @@ fn returning(
     ))
 }
 
+/// The quoted names of `columns`, each checked against the table (no JSON paths).
 fn checked_columns(table: &Table, columns: &[String]) -> Result<Vec<String>, FilterError> {
     use crate::filter::sql::Columns;
+    let scope = Scope { table, alias: None };
     columns
         .iter()
-        .map(|name| table.resolve(name).map(|c| c.sql))
+        .map(|name| {
+            if name.contains("->") {
+                return Err(FilterError::new(format!(
+                    "`{name}` is not a column to write"
+                )));
+            }
+            scope.resolve(name, &mut Vec::new()).map(|c| c.sql)
+        })
         .collect()
 }
 
@@ -149,6 +158,7 @@ mod tests {
                 ("owner".into(), "uuid".into()),
                 ("title".into(), "text".into()),
             ],
+            ..Table::default()
         };
         let caller = Caller {
             uid: Some("u1"),

@@ -1,0 +1,259 @@
+//! The schema cache's contents: the exposed schema's tables and views with
+//! their columns, primary keys and defaults, the foreign keys between them,
+//! and its functions. The server fills it from the catalog; everything here
+//! only reads it, so every identifier that reaches SQL was found in it.
+
+use super::plan::Table;
+use crate::filter::FilterError;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub foreign_table: String,
+    pub foreign_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    pub name: String,
+    /// `(name, type)` of the input arguments, in order.
+    pub args: Vec<(String, String)>,
+    /// How many trailing arguments have defaults.
+    pub defaults: usize,
+    pub returns: String,
+    pub returns_set: bool,
+    /// Whether the function returns rows of a table type or a record set.
+    pub returns_rows: bool,
+    /// `i`mmutable, `s`table or `v`olatile.
+    pub volatility: char,
+}
+
+impl Function {
+    /// Immutable and stable functions run in read-only transactions.
+    pub fn read_only(&self) -> bool {
+        self.volatility != 'v'
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schema {
+    pub name: String,
+    pub tables: BTreeMap<String, Table>,
+    pub foreign_keys: Vec<ForeignKey>,
+    /// Overloads share a name.
+    pub functions: BTreeMap<String, Vec<Function>>,
+}
+
+/// How an embedded resource relates to the one it is embedded in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relationship {
+    /// The parent holds the key: at most one related row (an object or null).
+    ToOne(ForeignKey),
+    /// The related table holds the key: an array.
+    ToMany(ForeignKey),
+    /// Through a junction table with keys to both: an array.
+    ManyToMany {
+        junction: String,
+        to_parent: ForeignKey,
+        to_target: ForeignKey,
+    },
+}
+
+impl Relationship {
+    fn describe(&self) -> String {
+        match self {
+            Relationship::ToOne(fk) | Relationship::ToMany(fk) => fk.name.clone(),
+            Relationship::ManyToMany { junction, .. } => junction.clone(),
+        }
+    }
+
+    fn matches(&self, hint: &str) -> bool {
+        match self {
+            Relationship::ToOne(fk) | Relationship::ToMany(fk) => {
+                fk.name == hint || fk.columns.len() == 1 && fk.columns[0] == hint
+            }
+            Relationship::ManyToMany {
+                junction,
+                to_parent,
+                to_target,
+            } => junction == hint || to_parent.name == hint || to_target.name == hint,
+        }
+    }
+}
+
+impl Schema {
+    /// The table or view, or an error naming the closest one.
+    pub fn table(&self, name: &str) -> Result<&Table, FilterError> {
+        self.tables.get(name).ok_or_else(|| {
+            let close = crate::config::suggestion(name, self.tables.keys().map(String::as_str));
+            FilterError::new(format!("`{}` has no table or view `{name}`", self.name)).with_hint(
+                match close {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => "check the name".to_owned(),
+                },
+            )
+        })
+    }
+
+    /// How `target` relates to `parent`; `hint` (after `!`) picks a foreign
+    /// key by its name or column, or a junction table, when several qualify.
+    pub fn relationship(
+        &self,
+        parent: &str,
+        target: &str,
+        hint: Option<&str>,
+    ) -> Result<Relationship, FilterError> {
+        let mut candidates = Vec::new();
+        for fk in &self.foreign_keys {
+            if fk.table == parent && fk.foreign_table == target {
+                candidates.push(Relationship::ToOne(fk.clone()));
+            }
+            // A self-reference is both; `!hint` tells which.
+            if fk.table == target && fk.foreign_table == parent {
+                candidates.push(Relationship::ToMany(fk.clone()));
+            }
+        }
+        for to_parent in &self.foreign_keys {
+            if to_parent.foreign_table != parent
+                || to_parent.table == parent
+                || to_parent.table == target
+            {
+                continue;
+            }
+            for to_target in &self.foreign_keys {
+                if to_target.table == to_parent.table
+                    && to_target.foreign_table == target
+                    && to_target.name != to_parent.name
+                {
+                    candidates.push(Relationship::ManyToMany {
+                        junction: to_parent.table.clone(),
+                        to_parent: to_parent.clone(),
+                        to_target: to_target.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(hint) = hint {
+            candidates.retain(|candidate| candidate.matches(hint));
+        }
+        // With a junction and a direct key both present, the direct key wins
+        // (as in PostgREST).
+        if candidates.len() > 1
+            && candidates
+                .iter()
+                .any(|c| !matches!(c, Relationship::ManyToMany { .. }))
+        {
+            candidates.retain(|c| !matches!(c, Relationship::ManyToMany { .. }));
+        }
+        match candidates.len() {
+            1 => Ok(candidates.pop().expect("one")),
+            0 => Err(FilterError::new(format!(
+                "no relationship between `{parent}` and `{target}`{}",
+                hint.map(|h| format!(" matches `!{h}`")).unwrap_or_default()
+            ))
+            .with_hint("embedding follows foreign keys: add one, or check the names in select=")),
+            _ => {
+                let names: Vec<String> = candidates
+                    .iter()
+                    .map(|c| format!("{target}!{}", c.describe()))
+                    .collect();
+                Err(FilterError::new(format!(
+                    "`{parent}` and `{target}` are related in {} ways",
+                    candidates.len()
+                ))
+                .with_hint(format!("pick one: {}", names.join(", "))))
+            }
+        }
+    }
+
+    /// The function `name` that takes exactly the named arguments (those with
+    /// defaults may be left out).
+    pub fn function(&self, name: &str, given: &[String]) -> Result<&Function, FilterError> {
+        let overloads = self.functions.get(name).ok_or_else(|| {
+            let close = crate::config::suggestion(name, self.functions.keys().map(String::as_str));
+            FilterError::new(format!("`{}` has no function `{name}`", self.name)).with_hint(
+                match close {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => "check the name".to_owned(),
+                },
+            )
+        })?;
+        overloads
+            .iter()
+            .find(|function| {
+                let required = function.args.len() - function.defaults;
+                given
+                    .iter()
+                    .all(|g| function.args.iter().any(|(name, _)| name == g))
+                    && function.args[..required]
+                        .iter()
+                        .all(|(name, _)| given.contains(name))
+            })
+            .ok_or_else(|| {
+                let shapes: Vec<String> = overloads
+                    .iter()
+                    .map(|f| {
+                        let args: Vec<String> =
+                            f.args.iter().map(|(n, t)| format!("{n} {t}")).collect();
+                        format!("{name}({})", args.join(", "))
+                    })
+                    .collect();
+                FilterError::new(format!(
+                    "`{name}` takes no arguments named ({})",
+                    given.join(", ")
+                ))
+                .with_hint(format!("it is {}", shapes.join(" or ")))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fk(name: &str, table: &str, column: &str, foreign: &str) -> ForeignKey {
+        ForeignKey {
+            name: name.into(),
+            table: table.into(),
+            columns: vec![column.into()],
+            foreign_table: foreign.into(),
+            foreign_columns: vec!["id".into()],
+        }
+    }
+
+    #[test]
+    fn relationships_and_hints() {
+        let schema = Schema {
+            name: "public".into(),
+            foreign_keys: vec![
+                fk("posts_author_fkey", "posts", "author_id", "users"),
+                fk("posts_editor_fkey", "posts", "editor_id", "users"),
+                fk("post_tags_post_fkey", "post_tags", "post_id", "posts"),
+                fk("post_tags_tag_fkey", "post_tags", "tag_id", "tags"),
+            ],
+            ..Schema::default()
+        };
+        let ambiguous = schema.relationship("posts", "users", None).unwrap_err();
+        assert!(ambiguous.hint.unwrap().contains("users!posts_author_fkey"));
+        assert!(matches!(
+            schema.relationship("posts", "users", Some("editor_id")),
+            Ok(Relationship::ToOne(fk)) if fk.name == "posts_editor_fkey"
+        ));
+        assert!(matches!(
+            schema.relationship("users", "posts", Some("posts_author_fkey")),
+            Ok(Relationship::ToMany(_))
+        ));
+        assert!(matches!(
+            schema.relationship("posts", "tags", None),
+            Ok(Relationship::ManyToMany { junction, .. }) if junction == "post_tags"
+        ));
+        assert!(matches!(
+            schema.relationship("posts", "post_tags", None),
+            Ok(Relationship::ToMany(_))
+        ));
+        assert!(schema.relationship("tags", "users", None).is_err());
+    }
+}
