@@ -219,6 +219,11 @@ async fn run(
                 .await
                 .context("cannot load the policies")?,
         ),
+        schema: Arc::new(
+            crate::rest::cache::SchemaCache::load(&pool, &config.rest.schema)
+                .await
+                .context("cannot read the exposed schema")?,
+        ),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
     };
@@ -242,6 +247,12 @@ async fn run(
     }
     let policy_reloader = tokio::spawn(reload_policies_on_change(
         state.clone(),
+        database.pg.clone(),
+        database.tls.clone(),
+    ));
+    let schema_reloader = tokio::spawn(crate::rest::cache::reload_on_change(
+        state.schema.clone(),
+        state.pool.clone(),
         database.pg.clone(),
         database.tls.clone(),
     ));
@@ -286,11 +297,15 @@ async fn run(
     let handle = server.handle();
 
     let limiter = state.rate_limiter.clone();
+    let pool = state.pool.clone();
     let sweeper = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
             limiter.sweep(Instant::now());
+            if let Err(error) = crate::rest::prune_idempotency_keys(&pool).await {
+                tracing::warn!("cannot prune expired idempotency keys: {error:#}");
+            }
         }
     });
     let drain = Duration::from_millis(server_config.shutdown_drain_ms);
@@ -312,6 +327,7 @@ async fn run(
     sweeper.abort();
     signals.abort();
     policy_reloader.abort();
+    schema_reloader.abort();
     let _ = stop_jobs.send(true);
     let _ = job_worker.await;
     state.pool.close();

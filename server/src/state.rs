@@ -29,6 +29,8 @@ pub struct AppState {
     pub jobs: crate::jobs::Queue,
     /// The policy engine (reloaded when any replica changes policies).
     pub authz: Arc<crate::authz::Engine>,
+    /// The exposed schema as the data API sees it (reloaded on DDL).
+    pub schema: Arc<crate::rest::cache::SchemaCache>,
     /// Whether an SMTP server is configured (emails can be sent).
     pub email_enabled: bool,
     pub embedded: bool,

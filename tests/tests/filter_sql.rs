@@ -11,7 +11,7 @@ use tokio_postgres::types::ToSql;
 struct Catalog(Vec<(String, String)>);
 
 impl Columns for Catalog {
-    fn resolve(&self, name: &str) -> Result<Column, FilterError> {
+    fn resolve(&self, name: &str, _params: &mut Vec<Param>) -> Result<Column, FilterError> {
         self.0
             .iter()
             .find(|(column, _)| column == name)

@@ -163,6 +163,10 @@ pub struct RestConfig {
     pub max_rows: u64,
     /// Whether `PATCH` and `DELETE` without any filter are allowed.
     pub allow_unfiltered_writes: bool,
+    /// How long a response stored under an `Idempotency-Key` is replayed.
+    pub idempotency_ttl_secs: u64,
+    /// The most operations one `POST /rest/v1/batch` may hold.
+    pub batch_max_operations: u64,
 }
 
 impl Default for RestConfig {
@@ -171,6 +175,8 @@ impl Default for RestConfig {
             schema: "public".into(),
             max_rows: 1000,
             allow_unfiltered_writes: false,
+            idempotency_ttl_secs: 86_400,
+            batch_max_operations: 100,
         }
     }
 }
@@ -903,6 +909,20 @@ impl Config {
             ));
         }
         range(&fail, "rest.max_rows", self.rest.max_rows, 1, 1_000_000)?;
+        range(
+            &fail,
+            "rest.idempotency_ttl_secs",
+            self.rest.idempotency_ttl_secs,
+            60,
+            30 * 86_400,
+        )?;
+        range(
+            &fail,
+            "rest.batch_max_operations",
+            self.rest.batch_max_operations,
+            1,
+            10_000,
+        )?;
         if self.rest.schema.is_empty() || self.rest.schema.contains(['"', '\0']) {
             return Err(fail(
                 "rest.schema",

@@ -27,6 +27,7 @@ pub fn actions_for(object: &str) -> Option<&'static [&'static str]> {
         "bucket" => &["read", "write", "delete", "*"],
         "channel" => &["subscribe", "broadcast", "presence", "*"],
         "index" => &["search", "*"],
+        "function" => &["execute", "*"],
         "admin" => &["read", "write", "*"],
         "*" => &["*"],
         _ => return None,
@@ -60,7 +61,7 @@ pub fn policy_problem(
     let Some(actions) = actions_for(object) else {
         return Some((
             "object",
-            "table:<schema>.<name>, bucket:<name>[/<prefix>], channel:<topic>, index:<name> or admin:<area>; a trailing * matches any rest".into(),
+            "table:<schema>.<name>, function:<schema>.<name>, bucket:<name>[/<prefix>], channel:<topic>, index:<name> or admin:<area>; a trailing * matches any rest".into(),
         ));
     };
     if !actions.contains(&action) {

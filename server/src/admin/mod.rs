@@ -1,7 +1,7 @@
 //! The admin API (`/admin/v1/`, service_role key only): the installation's
 //! status and a SQL endpoint for the console's SQL editor.
 
-use crate::authz::{Admin, SqlWrite, SystemRead};
+use crate::authz::{Admin, SchemaWrite, SqlWrite, SystemRead};
 use crate::db::{self, migrate, CancelOnDrop};
 use crate::http::error::HttpError;
 use crate::http::resource;
@@ -20,7 +20,33 @@ pub const SQL_MAX_ROWS: usize = 10_000;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(resource("/admin/v1/status").route(web::get().to(status)))
-        .service(resource("/admin/v1/sql").route(web::post().to(sql)));
+        .service(resource("/admin/v1/sql").route(web::post().to(sql)))
+        .service(resource("/admin/v1/schema/reload").route(web::post().to(reload_schema)));
+}
+
+/// Reloads the data API's schema cache now (after DDL on a database where
+/// the event trigger could not be installed); other replicas follow through
+/// `NOTIFY basalt_schema`.
+async fn reload_schema(
+    _: Admin<SchemaWrite>,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    state
+        .schema
+        .reload(&state.pool)
+        .await
+        .map_err(db::unavailable)?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    client
+        .execute("SELECT pg_notify('basalt_schema', '')", &[])
+        .await
+        .map_err(db::failed)?;
+    let schema = state.schema.get();
+    Ok(HttpResponse::Ok().json(json!({
+        "schema": schema.name,
+        "tables": schema.tables.len(),
+        "functions": schema.functions.len(),
+    })))
 }
 
 async fn status(_: Admin<SystemRead>, state: Data<AppState>) -> Result<HttpResponse, HttpError> {

@@ -44,6 +44,7 @@ admin_areas! {
     SystemRead => ("system", "read"),
     SqlWrite => ("sql", "write"),
     AuditRead => ("audit", "read"),
+    SchemaWrite => ("schema", "write"),
 }
 
 /// Present in a handler's arguments, it admits the service_role key and users

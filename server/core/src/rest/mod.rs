@@ -3,12 +3,14 @@
 //! writes), given the schema cache's contents (`schema.rs`) and the policy
 //! engine's row conditions.
 
+mod cursor;
 mod plan;
 mod query;
 mod schema;
 mod write;
 
+pub use cursor::Cursor;
 pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Table};
 pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};
 pub use schema::{ForeignKey, Function, Relationship, Schema};
-pub use write::{body_columns, delete_sql, insert_sql, update_sql};
+pub use write::{body_columns, delete_sql, insert_sql, update_sql, Conflict, InsertOptions};

@@ -358,13 +358,46 @@ fn where_sql(conditions: &[String]) -> String {
 }
 
 /// A read as SQL: the page of rows as one JSON array (with how many there
-/// are), and — when asked — the count of every row the read could return
-/// before `limit`/`offset`, under the same filters and row conditions, so a
-/// count never includes rows the caller may not see.
+/// are), and the `FROM … WHERE …` it reads from, for counts: under the same
+/// filters and row conditions, so a count never includes rows the caller
+/// may not see.
 #[derive(Debug)]
 pub struct ReadStatements {
     pub read: (String, Vec<Param>),
-    pub count: (String, Vec<Param>),
+    from: String,
+    from_params: Vec<Param>,
+}
+
+impl ReadStatements {
+    /// `Prefer: count=exact`.
+    pub fn count_exact(&self) -> (String, Vec<Param>) {
+        (
+            format!("SELECT count(*){}", self.from),
+            self.from_params.clone(),
+        )
+    }
+
+    /// `Prefer: count=planned`: the planner's estimate (one JSON row from EXPLAIN).
+    pub fn count_planned(&self) -> (String, Vec<Param>) {
+        (
+            format!("EXPLAIN (FORMAT JSON) SELECT 1{}", self.from),
+            self.from_params.clone(),
+        )
+    }
+
+    /// An exact count that stops at `bound` + 1 rows (for `count=estimated`).
+    pub fn count_bounded(&self, bound: u64) -> (String, Vec<Param>) {
+        let mut params = self.from_params.clone();
+        params.push(Param::Text(Some((bound + 1).to_string())));
+        (
+            format!(
+                "SELECT count(*) FROM (SELECT 1{} LIMIT ${}::text::bigint) c",
+                self.from,
+                params.len()
+            ),
+            params,
+        )
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -388,13 +421,8 @@ pub fn read_sql<A: Access>(
     // The conditions come first, so the count can take just their parameters.
     let conditions = planner.conditions(table, "t0", query, condition)?;
     let filter = where_sql(&conditions);
-    let count = (
-        format!(
-            "SELECT count(*) FROM {} AS \"t0\"{filter}",
-            table.qualified()
-        ),
-        planner.params.clone(),
-    );
+    let from = format!(" FROM {} AS \"t0\"{filter}", table.qualified());
+    let from_params = planner.params.clone();
     let list = planner.select_list(table, "t0", query)?;
     let mut sql = format!(
         "SELECT {} FROM {} AS \"t0\"{filter}",
@@ -408,7 +436,8 @@ pub fn read_sql<A: Access>(
             format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({sql}) t"),
             planner.params,
         ),
-        count,
+        from,
+        from_params,
     })
 }
 
@@ -539,7 +568,8 @@ mod tests {
         let wrap = |inner: &str| {
             format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({inner}) t")
         };
-        let cases: Vec<(&str, &str, Option<&Expr>, String, Vec<Param>)> = vec![
+        type Case<'a> = (&'a str, &'a str, Option<&'a Expr>, String, Vec<Param>);
+        let cases: Vec<Case> = vec![
             (
                 "we\"ird",
                 "",
@@ -600,7 +630,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            statements.count,
+            statements.count_exact(),
             (
                 "SELECT count(*) FROM \"public\".\"users\" AS \"t0\" WHERE (\"t0\".\"name\" = $1::text::text) AND EXISTS (SELECT 1 FROM \"public\".\"posts\" AS \"t1\" WHERE \"t1\".\"author_id\" = \"t0\".\"id\")".to_owned(),
                 vec![text("x")]

@@ -4,29 +4,42 @@
 //! policy's row condition, so the caller can refuse (and roll back) a write
 //! that would leave rows the user could not read back.
 
-use super::plan::{where_clause, Scope, Table};
+use super::plan::{quote, where_clause, Scope, Table};
 use super::query::ReadQuery;
 use crate::filter::sql::{to_sql, Caller, Param};
 use crate::filter::{Expr, FilterError};
 
-/// `SELECT rows_as_json, count_violating FROM written`.
-fn returning(
-    cte: &str,
+/// `SELECT rows_as_json, count_violating, count FROM written`. `violates`
+/// is a condition over a written row that breaks the policy, if any.
+fn returning(table: &Table, violates: Option<String>) -> String {
+    let columns = table
+        .columns
+        .iter()
+        .map(|(name, _)| quote(name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let violating = match violates {
+        Some(violates) => format!("count(*) FILTER (WHERE {violates})"),
+        None => "0::bigint".to_owned(),
+    };
+    format!(
+        "SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT {columns} FROM written) r)::text, {violating}, count(*) FROM written"
+    )
+}
+
+/// `NOT coalesce((condition), false)` over a written row.
+fn breaks(
     table: &Table,
     condition: Option<&Expr>,
     caller: &Caller,
     params: &mut Vec<Param>,
-) -> Result<String, FilterError> {
-    let violating = match condition {
-        Some(condition) => format!(
-            "count(*) FILTER (WHERE NOT coalesce(({}), false))",
-            to_sql(condition, &Scope { table, alias: None }, caller, params)?
-        ),
-        None => "0::bigint".to_owned(),
-    };
-    Ok(format!(
-        "SELECT coalesce(json_agg({cte}), '[]'::json)::text, {violating} FROM {cte}"
-    ))
+) -> Result<Option<String>, FilterError> {
+    condition
+        .map(|condition| {
+            to_sql(condition, &Scope { table, alias: None }, caller, params)
+                .map(|sql| format!("NOT coalesce(({sql}), false)"))
+        })
+        .transpose()
 }
 
 /// The quoted names of `columns`, each checked against the table (no JSON paths).
@@ -46,27 +59,138 @@ fn checked_columns(table: &Table, columns: &[String]) -> Result<Vec<String>, Fil
         .collect()
 }
 
+/// What to do when an inserted row collides with an existing one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conflict {
+    /// Fail with a unique violation (a plain insert).
+    Fail,
+    /// `resolution=merge-duplicates`: update the existing row with the new
+    /// values, where the caller's update condition allows.
+    Merge {
+        target: Vec<String>,
+        condition: Option<Expr>,
+    },
+    /// `resolution=ignore-duplicates`: keep the existing row.
+    Ignore { target: Vec<String> },
+}
+
+/// How an insert reads its body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertOptions {
+    pub conflict: Conflict,
+    /// `missing=default`: a key absent from an object takes the column's
+    /// default rather than NULL.
+    pub missing_default: bool,
+}
+
 /// Inserts `rows` (a JSON array of objects) into the given `columns`; columns
-/// not listed take their defaults.
+/// not listed take their defaults. Written rows must satisfy `condition` (the
+/// insert policy's) or, when they were merged into an existing row, the
+/// update policy's.
 pub fn insert_sql(
     table: &Table,
     rows_json: String,
     columns: &[String],
     condition: Option<&Expr>,
     caller: &Caller,
+    options: &InsertOptions,
 ) -> Result<(String, Vec<Param>), FilterError> {
     let mut params = vec![Param::Text(Some(rows_json))];
-    let list = checked_columns(table, columns)?.join(", ");
     if columns.is_empty() {
         return Err(FilterError::new("the body names no column")
             .with_hint("send objects such as {\"title\": \"Hello\"}"));
     }
+    let quoted = checked_columns(table, columns)?;
+    let list = quoted.join(", ");
+    let source = if options.missing_default {
+        // Each object's own keys decide: present → its value (even null),
+        // absent → the column's default as the catalog defines it.
+        let values = columns
+            .iter()
+            .zip(&quoted)
+            .map(|(name, column)| {
+                params.push(Param::Text(Some(name.clone())));
+                let default = table
+                    .defaults
+                    .get(name)
+                    .map(String::as_str)
+                    .unwrap_or("NULL");
+                format!(
+                    "CASE WHEN (j.value::jsonb) ? ${}::text THEN (p).{column} ELSE {default} END",
+                    params.len()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {values} FROM json_array_elements($1::text::json) AS j CROSS JOIN LATERAL (SELECT json_populate_record(NULL::{}, j.value) AS p) AS populated",
+            table.qualified()
+        )
+    } else {
+        format!(
+            "SELECT {list} FROM json_populate_recordset(NULL::{}, $1::text::json)",
+            table.qualified()
+        )
+    };
+    let scope = Scope {
+        table,
+        alias: Some("t0"),
+    };
+    let (on_conflict, merged) = match &options.conflict {
+        Conflict::Fail => (String::new(), None),
+        Conflict::Ignore { target } => (
+            format!(
+                " ON CONFLICT ({}) DO NOTHING",
+                checked_columns(table, target)?.join(", ")
+            ),
+            None,
+        ),
+        Conflict::Merge { target, condition } => {
+            let set = quoted
+                .iter()
+                .map(|column| format!("{column} = EXCLUDED.{column}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let only = match condition {
+                Some(condition) => {
+                    format!(" WHERE {}", to_sql(condition, &scope, caller, &mut params)?)
+                }
+                None => String::new(),
+            };
+            (
+                format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {set}{only}",
+                    checked_columns(table, target)?.join(", ")
+                ),
+                Some(condition),
+            )
+        }
+    };
     let insert = format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM json_populate_recordset(NULL::{table}, $1::text::json) RETURNING *",
-        table = table.qualified()
+        "INSERT INTO {} AS \"t0\" ({list}) {source}{on_conflict} RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\"",
+        table.qualified()
     );
-    let tail = returning("written", table, condition, caller, &mut params)?;
-    Ok((format!("WITH written AS ({insert}) {tail}"), params))
+    let violates = match merged {
+        // An inserted row answers to the insert condition, a merged one to
+        // the update condition.
+        Some(update) => {
+            let inserted = breaks(table, condition, caller, &mut params)?;
+            let updated = breaks(table, update.as_ref(), caller, &mut params)?;
+            match (inserted, updated) {
+                (None, None) => None,
+                (i, u) => Some(format!(
+                    "CASE WHEN \"basalt inserted\" THEN {} ELSE {} END",
+                    i.unwrap_or_else(|| "false".into()),
+                    u.unwrap_or_else(|| "false".into())
+                )),
+            }
+        }
+        None => breaks(table, condition, caller, &mut params)?,
+    };
+    Ok((
+        format!("WITH written AS ({insert}) {}", returning(table, violates)),
+        params,
+    ))
 }
 
 /// Sets the columns of `patch` (a JSON object) on the rows that match the
@@ -95,8 +219,11 @@ pub fn update_sql(
         "UPDATE {} SET {assignments}{filter} RETURNING *",
         table.qualified()
     );
-    let tail = returning("written", table, condition, caller, &mut params)?;
-    Ok((format!("WITH written AS ({update}) {tail}"), params))
+    let violates = breaks(table, condition, caller, &mut params)?;
+    Ok((
+        format!("WITH written AS ({update}) {}", returning(table, violates)),
+        params,
+    ))
 }
 
 /// Deletes the rows that match the filters and the policy condition.
@@ -110,10 +237,7 @@ pub fn delete_sql(
     let filter = where_clause(table, query, condition, caller, &mut params)?;
     let delete = format!("DELETE FROM {}{filter} RETURNING *", table.qualified());
     Ok((
-        format!(
-            "WITH written AS ({delete}) {}",
-            returning("written", table, None, caller, &mut params)?
-        ),
+        format!("WITH written AS ({delete}) {}", returning(table, None)),
         params,
     ))
 }
@@ -166,12 +290,23 @@ mod tests {
             claims: &serde_json::Value::Null,
         };
         let condition = parse_condition("owner=eq.{auth.uid}").unwrap();
+        let plain = InsertOptions {
+            conflict: Conflict::Fail,
+            missing_default: false,
+        };
         let columns = vec!["owner".to_owned(), "title".to_owned()];
-        let (sql, params) =
-            insert_sql(&table, "[]".into(), &columns, Some(&condition), &caller).unwrap();
+        let (sql, params) = insert_sql(
+            &table,
+            "[]".into(),
+            &columns,
+            Some(&condition),
+            &caller,
+            &plain,
+        )
+        .unwrap();
         assert_eq!(
             sql,
-            "WITH written AS (INSERT INTO \"public\".\"posts\" (\"owner\", \"title\") SELECT \"owner\", \"title\" FROM json_populate_recordset(NULL::\"public\".\"posts\", $1::text::json) RETURNING *) SELECT coalesce(json_agg(written), '[]'::json)::text, count(*) FILTER (WHERE NOT coalesce((\"owner\" = $2::text::uuid), false)) FROM written"
+            "WITH written AS (INSERT INTO \"public\".\"posts\" AS \"t0\" (\"owner\", \"title\") SELECT \"owner\", \"title\" FROM json_populate_recordset(NULL::\"public\".\"posts\", $1::text::json) RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce((\"owner\" = $2::text::uuid), false)), count(*) FROM written"
         );
         assert_eq!(
             params,
@@ -193,16 +328,63 @@ mod tests {
         .unwrap();
         assert_eq!(
             sql,
-            "WITH written AS (UPDATE \"public\".\"posts\" SET \"title\" = (SELECT \"title\" FROM json_populate_record(NULL::\"public\".\"posts\", $1::text::json)) WHERE (\"id\" = $2::text::integer) AND (\"owner\" = $3::text::uuid) RETURNING *) SELECT coalesce(json_agg(written), '[]'::json)::text, count(*) FILTER (WHERE NOT coalesce((\"owner\" = $4::text::uuid), false)) FROM written"
+            "WITH written AS (UPDATE \"public\".\"posts\" SET \"title\" = (SELECT \"title\" FROM json_populate_record(NULL::\"public\".\"posts\", $1::text::json)) WHERE (\"id\" = $2::text::integer) AND (\"owner\" = $3::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce((\"owner\" = $4::text::uuid), false)), count(*) FROM written"
         );
         assert_eq!(params.len(), 4);
 
         let (sql, _) = delete_sql(&table, &query, Some(&condition), &caller).unwrap();
         assert_eq!(
             sql,
-            "WITH written AS (DELETE FROM \"public\".\"posts\" WHERE (\"id\" = $1::text::integer) AND (\"owner\" = $2::text::uuid) RETURNING *) SELECT coalesce(json_agg(written), '[]'::json)::text, 0::bigint FROM written"
+            "WITH written AS (DELETE FROM \"public\".\"posts\" WHERE (\"id\" = $1::text::integer) AND (\"owner\" = $2::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, 0::bigint, count(*) FROM written"
         );
-        assert!(insert_sql(&table, "[]".into(), &["nope".to_owned()], None, &caller).is_err());
+        assert!(insert_sql(
+            &table,
+            "[]".into(),
+            &["nope".to_owned()],
+            None,
+            &caller,
+            &plain
+        )
+        .is_err());
+
+        // Upsert: merged rows answer to the update condition, inserted ones to
+        // the insert condition; missing keys take the catalog's default.
+        let mut with_default = table.clone();
+        with_default
+            .defaults
+            .insert("title".into(), "'untitled'::text".into());
+        let merge = InsertOptions {
+            conflict: Conflict::Merge {
+                target: vec!["id".into()],
+                condition: Some(condition.clone()),
+            },
+            missing_default: true,
+        };
+        let (sql, params) = insert_sql(
+            &with_default,
+            "[]".into(),
+            &["id".to_owned(), "title".to_owned()],
+            Some(&condition),
+            &caller,
+            &merge,
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "WITH written AS (INSERT INTO \"public\".\"posts\" AS \"t0\" (\"id\", \"title\") SELECT CASE WHEN (j.value::jsonb) ? $2::text THEN (p).\"id\" ELSE NULL END, CASE WHEN (j.value::jsonb) ? $3::text THEN (p).\"title\" ELSE 'untitled'::text END FROM json_array_elements($1::text::json) AS j CROSS JOIN LATERAL (SELECT json_populate_record(NULL::\"public\".\"posts\", j.value) AS p) AS populated ON CONFLICT (\"id\") DO UPDATE SET \"id\" = EXCLUDED.\"id\", \"title\" = EXCLUDED.\"title\" WHERE \"t0\".\"owner\" = $4::text::uuid RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE CASE WHEN \"basalt inserted\" THEN NOT coalesce((\"owner\" = $5::text::uuid), false) ELSE NOT coalesce((\"owner\" = $6::text::uuid), false) END), count(*) FROM written"
+        );
+        assert_eq!(params.len(), 6);
+        let ignore = InsertOptions {
+            conflict: Conflict::Ignore {
+                target: vec!["id".into()],
+            },
+            missing_default: false,
+        };
+        let (sql, _) = insert_sql(&table, "[]".into(), &columns, None, &caller, &ignore).unwrap();
+        assert!(
+            sql.contains(" ON CONFLICT (\"id\") DO NOTHING RETURNING"),
+            "{sql}"
+        );
         assert_eq!(
             body_columns(&serde_json::json!([{"b": 1}, {"a": 2, "b": 3}])).unwrap(),
             vec!["a", "b"]

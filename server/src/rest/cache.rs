@@ -1,0 +1,215 @@
+//! The schema cache: the exposed schema's tables, columns, keys, foreign keys
+//! and functions, read from the catalog at start-up and again whenever DDL
+//! runs (an event trigger sends `NOTIFY basalt_schema`, which every replica
+//! listens for). Requests take an `Arc` snapshot, so a reload never disturbs
+//! one in flight. A name the cache does not know triggers one reload (at most
+//! every `MISS_RELOAD_INTERVAL`), for DDL whose notification has not arrived.
+
+use crate::db;
+use basalt_core::rest::{ForeignKey, Function, Schema, Table};
+use deadpool_postgres::Pool;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct SchemaCache {
+    name: String,
+    current: RwLock<Arc<Schema>>,
+    last_miss_reload: Mutex<Option<Instant>>,
+}
+
+impl SchemaCache {
+    pub async fn load(pool: &Pool, name: &str) -> anyhow::Result<Self> {
+        let schema = introspect(pool, name).await?;
+        Ok(SchemaCache {
+            name: name.to_owned(),
+            current: RwLock::new(Arc::new(schema)),
+            last_miss_reload: Mutex::new(None),
+        })
+    }
+
+    pub fn get(&self) -> Arc<Schema> {
+        self.current.read().expect("not poisoned").clone()
+    }
+
+    pub async fn reload(&self, pool: &Pool) -> anyhow::Result<()> {
+        let schema = introspect(pool, &self.name).await?;
+        tracing::debug!(
+            tables = schema.tables.len(),
+            functions = schema.functions.len(),
+            "schema cache reloaded"
+        );
+        *self.current.write().expect("not poisoned") = Arc::new(schema);
+        Ok(())
+    }
+
+    /// Reloads after a miss, unless another miss did so very recently.
+    /// Returns whether it reloaded.
+    pub async fn reload_after_miss(&self, pool: &Pool) -> bool {
+        {
+            let mut last = self.last_miss_reload.lock().expect("not poisoned");
+            if last.is_some_and(|at| at.elapsed() < MISS_RELOAD_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.reload(pool).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!("cannot reload the schema cache: {error:#}");
+                false
+            }
+        }
+    }
+}
+
+async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
+    let client = pool.get().await?;
+    let mut schema = Schema {
+        name: name.to_owned(),
+        ..Schema::default()
+    };
+    for row in client
+        .query(
+            "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                    pg_get_expr(d.adbin, d.adrelid)
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+             ORDER BY c.relname, a.attnum",
+            &[&name],
+        )
+        .await?
+    {
+        let table_name: String = row.get(0);
+        let table = schema
+            .tables
+            .entry(table_name.clone())
+            .or_insert_with(|| Table {
+                schema: name.to_owned(),
+                name: table_name,
+                ..Table::default()
+            });
+        let column: String = row.get(1);
+        if let Some(default) = row.get::<_, Option<String>>(3) {
+            table.defaults.insert(column.clone(), default);
+        }
+        table.columns.push((column, row.get(2)));
+    }
+    for row in client
+        .query(
+            "SELECT c.relname::text, array_agg(a.attname::text ORDER BY k.ord)
+             FROM pg_constraint con
+             JOIN pg_class c ON c.oid = con.conrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             WHERE n.nspname = $1 AND con.contype = 'p'
+             GROUP BY c.relname, con.oid",
+            &[&name],
+        )
+        .await?
+    {
+        if let Some(table) = schema.tables.get_mut(&row.get::<_, String>(0)) {
+            table.primary_key = row.get(1);
+        }
+    }
+    schema.foreign_keys = client
+        .query(
+            "SELECT con.conname::text, c.relname::text, f.relname::text,
+                    array_agg(a.attname::text ORDER BY k.ord), array_agg(fa.attname::text ORDER BY k.ord)
+             FROM pg_constraint con
+             JOIN pg_class c ON c.oid = con.conrelid
+             JOIN pg_class f ON f.oid = con.confrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_namespace fns ON fns.oid = f.relnamespace
+             CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY k(attnum, fattnum, ord)
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             JOIN pg_attribute fa ON fa.attrelid = f.oid AND fa.attnum = k.fattnum
+             WHERE con.contype = 'f' AND n.nspname = $1 AND fns.nspname = $1
+             GROUP BY con.oid, con.conname, c.relname, f.relname
+             ORDER BY con.conname",
+            &[&name],
+        )
+        .await?
+        .iter()
+        .map(|row| ForeignKey {
+            name: row.get(0),
+            table: row.get(1),
+            foreign_table: row.get(2),
+            columns: row.get(3),
+            foreign_columns: row.get(4),
+        })
+        .collect();
+    let mut functions: BTreeMap<String, Vec<Function>> = BTreeMap::new();
+    for row in client
+        .query(
+            "WITH args AS (
+                SELECT p.oid, o.i, o.t, coalesce(p.proargnames[o.i], '') AS name
+                FROM pg_proc p
+                JOIN pg_namespace n ON n.oid = p.pronamespace
+                CROSS JOIN LATERAL unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY o(t, i)
+                WHERE n.nspname = $1 AND coalesce(p.proargmodes[o.i], 'i') IN ('i', 'b', 'v')
+             )
+             SELECT p.proname::text,
+                    coalesce((SELECT array_agg(name ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
+                    coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
+                    p.pronargdefaults::int, format_type(p.prorettype, NULL), p.proretset,
+                    p.provolatile::text, (t.typtype = 'c' OR p.prorettype = 'record'::regtype)
+             FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             JOIN pg_type t ON t.oid = p.prorettype
+             WHERE n.nspname = $1 AND p.prokind = 'f'
+               AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)",
+            &[&name],
+        )
+        .await?
+    {
+        let names: Vec<String> = row.get(1);
+        let types: Vec<String> = row.get(2);
+        // Functions with unnamed arguments cannot be called with named ones.
+        if names.iter().any(String::is_empty) {
+            continue;
+        }
+        let function = Function {
+            name: row.get(0),
+            args: names.into_iter().zip(types).collect(),
+            defaults: row.get::<_, i32>(3) as usize,
+            returns: row.get(4),
+            returns_set: row.get(5),
+            volatility: row.get::<_, String>(6).chars().next().unwrap_or('v'),
+            returns_rows: row.get(7),
+        };
+        functions
+            .entry(function.name.clone())
+            .or_default()
+            .push(function);
+    }
+    schema.functions = functions;
+    Ok(schema)
+}
+
+/// Reloads the cache whenever DDL runs on any replica's database (and after
+/// each reconnect of the listener, since notifications may have been missed).
+pub async fn reload_on_change(
+    cache: Arc<SchemaCache>,
+    pool: Pool,
+    pg: tokio_postgres::Config,
+    tls: db::pool::Tls,
+) {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listening = db::listen::listen(pg, tls, "basalt_schema", wake.clone());
+    let reloading = async {
+        loop {
+            wake.notified().await;
+            if let Err(error) = cache.reload(&pool).await {
+                tracing::error!("cannot reload the schema cache: {error:#}");
+            }
+        }
+    };
+    tokio::join!(listening, reloading);
+}

@@ -1,0 +1,167 @@
+//! `Idempotency-Key` on data API writes. The key is claimed, and the reply
+//! stored, inside the write's own transaction (as Basalt's connection role,
+//! not the caller's): a retry finds the committed reply and replays it,
+//! writing nothing; a concurrent request with the same key blocks on the
+//! key's unique index until the first one commits (then replays its reply) or
+//! rolls back (then runs itself), so two requests never both write. A key
+//! sent with a different method, path, query or body is refused with 422.
+//! Expired keys are pruned by a background task.
+
+use super::Reply;
+use crate::auth::Caller;
+use crate::db;
+use crate::http::error::HttpError;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use basalt_core::errors::{ApiError, ErrorCode};
+use deadpool_postgres::Transaction;
+use sha2::{Digest, Sha256};
+
+/// The longest key accepted (Stripe's limit).
+const MAX_KEY_LENGTH: usize = 255;
+
+pub struct Idempotency {
+    owner: String,
+    key: String,
+    fingerprint: String,
+}
+
+impl Idempotency {
+    /// The request's key, if it sent one.
+    pub fn of(
+        request: &HttpRequest,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<Option<Idempotency>, HttpError> {
+        let Some(value) = request.headers().get("idempotency-key") else {
+            return Ok(None);
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LENGTH)
+            .ok_or_else(|| {
+                HttpError::from(
+                    ApiError::new(ErrorCode::InvalidRequest)
+                        .with_details("the Idempotency-Key header is empty, too long or not ASCII")
+                        .with_hint("send a random value such as a UUID, at most 255 characters"),
+                )
+            })?;
+        let owner = match caller.user {
+            Some((user, _)) => format!("user:{user}"),
+            None => format!("role:{}", caller.role),
+        };
+        let mut hash = Sha256::new();
+        hash.update(request.method().as_str());
+        hash.update([0]);
+        hash.update(request.path());
+        hash.update([0]);
+        hash.update(request.query_string());
+        hash.update([0]);
+        hash.update(body);
+        Ok(Some(Idempotency {
+            owner,
+            key: key.to_owned(),
+            fingerprint: hex::encode(hash.finalize()),
+        }))
+    }
+
+    /// Claims the key in `transaction`; returns the stored reply when the key
+    /// was already used for this same request (422 for another request).
+    pub async fn claim(
+        &self,
+        transaction: &Transaction<'_>,
+        state: &AppState,
+    ) -> Result<Option<Reply>, HttpError> {
+        let ttl = state.config.rest.idempotency_ttl_secs as f64;
+        // An expired key that was not pruned yet is taken over.
+        let claimed = transaction
+            .query_opt(
+                "INSERT INTO basalt.idempotency_keys AS k (owner, key, fingerprint, expires_at)
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                 ON CONFLICT (owner, key) DO UPDATE
+                    SET fingerprint = EXCLUDED.fingerprint, status = NULL, headers = NULL,
+                        body = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
+                    WHERE k.expires_at <= now()
+                 RETURNING 1",
+                &[&self.owner, &self.key, &self.fingerprint, &ttl],
+            )
+            .await
+            .map_err(db::failed)?;
+        if claimed.is_some() {
+            return Ok(None);
+        }
+        let row = transaction
+            .query_one(
+                "SELECT fingerprint, status, headers, body FROM basalt.idempotency_keys
+                 WHERE owner = $1 AND key = $2",
+                &[&self.owner, &self.key],
+            )
+            .await
+            .map_err(db::failed)?;
+        let fingerprint: String = row.get(0);
+        if fingerprint != self.fingerprint {
+            return Err(ErrorCode::IdempotencyKeyReused.into());
+        }
+        let Some(status) = row.get::<_, Option<i32>>(1) else {
+            // Committed rows always hold a reply; this is a guard, not a state.
+            return Err(ErrorCode::IdempotencyKeyInProgress.into());
+        };
+        let headers: serde_json::Value = row.get(2);
+        let mut reply = Reply::new(StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK));
+        for pair in headers.as_array().into_iter().flatten() {
+            if let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) {
+                reply = reply.header(name, value);
+            }
+        }
+        reply = reply.header("idempotent-replayed", "true");
+        reply.body = row.get(3);
+        Ok(Some(reply))
+    }
+
+    /// Stores the reply with the write, before the commit.
+    pub async fn store(
+        &self,
+        transaction: &Transaction<'_>,
+        reply: &Reply,
+    ) -> Result<(), HttpError> {
+        let headers = serde_json::Value::Array(
+            reply
+                .headers
+                .iter()
+                .map(|(name, value)| serde_json::json!([name, value]))
+                .collect(),
+        );
+        transaction
+            .batch_execute("RESET ROLE")
+            .await
+            .map_err(db::failed)?;
+        transaction
+            .execute(
+                "UPDATE basalt.idempotency_keys SET status = $3, headers = $4, body = $5
+                 WHERE owner = $1 AND key = $2",
+                &[
+                    &self.owner,
+                    &self.key,
+                    &(reply.status.as_u16() as i32),
+                    &headers,
+                    &reply.body,
+                ],
+            )
+            .await
+            .map_err(db::failed)?;
+        Ok(())
+    }
+}
+
+/// Deletes expired keys (run periodically).
+pub async fn prune(pool: &deadpool_postgres::Pool) -> anyhow::Result<u64> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "DELETE FROM basalt.idempotency_keys WHERE expires_at <= now()",
+            &[],
+        )
+        .await?)
+}

@@ -1,0 +1,244 @@
+//! `GET`/`HEAD /rest/v1/<table>`: the read as one statement (with embedded
+//! resources), counts (`Prefer: count=exact|planned|estimated`), pages by
+//! `limit`/`offset`, the `Range` header (206/416) or a keyset cursor, and
+//! JSON, single-object or CSV output.
+
+use super::{
+    decide, in_transaction, query_pairs, target, uid_of, variables, Embedding, Prefer, Reply, Step,
+};
+use crate::auth::Caller;
+use crate::http::error::HttpError;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::web::{Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use basalt_core::errors::{ApiError, ErrorCode};
+use basalt_core::filter::FilterError;
+use basalt_core::rest::{read_columns, read_sql, Cursor};
+
+/// The output formats a read can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Object,
+    Csv,
+}
+
+const OBJECT: &str = "application/vnd.pgrst.object+json";
+
+/// The first media type in `Accept` that Basalt produces (q-values are not
+/// weighed); none of them → 406.
+pub fn format(request: &HttpRequest) -> Result<Format, HttpError> {
+    let Some(accept) = request
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(Format::Json);
+    };
+    for media in accept.split(',') {
+        let media = media.split(';').next().unwrap_or_default().trim();
+        match media {
+            "" | "*/*" | "application/*" | "application/json" => return Ok(Format::Json),
+            OBJECT => return Ok(Format::Object),
+            "text/csv" | "text/*" => return Ok(Format::Csv),
+            _ => {}
+        }
+    }
+    Err(ApiError::new(ErrorCode::NotAcceptable)
+        .with_details(format!("Accept: {accept}"))
+        .into())
+}
+
+/// `Range: <first>-[<last>]` as `(offset, limit)`; `None` without the header.
+fn range(request: &HttpRequest) -> Result<Option<(u64, Option<u64>)>, HttpError> {
+    let Some(value) = request.headers().get("range").and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let value = value.trim().trim_start_matches("items=");
+    let bad = || -> HttpError {
+        ApiError::new(ErrorCode::InvalidQuery)
+            .with_details(format!("`Range: {value}` is not a range of rows"))
+            .with_hint("write Range: 0-9 for the first ten rows")
+            .into()
+    };
+    let (first, last) = value.split_once('-').ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last = match last.trim() {
+        "" => None,
+        last => Some(last.parse::<u64>().map_err(|_| bad())?),
+    };
+    match last {
+        Some(last) if last < first => Err(ApiError::new(ErrorCode::RangeNotSatisfiable)
+            .with_details(format!("the range {first}-{last} ends before it starts"))
+            .into()),
+        _ => Ok(Some((first, last.map(|last| last - first + 1)))),
+    }
+}
+
+/// CSV (RFC 4180) of a JSON array of objects: a header of the first row's
+/// keys; null is an empty field, nested values are JSON text.
+pub fn csv(body: &str) -> String {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_str(body).unwrap_or_default();
+    let mut out = csv::Writer::from_writer(Vec::new());
+    if let Some(first) = rows.first() {
+        let _ = out.write_record(first.keys());
+        for row in &rows {
+            let _ = out.write_record(row.values().map(|value| match value {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            }));
+        }
+    }
+    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+pub async fn read(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let format = format(&request)?;
+    let prefer = Prefer::of(&request)?;
+    let pairs = query_pairs(&request);
+    let mut target = target(&state, &caller, &pairs, &path, "select").await?;
+    if let Some((offset, limit)) = range(&request)? {
+        target.query.offset = target.query.offset.or(Some(offset));
+        target.query.limit = match (target.query.limit, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    // `cursor=` (empty for the first page) turns on keyset pagination.
+    let cursor = match pairs.iter().find(|(key, _)| key == "cursor") {
+        Some((_, token)) => Some(
+            Cursor::open(
+                token,
+                &target.query,
+                &target.table,
+                state.refresh_key.as_bytes(),
+            )
+            .map_err(|error: FilterError| {
+                HttpError::from(ApiError::new(ErrorCode::InvalidCursor).with_details(error.message))
+            })?,
+        ),
+        None => None,
+    };
+    if let Some(cursor) = &cursor {
+        cursor.apply(&mut target.query);
+    }
+    let decision = decide(
+        &state,
+        &caller,
+        &target.object,
+        "select",
+        &read_columns(&target.table, &target.query),
+    )?;
+    let uid = uid_of(&caller);
+    let variables = variables(&caller, &uid);
+    let access = Embedding {
+        state: &state,
+        caller: &caller,
+    };
+    let statements = read_sql(
+        &target.schema,
+        &target.table,
+        &target.query,
+        decision.condition.as_ref(),
+        &access,
+        &variables,
+        state.config.rest.max_rows,
+    )?;
+    let relation = target.table.qualified();
+    let mut steps = vec![Step::new(
+        match &cursor {
+            Some(cursor) => cursor.wrap(statements.read.clone()),
+            None => statements.read.clone(),
+        },
+        &relation,
+    )];
+    let max_rows = state.config.rest.max_rows;
+    match prefer.count.as_deref() {
+        Some("exact") => steps.push(Step::new(statements.count_exact(), &relation)),
+        Some("planned") => steps.push(Step::new(statements.count_planned(), &relation)),
+        Some("estimated") => {
+            steps.push(Step::new(statements.count_bounded(max_rows), &relation));
+            steps.push(Step::new(statements.count_planned(), &relation));
+        }
+        _ => {}
+    }
+    let offset = target.query.offset.unwrap_or(0) as i64;
+    let page_size = target.query.limit.unwrap_or(max_rows).min(max_rows) as i64;
+    let key = state.refresh_key.clone();
+    let reply = in_transaction(&state, &caller, true, None, steps, |rows| {
+        let (body, returned): (String, i64) = (rows[0].get(0), rows[0].get(1));
+        let planned = |row: &tokio_postgres::Row| -> i64 {
+            let plan: serde_json::Value = row.get(0);
+            plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64
+        };
+        let total: Option<i64> = match prefer.count.as_deref() {
+            Some("exact") => Some(rows[1].get(0)),
+            Some("planned") => Some(planned(&rows[1])),
+            Some("estimated") => {
+                let bounded: i64 = rows[1].get(0);
+                Some(if bounded as u64 > max_rows {
+                    planned(&rows[2]).max(bounded)
+                } else {
+                    bounded
+                })
+            }
+            _ => None,
+        };
+        let total_text = total.map_or("*".to_owned(), |t| t.to_string());
+        if let (Some(total), true) = (total, offset > 0) {
+            if returned == 0 && offset >= total {
+                return Err(ApiError::new(ErrorCode::RangeNotSatisfiable)
+                    .with_details(format!("offset {offset} is past the {total} rows"))
+                    .into());
+            }
+        }
+        let content_range = match returned {
+            0 => format!("*/{total_text}"),
+            n => format!("{offset}-{}/{total_text}", offset + n - 1),
+        };
+        // Partial content when the page is known to hold fewer than all rows.
+        let status = match total {
+            Some(total) if returned < total && cursor.is_none() => StatusCode::PARTIAL_CONTENT,
+            _ => StatusCode::OK,
+        };
+        let mut reply = Reply::new(status).header("content-range", content_range);
+        if prefer.count.is_some() {
+            reply = reply.header("preference-applied", prefer.applied());
+        }
+        if let Some(cursor) = &cursor {
+            let last: Option<String> = rows[0].get(2);
+            if let (Some(last), true) = (last, returned == page_size) {
+                reply = reply.header("basalt-next-cursor", cursor.next(&last, key.as_bytes()));
+            }
+        }
+        Ok(match format {
+            Format::Json => reply.header("content-type", "application/json").body(body),
+            // The array of one object without its brackets: the object as
+            // PostgreSQL wrote it, keys in the selected order.
+            Format::Object => match returned {
+                1 => reply
+                    .header("content-type", OBJECT)
+                    .body(body[1..body.len() - 1].to_owned()),
+                0 => return Err(ErrorCode::RowNotFound.into()),
+                n => {
+                    return Err(ApiError::new(ErrorCode::NotSingleRow)
+                        .with_details(format!("{n} rows match"))
+                        .into())
+                }
+            },
+            Format::Csv => reply
+                .header("content-type", "text/csv; charset=utf-8")
+                .body(csv(&body)),
+        })
+    })
+    .await?;
+    Ok(reply.into_response())
+}

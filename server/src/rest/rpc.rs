@@ -1,0 +1,268 @@
+//! `GET|POST /rest/v1/rpc/<function>`: calls a function of the exposed schema
+//! with named arguments (the JSON body for POST, query parameters for GET),
+//! decided as `execute` on `function:<schema>.<name>`. Stable and immutable
+//! functions run in read-only transactions (and may be called with GET);
+//! volatile ones only with POST. Functions returning rows of a table take
+//! the same `select`-free filters, `order`, `limit` and `offset` as a read.
+
+use super::idempotency::Idempotency;
+use super::{in_transaction, query_pairs, refusal, Reply, Step};
+use crate::auth::Caller;
+use crate::authz::routes::subject_of;
+use crate::http::error::HttpError;
+use crate::state::AppState;
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{Bytes, Data, Path};
+use actix_web::{HttpRequest, HttpResponse};
+use basalt_core::errors::{ApiError, ErrorCode};
+use basalt_core::filter::sql::{to_sql, Param};
+use basalt_core::filter::FilterError;
+use basalt_core::rest::{parse_read, quote, Function, Schema, Scope};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// A JSON value as the text PostgreSQL casts to the argument's type: arrays
+/// become array literals unless the argument is json/jsonb.
+fn argument_text(value: &Value, type_name: &str) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Array(items) if type_name.ends_with("[]") => {
+            let elements: Vec<String> = items
+                .iter()
+                .map(|item| match argument_text(item, "") {
+                    None => "NULL".to_owned(),
+                    Some(text) => {
+                        format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+                    }
+                })
+                .collect();
+            Some(format!("{{{}}}", elements.join(",")))
+        }
+        other => Some(other.to_string()),
+    }
+}
+
+/// The function from the schema cache (reloading once on a miss).
+async fn function_of(
+    state: &AppState,
+    name: &str,
+    given: &[String],
+) -> Result<(Arc<Schema>, Function), HttpError> {
+    let mut schema = state.schema.get();
+    if !schema.functions.contains_key(name) && state.schema.reload_after_miss(&state.pool).await {
+        schema = state.schema.get();
+    }
+    let function = schema.function(name, given).map_err(|error| {
+        let mut api = ApiError::new(ErrorCode::FunctionNotFound).with_details(error.message);
+        if let Some(hint) = error.hint {
+            api = api.with_hint(hint);
+        }
+        HttpError::from(api)
+    })?;
+    let function = function.clone();
+    Ok((schema, function))
+}
+
+/// A planned call: its statement, whether it may write, and whether it
+/// returns nothing.
+pub struct CallPlan {
+    pub step: Step,
+    pub read_only: bool,
+    pub void: bool,
+}
+
+/// The reply from a call's row (the result as JSON text).
+pub fn call_reply(void: bool, row: &tokio_postgres::Row) -> Reply {
+    match row.get::<_, Option<String>>(0) {
+        None if void => Reply::new(StatusCode::NO_CONTENT),
+        None => Reply::json(StatusCode::OK, "null".into()),
+        Some(body) => Reply::json(StatusCode::OK, body),
+    }
+}
+
+/// Decides and plans a call of `name` with `args`; `pairs` shape a result
+/// of table rows.
+pub async fn plan_call(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    args: &Map<String, Value>,
+    pairs: &[(String, String)],
+) -> Result<CallPlan, HttpError> {
+    let object = format!("function:{}.{name}", state.config.rest.schema);
+    let decision = state
+        .authz
+        .authorize(&subject_of(state, caller), &object, "execute");
+    if !decision.allowed {
+        return Err(refusal(
+            caller,
+            decision.reason,
+            "Grant `execute` on this function:<schema>.<name> object.".into(),
+        ));
+    }
+    let given: Vec<String> = args.keys().cloned().collect();
+    let (schema, function) = function_of(state, name, &given).await?;
+    let query = parse_read(pairs)?;
+    let mut params = Vec::new();
+    let arguments = function
+        .args
+        .iter()
+        .filter_map(|(arg, type_name)| {
+            args.get(arg).map(|value| {
+                params.push(Param::Text(argument_text(value, type_name)));
+                format!("{} => ${}::text::{type_name}", quote(arg), params.len())
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let call = format!("{}.{}({arguments})", quote(&schema.name), quote(name));
+    let shaped = !query.filters.is_empty()
+        || !query.order.is_empty()
+        || query.limit.is_some()
+        || query.offset.is_some()
+        || !query.select.is_empty();
+    let returns_table = schema.tables.get(
+        function
+            .returns
+            .trim_start_matches(&format!("{}.", schema.name)),
+    );
+    let uid = super::uid_of(caller);
+    let variables = super::variables(caller, &uid);
+    let void = function.returns == "void";
+    let sql = match returns_table {
+        _ if void => format!("SELECT NULL::text FROM (SELECT {call}) c"),
+        Some(table) if function.returns_set => {
+            if !query.select.is_empty() {
+                return Err(
+                    FilterError::new("select= is not available on function results")
+                        .with_hint("filter, order and page the rows; shape them with a view")
+                        .into(),
+                );
+            }
+            let scope = Scope {
+                table,
+                alias: Some("t0"),
+            };
+            let mut conditions = Vec::new();
+            for filter in &query.filters {
+                conditions.push(format!(
+                    "({})",
+                    to_sql(filter, &scope, &variables, &mut params)?
+                ));
+            }
+            let mut sql = format!("SELECT * FROM {call} AS \"t0\"");
+            if !conditions.is_empty() {
+                sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+            }
+            if !query.order.is_empty() {
+                let mut terms = Vec::new();
+                for order in &query.order {
+                    use basalt_core::filter::sql::Columns;
+                    let column = scope.resolve(&order.column, &mut params)?;
+                    let direction = if order.descending { "DESC" } else { "ASC" };
+                    terms.push(format!("{} {direction}", column.sql));
+                }
+                sql.push_str(&format!(" ORDER BY {}", terms.join(", ")));
+            }
+            let max_rows = state.config.rest.max_rows;
+            params.push(Param::Text(Some(
+                query.limit.unwrap_or(max_rows).min(max_rows).to_string(),
+            )));
+            sql.push_str(&format!(" LIMIT ${}::text::bigint", params.len()));
+            if let Some(offset) = query.offset {
+                params.push(Param::Text(Some(offset.to_string())));
+                sql.push_str(&format!(" OFFSET ${}::text::bigint", params.len()));
+            }
+            format!("SELECT coalesce(json_agg(t), '[]'::json)::text FROM ({sql}) t")
+        }
+        _ if shaped => {
+            return Err(FilterError::new(format!(
+                "`{name}` does not return rows of a table, so its result takes no filters"
+            ))
+            .into())
+        }
+        _ if function.returns_set => {
+            format!("SELECT coalesce(json_agg(r), '[]'::json)::text FROM {call} AS r")
+        }
+        _ => format!("SELECT to_json({call})::text"),
+    };
+    Ok(CallPlan {
+        step: Step::new((sql, params), &format!("function {}.{name}", schema.name)),
+        read_only: function.read_only(),
+        void,
+    })
+}
+
+pub async fn call(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    body: Bytes,
+) -> Result<HttpResponse, HttpError> {
+    let name = path.into_inner();
+    let mut pairs = query_pairs(&request);
+    let post = request.method() == Method::POST;
+    let mut args: Map<String, Value> = if post && !body.is_empty() {
+        match serde_json::from_slice(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(FilterError::new(
+                    "the body of an RPC call is one JSON object of arguments",
+                )
+                .into())
+            }
+            Err(error) => {
+                return Err(ApiError::new(ErrorCode::InvalidJson)
+                    .with_details(error.to_string())
+                    .into())
+            }
+        }
+    } else {
+        Map::new()
+    };
+    // For GET, parameters naming an argument are arguments; the rest shape
+    // the result.
+    if !post {
+        let names: Vec<String> = state
+            .schema
+            .get()
+            .functions
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f.args.iter().map(|(n, _)| n.clone()))
+            .collect();
+        pairs.retain(|(key, value)| {
+            if names.contains(key) {
+                args.insert(key.clone(), Value::String(value.clone()));
+                false
+            } else {
+                true
+            }
+        });
+    }
+    let plan = plan_call(&state, &caller, &name, &args, &pairs).await?;
+    if !plan.read_only && !post {
+        return Err(ApiError::new(ErrorCode::MethodNotAllowed)
+            .with_details(format!("`{name}` is volatile (it may write)"))
+            .with_hint("call it with POST")
+            .into());
+    }
+    let idempotency = match (post, plan.read_only) {
+        (true, false) => Idempotency::of(&request, &caller, &body)?,
+        _ => None,
+    };
+    let void = plan.void;
+    let reply = in_transaction(
+        &state,
+        &caller,
+        plan.read_only,
+        idempotency.as_ref(),
+        vec![plan.step],
+        |rows| Ok(call_reply(void, &rows[0])),
+    )
+    .await?;
+    Ok(reply.into_response())
+}
