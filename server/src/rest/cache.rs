@@ -2,22 +2,22 @@
 //! and functions, read from the catalog at start-up and again whenever DDL
 //! runs (an event trigger sends `NOTIFY basalt_schema`, which every replica
 //! listens for). Requests take an `Arc` snapshot, so a reload never disturbs
-//! one in flight. A name the cache does not know triggers one reload (at most
-//! every `MISS_RELOAD_INTERVAL`), for DDL whose notification has not arrived.
+//! one in flight. A name the cache does not know triggers a reload, for DDL
+//! whose notification has not arrived yet: one at a time, and requests that
+//! missed while one ran use its result rather than starting another.
 
 use crate::db;
 use basalt_core::rest::{ForeignKey, Function, Schema, Table};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
-
-const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 pub struct SchemaCache {
     name: String,
     current: RwLock<Arc<Schema>>,
-    last_miss_reload: Mutex<Option<Instant>>,
+    /// When the last reload started; held while one runs.
+    reloading: tokio::sync::Mutex<Instant>,
 }
 
 impl SchemaCache {
@@ -26,7 +26,7 @@ impl SchemaCache {
         Ok(SchemaCache {
             name: name.to_owned(),
             current: RwLock::new(Arc::new(schema)),
-            last_miss_reload: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -34,7 +34,14 @@ impl SchemaCache {
         self.current.read().expect("not poisoned").clone()
     }
 
+    /// Reads the catalog again (one reload at a time).
     pub async fn reload(&self, pool: &Pool) -> anyhow::Result<()> {
+        let mut started = self.reloading.lock().await;
+        *started = Instant::now();
+        self.replace(pool).await
+    }
+
+    async fn replace(&self, pool: &Pool) -> anyhow::Result<()> {
         let schema = introspect(pool, &self.name).await?;
         tracing::debug!(
             tables = schema.tables.len(),
@@ -45,17 +52,16 @@ impl SchemaCache {
         Ok(())
     }
 
-    /// Reloads after a miss, unless another miss did so very recently.
-    /// Returns whether it reloaded.
-    pub async fn reload_after_miss(&self, pool: &Pool) -> bool {
-        {
-            let mut last = self.last_miss_reload.lock().expect("not poisoned");
-            if last.is_some_and(|at| at.elapsed() < MISS_RELOAD_INTERVAL) {
-                return false;
-            }
-            *last = Some(Instant::now());
+    /// After a request found no such name in the snapshot it took at
+    /// `looked`: reloads, unless a reload started since (then its result is
+    /// as new as needed). Returns whether a newer snapshot is in place.
+    pub async fn reload_after_miss(&self, pool: &Pool, looked: Instant) -> bool {
+        let mut started = self.reloading.lock().await;
+        if *started >= looked {
+            return true;
         }
-        match self.reload(pool).await {
+        *started = Instant::now();
+        match self.replace(pool).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!("cannot reload the schema cache: {error:#}");
@@ -159,7 +165,8 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
                     coalesce((SELECT array_agg(name ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
                     coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
                     p.pronargdefaults::int, format_type(p.prorettype, NULL), p.proretset,
-                    p.provolatile::text, (t.typtype = 'c' OR p.prorettype = 'record'::regtype)
+                    p.provolatile::text,
+                    (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.typrelid AND c.relnamespace = n.oid)
              FROM pg_proc p
              JOIN pg_namespace n ON n.oid = p.pronamespace
              JOIN pg_type t ON t.oid = p.prorettype
@@ -182,7 +189,7 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
             returns: row.get(4),
             returns_set: row.get(5),
             volatility: row.get::<_, String>(6).chars().next().unwrap_or('v'),
-            returns_rows: row.get(7),
+            returns_table: row.get(7),
         };
         functions
             .entry(function.name.clone())

@@ -201,8 +201,11 @@ async fn table_of(
     name: &str,
     suggest: bool,
 ) -> Result<(Arc<Schema>, Table), HttpError> {
+    let looked = std::time::Instant::now();
     let mut schema = state.schema.get();
-    if !schema.tables.contains_key(name) && state.schema.reload_after_miss(&state.pool).await {
+    if !schema.tables.contains_key(name)
+        && state.schema.reload_after_miss(&state.pool, looked).await
+    {
         schema = state.schema.get();
     }
     if let Some(table) = schema.tables.get(name) {
@@ -367,6 +370,11 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
         _ if code.starts_with("42") => ApiError::new(ErrorCode::InvalidQuery)
             .with_details(message)
             .with_hint("Use an operator, cast and value that suit the column's type.")
+            .into(),
+        // A stable or immutable function tried to write.
+        "25006" | "0A000" => ApiError::new(ErrorCode::InvalidRequest)
+            .with_details(message)
+            .with_hint("A function that writes must be declared VOLATILE and called with POST.")
             .into(),
         // A function raised an exception (RAISE in plpgsql).
         "P0001" => ApiError::new(ErrorCode::InvalidRequest)

@@ -49,8 +49,11 @@ async fn function_of(
     name: &str,
     given: &[String],
 ) -> Result<(Arc<Schema>, Function), HttpError> {
+    let looked = std::time::Instant::now();
     let mut schema = state.schema.get();
-    if !schema.functions.contains_key(name) && state.schema.reload_after_miss(&state.pool).await {
+    if !schema.functions.contains_key(name)
+        && state.schema.reload_after_miss(&state.pool, looked).await
+    {
         schema = state.schema.get();
     }
     let function = schema.function(name, given).map_err(|error| {
@@ -75,7 +78,7 @@ pub struct CallPlan {
 /// The reply from a call's row (the result as JSON text).
 pub fn call_reply(void: bool, row: &tokio_postgres::Row) -> Reply {
     match row.get::<_, Option<String>>(0) {
-        None if void => Reply::new(StatusCode::NO_CONTENT),
+        _ if void => Reply::new(StatusCode::NO_CONTENT),
         None => Reply::json(StatusCode::OK, "null".into()),
         Some(body) => Reply::json(StatusCode::OK, body),
     }
@@ -122,16 +125,17 @@ pub async fn plan_call(
         || query.limit.is_some()
         || query.offset.is_some()
         || !query.select.is_empty();
-    let returns_table = schema.tables.get(
-        function
-            .returns
-            .trim_start_matches(&format!("{}.", schema.name)),
-    );
+    let returns_table = function
+        .returns_table
+        .as_ref()
+        .and_then(|name| schema.tables.get(name));
     let uid = super::uid_of(caller);
     let variables = super::variables(caller, &uid);
     let void = function.returns == "void";
     let sql = match returns_table {
-        _ if void => format!("SELECT NULL::text FROM (SELECT {call}) c"),
+        // Selected (not wrapped in a subquery the planner could drop), so
+        // the function runs.
+        _ if void => format!("SELECT ({call})::text"),
         Some(table) if function.returns_set => {
             if !query.select.is_empty() {
                 return Err(
@@ -225,6 +229,10 @@ pub async fn call(
     // For GET, parameters naming an argument are arguments; the rest shape
     // the result.
     if !post {
+        let looked = std::time::Instant::now();
+        if !state.schema.get().functions.contains_key(&name) {
+            state.schema.reload_after_miss(&state.pool, looked).await;
+        }
         let names: Vec<String> = state
             .schema
             .get()

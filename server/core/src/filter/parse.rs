@@ -79,13 +79,12 @@ fn parse_item(item: &str) -> Result<Expr, FilterError> {
         }
     }
     let (column, rest) = if let Some(quoted) = item.strip_prefix('"') {
-        let end = quoted
-            .find('"')
+        let end = closing_quote(quoted)
             .ok_or_else(|| FilterError::new(format!("unterminated quoted column in `{item}`")))?;
         let rest = quoted[end + 1..]
             .strip_prefix('.')
             .ok_or_else(|| FilterError::new(format!("`{item}` lacks an operator")))?;
-        (quoted[..end].to_owned(), rest)
+        (unquote_column(&item[..end + 2])?, rest)
     } else {
         let (column, rest) = item.split_once('.').ok_or_else(|| {
             FilterError::new(format!("`{item}` is not `column.op.value`"))
@@ -250,11 +249,26 @@ pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
     Ok(parts)
 }
 
+/// Where the quoted text (after its opening `"`) closes, skipping `\"`.
+pub(crate) fn closing_quote(quoted: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (at, c) in quoted.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
 pub(crate) fn unquote_column(column: &str) -> Result<String, FilterError> {
     match column.strip_prefix('"') {
+        // Inside quotes, `\"` is a quote and `\\` a backslash.
         Some(rest) => rest
             .strip_suffix('"')
-            .map(str::to_owned)
+            .map(|inner| inner.replace("\\\"", "\"").replace("\\\\", "\\"))
             .ok_or_else(|| FilterError::new(format!("unterminated quoted column `{column}`"))),
         None => Ok(column.to_owned()),
     }

@@ -3,7 +3,7 @@
 //! parameter as a filter in the PostgREST grammar, and `<embed>.<param>` for
 //! the same on an embedded resource.
 
-use crate::filter::parse::{split_top_level, unquote_column};
+use crate::filter::parse::{closing_quote, split_top_level, unquote_column};
 use crate::filter::{parse_param, Expr, FilterError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,8 +234,9 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
             }
             _ => (rest, None),
         };
-        let column = unquote_column(column.trim())?;
-        if column.is_empty() || column.contains(['(', ')']) {
+        let raw = column.trim();
+        let column = unquote_column(raw)?;
+        if column.is_empty() || !raw.starts_with('"') && raw.contains(['(', ')']) {
             return Err(FilterError::new(format!("`{item}` is not a column"))
                 .with_hint("write select=id,title,author(name)"));
         }
@@ -255,8 +256,11 @@ fn parse_order(value: &str) -> Result<Vec<Order>, FilterError> {
             continue;
         }
         let (column, modifiers) = match term.strip_prefix('"') {
-            Some(quoted) => match quoted.split_once('"') {
-                Some((column, rest)) => (column.to_owned(), rest.trim_start_matches('.')),
+            Some(quoted) => match closing_quote(quoted) {
+                Some(end) => (
+                    unquote_column(&term[..end + 2])?,
+                    quoted[end + 1..].trim_start_matches('.'),
+                ),
                 None => return Err(FilterError::new(format!("unterminated quote in `{term}`"))),
             },
             None => match term.split_once('.') {

@@ -25,8 +25,8 @@ pub struct Function {
     pub defaults: usize,
     pub returns: String,
     pub returns_set: bool,
-    /// Whether the function returns rows of a table type or a record set.
-    pub returns_rows: bool,
+    /// The exposed table whose rows the function returns, if any.
+    pub returns_table: Option<String>,
     /// `i`mmutable, `s`table or `v`olatile.
     pub volatility: char,
 }

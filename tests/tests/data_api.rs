@@ -1,0 +1,1050 @@
+//! The data API over a fixture schema with hostile identifiers (quotes,
+//! dots, semicolons, spaces, commas, parentheses, mixed case) and hostile
+//! values: embedding shapes, select renames/casts/JSON paths, both pagination
+//! styles, every `Prefer`, upserts, bulk inserts, idempotency (concurrent
+//! too), batches, RPC, error mapping, the schema cache following DDL, and
+//! policy conditions inside embedded resources and counts.
+
+use basalt_tests::Basalt;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// The fixture: authors ← posts (a table named with a quote, a semicolon, a
+/// dot and a space) ← comments, posts ↔ tags through post_tags, and two
+/// foreign keys from posts to authors (author and editor) to disambiguate.
+const FIXTURE: &str = r#"
+create table "Authors" (id serial primary key, "Full Name" text not null, bio jsonb);
+create table "we""ird; tab.le" (
+    id serial primary key,
+    "Author Id" int references "Authors"(id),
+    editor int constraint post_editor references "Authors"(id),
+    "ti""tle" text,
+    "odd, col (x)" text,
+    "a.b" int,
+    score int constraint score_not_negative check (score >= 0),
+    status text not null default 'draft',
+    data jsonb default '{}'
+);
+create table comments (id serial primary key, post_id int references "we""ird; tab.le"(id) on delete cascade, body text);
+create table tags (id serial primary key, label text unique not null);
+create table post_tags (post_id int references "we""ird; tab.le"(id), tag_id int references tags(id), primary key (post_id, tag_id));
+insert into "Authors" ("Full Name", bio) values ('Ann', '{"city": "Oslo", "langs": ["no", "en"]}'), ('Bo', '{"city": "Rome"}'), ('Cy', null);
+insert into "we""ird; tab.le" ("Author Id", editor, "ti""tle", "odd, col (x)", "a.b", score, data) values
+  (1, 2, 'first', 'o''brien, (x)', 1, 10, '{"n": 1}'),
+  (1, null, 'second', '50%_off\path', 2, 20, '{"n": 2}'),
+  (2, 1, 'third', null, 3, 30, '{"n": 3}');
+insert into comments (post_id, body) values (1, 'c1'), (1, 'c2'), (1, 'c3'), (2, 'c4');
+insert into tags (label) values ('rust'), ('sql'), ('web');
+insert into post_tags values (1, 1), (1, 2), (2, 2);
+"#;
+
+/// The posts table in a path, and (quoted, its quote escaped) in select=.
+const POSTS: &str = "we%22ird%3B%20tab.le";
+const POSTS_QUOTED: &str = "%22we%5C%22ird%3B%20tab.le%22";
+
+struct Api<'a> {
+    basalt: &'a Basalt,
+    key: String,
+    token: Option<String>,
+}
+
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+}
+
+impl Api<'_> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .basalt
+            .http
+            .request(method, self.basalt.url(path))
+            .header("apikey", &self.key);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, &[], None).await
+    }
+}
+
+async fn fixture() -> (Basalt, String) {
+    let basalt = Basalt::start().await;
+    let response = basalt.admin_sql(FIXTURE).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let service = basalt.keys().service_role;
+    (basalt, service)
+}
+
+fn service<'a>(basalt: &'a Basalt, key: &str) -> Api<'a> {
+    Api {
+        basalt,
+        key: key.to_owned(),
+        token: None,
+    }
+}
+
+#[tokio::test]
+async fn embedding_every_shape_in_one_statement() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+
+    // Many-to-one with a rename, disambiguated by the FK column, and by the
+    // constraint name; one-to-many with its own order and limit; many-to-many.
+    let answer = api
+        .get(&format!(
+            "/rest/v1/{POSTS}?select=id,heading:%22ti%5C%22tle%22,writer:Authors!Author%20Id(name:%22Full%20Name%22),editor:Authors!post_editor(%22Full%20Name%22),comments(body),tags(label)&comments.order=id.desc&comments.limit=2&tags.order=label&order=id"
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let rows = answer.json();
+    assert_eq!(
+        rows[0],
+        json!({"id": 1, "heading": "first", "writer": {"name": "Ann"}, "editor": {"Full Name": "Bo"},
+               "comments": [{"body": "c3"}, {"body": "c2"}], "tags": [{"label": "rust"}, {"label": "sql"}]})
+    );
+    assert_eq!(
+        rows[1]["editor"],
+        Value::Null,
+        "a to-one without a row is null"
+    );
+    assert_eq!(
+        rows[2]["comments"],
+        json!([]),
+        "a to-many without rows is []"
+    );
+
+    // Without a hint, two keys to Authors are ambiguous: a 400 naming both.
+    let answer = api
+        .get(&format!("/rest/v1/{POSTS}?select=id,Authors(id)"))
+        .await;
+    assert_eq!(answer.status, 400);
+    let hint = answer.json()["hint"].as_str().unwrap().to_owned();
+    assert!(
+        hint.contains("Authors!post_editor") && hint.contains("Authors!"),
+        "{hint}"
+    );
+
+    // Nested, reversed (one-to-many from Authors), with a filter on the
+    // embedded rows only (parents stay), and !inner (parents filtered too,
+    // counts included).
+    let answer = api
+        .send(
+            Method::GET,
+            &format!("/rest/v1/Authors?select=%22Full%20Name%22,posts:{POSTS_QUOTED}!Author%20Id(id,comments(body))&posts.id=eq.2&order=id"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.json(),
+        json!([
+            {"Full Name": "Ann", "posts": [{"id": 2, "comments": [{"body": "c4"}]}]},
+            {"Full Name": "Bo", "posts": []},
+            {"Full Name": "Cy", "posts": []}
+        ])
+    );
+    let answer = api
+        .send(
+            Method::GET,
+            &format!("/rest/v1/Authors?select=%22Full%20Name%22,posts:{POSTS_QUOTED}!Author%20Id!inner(id)&posts.score=gte.20"),
+            &[("prefer", "count=exact")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!([
+            {"Full Name": "Ann", "posts": [{"id": 2}]},
+            {"Full Name": "Bo", "posts": [{"id": 3}]}
+        ])
+    );
+    assert_eq!(answer.header("content-range"), "0-1/2");
+
+    // An unknown relation is a 400 with a hint, never a 500.
+    let answer = api.get("/rest/v1/tags?select=label,Authors(id)").await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.json()["code"], "invalid_query");
+}
+
+#[tokio::test]
+async fn select_renames_casts_json_paths_and_hostile_values() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let answer = api
+        .get("/rest/v1/Authors?select=who:%22Full%20Name%22,id::text,city:bio->>city,first_lang:bio->langs->>0,bio->langs&order=id&bio->>city=like.*o*")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.json(),
+        json!([
+            {"who": "Ann", "id": "1", "city": "Oslo", "first_lang": "no", "langs": ["no", "en"]},
+            {"who": "Bo", "id": "2", "city": "Rome", "first_lang": null, "langs": null}
+        ])
+    );
+    // Order by a JSON path; a column with a dot in its name, quoted.
+    let answer = api
+        .get(&format!(
+            "/rest/v1/{POSTS}?select=id,%22a.b%22&order=data->n.desc&%22a.b%22=lt.3"
+        ))
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!([{"id": 2, "a.b": 2}, {"id": 1, "a.b": 1}])
+    );
+    // A cast to something that is not a type name never reaches SQL.
+    let answer = api.get("/rest/v1/Authors?select=id::text;drop").await;
+    assert_eq!(answer.status, 400);
+    // An unknown type in a cast: PostgreSQL's error, as a 400.
+    let answer = api.get("/rest/v1/Authors?select=id::nosuchtype").await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    // A JSON path on a non-JSON column.
+    let answer = api.get("/rest/v1/Authors?select=id->x").await;
+    assert_eq!(answer.status, 400);
+
+    // Hostile values round-trip through writes and filters unchanged.
+    let long = "x".repeat(5_000);
+    for value in [
+        "o'brien \"quoted\"",
+        "back\\slash",
+        "a,b (c)",
+        "50%_off",
+        long.as_str(),
+    ] {
+        let answer = api
+            .send(
+                Method::POST,
+                "/rest/v1/tags",
+                &[("prefer", "return=representation")],
+                Some(json!({"label": value})),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        let quoted = format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""));
+        let encoded: String = url::form_urlencoded::byte_serialize(quoted.as_bytes()).collect();
+        let answer = api
+            .get(&format!("/rest/v1/tags?select=label&label=in.({encoded})"))
+            .await;
+        assert_eq!(answer.json(), json!([{"label": value}]), "{value:.40}");
+    }
+    // A 100 kB value is written and read back whole.
+    let huge = "y".repeat(100_000);
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/tags",
+            &[("prefer", "return=representation")],
+            Some(json!({"label": huge})),
+        )
+        .await;
+    let id = answer.json()[0]["id"].clone();
+    assert_eq!(
+        api.get(&format!("/rest/v1/tags?id=eq.{id}")).await.json()[0]["label"],
+        huge.as_str()
+    );
+    // `%` and `_` in eq are literal, not wildcards.
+    let answer = api.get("/rest/v1/tags?label=eq.50%25_of_").await;
+    assert_eq!(answer.json(), json!([]));
+    // NUL cannot be stored in text: a 400, nothing written.
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/tags",
+            &[],
+            Some(json!({"label": "nul\u{0}byte"})),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+}
+
+#[tokio::test]
+async fn pagination_by_range_offset_and_cursor_with_every_count() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let insert = (0..25)
+        .map(|i| json!({"label": format!("t{i:02}")}))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        api.send(
+            Method::POST,
+            "/rest/v1/tags",
+            &[],
+            Some(Value::Array(insert))
+        )
+        .await
+        .status,
+        201
+    );
+    // 28 tags in all. Range header: 206 with the total.
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/tags?select=id&order=id",
+            &[("range", "5-9"), ("prefer", "count=exact")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 206);
+    assert_eq!(answer.header("content-range"), "5-9/28");
+    assert_eq!(answer.json().as_array().unwrap().len(), 5);
+    // Past the end: 416 with the total.
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/tags",
+            &[("range", "40-49"), ("prefer", "count=exact")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 416, "{}", answer.text);
+    let answer = api
+        .send(Method::GET, "/rest/v1/tags", &[("range", "9-5")], None)
+        .await;
+    assert_eq!(answer.status, 416);
+    // Planned and estimated counts come back as numbers in Content-Range.
+    for count in ["planned", "estimated"] {
+        let answer = api
+            .send(
+                Method::GET,
+                "/rest/v1/tags?limit=1",
+                &[("prefer", &format!("count={count}"))],
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 206, "{}", answer.text);
+        let total = answer
+            .header("content-range")
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(total.parse::<i64>().unwrap() > 0, "{count}: {total}");
+        assert_eq!(
+            answer.header("preference-applied"),
+            format!("count={count}")
+        );
+    }
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/tags?limit=1",
+            &[("prefer", "count=estimated")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.header("content-range"), "0-0/28", "small: exact");
+
+    // Cursor pagination over a non-unique order (the key completes it):
+    // every row exactly once, and a row inserted before the cursor
+    // position meanwhile does not shift the pages.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let answer = api
+            .get(&format!(
+                "/rest/v1/tags?select=id,label&order=label.desc&limit=10&cursor={cursor}"
+            ))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        for row in answer.json().as_array().unwrap() {
+            seen.push(row["label"].as_str().unwrap().to_owned());
+        }
+        pages += 1;
+        if pages == 1 {
+            api.send(
+                Method::POST,
+                "/rest/v1/tags",
+                &[],
+                Some(json!({"label": "zzz"})),
+            )
+            .await;
+        }
+        match answer.headers.get("basalt-next-cursor") {
+            Some(next) => cursor = next.to_str().unwrap().to_owned(),
+            None => break,
+        }
+    }
+    let mut expected = seen.clone();
+    expected.sort_by(|a, b| b.cmp(a));
+    expected.dedup();
+    assert_eq!(seen, expected, "in order, each once");
+    assert_eq!(
+        seen.len(),
+        28,
+        "the row inserted behind the cursor is not served"
+    );
+    // A tampered cursor, or one reused with other filters: 400 invalid_cursor.
+    let first = api
+        .get("/rest/v1/tags?select=id,label&order=label&limit=2&cursor=")
+        .await;
+    let token = first.header("basalt-next-cursor").to_owned();
+    let mut forged = token.clone().into_bytes();
+    forged[3] ^= 1;
+    let forged = String::from_utf8(forged).unwrap();
+    for path in [
+        format!("/rest/v1/tags?select=id,label&order=label&limit=2&cursor={forged}"),
+        format!("/rest/v1/tags?select=id,label&order=label&limit=2&label=neq.x&cursor={token}"),
+    ] {
+        let answer = api.get(&path).await;
+        assert_eq!(answer.status, 400, "{}", answer.text);
+        assert_eq!(answer.json()["code"], "invalid_cursor");
+    }
+}
+
+#[tokio::test]
+async fn formats_csv_and_single_object() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let answer = api
+        .send(
+            Method::GET,
+            &format!("/rest/v1/{POSTS}?select=id,%22odd,%20col%20(x)%22&order=id"),
+            &[("accept", "text/csv")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.header("content-type").starts_with("text/csv"));
+    assert_eq!(
+        answer.text,
+        "id,\"odd, col (x)\"\n1,\"o'brien, (x)\"\n2,50%_off\\path\n3,\n"
+    );
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/tags",
+            &[("accept", "image/png")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 406);
+    assert_eq!(answer.json()["code"], "not_acceptable");
+}
+
+#[tokio::test]
+async fn writes_upserts_and_every_prefer() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    // Bulk insert with missing=default: an absent key takes the default, a
+    // null stays null; columns= ignores other keys.
+    let answer = api
+        .send(
+            Method::POST,
+            &format!("/rest/v1/{POSTS}?select=title:%22ti%5C%22tle%22,status,score"),
+            &[("prefer", "return=representation, missing=default")],
+            Some(json!([{"ti\"tle": "a", "score": 1}, {"ti\"tle": "b", "status": "live", "score": null}])),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    assert_eq!(
+        answer.json(),
+        json!([{"title": "a", "status": "draft", "score": 1}, {"title": "b", "status": "live", "score": null}])
+    );
+    assert_eq!(
+        answer.header("preference-applied"),
+        "return=representation, missing=default"
+    );
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/tags?columns=label",
+            &[("prefer", "return=representation")],
+            Some(json!({"label": "extra", "id": 999})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    assert_ne!(
+        answer.json()[0]["id"],
+        999,
+        "columns= left id to its default"
+    );
+
+    // return=headers-only: a Location for the one inserted row.
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/tags",
+            &[("prefer", "return=headers-only")],
+            Some(json!({"label": "located"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201);
+    let location = answer.header("location").to_owned();
+    assert!(location.starts_with("/rest/v1/tags?id=eq."), "{location}");
+    assert_eq!(api.get(&location).await.json()[0]["label"], "located");
+
+    // Upsert on a unique column: merge updates, ignore keeps.
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/tags?on_conflict=label&select=label",
+            &[(
+                "prefer",
+                "resolution=ignore-duplicates,return=representation",
+            )],
+            Some(json!([{"label": "rust"}, {"label": "new"}])),
+        )
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!([{"label": "new"}]),
+        "the duplicate was skipped"
+    );
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/Authors",
+            &[(
+                "prefer",
+                "resolution=merge-duplicates,return=representation",
+            )],
+            Some(json!({"id": 3, "Full Name": "Cyrus"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    assert_eq!(answer.json()[0]["Full Name"], "Cyrus");
+
+    // PUT: the whole row by primary key; the key in the body must match.
+    let row = json!({"id": 2, "Full Name": "Bob", "bio": null});
+    let answer = api
+        .send(
+            Method::PUT,
+            "/rest/v1/Authors?id=eq.2",
+            &[("prefer", "return=representation")],
+            Some(row.clone()),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json(), json!([row]));
+    let answer = api
+        .send(
+            Method::PUT,
+            "/rest/v1/Authors?id=eq.9",
+            &[],
+            Some(json!({"id": 9, "Full Name": "New", "bio": null})),
+        )
+        .await;
+    assert_eq!(answer.status, 204, "creates");
+    for (path, body) in [
+        (
+            "/rest/v1/Authors?id=eq.2",
+            json!({"id": 3, "Full Name": "x", "bio": null}),
+        ),
+        (
+            "/rest/v1/Authors?id=eq.2",
+            json!({"id": 2, "Full Name": "x"}),
+        ),
+        (
+            "/rest/v1/Authors?id=gt.2",
+            json!({"id": 3, "Full Name": "x", "bio": null}),
+        ),
+    ] {
+        let answer = api.send(Method::PUT, path, &[], Some(body)).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text);
+    }
+
+    // max-affected: more rows would change → nothing changes.
+    let answer = api
+        .send(
+            Method::PATCH,
+            &format!("/rest/v1/{POSTS}?score=gte.0"),
+            &[("prefer", "max-affected=2")],
+            Some(json!({"status": "bulk"})),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(answer.json()["code"], "max_affected_exceeded");
+    let answer = api.get(&format!("/rest/v1/{POSTS}?status=eq.bulk")).await;
+    assert_eq!(answer.json(), json!([]), "rolled back");
+    let answer = api
+        .send(
+            Method::DELETE,
+            "/rest/v1/comments?post_id=eq.1",
+            &[("prefer", "max-affected=3,return=representation")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json().as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn database_errors_map_to_documented_statuses() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let cases = [
+        (
+            "/rest/v1/tags",
+            json!({"label": "rust"}),
+            409,
+            "constraint_violation",
+            "tags_label_key",
+        ),
+        (
+            "/rest/v1/post_tags",
+            json!({"post_id": 1, "tag_id": 99}),
+            409,
+            "constraint_violation",
+            "post_tags_tag_id_fkey",
+        ),
+        (
+            "/rest/v1/Authors",
+            json!({"bio": {}}),
+            400,
+            "not_null_violation",
+            "Full Name",
+        ),
+        (
+            &format!("/rest/v1/{POSTS}")[..],
+            json!({"score": -1}),
+            400,
+            "check_violation",
+            "score_not_negative",
+        ),
+        (
+            "/rest/v1/tags",
+            json!({"id": "not a number", "label": "x"}),
+            400,
+            "invalid_query",
+            "",
+        ),
+    ];
+    for (path, body, status, code, named) in cases {
+        let answer = api.send(Method::POST, path, &[], Some(body.clone())).await;
+        assert_eq!(answer.status, status, "{body}: {}", answer.text);
+        let error = answer.json();
+        assert_eq!(error["code"], code, "{body}");
+        assert!(
+            error["details"].as_str().unwrap_or("").contains(named),
+            "{body}: {error}"
+        );
+    }
+    let answer = api.get("/rest/v1/tagz").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["hint"], "Did you mean `tags`?");
+    let answer = api.get("/rest/v1/tags?lable=eq.x").await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["hint"], "did you mean `label`?");
+}
+
+#[tokio::test]
+async fn the_schema_cache_follows_ddl_on_every_replica() {
+    let (basalt, key) = fixture().await;
+    let other = Basalt::builder()
+        .database_url(basalt.database_url().unwrap())
+        .start()
+        .await;
+    let api = service(&basalt, &key);
+    let other_api = Api {
+        basalt: &other,
+        key: other.keys().service_role,
+        token: None,
+    };
+    // Warm both caches, then change the schema through SQL.
+    assert_eq!(
+        other_api
+            .get("/rest/v1/tags?select=label&limit=1")
+            .await
+            .status,
+        200
+    );
+    let response = basalt
+        .admin_sql("alter table tags add column color text default 'red'; create table fresh (id int primary key)")
+        .await;
+    assert_eq!(response.status(), 200);
+    // The other replica learns it from NOTIFY: a new column is not a miss
+    // (the table is known), so only the notification can teach it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let answer = other_api.get("/rest/v1/tags?select=color&limit=1").await;
+        if answer.status == 200 {
+            assert_eq!(answer.json(), json!([{"color": "red"}]));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.text);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(api.get("/rest/v1/fresh").await.text, "[]");
+    // Embedding follows a new foreign key too.
+    basalt
+        .admin_sql("create table labels (id serial primary key, tag_id int references tags(id), note text); insert into labels (tag_id, note) values (1, 'n')")
+        .await;
+    // A relationship is not a table name, so only the notification teaches it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let answer = api
+            .get("/rest/v1/tags?select=label,labels(note)&id=eq.1")
+            .await;
+        if answer.status == 200 {
+            assert_eq!(
+                answer.json(),
+                json!([{"label": "rust", "labels": [{"note": "n"}]}])
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.text);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The admin endpoint reloads on demand.
+    let answer = api
+        .send(Method::POST, "/admin/v1/schema/reload", &[], None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.json()["tables"].as_u64().unwrap() >= 7);
+}
+
+#[tokio::test]
+async fn rpc_calls_functions_with_named_arguments() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let response = basalt
+        .admin_sql(
+            r#"create function add_them(a int, b int default 10) returns int language sql immutable as $$ select a + b $$;
+               create function posts_above(min_score int) returns setof "we""ird; tab.le" language sql stable as $$ select * from "we""ird; tab.le" where score > min_score $$;
+               create function add_tag(name text) returns tags language sql as $$ insert into tags (label) values (name) returning * $$;
+               create function try_write() returns int language sql stable as $$ select 1 $$;
+               create function sneaky() returns int language sql stable as $$ select (add_tag('sneaky')).id $$;
+               create function touch() returns void language plpgsql volatile as $$ begin update tags set label = label where false; end $$;
+               create function labels_of(ids int[]) returns setof text language sql stable as $$ select label from tags where id = any(ids) order by label $$;
+               create function fail(msg text) returns int language plpgsql as $$ begin raise exception '%', msg; end $$;"#,
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(api.get("/rest/v1/rpc/add_them?a=1&b=2").await.text, "3");
+    assert_eq!(
+        api.get("/rest/v1/rpc/add_them?a=1").await.text,
+        "11",
+        "defaults"
+    );
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/rpc/add_them",
+            &[],
+            Some(json!({"a": 5, "b": 6})),
+        )
+        .await;
+    assert_eq!(answer.text, "11");
+    // Rows of a table: filters, order and limit apply to the result.
+    let answer = api
+        .get("/rest/v1/rpc/posts_above?min_score=5&score=lt.30&order=score.desc&limit=1")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.json()[0]["score"], 20);
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/rpc/labels_of",
+            &[],
+            Some(json!({"ids": [1, 3]})),
+        )
+        .await;
+    assert_eq!(answer.json(), json!(["rust", "web"]));
+    // Volatile: POST only, and it writes.
+    assert_eq!(api.get("/rest/v1/rpc/add_tag?name=x").await.status, 405);
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/rpc/add_tag",
+            &[],
+            Some(json!({"name": "via rpc"})),
+        )
+        .await;
+    assert_eq!(answer.json()["label"], "via rpc");
+    // A stable function runs read-only: its write fails and nothing stays.
+    let answer = api
+        .send(Method::POST, "/rest/v1/rpc/sneaky", &[], None)
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(api.get("/rest/v1/tags?label=eq.sneaky").await.text, "[]");
+    // Unknown function or argument names: 404 with a hint.
+    let answer = api.get("/rest/v1/rpc/add_them?c=1").await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.json()["hint"]
+        .as_str()
+        .unwrap()
+        .contains("add_them(a integer, b integer)"));
+    let answer = api.get("/rest/v1/rpc/add_thme?a=1").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["hint"], "did you mean `add_them`?");
+    // RAISE in the function: a 400 with its message.
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/rpc/fail",
+            &[],
+            Some(json!({"msg": "no way"})),
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["details"], "no way");
+    assert_eq!(api.get("/rest/v1/rpc/try_write").await.text, "1");
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_and_never_write_twice() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let post = |idempotency: &'static str, label: &'static str| {
+        let api = &api;
+        async move {
+            api.send(
+                Method::POST,
+                "/rest/v1/tags",
+                &[
+                    ("idempotency-key", idempotency),
+                    ("prefer", "return=representation"),
+                ],
+                Some(json!({"label": label})),
+            )
+            .await
+        }
+    };
+    let first = post("key-1", "once").await;
+    assert_eq!(first.status, 201);
+    let again = post("key-1", "once").await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.text, first.text, "the stored response");
+    assert_eq!(again.header("idempotent-replayed"), "true");
+    let count = api.get("/rest/v1/tags?label=eq.once").await.json();
+    assert_eq!(count.as_array().unwrap().len(), 1, "written once");
+    // The same key with another body: 422.
+    let other = post("key-1", "different").await;
+    assert_eq!(other.status, 422);
+    assert_eq!(other.json()["code"], "idempotency_key_reused");
+    // A failed write stores nothing: the retry runs.
+    let failed = post("key-2", "rust").await;
+    assert_eq!(failed.status, 409);
+    assert_eq!(post("key-2", "rust").await.status, 409);
+
+    // Concurrent requests with one key: exactly one write, one response.
+    let slow = basalt
+        .admin_sql("create function slow_insert(name text) returns tags language sql as $$ select pg_sleep(0.3); insert into tags (label) values (name) returning * $$")
+        .await;
+    assert_eq!(slow.status(), 200);
+    let call = || {
+        api.send(
+            Method::POST,
+            "/rest/v1/rpc/slow_insert",
+            &[("idempotency-key", "concurrent")],
+            Some(json!({"name": "raced"})),
+        )
+    };
+    let answers = futures_util::future::join_all((0..4).map(|_| call())).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.text, answers[0].text);
+    }
+    let raced = api.get("/rest/v1/tags?label=eq.raced").await.json();
+    assert_eq!(
+        raced.as_array().unwrap().len(),
+        1,
+        "one write for four requests"
+    );
+}
+
+#[tokio::test]
+async fn batches_commit_together_or_not_at_all() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/batch",
+            &[],
+            Some(json!({"operations": [
+                {"op": "insert", "table": "tags", "rows": [{"label": "b1"}, {"label": "b2"}]},
+                {"op": "update", "table": "Authors", "filter": "id=eq.1", "set": {"Full Name": "Anne"}},
+                {"op": "upsert", "table": "tags", "rows": {"label": "rust"}, "on_conflict": ["label"], "ignore_duplicates": true},
+                {"op": "delete", "table": "comments", "filter": "post_id=eq.2"},
+                {"op": "rpc", "function": "now", "args": {}}
+            ]})),
+        )
+        .await;
+    // `now` is not in the exposed schema: the whole batch is refused with
+    // the index of the operation, before anything runs.
+    assert_eq!(answer.status, 404, "{}", answer.text);
+    assert!(answer.json()["details"]
+        .as_str()
+        .unwrap()
+        .starts_with("operations[4]"));
+    basalt
+        .admin_sql("create function tag_count() returns bigint language sql stable as $$ select count(*) from tags $$")
+        .await;
+    let operations = json!({"operations": [
+        {"op": "insert", "table": "tags", "rows": [{"label": "b1"}, {"label": "b2"}]},
+        {"op": "update", "table": "Authors", "filter": "id=eq.1", "set": {"Full Name": "Anne"}},
+        {"op": "upsert", "table": "tags", "rows": {"label": "rust"}, "on_conflict": ["label"], "ignore_duplicates": true},
+        {"op": "delete", "table": "comments", "filter": "post_id=eq.2"},
+        {"op": "rpc", "function": "tag_count"}
+    ]});
+    let answer = api
+        .send(Method::POST, "/rest/v1/batch", &[], Some(operations))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let results = answer.json()["results"].clone();
+    assert_eq!(results[0]["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(results[1]["rows"][0]["Full Name"], "Anne");
+    assert_eq!(results[2]["rows"], json!([]));
+    assert_eq!(results[3]["rows"][0]["body"], "c4");
+    assert_eq!(
+        results[4]["result"], 5,
+        "the rpc sees the batch's own insert"
+    );
+
+    // A failure in the middle rolls back what came before it.
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/batch",
+            &[],
+            Some(json!({"operations": [
+                {"op": "insert", "table": "tags", "rows": {"label": "rolled back"}},
+                {"op": "insert", "table": "tags", "rows": {"label": "rust"}}
+            ]})),
+        )
+        .await;
+    assert_eq!(answer.status, 409, "{}", answer.text);
+    assert!(answer.json()["details"]
+        .as_str()
+        .unwrap()
+        .starts_with("operations[1]: "));
+    assert_eq!(
+        api.get("/rest/v1/tags?label=eq.rolled%20back").await.text,
+        "[]"
+    );
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/batch",
+            &[],
+            Some(json!({"operations": []})),
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/batch",
+            &[],
+            Some(json!({"operations": [{"op": "truncate", "table": "tags"}]})),
+        )
+        .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.json()["code"], "invalid_json");
+}
+
+/// Policies reach inside embedded resources and counts: a user sees only
+/// the embedded rows their condition allows, a refused embedded table
+/// refuses the read, and `!inner` counts only visible rows.
+#[tokio::test]
+async fn policy_conditions_apply_to_embedded_rows_and_counts() {
+    let (basalt, key) = fixture().await;
+    let admin = service(&basalt, &key);
+    let anon_key = basalt.keys().anon;
+    let user = admin
+        .send(Method::POST, "/auth/v1/admin/users", &[], Some(json!({"email": "u@example.com", "password": "password one", "email_confirm": true})))
+        .await
+        .json();
+    assert!(user["id"].is_string(), "{user}");
+    let session = Api {
+        basalt: &basalt,
+        key: anon_key.clone(),
+        token: None,
+    }
+    .send(
+        Method::POST,
+        "/auth/v1/token?grant_type=password",
+        &[],
+        Some(json!({"email": "u@example.com", "password": "password one"})),
+    )
+    .await
+    .json();
+    let response = basalt
+        .admin_sql(r#"grant select on all tables in schema public to authenticated"#)
+        .await;
+    assert_eq!(response.status(), 200);
+    for policy in [
+        json!({"subject": "authenticated", "object": "table:public.Authors", "action": "select"}),
+        json!({"subject": "authenticated", "object": "table:public.we\"ird; tab.le", "action": "select", "condition": "score=gte.20"}),
+        json!({"subject": "authenticated", "object": "table:public.comments", "action": "select", "condition": "body=neq.c4"}),
+    ] {
+        let answer = admin
+            .send(Method::POST, "/admin/v1/policies", &[], Some(policy))
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+    let user_api = Api {
+        basalt: &basalt,
+        key: anon_key,
+        token: Some(session["access_token"].as_str().unwrap().to_owned()),
+    };
+    let answer = user_api
+        .send(
+            Method::GET,
+            &format!("/rest/v1/Authors?select=id,posts:{POSTS_QUOTED}!Author%20Id(id,comments(body))&order=id"),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.json(),
+        json!([
+            {"id": 1, "posts": [{"id": 2, "comments": []}]},
+            {"id": 2, "posts": [{"id": 3, "comments": []}]},
+            {"id": 3, "posts": []}
+        ]),
+        "post 1 (score 10) is hidden; comment c4 is hidden"
+    );
+    let answer = user_api
+        .send(
+            Method::GET,
+            &format!("/rest/v1/Authors?select=id,{POSTS_QUOTED}!Author%20Id!inner(id)"),
+            &[("prefer", "count=exact")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.header("content-range"), "0-1/2");
+    // Tags have no policy: embedding them is refused, not silently empty.
+    let answer = user_api
+        .get(&format!("/rest/v1/{POSTS}?select=id,tags(label)"))
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+}
