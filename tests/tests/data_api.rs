@@ -641,8 +641,15 @@ async fn database_errors_map_to_documented_statuses() {
             "/rest/v1/tags",
             json!({"id": "not a number", "label": "x"}),
             400,
-            "invalid_query",
-            "",
+            "invalid_value",
+            "`id` is integer",
+        ),
+        (
+            "/rest/v1/tags",
+            json!([{"label": "ok"}, {"label": ["x"]}]),
+            400,
+            "invalid_value",
+            "(row 1)",
         ),
     ];
     for (path, body, status, code, named) in cases {

@@ -49,6 +49,7 @@ error_codes! {
     RefreshTokenAlreadyUsed => (400, "refresh_token_already_used", "This refresh token was already used; its session has been revoked.", "Sign in again. A reused refresh token may mean it was stolen."),
     EmailNotConfigured => (400, "email_not_configured", "This server sends no email.", "Set smtp.host (BASALT_SMTP_HOST) to enable recovery, magic links and email changes."),
     InvalidQuery => (400, "invalid_query", "The query string is not valid for this table.", "Read `hint` for the column, operator or value to fix."),
+    InvalidValue => (400, "invalid_value", "A value does not fit its column's type.", "Read `details` for the column and the value to fix."),
     NotNullViolation => (400, "not_null_violation", "A required column was left empty.", "Read `details` for the column and send a value for it."),
     CheckViolation => (400, "check_violation", "A value breaks a check constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
     MaxAffectedExceeded => (400, "max_affected_exceeded", "The write would change more rows than Prefer: max-affected allows; nothing was changed.", "Narrow the filter, or raise max-affected."),

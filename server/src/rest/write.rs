@@ -15,7 +15,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::{Expr, FilterError, Op, Operand, Term};
 use basalt_core::rest::{
-    body_columns, delete_sql, insert_sql, update_sql, Conflict, InsertOptions, SelectItem, Table,
+    body_columns, check_values, delete_sql, insert_sql, update_sql, Conflict, InsertOptions,
+    SelectItem, Table,
 };
 use serde_json::{Map, Value};
 
@@ -234,6 +235,17 @@ impl WriteCheck {
     }
 }
 
+/// 400 `invalid_value` naming the column whose value does not fit its type.
+fn values_fit(table: &Table, objects: &[Value]) -> Result<(), HttpError> {
+    check_values(table, objects).map_err(|error| {
+        let mut api = ApiError::new(ErrorCode::InvalidValue).with_details(error.message);
+        if let Some(hint) = error.hint {
+            api = api.with_hint(hint);
+        }
+        HttpError::from(api)
+    })
+}
+
 /// Plans an insert (or upsert on `conflict_on`) of `objects`.
 pub fn plan_insert(
     state: &AppState,
@@ -246,6 +258,7 @@ pub fn plan_insert(
 ) -> Result<WritePlan, HttpError> {
     // Only policies granting every written column count: no mass assignment.
     let decision = decide(state, caller, &target.object, "insert", &columns)?;
+    values_fit(&target.table, &objects)?;
     let count = objects.len() as i64;
     let conflict = match (prefer.resolution.as_deref(), conflict_on) {
         (Some("ignore-duplicates"), Some(on)) => Conflict::Ignore { target: on },
@@ -291,6 +304,7 @@ pub fn plan_update(
     // The decision covers the columns written; filters only pick rows.
     let set = body_columns(patch)?;
     let decision = decide(state, caller, &target.object, "update", &set)?;
+    values_fit(&target.table, std::slice::from_ref(patch))?;
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
     let statement = update_sql(

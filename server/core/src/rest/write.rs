@@ -392,3 +392,110 @@ mod tests {
         assert!(body_columns(&serde_json::json!([1])).is_err());
     }
 }
+
+/// Checks each value of `objects` against its column's type before the
+/// database sees it, so a mistake is a 400 naming the column (and row) rather
+/// than PostgreSQL's bare cast error. Types not listed here are left to
+/// PostgreSQL; `null` is always accepted here (NOT NULL is the database's).
+pub fn check_values(table: &Table, objects: &[serde_json::Value]) -> Result<(), FilterError> {
+    use serde_json::Value;
+    for (index, object) in objects.iter().enumerate() {
+        let Some(map) = object.as_object() else {
+            continue;
+        };
+        for (column, value) in map {
+            let Some((_, type_name)) = table.columns.iter().find(|(name, _)| name == column) else {
+                continue;
+            };
+            let ok = match (type_name.as_str(), value) {
+                (_, Value::Null) => true,
+                ("json" | "jsonb", _) => true,
+                (t, Value::Array(_)) => t.ends_with("[]"),
+                (t, Value::String(_)) if t.ends_with("[]") => true,
+                (_, Value::Object(_)) => false,
+                ("smallint" | "integer" | "bigint", Value::Number(n)) => n.is_i64() || n.is_u64(),
+                ("smallint" | "integer" | "bigint", Value::String(s)) => {
+                    s.trim().parse::<i64>().is_ok()
+                }
+                ("numeric" | "real" | "double precision", Value::Number(_)) => true,
+                ("numeric" | "real" | "double precision", Value::String(s)) => {
+                    s.trim().parse::<f64>().is_ok()
+                        || ["NaN", "Infinity", "-Infinity"].contains(&s.trim())
+                }
+                ("boolean", Value::Bool(_)) => true,
+                ("boolean", Value::String(s)) => [
+                    "true", "false", "t", "f", "yes", "no", "on", "off", "1", "0",
+                ]
+                .contains(&s.trim().to_ascii_lowercase().as_str()),
+                ("boolean", _) => false,
+                ("uuid", Value::String(s)) => {
+                    let hex: String = s.chars().filter(|c| *c != '-').collect();
+                    hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
+                }
+                ("uuid", _) => false,
+                (
+                    "smallint" | "integer" | "bigint" | "numeric" | "real" | "double precision",
+                    _,
+                ) => false,
+                _ => true,
+            };
+            if !ok {
+                let at = if objects.len() > 1 {
+                    format!(" (row {index})")
+                } else {
+                    String::new()
+                };
+                return Err(FilterError::new(format!(
+                    "`{column}` is {type_name}; {value} is not{at}"
+                ))
+                .with_hint(format!("send a {type_name} value for `{column}`")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_are_checked_against_column_types() {
+        let table = Table {
+            name: "t".into(),
+            columns: [
+                ("n", "integer"),
+                ("x", "numeric"),
+                ("b", "boolean"),
+                ("u", "uuid"),
+                ("tags", "text[]"),
+                ("doc", "jsonb"),
+                ("s", "text"),
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+            ..Table::default()
+        };
+        let good = json!({"n": 1, "x": "1.5", "b": "true", "u": "6f1c1b3e-4a58-4d55-9d8e-0c3f1a2b3c4d",
+                          "tags": ["a"], "doc": {"any": [1]}, "s": 5});
+        assert!(check_values(&table, &[good]).is_ok());
+        for (bad, column) in [
+            (json!({"n": 1.5}), "`n` is integer"),
+            (json!({"n": "ten"}), "`n` is integer"),
+            (json!({"b": 2}), "`b` is boolean"),
+            (json!({"u": "nope"}), "`u` is uuid"),
+            (json!({"tags": {"a": 1}}), "`tags` is text[]"),
+            (json!({"s": [1]}), "`s` is text"),
+        ] {
+            let error = check_values(&table, &[json!({}), bad.clone()]).unwrap_err();
+            assert!(
+                error.message.starts_with(column),
+                "{bad}: {}",
+                error.message
+            );
+            assert!(error.message.ends_with("(row 1)"), "{}", error.message);
+        }
+    }
+}
