@@ -1055,3 +1055,71 @@ async fn policy_conditions_apply_to_embedded_rows_and_counts() {
         .await;
     assert_eq!(answer.status, 403, "{}", answer.text);
 }
+
+/// `GET /rest/v1/` is an OpenAPI 3 document of what the caller may do,
+/// generated from the schema cache.
+#[tokio::test]
+async fn openapi_describes_what_the_caller_may_do() {
+    let (basalt, key) = fixture().await;
+    basalt
+        .admin_sql("create function add_them(a int, b int default 10) returns int language sql immutable as $$ select a + b $$")
+        .await;
+    basalt
+        .admin_sql("select pg_notify('basalt_schema', '')")
+        .await;
+    let api = service(&basalt, &key);
+    let answer = api.get("/rest/v1/").await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.header("content-type"), "application/openapi+json");
+    // It parses as an OpenAPI 3.0 document (types, required fields, shapes).
+    let document: openapiv3::OpenAPI = serde_json::from_str(&answer.text).unwrap();
+    assert_eq!(document.openapi, "3.0.3");
+    let posts = document.paths.paths["/we\"ird; tab.le"].as_item().unwrap();
+    assert!(posts.get.is_some() && posts.post.is_some() && posts.put.is_some());
+    let value = answer.json();
+    let properties = &value["components"]["schemas"]["we\"ird; tab.le"]["properties"];
+    assert_eq!(properties["score"]["type"], "integer");
+    assert_eq!(properties["data"]["description"], "jsonb");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let value = api.get("/rest/v1/").await.json();
+        if value["paths"]["/rpc/add_them"].is_object() {
+            assert_eq!(
+                value["paths"]["/rpc/add_them"]["post"]["requestBody"]["content"]
+                    ["application/json"]["schema"]["required"],
+                json!(["a"])
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The anon key, with no policy granting it anything, sees no paths; a
+    // grant of select on one table shows that table's GET only.
+    let anon = Api {
+        basalt: &basalt,
+        key: basalt.keys().anon,
+        token: None,
+    };
+    assert_eq!(anon.get("/rest/v1/").await.json()["paths"], json!({}));
+    let answer = api
+        .send(
+            Method::POST,
+            "/admin/v1/policies",
+            &[],
+            Some(json!({"subject": "anon", "object": "table:public.tags", "action": "select"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let paths = anon.get("/rest/v1/").await.json()["paths"].clone();
+        if paths != json!({}) {
+            assert_eq!(paths.as_object().unwrap().len(), 1);
+            assert!(paths["/tags"]["get"].is_object() && paths["/tags"]["post"].is_null());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

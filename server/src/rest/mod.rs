@@ -35,6 +35,7 @@ use tokio_postgres::types::ToSql;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
+        .service(resource("/rest/v1/").route(web::get().to(openapi_document)))
         .service(resource("/rest/v1/batch").route(web::post().to(batch::batch)))
         .service(
             resource("/rest/v1/rpc/{function}")
@@ -51,6 +52,30 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::patch().to(write::update))
                 .route(web::delete().to(write::delete)),
         );
+}
+
+/// `GET /rest/v1/`: the OpenAPI 3 document of what this caller may do.
+async fn openapi_document(
+    caller: Caller,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> HttpResponse {
+    let subject = subject_of(&state, &caller);
+    let base = if state.config.public_url.is_empty() {
+        let info = request.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    } else {
+        state.config.public_url.trim_end_matches('/').to_owned()
+    };
+    let document = basalt_core::rest::openapi(
+        &state.schema.get(),
+        &format!("{base}/rest/v1"),
+        env!("CARGO_PKG_VERSION"),
+        &|object, action| state.authz.authorize(&subject, object, action).allowed,
+    );
+    HttpResponse::Ok()
+        .content_type("application/openapi+json")
+        .body(document.to_string())
 }
 
 impl From<FilterError> for HttpError {

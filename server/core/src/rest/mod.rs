@@ -4,12 +4,14 @@
 //! engine's row conditions.
 
 mod cursor;
+mod openapi;
 mod plan;
 mod query;
 mod schema;
 mod write;
 
 pub use cursor::Cursor;
+pub use openapi::openapi;
 pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Table};
 pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};
 pub use schema::{ForeignKey, Function, Relationship, Schema};
