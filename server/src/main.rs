@@ -35,6 +35,10 @@ enum Command {
         /// List the pending migrations without applying them.
         #[arg(long)]
         dry_run: bool,
+        /// Write the app's schema history (changes made through
+        /// /admin/v1/tables) as numbered SQL files into this directory.
+        #[arg(long, value_name = "DIR")]
+        export: Option<std::path::PathBuf>,
     },
     /// Print the anon and service_role API keys.
     Keys,
@@ -95,7 +99,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Keys => serve::print_keys(&config),
-        Command::Migrate { dry_run } => run_async(serve::migrate_command(config, dry_run)),
+        Command::Migrate { dry_run, export } => {
+            run_async(serve::migrate_command(config, dry_run, export))
+        }
         Command::Serve => run_async(serve::serve(config)),
     };
     match result {

@@ -145,12 +145,20 @@ pub fn print_keys(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn migrate_command(config: Config, dry_run: bool) -> anyhow::Result<()> {
+pub async fn migrate_command(
+    config: Config,
+    dry_run: bool,
+    export: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let database = Database::open(&config).await?;
     let result = async {
         let deadline = Instant::now() + Duration::from_millis(config.database.startup_timeout_ms);
         let mut client = database.connect(deadline).await?;
-        if dry_run {
+        if let Some(directory) = export {
+            for file in migrate::export_app(&client, &directory).await? {
+                println!("wrote: {}", file.display());
+            }
+        } else if dry_run {
             let pending = migrate::pending(&mut client).await?;
             if pending.is_empty() {
                 println!("up to date: no pending migrations");

@@ -140,6 +140,7 @@ async fn basalt_keeps_out_of_the_public_schema() {
     assert_eq!(
         ours,
         vec![
+            "app_migrations",
             "idempotency_keys",
             "instance",
             "jobs",

@@ -1,6 +1,8 @@
 //! The admin API (`/admin/v1/`, service_role key only): the installation's
 //! status and a SQL endpoint for the console's SQL editor.
 
+mod tables;
+
 use crate::authz::{Admin, SchemaWrite, SqlWrite, SystemRead};
 use crate::db::{self, migrate, CancelOnDrop};
 use crate::http::error::HttpError;
@@ -21,7 +23,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(resource("/admin/v1/status").route(web::get().to(status)))
         .service(resource("/admin/v1/sql").route(web::post().to(sql)))
-        .service(resource("/admin/v1/schema/reload").route(web::post().to(reload_schema)));
+        .service(resource("/admin/v1/schema/reload").route(web::post().to(reload_schema)))
+        .configure(tables::routes);
 }
 
 /// Reloads the data API's schema cache now (after DDL on a database where

@@ -44,6 +44,7 @@ admin_areas! {
     SystemRead => ("system", "read"),
     SqlWrite => ("sql", "write"),
     AuditRead => ("audit", "read"),
+    SchemaRead => ("schema", "read"),
     SchemaWrite => ("schema", "write"),
 }
 

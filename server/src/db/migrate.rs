@@ -76,3 +76,47 @@ pub async fn applied(client: &mut Client) -> anyhow::Result<Vec<String>> {
     let migrations = runner().get_applied_migrations_async(client).await?;
     Ok(migrations.iter().map(label).collect())
 }
+
+/// Writes the app's schema history (`basalt.app_migrations`, the changes made
+/// through `/admin/v1/tables`) into `directory` as `V<n>__<name>.sql` files,
+/// oldest first; returns the files written.
+pub async fn export_app(
+    client: &Client,
+    directory: &std::path::Path,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("cannot create {}", directory.display()))?;
+    let rows = client
+        .query(
+            "SELECT version, name, statements, applied_at::text, applied_by
+             FROM basalt.app_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
+    let mut written = Vec::new();
+    for row in rows {
+        let version: i32 = row.get(0);
+        let name: String = row.get(1);
+        // A file name from the change's name: letters, digits and `_` only.
+        let slug: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let file = directory.join(format!("V{version}__{slug}.sql"));
+        let text = format!(
+            "-- {name}\n-- applied {} by {}\n{}",
+            row.get::<_, String>(3),
+            row.get::<_, String>(4),
+            row.get::<_, String>(2)
+        );
+        std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+        written.push(file);
+    }
+    Ok(written)
+}

@@ -4,6 +4,7 @@
 //! engine's row conditions.
 
 mod cursor;
+pub mod ddl;
 mod openapi;
 mod plan;
 mod query;
