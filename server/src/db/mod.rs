@@ -53,6 +53,36 @@ pub fn statement_error(error: tokio_postgres::Error) -> HttpError {
     }
 }
 
+/// A pooled connection that returns to the pool only when released. Dropped
+/// unreleased — the request was dropped mid-statement, by a timeout or a
+/// client gone away — the connection is detached from the pool and closed,
+/// so the cancel sent for its statement can never land on the statement of
+/// the next request to use that connection.
+pub struct Checkout(Option<deadpool_postgres::Object>);
+
+impl Checkout {
+    pub fn new(object: deadpool_postgres::Object) -> Self {
+        Checkout(Some(object))
+    }
+
+    pub fn client(&mut self) -> &mut deadpool_postgres::Object {
+        self.0.as_mut().expect("held until released")
+    }
+
+    /// Back to the pool.
+    pub fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
+}
+
 /// Cancels the statement running on a connection if dropped while armed: when a
 /// request times out or the client goes away, its SQL stops too instead of
 /// running on unseen.

@@ -17,7 +17,7 @@ mod write;
 use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::authz::routes::subject_of;
-use crate::db::{self, rls, CancelOnDrop};
+use crate::db::{self, rls, CancelOnDrop, Checkout};
 use crate::http::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
@@ -456,7 +456,8 @@ impl Step {
 /// returning one row; `respond` turns the rows into the reply or refuses
 /// (which rolls everything back). With an `Idempotency-Key`, the key is
 /// claimed first and the reply stored before the commit; a key already used
-/// replays its reply instead (see `idempotency.rs`).
+/// replays its reply instead (see `idempotency.rs`). A request dropped
+/// mid-way (a timeout) cancels its statement and closes its connection.
 pub async fn in_transaction(
     state: &AppState,
     caller: &Caller,
@@ -465,7 +466,30 @@ pub async fn in_transaction(
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let mut checkout = Checkout::new(state.pool.get().await.map_err(db::unavailable)?);
+    let result = run_steps(
+        state,
+        checkout.client(),
+        caller,
+        read_only,
+        idempotency,
+        steps,
+        respond,
+    )
+    .await;
+    checkout.release();
+    result
+}
+
+async fn run_steps(
+    state: &AppState,
+    client: &mut deadpool_postgres::Object,
+    caller: &Caller,
+    read_only: bool,
+    idempotency: Option<&Idempotency>,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
     let bypass = is_service_key(caller);
     let role = rls::database_role(&state.config.authz, caller.user.is_some()).to_owned();
     let token = client.cancel_token();
