@@ -2,7 +2,7 @@
 //! the caller (role and JWT claims) sees only what the table's RLS policies
 //! allow, through the `auth.uid()`/`auth.role()`/`auth.jwt()` helpers.
 
-use basalt_server::db::rls::{act_as, database_role};
+use basalt_server::db::rls::{database_role, ACT_AS};
 use basalt_tests::{connect, Basalt};
 use serde_json::json;
 
@@ -49,7 +49,11 @@ async fn rls_policies_see_the_callers_claims() {
     ];
     for (signed_in, claims, expected) in cases {
         let transaction = client.transaction().await.unwrap();
-        act_as(&transaction, database_role(&config, signed_in), &claims)
+        transaction
+            .execute(
+                ACT_AS,
+                &[&claims.to_string(), &database_role(&config, signed_in)],
+            )
             .await
             .unwrap();
         let rows = transaction
@@ -83,7 +87,8 @@ async fn rls_policies_see_the_callers_claims() {
     assert_eq!(claims, None);
     // A role name is a parameter, never SQL: a hostile one is just an unknown role.
     let transaction = client.transaction().await.unwrap();
-    let error = act_as(&transaction, "authenticated; DROP TABLE notes", &json!({}))
+    let error = transaction
+        .execute(ACT_AS, &[&"{}", &"authenticated; DROP TABLE notes"])
         .await
         .unwrap_err();
     let message = error

@@ -6,7 +6,6 @@
 //! name travels as a bound parameter, never as SQL text.
 
 use basalt_core::config::AuthzConfig;
-use serde_json::Value;
 
 /// The database role a request acts as: the configured role for anonymous or
 /// signed-in callers. (service_role requests bypass policies and keep the
@@ -19,32 +18,11 @@ pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
     }
 }
 
-/// Makes the rest of `transaction` run as `role` with `claims` visible to RLS.
-pub async fn act_as(
-    transaction: &tokio_postgres::Transaction<'_>,
-    role: &str,
-    claims: &Value,
-) -> Result<(), tokio_postgres::Error> {
-    transaction
-        .execute(
-            "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)",
-            &[&claims.to_string(), &role],
-        )
-        .await
-        .map(|_| ())
-}
+/// Makes the rest of the transaction run as `$2` (the role) with the claims
+/// `$1` visible to RLS.
+pub const ACT_AS: &str =
+    "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)";
 
-/// Exposes `claims` to `auth.jwt()` for the rest of `transaction` without
-/// changing its role (the service_role key keeps the connection's role).
-pub async fn set_claims(
-    transaction: &tokio_postgres::Transaction<'_>,
-    claims: &Value,
-) -> Result<(), tokio_postgres::Error> {
-    transaction
-        .execute(
-            "SELECT set_config('request.jwt.claims', $1, true)",
-            &[&claims.to_string()],
-        )
-        .await
-        .map(|_| ())
-}
+/// Exposes the claims `$1` to `auth.jwt()` for the rest of the transaction
+/// without changing its role (the service_role key keeps the connection's role).
+pub const SET_CLAIMS: &str = "SELECT set_config('request.jwt.claims', $1, true)";

@@ -15,7 +15,6 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use basalt_core::errors::{ApiError, ErrorCode};
-use deadpool_postgres::Transaction;
 use sha2::{Digest, Sha256};
 
 /// The longest key accepted (Stripe's limit).
@@ -67,11 +66,12 @@ impl Idempotency {
         }))
     }
 
-    /// Claims the key in `transaction`; returns the stored reply when the key
-    /// was already used for this same request (422 for another request).
+    /// Claims the key in the transaction open on `transaction`; returns the
+    /// stored reply when the key was already used for this same request (422
+    /// for another request).
     pub async fn claim(
         &self,
-        transaction: &Transaction<'_>,
+        transaction: &tokio_postgres::Client,
         state: &AppState,
     ) -> Result<Option<Reply>, HttpError> {
         let ttl = state.config.rest.idempotency_ttl_secs as f64;
@@ -123,7 +123,7 @@ impl Idempotency {
     /// Stores the reply with the write, before the commit.
     pub async fn store(
         &self,
-        transaction: &Transaction<'_>,
+        transaction: &tokio_postgres::Client,
         reply: &Reply,
     ) -> Result<(), HttpError> {
         let headers = serde_json::Value::Array(

@@ -481,6 +481,16 @@ pub async fn in_transaction(
     result
 }
 
+/// Prepared statements each pooled connection keeps (per distinct SQL text:
+/// one per query shape); past this the cache is emptied and refilled, so
+/// endless shapes cannot grow a connection's memory without bound.
+const STATEMENT_CACHE_LIMIT: usize = 256;
+
+/// Each statement is prepared once per connection and reused. The
+/// transaction is driven with plain `BEGIN`/`COMMIT`/`ROLLBACK` so that
+/// `BEGIN` and the switch to the caller's role travel in one round trip
+/// (pipelined); a request dropped half-way leaves no open transaction behind,
+/// because its connection is then closed (see [`Checkout`]).
 async fn run_steps(
     state: &AppState,
     client: &mut deadpool_postgres::Object,
@@ -490,62 +500,92 @@ async fn run_steps(
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
+    if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
+        client.statement_cache.clear();
+    }
     let bypass = is_service_key(caller);
     let role = rls::database_role(&state.config.authz, caller.user.is_some()).to_owned();
-    let token = client.cancel_token();
-    let transaction = client
-        .build_transaction()
-        .read_only(read_only)
-        .start()
-        .await
-        .map_err(db::failed)?;
-    if let Some(key) = idempotency {
-        if let Some(stored) = key.claim(&transaction, state).await? {
-            transaction.rollback().await.map_err(db::failed)?;
-            return Ok(stored);
-        }
-    }
-    if bypass {
-        rls::set_claims(&transaction, &caller.claims)
-            .await
-            .map_err(db::failed)?;
+    let begin = if read_only {
+        "BEGIN READ ONLY"
     } else {
-        rls::act_as(&transaction, &role, &caller.claims)
-            .await
-            .map_err(db::failed)?;
-    }
-    let mut rows = Vec::new();
-    for step in steps {
-        let values = boxed(step.params);
-        // Armed only while the statement runs: if the request is dropped
-        // then (a timeout), the statement is cancelled; once it has returned,
-        // a late cancel must not hit the next user of this connection.
-        let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
-        let result = transaction.query_one(&step.sql, &references(&values)).await;
-        running.disarm();
-        rows.push(result.map_err(|e| {
-            let mut error = query_failed(e, &role, &step.relation);
-            if let Some(label) = &step.label {
-                let details = error.error.details.take().unwrap_or_default();
-                error.error.details = Some(format!("{label}: {details}"));
-            }
-            error
-        })?);
-    }
-    let reply = match respond(&rows) {
-        Ok(reply) => reply,
-        Err(error) => {
-            transaction.rollback().await.map_err(db::failed)?;
-            return Err(error);
-        }
+        "BEGIN"
     };
-    if read_only {
-        transaction.rollback().await.map_err(db::failed)?;
-        return Ok(reply);
+    let claims = caller.claims.to_string();
+    let (act_sql, act_params): (&str, Vec<&(dyn ToSql + Sync)>) = if bypass {
+        (rls::SET_CLAIMS, vec![&claims])
+    } else {
+        (rls::ACT_AS, vec![&claims, &role])
+    };
+    let act = client.prepare_cached(act_sql).await.map_err(db::failed)?;
+    let mut prepared = Vec::with_capacity(steps.len());
+    for step in &steps {
+        prepared.push(
+            client
+                .prepare_cached(&step.sql)
+                .await
+                .map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
+        );
     }
-    if let Some(key) = idempotency {
-        key.store(&transaction, &reply).await?;
+    let client: &tokio_postgres::Client = client;
+    let outcome = async {
+        if let Some(key) = idempotency {
+            client.batch_execute(begin).await.map_err(db::failed)?;
+            if let Some(stored) = key.claim(client, state).await? {
+                return Ok(Err(stored));
+            }
+            client
+                .execute(&act, &act_params)
+                .await
+                .map_err(db::failed)?;
+        } else {
+            let (began, acted) = futures_util::join!(
+                client.batch_execute(begin),
+                client.execute(&act, &act_params)
+            );
+            began.map_err(db::failed)?;
+            acted.map_err(db::failed)?;
+        }
+        let token = client.cancel_token();
+        let mut rows = Vec::with_capacity(steps.len());
+        for (step, statement) in steps.iter().zip(&prepared) {
+            let values = boxed(step.params.clone());
+            // Armed only while the statement runs: if the request is dropped
+            // then (a timeout), the statement is cancelled.
+            let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
+            let result = client.query_one(statement, &references(&values)).await;
+            running.disarm();
+            rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
+        }
+        let reply = respond(&rows)?;
+        if !read_only {
+            if let Some(key) = idempotency {
+                key.store(client, &reply).await?;
+            }
+        }
+        Ok::<_, HttpError>(Ok(reply))
     }
-    transaction.commit().await.map_err(db::failed)?;
-    Ok(reply)
+    .await;
+    match outcome {
+        Ok(Ok(reply)) if !read_only => {
+            client.batch_execute("COMMIT").await.map_err(db::failed)?;
+            Ok(reply)
+        }
+        Ok(Ok(reply)) | Ok(Err(reply)) => {
+            client.batch_execute("ROLLBACK").await.map_err(db::failed)?;
+            Ok(reply)
+        }
+        Err(error) => {
+            client.batch_execute("ROLLBACK").await.map_err(db::failed)?;
+            Err(error)
+        }
+    }
+}
+
+/// Prefixes an error's details with its step's label (in a batch).
+fn labelled(mut error: HttpError, step: &Step) -> HttpError {
+    if let Some(label) = &step.label {
+        let details = error.error.details.take().unwrap_or_default();
+        error.error.details = Some(format!("{label}: {details}"));
+    }
+    error
 }
