@@ -1583,3 +1583,44 @@ async fn the_url_grammar_never_yields_a_server_error() {
     // The fuzz reaches both the planner's answers and its refusals.
     assert!(ok > 40 && refused > 40, "{ok} succeeded, {refused} refused");
 }
+
+/// A read pipelines BEGIN, the role switch, the statement and ROLLBACK; when
+/// the switch fails (here: the configured role does not exist), the rows
+/// the statement may still have produced are never answered.
+#[tokio::test]
+async fn a_failed_role_switch_answers_no_rows() {
+    let basalt = Basalt::builder()
+        .env("BASALT_AUTHZ_DB_ROLE_ANON", "no_such_role")
+        .start()
+        .await;
+    let response = basalt
+        .admin_sql("create table secrets (id int); insert into secrets values (42)")
+        .await;
+    assert_eq!(response.status(), 200);
+    let key = basalt.keys().service_role;
+    let api = service(&basalt, &key);
+    let answer = api
+        .send(
+            Method::POST,
+            "/admin/v1/policies",
+            &[],
+            Some(json!({"subject": "anon", "object": "table:public.secrets", "action": "select"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let anon = Api {
+        basalt: &basalt,
+        key: basalt.keys().anon,
+        token: None,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let answer = anon.get("/rest/v1/secrets").await;
+        assert!(!answer.text.contains("42"), "{}", answer.text);
+        if answer.status >= 500 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.text);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -316,11 +316,7 @@ pub fn decide(
     }
     let broader = state.authz.authorize(&subject, object, action);
     let hint = match (broader.allowed, &broader.columns) {
-        (true, Some(allowed)) => format!(
-            "You may {action} these columns of {}: {}.",
-            object.trim_start_matches("table:"),
-            allowed.join(", ")
-        ),
+        (true, Some(allowed)) => format!("You may {action} these columns: {}.", allowed.join(", ")),
         _ => "An admin can see why with POST /admin/v1/policies/explain.".into(),
     };
     Err(refusal(caller, decision.reason, hint))
@@ -527,6 +523,40 @@ async fn run_steps(
         );
     }
     let client: &tokio_postgres::Client = client;
+    let token = client.cancel_token();
+    let all_values: Vec<Values> = steps
+        .iter()
+        .map(|step| boxed(step.params.clone()))
+        .collect();
+    if read_only && idempotency.is_none() {
+        // A read is one round trip: BEGIN READ ONLY, the role switch, the
+        // statements and ROLLBACK are pipelined. Rows are used only when
+        // BEGIN and the switch succeeded; in a read-only transaction that is
+        // rolled back, statements that ran regardless change nothing.
+        let mut running = CancelOnDrop::new(token, state.tls.clone());
+        let arguments: Vec<_> = all_values.iter().map(references).collect();
+        let queries = futures_util::future::join_all(
+            prepared
+                .iter()
+                .zip(&arguments)
+                .map(|(statement, values)| client.query_one(statement, values)),
+        );
+        let (began, acted, results, rolled_back) = futures_util::join!(
+            client.batch_execute(begin),
+            client.execute(&act, &act_params),
+            queries,
+            client.batch_execute("ROLLBACK")
+        );
+        running.disarm();
+        began.map_err(db::failed)?;
+        acted.map_err(db::failed)?;
+        let mut rows = Vec::with_capacity(results.len());
+        for (result, step) in results.into_iter().zip(&steps) {
+            rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
+        }
+        rolled_back.map_err(db::failed)?;
+        return respond(&rows);
+    }
     let outcome = async {
         if let Some(key) = idempotency {
             client.batch_execute(begin).await.map_err(db::failed)?;
@@ -545,14 +575,12 @@ async fn run_steps(
             began.map_err(db::failed)?;
             acted.map_err(db::failed)?;
         }
-        let token = client.cancel_token();
         let mut rows = Vec::with_capacity(steps.len());
-        for (step, statement) in steps.iter().zip(&prepared) {
-            let values = boxed(step.params.clone());
+        for ((step, statement), values) in steps.iter().zip(&prepared).zip(&all_values) {
             // Armed only while the statement runs: if the request is dropped
             // then (a timeout), the statement is cancelled.
             let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
-            let result = client.query_one(statement, &references(&values)).await;
+            let result = client.query_one(statement, &references(values)).await;
             running.disarm();
             rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
         }
