@@ -774,6 +774,15 @@ async fn rpc_calls_functions_with_named_arguments() {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.json()[0]["score"], 20);
+    // ... and select= with embedding, like a read of the table.
+    let answer = api
+        .get("/rest/v1/rpc/posts_above?min_score=5&select=id,comments(body)&comments.order=id&order=id&limit=1")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.json(),
+        json!([{"id": 1, "comments": [{"body": "c1"}, {"body": "c2"}, {"body": "c3"}]}])
+    );
     let answer = api
         .send(
             Method::POST,

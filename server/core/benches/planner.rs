@@ -4,7 +4,7 @@
 
 use basalt_core::filter::sql::Caller;
 use basalt_core::filter::{parse_condition, Expr, FilterError};
-use basalt_core::rest::{parse_read, read_sql, Access, ForeignKey, Schema, Table};
+use basalt_core::rest::{parse_read, read_sql, Access, ForeignKey, Schema, Source, Table};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
@@ -98,13 +98,11 @@ fn planner(c: &mut Criterion) {
             b.iter(|| {
                 let read = parse_read(black_box(&query)).unwrap();
                 read_sql(
-                    &schema,
-                    posts,
+                    Source::table(&schema, posts, 1000),
                     &read,
                     Some(&condition),
                     &Everyone,
                     &caller,
-                    1000,
                 )
                 .unwrap()
             })

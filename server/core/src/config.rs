@@ -161,6 +161,8 @@ pub struct RestConfig {
     pub schema: String,
     /// The most rows one read returns (`limit` is capped by it).
     pub max_rows: u64,
+    /// The rows a read returns when it gives no `limit` (at most `max_rows`).
+    pub default_limit: u64,
     /// Whether `PATCH` and `DELETE` without any filter are allowed.
     pub allow_unfiltered_writes: bool,
     /// How long a response stored under an `Idempotency-Key` is replayed.
@@ -174,6 +176,7 @@ impl Default for RestConfig {
         RestConfig {
             schema: "public".into(),
             max_rows: 1000,
+            default_limit: 1000,
             allow_unfiltered_writes: false,
             idempotency_ttl_secs: 86_400,
             batch_max_operations: 100,
@@ -909,6 +912,13 @@ impl Config {
             ));
         }
         range(&fail, "rest.max_rows", self.rest.max_rows, 1, 1_000_000)?;
+        range(
+            &fail,
+            "rest.default_limit",
+            self.rest.default_limit,
+            1,
+            1_000_000,
+        )?;
         range(
             &fail,
             "rest.idempotency_ttl_secs",

@@ -14,7 +14,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::FilterError;
-use basalt_core::rest::{read_columns, read_sql, Cursor};
+use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
 
 /// The output formats a read can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,14 +143,18 @@ pub async fn read(
         state: &state,
         caller: &caller,
     };
+    let max_rows = state.config.rest.max_rows;
+    let default_rows = state.config.rest.default_limit.min(max_rows);
+    let source = Source {
+        default_rows,
+        ..Source::table(&target.schema, &target.table, max_rows)
+    };
     let statements = read_sql(
-        &target.schema,
-        &target.table,
+        source,
         &target.query,
         decision.condition.as_ref(),
         &access,
         &variables,
-        state.config.rest.max_rows,
     )?;
     let relation = target.table.qualified();
     let mut steps = vec![Step::new(
@@ -160,7 +164,6 @@ pub async fn read(
         },
         &relation,
     )];
-    let max_rows = state.config.rest.max_rows;
     match prefer.count.as_deref() {
         Some("exact") => steps.push(Step::new(statements.count_exact(), &relation)),
         Some("planned") => steps.push(Step::new(statements.count_planned(), &relation)),
@@ -171,7 +174,7 @@ pub async fn read(
         _ => {}
     }
     let offset = target.query.offset.unwrap_or(0) as i64;
-    let page_size = target.query.limit.unwrap_or(max_rows).min(max_rows) as i64;
+    let page_size = target.query.limit.unwrap_or(default_rows).min(max_rows) as i64;
     let key = state.refresh_key.clone();
     let reply = in_transaction(&state, &caller, true, None, steps, |rows| {
         let (body, returned): (String, i64) = (rows[0].get(0), rows[0].get(1));

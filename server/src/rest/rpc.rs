@@ -3,10 +3,11 @@
 //! decided as `execute` on `function:<schema>.<name>`. Stable and immutable
 //! functions run in read-only transactions (and may be called with GET);
 //! volatile ones only with POST. Functions returning rows of a table take
-//! the same `select`-free filters, `order`, `limit` and `offset` as a read.
+//! the same `select` (embedding included), filters, `order`, `limit` and
+//! `offset` as a read of that table.
 
 use super::idempotency::Idempotency;
-use super::{in_transaction, query_pairs, refusal, Reply, Step};
+use super::{in_transaction, query_pairs, refusal, Embedding, Reply, Step};
 use crate::auth::Caller;
 use crate::authz::routes::subject_of;
 use crate::http::error::HttpError;
@@ -15,9 +16,9 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::web::{Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::sql::{to_sql, Param};
+use basalt_core::filter::sql::Param;
 use basalt_core::filter::FilterError;
-use basalt_core::rest::{parse_read, quote, Function, Schema, Scope};
+use basalt_core::rest::{parse_read, quote, read_sql, Function, Schema, Source};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -132,53 +133,29 @@ pub async fn plan_call(
     let uid = super::uid_of(caller);
     let variables = super::variables(caller, &uid);
     let void = function.returns == "void";
+    let relation = format!("function {}.{name}", schema.name);
     let sql = match returns_table {
         // Selected (not wrapped in a subquery the planner could drop), so
         // the function runs.
         _ if void => format!("SELECT ({call})::text"),
+        // Rows of a table: read like the table itself (select with
+        // embedding, filters, order, pages), from the call.
         Some(table) if function.returns_set => {
-            if !query.select.is_empty() {
-                return Err(
-                    FilterError::new("select= is not available on function results")
-                        .with_hint("filter, order and page the rows; shape them with a view")
-                        .into(),
-                );
-            }
-            let scope = Scope {
-                table,
-                alias: Some("t0"),
-            };
-            let mut conditions = Vec::new();
-            for filter in &query.filters {
-                conditions.push(format!(
-                    "({})",
-                    to_sql(filter, &scope, &variables, &mut params)?
-                ));
-            }
-            let mut sql = format!("SELECT * FROM {call} AS \"t0\"");
-            if !conditions.is_empty() {
-                sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
-            }
-            if !query.order.is_empty() {
-                let mut terms = Vec::new();
-                for order in &query.order {
-                    use basalt_core::filter::sql::Columns;
-                    let column = scope.resolve(&order.column, &mut params)?;
-                    let direction = if order.descending { "DESC" } else { "ASC" };
-                    terms.push(format!("{} {direction}", column.sql));
-                }
-                sql.push_str(&format!(" ORDER BY {}", terms.join(", ")));
-            }
             let max_rows = state.config.rest.max_rows;
-            params.push(Param::Text(Some(
-                query.limit.unwrap_or(max_rows).min(max_rows).to_string(),
-            )));
-            sql.push_str(&format!(" LIMIT ${}::text::bigint", params.len()));
-            if let Some(offset) = query.offset {
-                params.push(Param::Text(Some(offset.to_string())));
-                sql.push_str(&format!(" OFFSET ${}::text::bigint", params.len()));
-            }
-            format!("SELECT coalesce(json_agg(t), '[]'::json)::text FROM ({sql}) t")
+            let source = Source {
+                schema: &schema,
+                table,
+                call: Some((call, params)),
+                default_rows: state.config.rest.default_limit.min(max_rows),
+                max_rows,
+            };
+            let access = Embedding { state, caller };
+            let (sql, read_params) = read_sql(source, &query, None, &access, &variables)?.read;
+            return Ok(CallPlan {
+                step: Step::new((sql, read_params), &relation),
+                read_only: function.read_only(),
+                void: false,
+            });
         }
         _ if shaped => {
             return Err(FilterError::new(format!(
@@ -192,7 +169,7 @@ pub async fn plan_call(
         _ => format!("SELECT to_json({call})::text"),
     };
     Ok(CallPlan {
-        step: Step::new((sql, params), &format!("function {}.{name}", schema.name)),
+        step: Step::new((sql, params), &relation),
         read_only: function.read_only(),
         void,
     })

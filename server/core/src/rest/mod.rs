@@ -13,7 +13,7 @@ mod write;
 
 pub use cursor::Cursor;
 pub use openapi::openapi;
-pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Table};
+pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Source, Table};
 pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};
 pub use schema::{ForeignKey, Function, Relationship, Schema};
 pub use write::{

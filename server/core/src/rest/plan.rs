@@ -302,7 +302,7 @@ impl<'a, A: Access> Planner<'a, A> {
         Ok(match relationship {
             Relationship::ToOne(_) => format!("(SELECT row_to_json(e) FROM ({sql} LIMIT 1) e)"),
             _ => {
-                sql.push_str(&self.page(&embed.query));
+                sql.push_str(&self.page(&embed.query, self.max_rows));
                 format!("(SELECT coalesce(json_agg(e), '[]'::json) FROM ({sql}) e)")
             }
         })
@@ -335,9 +335,9 @@ impl<'a, A: Access> Planner<'a, A> {
         Ok(format!(" ORDER BY {}", terms.join(", ")))
     }
 
-    /// ` LIMIT n [OFFSET m]`, the limit capped by `max_rows`.
-    fn page(&mut self, query: &ReadQuery) -> String {
-        let limit = query.limit.unwrap_or(self.max_rows).min(self.max_rows);
+    /// ` LIMIT n [OFFSET m]`: `limit`, else `default` rows, at most `max_rows`.
+    fn page(&mut self, query: &ReadQuery, default: u64) -> String {
+        let limit = query.limit.unwrap_or(default).min(self.max_rows);
         self.params.push(Param::Text(Some(limit.to_string())));
         let mut sql = format!(" LIMIT ${}::text::bigint", self.params.len());
         if let Some(offset) = query.offset {
@@ -400,37 +400,61 @@ impl ReadStatements {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A read to plan, beyond its query: where the rows come from and how many.
+pub struct Source<'a> {
+    pub schema: &'a Schema,
+    /// The table (or, for a function's result, the table whose rows it returns).
+    pub table: &'a Table,
+    /// The `FROM` item when it is not the table itself (a function call),
+    /// with its parameters, numbered first.
+    pub call: Option<(String, Vec<Param>)>,
+    /// Rows when the query gives no `limit`.
+    pub default_rows: u64,
+    /// The most rows any page (and any embedded array) holds.
+    pub max_rows: u64,
+}
+
+impl<'a> Source<'a> {
+    pub fn table(schema: &'a Schema, table: &'a Table, max_rows: u64) -> Self {
+        Source {
+            schema,
+            table,
+            call: None,
+            default_rows: max_rows,
+            max_rows,
+        }
+    }
+}
+
+/// Plans a read of `source` as one statement (and its counts).
 pub fn read_sql<A: Access>(
-    schema: &Schema,
-    table: &Table,
+    source: Source,
     query: &ReadQuery,
     condition: Option<&Expr>,
     access: &A,
     caller: &Caller,
-    max_rows: u64,
 ) -> Result<ReadStatements, A::Error> {
+    let table = source.table;
+    let (from_item, params) = source
+        .call
+        .unwrap_or_else(|| (table.qualified(), Vec::new()));
     let mut planner = Planner {
-        schema,
+        schema: source.schema,
         access,
         caller,
-        max_rows,
-        params: Vec::new(),
+        max_rows: source.max_rows,
+        params,
         aliases: 1,
     };
     // The conditions come first, so the count can take just their parameters.
     let conditions = planner.conditions(table, "t0", query, condition)?;
     let filter = where_sql(&conditions);
-    let from = format!(" FROM {} AS \"t0\"{filter}", table.qualified());
+    let from = format!(" FROM {from_item} AS \"t0\"{filter}");
     let from_params = planner.params.clone();
     let list = planner.select_list(table, "t0", query)?;
-    let mut sql = format!(
-        "SELECT {} FROM {} AS \"t0\"{filter}",
-        list.join(", "),
-        table.qualified()
-    );
+    let mut sql = format!("SELECT {}{from}", list.join(", "));
     sql.push_str(&planner.order_by(table, "t0", &query.order)?);
-    sql.push_str(&planner.page(query));
+    sql.push_str(&planner.page(query, source.default_rows));
     Ok(ReadStatements {
         read: (
             format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({sql}) t"),
@@ -604,13 +628,11 @@ mod tests {
             let read = parse_read(&pairs(query)).unwrap();
             let schema = schema();
             let statements = read_sql(
-                &schema,
-                &schema.tables[name],
+                Source::table(&schema, &schema.tables[name], 100),
                 &read,
                 condition,
                 &rules,
                 &caller,
-                100,
             )
             .unwrap();
             assert_eq!(statements.read, (sql, params), "{query}");
@@ -620,13 +642,11 @@ mod tests {
         let read = parse_read(&pairs("select=name,posts!inner(id)&name=eq.x")).unwrap();
         let schema = schema();
         let statements = read_sql(
-            &schema,
-            &schema.tables["users"],
+            Source::table(&schema, &schema.tables["users"], 100),
             &read,
             None,
             &rules,
             &caller,
-            100,
         )
         .unwrap();
         assert_eq!(
@@ -640,66 +660,69 @@ mod tests {
         // Many-to-many goes through the junction; a refused table refuses the read.
         let read = parse_read(&pairs("select=title,comments(body)")).unwrap();
         let with_junction = read_sql(
-            &schema,
-            &schema.tables["tags"],
+            Source::table(&schema, &schema.tables["tags"], 100),
             &parse_read(&pairs("select=label,posts(title)")).unwrap(),
             None,
             &rules,
             &caller,
-            100,
         )
         .unwrap();
         assert!(with_junction.read.0.contains("FROM \"public\".\"posts\" AS \"t1\" WHERE EXISTS (SELECT 1 FROM \"public\".\"post_tags\" AS \"t2\" WHERE \"t2\".\"tag_id\" = \"t0\".\"id\" AND \"t2\".\"post_id\" = \"t1\".\"id\")"), "{}", with_junction.read.0);
         assert!(read_sql(
-            &schema,
-            &schema.tables["posts"],
+            Source::table(&schema, &schema.tables["posts"], 100),
             &parse_read(&pairs("select=title,tags(label)")).unwrap(),
             None,
             &rules,
             &caller,
-            100
         )
         .is_err());
         assert!(read_sql(
-            &schema,
-            &schema.tables["posts"],
+            Source::table(&schema, &schema.tables["posts"], 100),
             &read,
             None,
             &rules,
-            &caller,
-            100
+            &caller
         )
         .is_ok());
         let error = read_sql(
-            &schema,
-            &schema.tables["posts"],
+            Source::table(&schema, &schema.tables["posts"], 100),
             &parse_read(&pairs("select=titel")).unwrap(),
             None,
             &rules,
             &caller,
-            100,
         )
         .unwrap_err();
         assert_eq!(error.hint.as_deref(), Some("did you mean `title`?"));
         let error = read_sql(
-            &schema,
-            &schema.tables["posts"],
+            Source::table(&schema, &schema.tables["posts"], 100),
             &parse_read(&pairs("select=title->a")).unwrap(),
             None,
             &rules,
             &caller,
-            100,
         )
         .unwrap_err();
         assert!(error.message.contains("not json"), "{}", error.message);
+        let mut paged = Source::table(&schema, &schema.tables["posts"], 100);
+        paged.default_rows = 20;
+        let default = read_sql(
+            paged,
+            &parse_read(&pairs("")).unwrap(),
+            None,
+            &rules,
+            &caller,
+        )
+        .unwrap();
+        assert_eq!(
+            default.read.1,
+            vec![text("20")],
+            "the default page size applies"
+        );
         let capped = read_sql(
-            &schema,
-            &schema.tables["posts"],
+            Source::table(&schema, &schema.tables["posts"], 100),
             &parse_read(&pairs("limit=100000")).unwrap(),
             None,
             &rules,
             &caller,
-            100,
         )
         .unwrap();
         assert_eq!(capped.read.1, vec![text("100")], "the cap applies");
