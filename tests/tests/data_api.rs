@@ -812,6 +812,10 @@ async fn rpc_calls_functions_with_named_arguments() {
     // Unknown function or argument names: 404 with a hint.
     let answer = api.get("/rest/v1/rpc/add_them?c=1").await;
     assert_eq!(answer.status, 404);
+    assert_eq!(
+        answer.json()["details"],
+        "`add_them` cannot be called with no arguments"
+    );
     assert!(answer.json()["hint"]
         .as_str()
         .unwrap()

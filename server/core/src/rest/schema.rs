@@ -201,11 +201,17 @@ impl Schema {
                         format!("{name}({})", args.join(", "))
                     })
                     .collect();
-                FilterError::new(format!(
-                    "`{name}` takes no arguments named ({})",
-                    given.join(", ")
-                ))
-                .with_hint(format!("it is {}", shapes.join(" or ")))
+                let given = if given.is_empty() {
+                    "no arguments".to_owned()
+                } else {
+                    format!("the arguments {}", given.join(", "))
+                };
+                FilterError::new(format!("`{name}` cannot be called with {given}")).with_hint(
+                    format!(
+                        "it takes {} (arguments with defaults may be left out)",
+                        shapes.join(" or ")
+                    ),
+                )
             })
     }
 }

@@ -448,7 +448,7 @@ pub fn check_values(table: &Table, objects: &[serde_json::Value]) -> Result<(), 
                 return Err(FilterError::new(format!(
                     "`{column}` is {type_name}; {value} is not{at}"
                 ))
-                .with_hint(format!("send a {type_name} value for `{column}`")));
+                .with_hint(format!("send a value of type {type_name} for `{column}`")));
             }
         }
     }
