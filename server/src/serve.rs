@@ -228,9 +228,14 @@ async fn run(
                 .context("cannot load the policies")?,
         ),
         schema: Arc::new(
-            crate::rest::cache::SchemaCache::load(&pool, &config.rest.schema)
-                .await
-                .context("cannot read the exposed schema")?,
+            crate::rest::cache::SchemaCache::load(
+                &pool,
+                std::iter::once(config.rest.schema.clone())
+                    .chain(config.rest.extra_schemas.iter().cloned())
+                    .collect(),
+            )
+            .await
+            .context("cannot read the exposed schema")?,
         ),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),

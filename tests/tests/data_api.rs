@@ -1637,3 +1637,105 @@ async fn a_failed_role_switch_answers_no_rows() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// More schemas than the default one, picked with `Accept-Profile` (reads)
+/// and `Content-Profile` (writes), as in PostgREST; policies name them.
+#[tokio::test]
+async fn extra_schemas_are_picked_by_profile_headers() {
+    let basalt = Basalt::builder()
+        .env("BASALT_REST_EXTRA_SCHEMAS", "api")
+        .start()
+        .await;
+    let response = basalt
+        .admin_sql(
+            "create schema api; create table api.items (id serial primary key, name text);
+             insert into api.items (name) values ('in api'); create table public.items (id int);
+             grant usage on schema api to anon; grant select on api.items to anon",
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let key = basalt.keys().service_role;
+    let api = service(&basalt, &key);
+    assert_eq!(
+        api.get("/rest/v1/items").await.text,
+        "[]",
+        "the default schema"
+    );
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/items?select=name",
+            &[("accept-profile", "api")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!([{"name": "in api"}]),
+        "{}",
+        answer.text
+    );
+    let answer = api
+        .send(
+            Method::POST,
+            "/rest/v1/items",
+            &[
+                ("content-profile", "api"),
+                ("prefer", "return=representation"),
+            ],
+            Some(json!({"name": "written"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    assert_eq!(answer.json()[0]["name"], "written");
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/items",
+            &[("accept-profile", "secret")],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 406);
+    assert_eq!(answer.json()["code"], "unknown_profile");
+    // The policy object names the schema.
+    let answer = api
+        .send(
+            Method::POST,
+            "/admin/v1/policies",
+            &[],
+            Some(json!({"subject": "anon", "object": "table:api.items", "action": "select"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let anon = Api {
+        basalt: &basalt,
+        key: basalt.keys().anon,
+        token: None,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let answer = anon
+            .send(
+                Method::GET,
+                "/rest/v1/items?select=name&order=id",
+                &[("accept-profile", "api")],
+                None,
+            )
+            .await;
+        if answer.status == 200 {
+            assert_eq!(
+                answer.json(),
+                json!([{"name": "in api"}, {"name": "written"}])
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", answer.text);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        anon.get("/rest/v1/items").await.status,
+        401,
+        "public.items is not granted"
+    );
+}

@@ -159,6 +159,9 @@ pub struct SmtpConfig {
 pub struct RestConfig {
     /// The schema whose tables `/rest/v1/<table>` serves.
     pub schema: String,
+    /// More schemas served when a request names one in `Accept-Profile`
+    /// (reads) or `Content-Profile` (writes).
+    pub extra_schemas: Vec<String>,
     /// The most rows one read returns (`limit` is capped by it).
     pub max_rows: u64,
     /// The rows a read returns when it gives no `limit` (at most `max_rows`).
@@ -175,6 +178,7 @@ impl Default for RestConfig {
     fn default() -> Self {
         RestConfig {
             schema: "public".into(),
+            extra_schemas: Vec::new(),
             max_rows: 1000,
             default_limit: 1000,
             allow_unfiltered_writes: false,
@@ -933,12 +937,19 @@ impl Config {
             1,
             10_000,
         )?;
-        if self.rest.schema.is_empty() || self.rest.schema.contains(['"', '\0']) {
-            return Err(fail(
-                "rest.schema",
-                format!("`{}` is not a schema name", self.rest.schema),
-                "use a schema such as public",
-            ));
+        for (setting, schema) in std::iter::once(("rest.schema", &self.rest.schema)).chain(
+            self.rest
+                .extra_schemas
+                .iter()
+                .map(|schema| ("rest.extra_schemas", schema)),
+        ) {
+            if schema.is_empty() || schema.len() > 63 || schema.contains(['"', '\0', ',']) {
+                return Err(fail(
+                    setting,
+                    format!("`{schema}` is not a schema name"),
+                    "use a schema such as public",
+                ));
+            }
         }
         range(
             &fail,

@@ -77,6 +77,7 @@ error_codes! {
     MethodNotAllowed => (405, "method_not_allowed", "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
     AlreadyExists => (409, "already_exists", "This already exists.", "Use the existing one, or delete it first."),
     DeclaredInConfig => (409, "declared_in_config", "This is declared in the config file and cannot be changed through the API.", "Change it in the config file ([[authz.roles]] / [[authz.policies]]) and restart."),
+    UnknownProfile => (406, "unknown_profile", "The schema asked for in Accept-Profile or Content-Profile is not exposed.", "Use one of the schemas listed in `details` (rest.schema, rest.extra_schemas)."),
     NotAcceptable => (406, "not_acceptable", "None of the media types in Accept can be produced.", "Accept application/json, text/csv or application/vnd.pgrst.object+json."),
     IdempotencyKeyInProgress => (409, "idempotency_key_in_progress", "A request with this Idempotency-Key is still being processed.", "Retry after it finishes; the stored response will be returned."),
     RangeNotSatisfiable => (416, "range_not_satisfiable", "The requested range starts past the last row.", "Ask for a range within the total in Content-Range."),

@@ -86,6 +86,7 @@ fn at(index: usize, mut error: HttpError) -> HttpError {
 async fn plan(
     state: &AppState,
     caller: &Caller,
+    profile: &str,
     operation: Operation,
     prefer: &Prefer,
 ) -> Result<(Step, Planned), HttpError> {
@@ -109,7 +110,7 @@ async fn plan(
             .into())
         }
         Operation::Insert { table, rows } => {
-            let target = target(state, caller, &[], &table, "insert").await?;
+            let target = target(state, caller, profile, &[], &table, "insert").await?;
             let columns = body_columns(&rows)?;
             let objects = match rows {
                 Value::Array(items) => items,
@@ -124,7 +125,7 @@ async fn plan(
             on_conflict,
             ignore_duplicates,
         } => {
-            let target = target(state, caller, &[], &table, "insert").await?;
+            let target = target(state, caller, profile, &[], &table, "insert").await?;
             let columns = body_columns(&rows)?;
             let objects = match rows {
                 Value::Array(items) => items,
@@ -154,17 +155,17 @@ async fn plan(
             write("upsert", target, plan)
         }
         Operation::Update { table, filter, set } => {
-            let target = target(state, caller, &pairs(&filter), &table, "update").await?;
+            let target = target(state, caller, profile, &pairs(&filter), &table, "update").await?;
             let plan = plan_update(state, caller, &target, &set)?;
             write("update", target, plan)
         }
         Operation::Delete { table, filter } => {
-            let target = target(state, caller, &pairs(&filter), &table, "delete").await?;
+            let target = target(state, caller, profile, &pairs(&filter), &table, "delete").await?;
             let plan = plan_delete(state, caller, &target)?;
             write("delete", target, plan)
         }
         Operation::Rpc { function, args } => {
-            let plan = plan_call(state, caller, &function, &args, &[]).await?;
+            let plan = plan_call(state, caller, profile, &function, &args, &[]).await?;
             (plan.step, Planned::Call { void: plan.void })
         }
     })
@@ -177,6 +178,7 @@ pub async fn batch(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
     let prefer = Prefer::of(&request)?;
+    let profile = super::profile(&state, &request)?;
     let idempotency = Idempotency::of(&request, &caller, body.to_string().as_bytes())?;
     let batch: Batch = serde_json::from_value(body.into_inner()).map_err(|error| {
         HttpError::from(
@@ -199,7 +201,7 @@ pub async fn batch(
     let mut steps = Vec::new();
     let mut planned = Vec::new();
     for (index, operation) in batch.operations.into_iter().enumerate() {
-        let (mut step, how) = plan(&state, &caller, operation, &prefer)
+        let (mut step, how) = plan(&state, &caller, &profile, operation, &prefer)
             .await
             .map_err(|error| at(index, error))?;
         step.label = Some(format!("operations[{index}]"));

@@ -1,4 +1,4 @@
-//! The schema cache: the exposed schema's tables, columns, keys, foreign keys
+//! The schema cache: the exposed schemas' tables, columns, keys, foreign keys
 //! and functions, read from the catalog at start-up and again whenever DDL
 //! runs (an event trigger sends `NOTIFY basalt_schema`, which every replica
 //! listens for). Requests take an `Arc` snapshot, so a reload never disturbs
@@ -13,25 +13,45 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+/// The exposed schemas by name; the first is the default.
+type Schemas = BTreeMap<String, Arc<Schema>>;
+
 pub struct SchemaCache {
-    name: String,
-    current: RwLock<Arc<Schema>>,
+    names: Vec<String>,
+    current: RwLock<Arc<Schemas>>,
     /// When the last reload started; held while one runs.
     reloading: tokio::sync::Mutex<Instant>,
 }
 
 impl SchemaCache {
-    pub async fn load(pool: &Pool, name: &str) -> anyhow::Result<Self> {
-        let schema = introspect(pool, name).await?;
+    /// Reads `names` (the default schema first).
+    pub async fn load(pool: &Pool, names: Vec<String>) -> anyhow::Result<Self> {
+        let schemas = introspect_all(pool, &names).await?;
         Ok(SchemaCache {
-            name: name.to_owned(),
-            current: RwLock::new(Arc::new(schema)),
+            names,
+            current: RwLock::new(Arc::new(schemas)),
             reloading: tokio::sync::Mutex::new(Instant::now()),
         })
     }
 
+    /// The default schema.
     pub fn get(&self) -> Arc<Schema> {
-        self.current.read().expect("not poisoned").clone()
+        self.profile(&self.names[0])
+            .expect("the default schema is loaded")
+    }
+
+    /// An exposed schema by name.
+    pub fn profile(&self, name: &str) -> Option<Arc<Schema>> {
+        self.current
+            .read()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
+    }
+
+    /// The names of the exposed schemas, the default first.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Reads the catalog again (one reload at a time).
@@ -42,13 +62,9 @@ impl SchemaCache {
     }
 
     async fn replace(&self, pool: &Pool) -> anyhow::Result<()> {
-        let schema = introspect(pool, &self.name).await?;
-        tracing::debug!(
-            tables = schema.tables.len(),
-            functions = schema.functions.len(),
-            "schema cache reloaded"
-        );
-        *self.current.write().expect("not poisoned") = Arc::new(schema);
+        let schemas = introspect_all(pool, &self.names).await?;
+        tracing::debug!(schemas = schemas.len(), "schema cache reloaded");
+        *self.current.write().expect("not poisoned") = Arc::new(schemas);
         Ok(())
     }
 
@@ -69,6 +85,14 @@ impl SchemaCache {
             }
         }
     }
+}
+
+async fn introspect_all(pool: &Pool, names: &[String]) -> anyhow::Result<Schemas> {
+    let mut schemas = Schemas::new();
+    for name in names {
+        schemas.insert(name.clone(), Arc::new(introspect(pool, name).await?));
+    }
+    Ok(schemas)
 }
 
 async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {

@@ -1,6 +1,7 @@
 //! The data API under `/rest/v1/`: reads (`read.rs`), writes (`write.rs`),
-//! function calls (`rpc.rs`) and batches (`batch.rs`) over the exposed schema
-//! as the schema cache (`cache.rs`) knows it. Every request is decided by the
+//! function calls (`rpc.rs`) and batches (`batch.rs`) over the exposed
+//! schemas as the schema cache (`cache.rs`) knows them (the default one, or
+//! the one a request's `Accept-Profile`/`Content-Profile` names). Every request is decided by the
 //! policy engine with the columns it touches; row conditions are compiled into
 //! the SQL and checked on every written row (a write that leaves a row the
 //! caller could not read back is rolled back); statements run in one
@@ -21,7 +22,7 @@ use crate::db::{self, rls, CancelOnDrop, Checkout};
 use crate::http::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
@@ -54,12 +55,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
-/// `GET /rest/v1/`: the OpenAPI 3 document of what this caller may do.
+/// `GET /rest/v1/`: the OpenAPI 3 document of what this caller may do, for
+/// the schema `Accept-Profile` names (or the default one).
 async fn openapi_document(
     caller: Caller,
     state: web::Data<AppState>,
     request: HttpRequest,
-) -> HttpResponse {
+) -> Result<HttpResponse, HttpError> {
+    let profile = profile(&state, &request)?;
     let subject = subject_of(&state, &caller);
     let base = if state.config.public_url.is_empty() {
         let info = request.connection_info();
@@ -68,14 +71,14 @@ async fn openapi_document(
         state.config.public_url.trim_end_matches('/').to_owned()
     };
     let document = basalt_core::rest::openapi(
-        &state.schema.get(),
+        &state.schema.profile(&profile).expect("an exposed schema"),
         &format!("{base}/rest/v1"),
         env!("CARGO_PKG_VERSION"),
         &|object, action| state.authz.authorize(&subject, object, action).allowed,
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("application/openapi+json")
-        .body(document.to_string())
+        .body(document.to_string()))
 }
 
 impl From<FilterError> for HttpError {
@@ -219,20 +222,57 @@ pub struct Target {
     pub object: String,
 }
 
+/// The schema a request is about: `Accept-Profile` (reads) or
+/// `Content-Profile` (writes) naming one of the exposed schemas, else the
+/// default one; any other is `406 unknown_profile`.
+pub fn profile(state: &AppState, request: &HttpRequest) -> Result<String, HttpError> {
+    let header = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        "accept-profile"
+    } else {
+        "content-profile"
+    };
+    let names = state.schema.names();
+    match request
+        .headers()
+        .get(header)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => Ok(names[0].clone()),
+        Some(asked) if names.iter().any(|name| name == asked) => Ok(asked.to_owned()),
+        Some(asked) => Err(ApiError::new(ErrorCode::UnknownProfile)
+            .with_details(format!(
+                "`{asked}` is not one of the exposed schemas: {}",
+                names.join(", ")
+            ))
+            .into()),
+    }
+}
+
+/// A snapshot of the exposed schema `profile`, reloaded first when it lacks
+/// `name` among the objects `has` looks in (DDL whose notification has not
+/// arrived yet).
+pub async fn snapshot(
+    state: &AppState,
+    profile: &str,
+    has: impl Fn(&Schema) -> bool,
+) -> Arc<Schema> {
+    let looked = std::time::Instant::now();
+    let schema = state.schema.profile(profile).expect("an exposed schema");
+    if !has(&schema) && state.schema.reload_after_miss(&state.pool, looked).await {
+        return state.schema.profile(profile).expect("an exposed schema");
+    }
+    schema
+}
+
 /// The table from the schema cache, or a 404 naming the closest table (to the
 /// service_role key only: others do not learn other tables' names).
 async fn table_of(
     state: &AppState,
+    profile: &str,
     name: &str,
     suggest: bool,
 ) -> Result<(Arc<Schema>, Table), HttpError> {
-    let looked = std::time::Instant::now();
-    let mut schema = state.schema.get();
-    if !schema.tables.contains_key(name)
-        && state.schema.reload_after_miss(&state.pool, looked).await
-    {
-        schema = state.schema.get();
-    }
+    let schema = snapshot(state, profile, |schema| schema.tables.contains_key(name)).await;
     if let Some(table) = schema.tables.get(name) {
         let table = table.clone();
         return Ok((schema, table));
@@ -259,12 +299,13 @@ async fn table_of(
 pub async fn target(
     state: &AppState,
     caller: &Caller,
+    profile: &str,
     pairs: &[(String, String)],
     name: &str,
     action: &str,
 ) -> Result<Target, HttpError> {
     let query = parse_read(pairs)?;
-    let object = format!("table:{}.{name}", state.config.rest.schema);
+    let object = format!("table:{profile}.{name}");
     let coarse = state
         .authz
         .authorize(&subject_of(state, caller), &object, action);
@@ -275,7 +316,7 @@ pub async fn target(
             "An admin can see why with POST /admin/v1/policies/explain.".into(),
         ));
     }
-    let (schema, table) = table_of(state, name, is_service_key(caller)).await?;
+    let (schema, table) = table_of(state, profile, name, is_service_key(caller)).await?;
     Ok(Target {
         query,
         schema,

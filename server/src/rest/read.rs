@@ -4,7 +4,8 @@
 //! JSON, single-object or CSV output.
 
 use super::{
-    decide, in_transaction, query_pairs, target, uid_of, variables, Embedding, Prefer, Reply, Step,
+    decide, in_transaction, profile, query_pairs, target, uid_of, variables, Embedding, Prefer,
+    Reply, Step,
 };
 use crate::auth::Caller;
 use crate::http::error::HttpError;
@@ -104,7 +105,15 @@ pub async fn read(
     let format = format(&request)?;
     let prefer = Prefer::of(&request)?;
     let pairs = query_pairs(&request);
-    let mut target = target(&state, &caller, &pairs, &path, "select").await?;
+    let mut target = target(
+        &state,
+        &caller,
+        &profile(&state, &request)?,
+        &pairs,
+        &path,
+        "select",
+    )
+    .await?;
     if let Some((offset, limit)) = range(&request)? {
         target.query.offset = target.query.offset.or(Some(offset));
         target.query.limit = match (target.query.limit, limit) {

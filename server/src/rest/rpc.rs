@@ -47,16 +47,12 @@ fn argument_text(value: &Value, type_name: &str) -> Option<String> {
 /// The function from the schema cache (reloading once on a miss).
 async fn function_of(
     state: &AppState,
+    profile: &str,
     name: &str,
     given: &[String],
 ) -> Result<(Arc<Schema>, Function), HttpError> {
-    let looked = std::time::Instant::now();
-    let mut schema = state.schema.get();
-    if !schema.functions.contains_key(name)
-        && state.schema.reload_after_miss(&state.pool, looked).await
-    {
-        schema = state.schema.get();
-    }
+    let schema =
+        super::snapshot(state, profile, |schema| schema.functions.contains_key(name)).await;
     let function = schema.function(name, given).map_err(|error| {
         let mut api = ApiError::new(ErrorCode::FunctionNotFound).with_details(error.message);
         if let Some(hint) = error.hint {
@@ -90,11 +86,12 @@ pub fn call_reply(void: bool, row: &tokio_postgres::Row) -> Reply {
 pub async fn plan_call(
     state: &AppState,
     caller: &Caller,
+    profile: &str,
     name: &str,
     args: &Map<String, Value>,
     pairs: &[(String, String)],
 ) -> Result<CallPlan, HttpError> {
-    let object = format!("function:{}.{name}", state.config.rest.schema);
+    let object = format!("function:{profile}.{name}");
     let decision = state
         .authz
         .authorize(&subject_of(state, caller), &object, "execute");
@@ -106,7 +103,7 @@ pub async fn plan_call(
         ));
     }
     let given: Vec<String> = args.keys().cloned().collect();
-    let (schema, function) = function_of(state, name, &given).await?;
+    let (schema, function) = function_of(state, profile, name, &given).await?;
     let query = parse_read(pairs)?;
     let mut params = Vec::new();
     let arguments = function
@@ -205,14 +202,13 @@ pub async fn call(
     };
     // For GET, parameters naming an argument are arguments; the rest shape
     // the result.
+    let profile = super::profile(&state, &request)?;
     if !post {
-        let looked = std::time::Instant::now();
-        if !state.schema.get().functions.contains_key(&name) {
-            state.schema.reload_after_miss(&state.pool, looked).await;
-        }
-        let names: Vec<String> = state
-            .schema
-            .get()
+        let schema = super::snapshot(&state, &profile, |schema| {
+            schema.functions.contains_key(&name)
+        })
+        .await;
+        let names: Vec<String> = schema
             .functions
             .get(&name)
             .into_iter()
@@ -228,7 +224,7 @@ pub async fn call(
             }
         });
     }
-    let plan = plan_call(&state, &caller, &name, &args, &pairs).await?;
+    let plan = plan_call(&state, &caller, &profile, &name, &args, &pairs).await?;
     if !plan.read_only && !post {
         return Err(ApiError::new(ErrorCode::MethodNotAllowed)
             .with_details(format!("`{name}` is volatile (it may write)"))

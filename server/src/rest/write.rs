@@ -3,7 +3,8 @@
 
 use super::idempotency::Idempotency;
 use super::{
-    decide, in_transaction, query_pairs, target, uid_of, variables, Prefer, Reply, Step, Target,
+    decide, in_transaction, profile, query_pairs, target, uid_of, variables, Prefer, Reply, Step,
+    Target,
 };
 use crate::auth::Caller;
 use crate::authz::routes::subject_of;
@@ -394,7 +395,15 @@ pub async fn insert(
 ) -> Result<HttpResponse, HttpError> {
     let prefer = Prefer::of(&request)?;
     let pairs = query_pairs(&request);
-    let target = target(&state, &caller, &pairs, &path, "insert").await?;
+    let target = target(
+        &state,
+        &caller,
+        &profile(&state, &request)?,
+        &pairs,
+        &path,
+        "insert",
+    )
+    .await?;
     let body = body.into_inner();
     let body_keys = body_columns(&body)?;
     let columns = listed_columns(&pairs).unwrap_or(body_keys);
@@ -481,7 +490,15 @@ pub async fn put(
 ) -> Result<HttpResponse, HttpError> {
     let prefer = Prefer::of(&request)?;
     let pairs = query_pairs(&request);
-    let target = target(&state, &caller, &pairs, &path, "insert").await?;
+    let target = target(
+        &state,
+        &caller,
+        &profile(&state, &request)?,
+        &pairs,
+        &path,
+        "insert",
+    )
+    .await?;
     let keys = key_filters(&target)?;
     let Value::Object(object) = body.into_inner() else {
         return Err(FilterError::new("the body of a PUT must be one JSON object").into());
@@ -561,7 +578,15 @@ pub async fn update(
 ) -> Result<HttpResponse, HttpError> {
     let prefer = Prefer::of(&request)?;
     let pairs = query_pairs(&request);
-    let target = target(&state, &caller, &pairs, &path, "update").await?;
+    let target = target(
+        &state,
+        &caller,
+        &profile(&state, &request)?,
+        &pairs,
+        &path,
+        "update",
+    )
+    .await?;
     let plan = plan_update(&state, &caller, &target, &body)?;
     run(
         &state,
@@ -585,7 +610,15 @@ pub async fn delete(
 ) -> Result<HttpResponse, HttpError> {
     let prefer = Prefer::of(&request)?;
     let pairs = query_pairs(&request);
-    let target = target(&state, &caller, &pairs, &path, "delete").await?;
+    let target = target(
+        &state,
+        &caller,
+        &profile(&state, &request)?,
+        &pairs,
+        &path,
+        "delete",
+    )
+    .await?;
     let plan = plan_delete(&state, &caller, &target)?;
     run(
         &state,
