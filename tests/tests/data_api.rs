@@ -1739,3 +1739,155 @@ async fn extra_schemas_are_picked_by_profile_headers() {
         "public.items is not granted"
     );
 }
+
+/// What the security review found, each now refused: SQL in a cast, deep
+/// nesting, NUL in the query string, `limit` on writes, probing hidden
+/// columns through filters or embedding, representations beyond the select
+/// condition, idempotency keys shared by all anonymous callers.
+#[tokio::test]
+async fn hostile_requests_are_refused_and_hidden_data_stays_hidden() {
+    let (basalt, key) = fixture().await;
+    let api = service(&basalt, &key);
+    for path in [
+        "/rest/v1/tags?select=id::text%20from%20secrets%20t0%20union%20select%20label".to_owned(),
+        format!(
+            "/rest/v1/tags?select={}id{}",
+            "tags(".repeat(40),
+            ")".repeat(40)
+        ),
+        format!(
+            "/rest/v1/tags?or=({}id.eq.1{})",
+            "or(".repeat(40),
+            ")".repeat(40)
+        ),
+        "/rest/v1/tags?label=eq.a%00b".to_owned(),
+        "/rest/v1/tags?select=a%00b:id".to_owned(),
+    ] {
+        let answer = api.get(&path).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.text);
+    }
+    let answer = api
+        .send(Method::DELETE, "/rest/v1/tags?id=gt.0&limit=1", &[], None)
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(
+        api.get("/rest/v1/tags")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "nothing deleted"
+    );
+    let answer = api
+        .send(
+            Method::GET,
+            "/rest/v1/tags",
+            &[("range", "0-18446744073709551615")],
+            None,
+        )
+        .await;
+    assert!(answer.status < 500, "{}", answer.text);
+
+    // A user who may read posts' id and title where score >= 20, and update
+    // their status and id.
+    let user = api
+        .send(Method::POST, "/auth/v1/admin/users", &[], Some(json!({"email": "p@example.com", "password": "password one", "email_confirm": true})))
+        .await
+        .json();
+    assert!(user["id"].is_string(), "{user}");
+    let token = api
+        .send(
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            &[],
+            Some(json!({"email": "p@example.com", "password": "password one"})),
+        )
+        .await
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    basalt
+        .admin_sql("grant select, update on all tables in schema public to authenticated")
+        .await;
+    let object = "table:public.we\"ird; tab.le";
+    for policy in [
+        json!({"subject": "authenticated", "object": object, "action": "select", "condition": "score=gte.20", "columns": ["id", "score", "status"]}),
+        json!({"subject": "authenticated", "object": object, "action": "update", "columns": ["id", "status"]}),
+        json!({"subject": "authenticated", "object": "table:public.Authors", "action": "select"}),
+    ] {
+        let answer = api
+            .send(Method::POST, "/admin/v1/policies", &[], Some(policy))
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+    }
+    let user = Api {
+        basalt: &basalt,
+        key: basalt.keys().anon,
+        token: Some(token),
+    };
+    // Filtering an update on a column outside the update list is refused.
+    let answer = user
+        .send(
+            Method::PATCH,
+            &format!("/rest/v1/{POSTS}?score=lt.100"),
+            &[("prefer", "max-affected=0")],
+            Some(json!({"status": "x"})),
+        )
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+    // Embedding over a hidden column ("Author Id") is refused too.
+    let answer = user
+        .get(&format!(
+            "/rest/v1/{POSTS}?select=id,Authors!Author%20Id!inner(id)&Authors.id=eq.1"
+        ))
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+    // An update of every post shows only the rows and columns the caller may read.
+    let answer = user
+        .send(
+            Method::PATCH,
+            &format!("/rest/v1/{POSTS}?id=gt.0"),
+            &[("prefer", "return=representation")],
+            Some(json!({"status": "seen"})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let mut rows: Vec<Value> = answer.json().as_array().unwrap().clone();
+    rows.sort_by_key(|row| row["id"].as_i64());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 2, "score": 20, "status": "seen"}),
+            json!({"id": 3, "score": 30, "status": "seen"})
+        ],
+        "post 1 (score 10) was updated but is not shown; no other column is"
+    );
+    // Idempotency keys need a user (or the service_role key): all anonymous
+    // callers share the anon key.
+    let answer = api
+        .send(
+            Method::POST,
+            "/admin/v1/policies",
+            &[],
+            Some(json!({"subject": "anon", "object": "table:public.tags", "action": "insert"})),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text);
+    let anon = Api {
+        basalt: &basalt,
+        key: basalt.keys().anon,
+        token: None,
+    };
+    let answer = anon
+        .send(
+            Method::POST,
+            "/rest/v1/tags",
+            &[("idempotency-key", "k")],
+            Some(json!({"label": "x"})),
+        )
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+}

@@ -3,15 +3,20 @@
 //! runs (an event trigger sends `NOTIFY basalt_schema`, which every replica
 //! listens for). Requests take an `Arc` snapshot, so a reload never disturbs
 //! one in flight. A name the cache does not know triggers a reload, for DDL
-//! whose notification has not arrived yet: one at a time, and requests that
-//! missed while one ran use its result rather than starting another.
+//! whose notification has not arrived yet: one at a time, at most one start
+//! per 100 ms, and requests that missed while one ran use its result rather
+//! than starting another.
 
 use crate::db;
 use basalt_core::rest::{ForeignKey, Function, Schema, Table};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Reloads after misses start at least this far apart (names no one has
+/// created cannot make the server read the catalog in a loop).
+const MISS_RELOAD_SPACING: Duration = Duration::from_millis(100);
 
 /// The exposed schemas by name; the first is the default.
 type Schemas = BTreeMap<String, Arc<Schema>>;
@@ -75,6 +80,10 @@ impl SchemaCache {
         let mut started = self.reloading.lock().await;
         if *started >= looked {
             return true;
+        }
+        let since = started.elapsed();
+        if since < MISS_RELOAD_SPACING {
+            tokio::time::sleep(MISS_RELOAD_SPACING - since).await;
         }
         *started = Instant::now();
         match self.replace(pool).await {

@@ -47,16 +47,36 @@ impl Idempotency {
                         .with_hint("send a random value such as a UUID, at most 255 characters"),
                 )
             })?;
+        // Keys belong to one caller. Every anonymous client shares the anon
+        // key, so it gets none: one client could replay another's answer.
         let owner = match caller.user {
             Some((user, _)) => format!("user:{user}"),
-            None => format!("role:{}", caller.role),
+            None if caller.role == crate::authz::engine::SERVICE_ROLE => {
+                format!("role:{}", caller.role)
+            }
+            None => {
+                return Err(ApiError::new(ErrorCode::InvalidRequest)
+                    .with_details("Idempotency-Key needs a signed-in user or the service_role key")
+                    .with_hint(
+                        "anonymous callers share one key space; send the user's access token",
+                    )
+                    .into())
+            }
         };
+        // Everything that shapes the request's effect and answer.
         let mut hash = Sha256::new();
         hash.update(request.method().as_str());
         hash.update([0]);
         hash.update(request.path());
         hash.update([0]);
         hash.update(request.query_string());
+        for header in ["content-profile", "prefer"] {
+            hash.update([0]);
+            for value in request.headers().get_all(header) {
+                hash.update(value.as_bytes());
+                hash.update([1]);
+            }
+        }
         hash.update([0]);
         hash.update(body);
         Ok(Some(Idempotency {

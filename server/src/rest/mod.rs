@@ -434,6 +434,22 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
             .with_hint("Use an operator, cast and value that suit the column's type.")
             .into(),
         // A stable or immutable function tried to write.
+        // An upsert whose rows repeat a conflict key; a statement too complex.
+        "21000" | "54001" => ApiError::new(ErrorCode::InvalidQuery)
+            .with_details(message)
+            .with_hint("Send each key once per request, and simpler filters.")
+            .into(),
+        // Cancelled: the request's time ran out.
+        "57014" => ApiError::new(ErrorCode::RequestTimeout)
+            .with_details(message)
+            .into(),
+        // Serialization failure or deadlock: worth a retry.
+        "40001" | "40P01" => HttpError::from(
+            ApiError::new(ErrorCode::DatabaseUnavailable)
+                .with_details(message)
+                .with_hint("A concurrent transaction conflicted with this one; retry."),
+        )
+        .retry_after(1),
         "25006" | "0A000" => ApiError::new(ErrorCode::InvalidRequest)
             .with_details(message)
             .with_hint("A function that writes must be declared VOLATILE and called with POST.")
@@ -636,7 +652,11 @@ async fn run_steps(
     .await;
     match outcome {
         Ok(Ok(reply)) if !read_only => {
-            client.batch_execute("COMMIT").await.map_err(db::failed)?;
+            // Deferred constraints are checked here.
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| query_failed(e, &role, "the transaction"))?;
             Ok(reply)
         }
         Ok(Ok(reply)) | Ok(Err(reply)) => {

@@ -73,7 +73,10 @@ fn range(request: &HttpRequest) -> Result<Option<(u64, Option<u64>)>, HttpError>
         Some(last) if last < first => Err(ApiError::new(ErrorCode::RangeNotSatisfiable)
             .with_details(format!("the range {first}-{last} ends before it starts"))
             .into()),
-        _ => Ok(Some((first, last.map(|last| last - first + 1)))),
+        _ => Ok(Some((
+            first,
+            last.map(|last| (last - first).saturating_add(1)),
+        ))),
     }
 }
 
@@ -144,7 +147,7 @@ pub async fn read(
         &caller,
         &target.object,
         "select",
-        &read_columns(&target.table, &target.query),
+        &read_columns(&target.schema, &target.table, &target.query),
     )?;
     let uid = uid_of(&caller);
     let variables = variables(&caller, &uid);

@@ -201,8 +201,21 @@ pub async fn call(
         Map::new()
     };
     // For GET, parameters naming an argument are arguments; the rest shape
-    // the result.
+    // the result. Decided first: only callers who may call the function make
+    // the server look for it.
     let profile = super::profile(&state, &request)?;
+    let decision = state.authz.authorize(
+        &subject_of(&state, &caller),
+        &format!("function:{profile}.{name}"),
+        "execute",
+    );
+    if !decision.allowed {
+        return Err(refusal(
+            &caller,
+            decision.reason,
+            "Grant `execute` on this function:<schema>.<name> object.".into(),
+        ));
+    }
     if !post {
         let schema = super::snapshot(&state, &profile, |schema| {
             schema.functions.contains_key(&name)

@@ -133,7 +133,12 @@ pub fn reply(
         Some("representation") => Reply::json(status, representation(state, caller, target, rows)?),
         Some("headers-only") => {
             let mut reply = Reply::new(empty);
-            if let ([row], false) = (&rows[..], target.table.primary_key.is_empty()) {
+            let may_read = state
+                .authz
+                .authorize(&subject_of(state, caller), &target.object, "select")
+                .allowed;
+            if let ([row], false, true) = (&rows[..], target.table.primary_key.is_empty(), may_read)
+            {
                 let filters: Vec<String> = target
                     .table
                     .primary_key
@@ -247,6 +252,15 @@ fn values_fit(table: &Table, objects: &[Value]) -> Result<(), HttpError> {
     })
 }
 
+/// The caller's `select` row condition, which limits the rows a
+/// representation shows (the columns are limited in [`representation`]).
+fn shown(state: &AppState, caller: &Caller, target: &Target) -> Option<Expr> {
+    let select = state
+        .authz
+        .authorize(&subject_of(state, caller), &target.object, "select");
+    select.condition.filter(|_| select.allowed)
+}
+
 /// Plans an insert (or upsert on `conflict_on`) of `objects`.
 pub fn plan_insert(
     state: &AppState,
@@ -282,6 +296,7 @@ pub fn plan_insert(
             conflict,
             missing_default: prefer.missing_default,
         },
+        shown(state, caller, target).as_ref(),
     )?;
     Ok(WritePlan {
         step: Step::new(statement, &target.table.qualified()),
@@ -302,9 +317,14 @@ pub fn plan_update(
     if !patch.is_object() {
         return Err(FilterError::new("the body of an update must be one JSON object").into());
     }
-    // The decision covers the columns written; filters only pick rows.
+    // The decision covers the columns written and those the filters read
+    // (a filter on a column outside the list could probe its values).
     let set = body_columns(patch)?;
-    let decision = decide(state, caller, &target.object, "update", &set)?;
+    let mut touched = set.clone();
+    touched.extend(target.query.named_columns());
+    touched.sort();
+    touched.dedup();
+    let decision = decide(state, caller, &target.object, "update", &touched)?;
     values_fit(&target.table, std::slice::from_ref(patch))?;
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
@@ -315,6 +335,7 @@ pub fn plan_update(
         &target.query,
         decision.condition.as_ref(),
         &variables,
+        shown(state, caller, target).as_ref(),
     )?;
     Ok(WritePlan {
         step: Step::new(statement, &target.table.qualified()),
@@ -345,6 +366,7 @@ pub fn plan_delete(
         &target.query,
         decision.condition.as_ref(),
         &variables,
+        shown(state, caller, target).as_ref(),
     )?;
     Ok(WritePlan {
         step: Step::new(statement, &target.table.qualified()),
@@ -559,8 +581,19 @@ pub async fn put(
     .await
 }
 
+/// A `PATCH` or `DELETE` needs a filter (unless the config allows none),
+/// and takes no `order`, `limit` or `offset`: refused rather than ignored,
+/// so `limit=1` never silently changes every matching row.
 fn require_filter(state: &AppState, target: &Target) -> Result<(), HttpError> {
-    if target.query.filters.is_empty() && !state.config.rest.allow_unfiltered_writes {
+    let query = &target.query;
+    if !query.order.is_empty() || query.limit.is_some() || query.offset.is_some() {
+        return Err(FilterError::new(
+            "order, limit and offset do not apply to updates and deletes",
+        )
+        .with_hint("select the rows with filters, e.g. id=eq.1")
+        .into());
+    }
+    if query.filters.is_empty() && !state.config.rest.allow_unfiltered_writes {
         Err(ErrorCode::FilterRequired.into())
     } else {
         Ok(())

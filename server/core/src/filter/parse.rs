@@ -2,8 +2,39 @@
 
 use super::{Expr, Filter, FilterError, IsValue, Op, Operand, Quantifier, Term};
 
+/// The deepest nesting of groups (`or=(and(…))`) or embeds (`a(b(c(…)))`) a
+/// parameter may have: parsing recurses once per level.
+pub const MAX_NESTING: usize = 16;
+
+/// Refuses text nested deeper than [`MAX_NESTING`] parentheses (outside
+/// double quotes), before anything recurses into it.
+pub(crate) fn check_nesting(text: &str) -> Result<(), FilterError> {
+    let (mut depth, mut deepest, mut quoted, mut escaped) = (0usize, 0usize, false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_NESTING {
+        Err(FilterError::new(format!(
+            "the parameter nests {deepest} levels deep; at most {MAX_NESTING} are allowed"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// One query parameter: `column=op.value`, `or=(…)`, `and=(…)`, `not.or=(…)`.
 pub fn parse_param(key: &str, value: &str) -> Result<Expr, FilterError> {
+    check_nesting(value)?;
     match key {
         "or" | "and" | "not.or" | "not.and" => {
             let negated = key.starts_with("not.");

@@ -151,19 +151,56 @@ pub fn check_name(what: &str, name: &str) -> Result<(), FilterError> {
     Ok(())
 }
 
-/// A type name: letters, digits, `_`, spaces, `(n[,m])` and `[]`.
-pub fn check_type(type_name: &str) -> Result<(), FilterError> {
-    let ok = !type_name.trim().is_empty()
-        && type_name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && type_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " _(),[]".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(FilterError::new(format!("`{type_name}` is not a type name"))
-            .with_hint("use a PostgreSQL type such as text, integer, numeric(10,2), uuid, timestamptz, jsonb or text[]"))
+/// Type names made of several words: the only ones with spaces.
+const MULTI_WORD_TYPES: &[&str] = &[
+    "double precision",
+    "character varying",
+    "bit varying",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "time with time zone",
+    "time without time zone",
+];
+
+/// A type name that can be written into SQL as it is: one word (letters,
+/// digits, `_`, starting with a letter or `_`) or one of
+/// [`MULTI_WORD_TYPES`], then optionally `(n)` or `(n,m)` with digits only,
+/// then optionally `[]`. Nothing else (no other spaces, no quotes, no
+/// operators) passes, so the name cannot carry SQL; PostgreSQL rejects
+/// unknown types. Returns the name lowercased.
+pub fn checked_type_name(type_name: &str) -> Result<String, FilterError> {
+    let lower = type_name.trim().to_ascii_lowercase();
+    let refuse = || {
+        FilterError::new(format!("`{type_name}` is not a type name")).with_hint(
+            "use a PostgreSQL type such as text, integer, numeric(10,2), uuid, timestamptz, jsonb or text[]",
+        )
+    };
+    let body = lower.strip_suffix("[]").unwrap_or(&lower);
+    let (name, modifier) = match body.split_once('(') {
+        Some((name, rest)) => (name, Some(rest.strip_suffix(')').ok_or_else(refuse)?)),
+        None => (body, None),
+    };
+    let word = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !(word || MULTI_WORD_TYPES.contains(&name)) {
+        return Err(refuse());
     }
+    if let Some(modifier) = modifier {
+        let numbers: Vec<&str> = modifier.split(',').collect();
+        let digits = numbers.len() <= 2
+            && numbers
+                .iter()
+                .all(|n| !n.is_empty() && n.len() <= 4 && n.chars().all(|c| c.is_ascii_digit()));
+        if !digits {
+            return Err(refuse());
+        }
+    }
+    Ok(lower)
+}
+
+/// Checks a column type for DDL (see [`checked_type_name`]).
+pub fn check_type(type_name: &str) -> Result<(), FilterError> {
+    checked_type_name(type_name).map(|_| ())
 }
 
 /// A quoted SQL literal (standard-conforming strings: `'` doubled).

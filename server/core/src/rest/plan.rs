@@ -120,13 +120,28 @@ struct Planner<'a, A: Access> {
 }
 
 /// The columns of `table` a query reads: named ones, or all with `*`.
-pub fn read_columns(table: &Table, query: &ReadQuery) -> Vec<String> {
+/// The columns of `table` a query reads: named ones (all with `*`), and
+/// those its embeds join on, so a hidden column cannot be probed by
+/// embedding over it (`rel!inner(…)&rel.id=eq.5`).
+pub fn read_columns(schema: &Schema, table: &Table, query: &ReadQuery) -> Vec<String> {
     let mut columns = query.named_columns();
     if query.selects_all() {
         columns.extend(table.column_names());
-        columns.sort();
-        columns.dedup();
     }
+    for embed in query.embeds() {
+        let Ok(relationship) =
+            schema.relationship(&table.name, &embed.relation, embed.hint.as_deref())
+        else {
+            continue;
+        };
+        columns.extend(match relationship {
+            Relationship::ToOne(fk) => fk.columns,
+            Relationship::ToMany(fk) => fk.foreign_columns,
+            Relationship::ManyToMany { to_parent, .. } => to_parent.foreign_columns,
+        });
+    }
+    columns.sort();
+    columns.dedup();
     columns
 }
 
@@ -179,12 +194,17 @@ impl<'a, A: Access> Planner<'a, A> {
         embed: &Embed,
     ) -> Result<(&'a Table, Relationship, Option<Expr>), A::Error> {
         let schema: &'a Schema = self.schema;
-        let target = schema.table(&embed.relation)?;
-        let relationship =
-            schema.relationship(&parent.name, &target.name, embed.hint.as_deref())?;
+        // No suggestion of other names, and the decision before the
+        // relationships are examined: hints name only what the caller may read.
+        let target = schema.tables.get(&embed.relation).ok_or_else(|| {
+            FilterError::new(format!("there is no `{}` to embed", embed.relation))
+                .with_hint("embed a table related to this one by a foreign key")
+        })?;
         let condition = self
             .access
-            .select(target, &read_columns(target, &embed.query))?;
+            .select(target, &read_columns(schema, target, &embed.query))?;
+        let relationship =
+            schema.relationship(&parent.name, &target.name, embed.hint.as_deref())?;
         Ok((target, relationship, condition))
     }
 

@@ -174,23 +174,6 @@ fn split_alias(item: &str) -> (Option<String>, &str) {
     (None, item)
 }
 
-/// A cast's type name: letters, digits, `_`, spaces and a trailing `[]`,
-/// so it can be written into SQL as is (PostgreSQL rejects unknown types).
-fn checked_cast(cast: &str) -> Result<String, FilterError> {
-    let lower = cast.trim().to_ascii_lowercase();
-    let body = lower.strip_suffix("[]").unwrap_or(&lower);
-    let plain = body.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && body
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ');
-    if plain {
-        Ok(lower)
-    } else {
-        Err(FilterError::new(format!("`{cast}` is not a type name"))
-            .with_hint("cast to a type such as text, integer, numeric, date or text[]"))
-    }
-}
-
 fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
     let mut items = Vec::new();
     for item in split_top_level(value)? {
@@ -229,9 +212,10 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
             continue;
         }
         let (column, cast) = match rest.rfind("::") {
-            Some(at) if !rest[at..].contains('"') => {
-                (&rest[..at], Some(checked_cast(&rest[at + 2..])?))
-            }
+            Some(at) if !rest[at..].contains('"') => (
+                &rest[..at],
+                Some(super::ddl::checked_type_name(&rest[at + 2..])?),
+            ),
             _ => (rest, None),
         };
         let raw = column.trim();
@@ -318,8 +302,18 @@ pub const WRITE_PARAMETERS: &[&str] = &["columns", "on_conflict", "cursor"];
 
 pub fn parse_read(pairs: &[(String, String)]) -> Result<ReadQuery, FilterError> {
     let mut query = ReadQuery::default();
+    if let Some((key, _)) = pairs
+        .iter()
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+    {
+        return Err(FilterError::new(format!(
+            "the parameter `{}` contains a NUL character",
+            key.replace('\0', "\\0")
+        )));
+    }
     // `select` first, so embedded resources are known whatever the order.
     for (_, value) in pairs.iter().filter(|(key, _)| key == "select") {
+        crate::filter::parse::check_nesting(value)?;
         query.select = parse_select(value)?;
     }
     for (key, value) in pairs {
@@ -392,5 +386,13 @@ mod tests {
         assert!(parse_read(&[("select".into(), "author(name".into())]).is_err());
         assert!(parse_read(&[("order".into(), "id.sideways".into())]).is_err());
         assert!(parse_read(&[("limit".into(), "ten".into())]).is_err());
+        // Deep nesting and NUL are refused before anything recurses or binds.
+        let deep = format!("{}id{}", "a(".repeat(17), ")".repeat(17));
+        assert!(parse_read(&[("select".into(), deep)]).is_err());
+        let deep = format!("({}id.eq.1{})", "or(".repeat(20), ")".repeat(20));
+        assert!(parse_read(&[("or".into(), deep)]).is_err());
+        assert!(parse_read(&[("name".into(), "eq.a\0b".into())]).is_err());
+        let fine = format!("{}id{}", "a(".repeat(3), ")".repeat(3));
+        assert!(parse_read(&[("select".into(), fine)]).is_ok());
     }
 }

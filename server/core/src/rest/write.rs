@@ -10,8 +10,15 @@ use crate::filter::sql::{to_sql, Caller, Param};
 use crate::filter::{Expr, FilterError};
 
 /// `SELECT rows_as_json, count_violating, count FROM written`. `violates`
-/// is a condition over a written row that breaks the policy, if any.
-fn returning(table: &Table, violates: Option<String>) -> String {
+/// is a condition over a written row that breaks the policy, if any; only
+/// rows matching `shown` (the caller's select condition) are in the JSON.
+fn returning(
+    table: &Table,
+    violates: Option<String>,
+    shown: Option<&Expr>,
+    caller: &Caller,
+    params: &mut Vec<Param>,
+) -> Result<String, FilterError> {
     let columns = table
         .columns
         .iter()
@@ -22,9 +29,16 @@ fn returning(table: &Table, violates: Option<String>) -> String {
         Some(violates) => format!("count(*) FILTER (WHERE {violates})"),
         None => "0::bigint".to_owned(),
     };
-    format!(
-        "SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT {columns} FROM written) r)::text, {violating}, count(*) FROM written"
-    )
+    let shown = match shown {
+        Some(condition) => format!(
+            " WHERE coalesce(({}), false)",
+            to_sql(condition, &Scope { table, alias: None }, caller, params)?
+        ),
+        None => String::new(),
+    };
+    Ok(format!(
+        "SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT {columns} FROM written{shown}) r)::text, {violating}, count(*) FROM written"
+    ))
 }
 
 /// `NOT coalesce((condition), false)` over a written row.
@@ -94,6 +108,7 @@ pub fn insert_sql(
     condition: Option<&Expr>,
     caller: &Caller,
     options: &InsertOptions,
+    shown: Option<&Expr>,
 ) -> Result<(String, Vec<Param>), FilterError> {
     let mut params = vec![Param::Text(Some(rows_json))];
     if columns.is_empty() {
@@ -188,7 +203,10 @@ pub fn insert_sql(
         None => breaks(table, condition, caller, &mut params)?,
     };
     Ok((
-        format!("WITH written AS ({insert}) {}", returning(table, violates)),
+        format!(
+            "WITH written AS ({insert}) {}",
+            returning(table, violates, shown, caller, &mut params)?
+        ),
         params,
     ))
 }
@@ -202,6 +220,7 @@ pub fn update_sql(
     query: &ReadQuery,
     condition: Option<&Expr>,
     caller: &Caller,
+    shown: Option<&Expr>,
 ) -> Result<(String, Vec<Param>), FilterError> {
     let mut params = vec![Param::Text(Some(patch_json))];
     let assignments = checked_columns(table, columns)?
@@ -221,7 +240,10 @@ pub fn update_sql(
     );
     let violates = breaks(table, condition, caller, &mut params)?;
     Ok((
-        format!("WITH written AS ({update}) {}", returning(table, violates)),
+        format!(
+            "WITH written AS ({update}) {}",
+            returning(table, violates, shown, caller, &mut params)?
+        ),
         params,
     ))
 }
@@ -232,12 +254,16 @@ pub fn delete_sql(
     query: &ReadQuery,
     condition: Option<&Expr>,
     caller: &Caller,
+    shown: Option<&Expr>,
 ) -> Result<(String, Vec<Param>), FilterError> {
     let mut params = Vec::new();
     let filter = where_clause(table, query, condition, caller, &mut params)?;
     let delete = format!("DELETE FROM {}{filter} RETURNING *", table.qualified());
     Ok((
-        format!("WITH written AS ({delete}) {}", returning(table, None)),
+        format!(
+            "WITH written AS ({delete}) {}",
+            returning(table, None, shown, caller, &mut params)?
+        ),
         params,
     ))
 }
@@ -302,6 +328,7 @@ mod tests {
             Some(&condition),
             &caller,
             &plain,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -324,6 +351,7 @@ mod tests {
             &query,
             Some(&condition),
             &caller,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -332,7 +360,7 @@ mod tests {
         );
         assert_eq!(params.len(), 4);
 
-        let (sql, _) = delete_sql(&table, &query, Some(&condition), &caller).unwrap();
+        let (sql, _) = delete_sql(&table, &query, Some(&condition), &caller, None).unwrap();
         assert_eq!(
             sql,
             "WITH written AS (DELETE FROM \"public\".\"posts\" WHERE (\"id\" = $1::text::integer) AND (\"owner\" = $2::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, 0::bigint, count(*) FROM written"
@@ -343,7 +371,8 @@ mod tests {
             &["nope".to_owned()],
             None,
             &caller,
-            &plain
+            &plain,
+            None
         )
         .is_err());
 
@@ -367,6 +396,7 @@ mod tests {
             Some(&condition),
             &caller,
             &merge,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -380,7 +410,8 @@ mod tests {
             },
             missing_default: false,
         };
-        let (sql, _) = insert_sql(&table, "[]".into(), &columns, None, &caller, &ignore).unwrap();
+        let (sql, _) =
+            insert_sql(&table, "[]".into(), &columns, None, &caller, &ignore, None).unwrap();
         assert!(
             sql.contains(" ON CONFLICT (\"id\") DO NOTHING RETURNING"),
             "{sql}"
