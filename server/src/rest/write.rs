@@ -317,14 +317,39 @@ pub fn plan_update(
     if !patch.is_object() {
         return Err(FilterError::new("the body of an update must be one JSON object").into());
     }
-    // The decision covers the columns written and those the filters read
-    // (a filter on a column outside the list could probe its values).
+    // The decision covers the columns written. A column the filters read
+    // must be one the caller may also update or read: else a filter could
+    // probe its values (through max-affected or the count of rows changed).
     let set = body_columns(patch)?;
-    let mut touched = set.clone();
-    touched.extend(target.query.named_columns());
-    touched.sort();
-    touched.dedup();
-    let decision = decide(state, caller, &target.object, "update", &touched)?;
+    let decision = decide(state, caller, &target.object, "update", &set)?;
+    let filtered: Vec<String> = target
+        .query
+        .named_columns()
+        .into_iter()
+        .filter(|column| !set.contains(column))
+        .collect();
+    if !filtered.is_empty() {
+        let subject = subject_of(state, caller);
+        let mut touched = set.clone();
+        touched.extend(filtered.iter().cloned());
+        let authz = &state.authz;
+        if !authz
+            .authorize_columns(&subject, &target.object, "update", &touched)
+            .allowed
+            && !authz
+                .authorize_columns(&subject, &target.object, "select", &filtered)
+                .allowed
+        {
+            return Err(ApiError::new(ErrorCode::Forbidden)
+                .with_message("Your policies do not allow this.")
+                .with_details(format!(
+                    "the update filters on {}, which you may neither update nor read",
+                    filtered.join(", ")
+                ))
+                .with_hint("filter on columns your policies let you read")
+                .into());
+        }
+    }
     values_fit(&target.table, std::slice::from_ref(patch))?;
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
