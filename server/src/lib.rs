@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authz;
 pub mod db;
 pub mod embedded;
+pub mod feed;
 pub mod http;
 pub mod jobs;
 pub mod mail;

@@ -208,6 +208,7 @@ async fn run(
     crate::authz::declared::reconcile(&pool, &config.authz)
         .await
         .context("cannot apply the roles and policies declared in the config file")?;
+    crate::feed::reconcile(&pool, &config.rest.schema, &config.realtime.tables).await?;
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle.set_migrated();
     let state = AppState {
@@ -311,6 +312,7 @@ async fn run(
 
     let limiter = state.rate_limiter.clone();
     let pool = state.pool.clone();
+    let retention = config.realtime.retention_secs;
     let sweeper = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -318,6 +320,9 @@ async fn run(
             limiter.sweep(Instant::now());
             if let Err(error) = crate::rest::prune_idempotency_keys(&pool).await {
                 tracing::warn!("cannot prune expired idempotency keys: {error:#}");
+            }
+            if let Err(error) = crate::feed::prune(&pool, retention).await {
+                tracing::warn!("cannot prune the change feed: {error:#}");
             }
         }
     });

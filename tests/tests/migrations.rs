@@ -141,6 +141,9 @@ async fn basalt_keeps_out_of_the_public_schema() {
         ours,
         vec![
             "app_migrations",
+            "changes",
+            "feed_consumers",
+            "feed_state",
             "idempotency_keys",
             "instance",
             "jobs",

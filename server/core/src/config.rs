@@ -54,6 +54,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub authz: AuthzConfig,
     pub rest: RestConfig,
+    pub realtime: RealtimeConfig,
     pub templates: TemplatesConfig,
     pub jobs: JobsConfig,
     pub server: ServerConfig,
@@ -265,6 +266,26 @@ pub struct EmailTemplate {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// Tables whose changes are captured into the change feed (`schema.table`,
+    /// or `table` in `rest.schema`), in addition to those enabled through
+    /// the admin API.
+    pub tables: Vec<String>,
+    /// How long the change feed keeps a change.
+    pub retention_secs: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            tables: Vec::new(),
+            retention_secs: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
     /// How often idle workers look for due jobs (they are also woken at once
     /// when this replica enqueues one).
@@ -355,6 +376,7 @@ impl Default for Config {
             rest: RestConfig::default(),
             templates: TemplatesConfig::default(),
             jobs: JobsConfig::default(),
+            realtime: RealtimeConfig::default(),
             server: ServerConfig::default(),
             cors: CorsConfig {
                 allowed_origins: vec!["*".into()],
@@ -948,6 +970,25 @@ impl Config {
                     setting,
                     format!("`{schema}` is not a schema name"),
                     "use a schema such as public",
+                ));
+            }
+        }
+        range(
+            &fail,
+            "realtime.retention_secs",
+            self.realtime.retention_secs,
+            60,
+            90 * 86_400,
+        )?;
+        for table in &self.realtime.tables {
+            let ok = !table.is_empty()
+                && table.split('.').count() <= 2
+                && !table.contains(['"', '\0', ',']);
+            if !ok {
+                return Err(fail(
+                    "realtime.tables",
+                    format!("`{table}` is not a table name"),
+                    "write tables as posts or public.posts",
                 ));
             }
         }

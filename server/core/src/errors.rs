@@ -80,6 +80,7 @@ error_codes! {
     UnknownProfile => (406, "unknown_profile", "The schema asked for in Accept-Profile or Content-Profile is not exposed.", "Use one of the schemas listed in `details` (rest.schema, rest.extra_schemas)."),
     NotAcceptable => (406, "not_acceptable", "None of the media types in Accept can be produced.", "Accept application/json, text/csv or application/vnd.pgrst.object+json."),
     IdempotencyKeyInProgress => (409, "idempotency_key_in_progress", "A request with this Idempotency-Key is still being processed.", "Retry after it finishes; the stored response will be returned."),
+    FeedGap => (410, "feed_gap", "Changes after this position are no longer kept.", "Refetch the current state, then follow the feed from its head."),
     RangeNotSatisfiable => (416, "range_not_satisfiable", "The requested range starts past the last row.", "Ask for a range within the total in Content-Range."),
     IdempotencyKeyReused => (422, "idempotency_key_reused", "This Idempotency-Key was used with a different request.", "Use a new key for a new request; resend the same body to replay a stored response."),
     NotSingleRow => (406, "not_single_row", "One row was asked for, and several match.", "Filter on a unique column, or drop Accept: application/vnd.pgrst.object+json."),

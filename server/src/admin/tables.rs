@@ -5,7 +5,7 @@
 //! the event trigger tells the other replicas.
 
 use crate::auth::users::{self, Actor};
-use crate::authz::{Admin, SchemaRead, SchemaWrite};
+use crate::authz::{Admin, RealtimeRead, SchemaRead, SchemaWrite};
 use crate::db;
 use crate::http::error::HttpError;
 use crate::http::resource;
@@ -37,6 +37,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             resource("/admin/v1/tables/{name}/foreign_keys").route(web::post().to(foreign_key)),
         )
+        .service(
+            resource("/admin/v1/tables/{name}/realtime")
+                .route(web::post().to(enable_realtime))
+                .route(web::delete().to(disable_realtime)),
+        )
+        .service(resource("/admin/v1/realtime/tables").route(web::get().to(realtime_tables)))
+        .service(resource("/admin/v1/changes").route(web::get().to(changes)))
         .service(resource("/admin/v1/migrations").route(web::get().to(migrations)));
 }
 
@@ -71,8 +78,12 @@ fn describe(state: &AppState, name: &str) -> Option<Value> {
     }))
 }
 
-fn known(state: &AppState, name: &str) -> Result<Table, HttpError> {
-    state.schema.get().tables.get(name).cloned().ok_or_else(|| {
+/// The table in the default schema (reloading the cache once if it is new).
+async fn known(state: &AppState, name: &str) -> Result<Table, HttpError> {
+    let default = state.schema.names()[0].clone();
+    let schema =
+        crate::rest::snapshot(state, &default, |schema| schema.tables.contains_key(name)).await;
+    schema.tables.get(name).cloned().ok_or_else(|| {
         ApiError::new(ErrorCode::TableNotFound)
             .with_details(format!("{}.{name}", state.config.rest.schema))
             .into()
@@ -171,7 +182,7 @@ async fn show(
     state: Data<AppState>,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    known(&state, &path)?;
+    known(&state, &path).await?;
     Ok(HttpResponse::Ok().json(describe(&state, &path)))
 }
 
@@ -201,7 +212,7 @@ async fn alter(
     path: Path<String>,
     body: Json<AlterTable>,
 ) -> Result<HttpResponse, HttpError> {
-    let table = known(&state, &path)?;
+    let table = known(&state, &path).await?;
     let statements = ddl::alter_table_sql(&table, &body).map_err(invalid)?;
     let mut answer = apply(
         &state,
@@ -230,7 +241,7 @@ async fn drop_table(
     path: Path<String>,
     options: Query<DropOptions>,
 ) -> Result<HttpResponse, HttpError> {
-    let table = known(&state, &path)?;
+    let table = known(&state, &path).await?;
     let answer = apply(
         &state,
         &admin.caller,
@@ -249,7 +260,7 @@ async fn index(
     path: Path<String>,
     body: Json<CreateIndex>,
 ) -> Result<HttpResponse, HttpError> {
-    let table = known(&state, &path)?;
+    let table = known(&state, &path).await?;
     let statement = ddl::create_index_sql(&table, &body).map_err(invalid)?;
     let answer = apply(
         &state,
@@ -269,7 +280,7 @@ async fn foreign_key(
     path: Path<String>,
     body: Json<CreateForeignKey>,
 ) -> Result<HttpResponse, HttpError> {
-    let table = known(&state, &path)?;
+    let table = known(&state, &path).await?;
     let statement = ddl::create_foreign_key_sql(&table, &body).map_err(invalid)?;
     let mut answer = apply(
         &state,
@@ -306,4 +317,101 @@ async fn migrations(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"migrations": list})))
+}
+
+/// `POST /admin/v1/tables/{name}/realtime`: captures the table's changes
+/// into the change feed (a trigger, recorded as a migration).
+async fn enable_realtime(
+    admin: Admin<SchemaWrite>,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let table = known(&state, &path).await?;
+    let answer = apply(
+        &state,
+        &admin.caller,
+        &request,
+        format!("enable realtime on {}", table.name),
+        vec![crate::feed::enable_sql(&table.schema, &table.name)],
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `DELETE /admin/v1/tables/{name}/realtime`: stops capturing its changes.
+async fn disable_realtime(
+    admin: Admin<SchemaWrite>,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let table = known(&state, &path).await?;
+    let answer = apply(
+        &state,
+        &admin.caller,
+        &request,
+        format!("disable realtime on {}", table.name),
+        vec![crate::feed::disable_sql(&table.schema, &table.name)],
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// `GET /admin/v1/realtime/tables`: the tables whose changes are captured.
+async fn realtime_tables(
+    _: Admin<SchemaRead>,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let tables: Vec<String> = crate::feed::enabled_tables(&client)
+        .await
+        .map_err(db::failed)?
+        .into_iter()
+        .map(|(schema, table)| format!("{schema}.{table}"))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "tables": tables })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedPage {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "page_size")]
+    limit: i64,
+}
+
+fn page_size() -> i64 {
+    100
+}
+
+/// `GET /admin/v1/changes?after=<position>&limit=<n>`: the change feed in
+/// commit order; `410 feed_gap` when changes after `after` were pruned.
+async fn changes(
+    _: Admin<RealtimeRead>,
+    state: Data<AppState>,
+    page: Query<FeedPage>,
+) -> Result<HttpResponse, HttpError> {
+    if !(1..=1000).contains(&page.limit) || page.after < 0 {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("after: a position (0 or more); limit: 1 to 1000")
+            .into());
+    }
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    match crate::feed::read_after(&client, page.after, page.limit)
+        .await
+        .map_err(db::failed)?
+    {
+        crate::feed::Page::Changes(changes) => {
+            let next = changes.last().map_or(page.after, |c| c.position);
+            Ok(HttpResponse::Ok().json(json!({ "changes": changes, "next": next })))
+        }
+        crate::feed::Page::Gap { pruned_through } => Err(ApiError::new(ErrorCode::FeedGap)
+            .with_details(format!(
+                "changes up to position {pruned_through} were pruned; {} is older",
+                page.after
+            ))
+            .into()),
+    }
 }

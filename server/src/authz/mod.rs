@@ -46,6 +46,7 @@ admin_areas! {
     AuditRead => ("audit", "read"),
     SchemaRead => ("schema", "read"),
     SchemaWrite => ("schema", "write"),
+    RealtimeRead => ("realtime", "read"),
 }
 
 /// Present in a handler's arguments, it admits the service_role key and users
