@@ -11,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod mail;
 pub mod ops;
+pub mod realtime;
 pub mod rest;
 pub mod secrets;
 pub mod serve;

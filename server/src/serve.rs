@@ -238,6 +238,11 @@ async fn run(
             .await
             .context("cannot read the exposed schema")?,
         ),
+        realtime: Arc::new(crate::realtime::hub::Hub::new(
+            crate::feed::head(&*pool.get().await?).await?,
+            config.realtime.send_buffer as usize,
+        )),
+        realtime_replica: uuid::Uuid::new_v4(),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
     };
@@ -270,6 +275,19 @@ async fn run(
         database.pg.clone(),
         database.tls.clone(),
     ));
+    let realtime_tasks = [
+        tokio::spawn(crate::realtime::follow_feed(
+            state.clone(),
+            database.pg.clone(),
+            database.tls.clone(),
+        )),
+        tokio::spawn(crate::realtime::relay_broadcasts(
+            state.clone(),
+            database.pg.clone(),
+            database.tls.clone(),
+        )),
+        tokio::spawn(crate::realtime::cut_revoked_sessions(state.clone())),
+    ];
     let (stop_jobs, stop_jobs_rx) = watch::channel(false);
     let job_worker = tokio::spawn(jobs::run(
         state.pool.clone(),
@@ -346,6 +364,9 @@ async fn run(
     signals.abort();
     policy_reloader.abort();
     schema_reloader.abort();
+    for task in realtime_tasks {
+        task.abort();
+    }
     let _ = stop_jobs.send(true);
     let _ = job_worker.await;
     state.pool.close();

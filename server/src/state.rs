@@ -29,6 +29,10 @@ pub struct AppState {
     pub jobs: crate::jobs::Queue,
     /// The policy engine (reloaded when any replica changes policies).
     pub authz: Arc<crate::authz::Engine>,
+    /// Realtime connections and subscriptions on this replica.
+    pub realtime: Arc<crate::realtime::hub::Hub>,
+    /// This process's id among replicas (to recognise its own broadcasts).
+    pub realtime_replica: uuid::Uuid,
     /// The exposed schema as the data API sees it (reloaded on DDL).
     pub schema: Arc<crate::rest::cache::SchemaCache>,
     /// Whether an SMTP server is configured (emails can be sent).

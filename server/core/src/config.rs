@@ -273,6 +273,15 @@ pub struct RealtimeConfig {
     pub tables: Vec<String>,
     /// How long the change feed keeps a change.
     pub retention_secs: u64,
+    /// Open WebSocket connections per replica.
+    pub max_connections: u64,
+    /// Channels (topics) one connection may join.
+    pub max_channels_per_connection: u64,
+    /// The largest message a client may send, in bytes.
+    pub max_message_bytes: u64,
+    /// Messages waiting to be sent to one connection; a connection that
+    /// falls this far behind is cut off (`slow_consumer`).
+    pub send_buffer: u64,
 }
 
 impl Default for RealtimeConfig {
@@ -280,6 +289,10 @@ impl Default for RealtimeConfig {
         RealtimeConfig {
             tables: Vec::new(),
             retention_secs: 86_400,
+            max_connections: 10_000,
+            max_channels_per_connection: 100,
+            max_message_bytes: 65_536,
+            send_buffer: 1024,
         }
     }
 }
@@ -979,6 +992,34 @@ impl Config {
             self.realtime.retention_secs,
             60,
             90 * 86_400,
+        )?;
+        range(
+            &fail,
+            "realtime.max_connections",
+            self.realtime.max_connections,
+            1,
+            1_000_000,
+        )?;
+        range(
+            &fail,
+            "realtime.max_channels_per_connection",
+            self.realtime.max_channels_per_connection,
+            1,
+            10_000,
+        )?;
+        range(
+            &fail,
+            "realtime.max_message_bytes",
+            self.realtime.max_message_bytes,
+            256,
+            16 * 1024 * 1024,
+        )?;
+        range(
+            &fail,
+            "realtime.send_buffer",
+            self.realtime.send_buffer,
+            1,
+            1_000_000,
         )?;
         for table in &self.realtime.tables {
             let ok = !table.is_empty()

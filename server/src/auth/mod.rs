@@ -60,8 +60,16 @@ pub struct Caller {
 
 impl Caller {
     fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Caller, HttpError> {
-        let apikey = apikey_header(headers);
-        let bearer = bearer(headers);
+        Caller::from_keys(state, apikey_header(headers), bearer(headers))
+    }
+
+    /// The caller of an API key and, optionally, a user's access token (for
+    /// clients that cannot send headers, such as a browser's WebSocket).
+    pub fn from_keys(
+        state: &AppState,
+        apikey: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<Caller, HttpError> {
         if apikey.is_none() && bearer.is_none() {
             return Err(ErrorCode::ApiKeyMissing.into());
         }

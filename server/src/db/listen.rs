@@ -45,3 +45,39 @@ pub async fn listen(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// Like [`listen`], but forwards each notification's payload.
+pub async fn listen_payloads(
+    pg: tokio_postgres::Config,
+    tls: Tls,
+    channel: &'static str,
+    payloads: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    loop {
+        match pg.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let forward = payloads.clone();
+                let mut driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(Ok(message)) = messages.next().await {
+                        if let AsyncMessage::Notification(notification) = message {
+                            let _ = forward.send(notification.payload().to_owned());
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {channel}"))
+                    .await
+                    .is_ok()
+                {
+                    // Held until the connection ends.
+                    let _ = (&mut driver).await;
+                }
+                driver.abort();
+            }
+            Err(error) => tracing::debug!(channel, "listener cannot connect: {error}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

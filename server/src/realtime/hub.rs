@@ -1,0 +1,430 @@
+//! The replica's registry of realtime connections and subscriptions, and
+//! the fan-out of feed changes and broadcasts to them. Everything a
+//! delivery needs (the subscriber's row condition, columns, filter) is held
+//! in memory, so a change costs no database query per subscriber.
+
+use crate::feed::Change;
+use basalt_core::filter::eval::matches;
+use basalt_core::filter::sql::Caller as Variables;
+use basalt_core::filter::Expr;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify};
+
+/// Who a connection acts as, for row conditions.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: Option<String>,
+    pub role: String,
+    pub claims: Value,
+}
+
+/// A subscriber's right to see rows of one table: the policy's row
+/// condition and columns (`None`: all).
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub condition: Option<Expr>,
+    pub columns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// `None` for `*`.
+    pub event: Option<String>,
+    pub schema: String,
+    pub table: String,
+    pub filter: Option<Expr>,
+}
+
+struct Subscription {
+    conn: u64,
+    topic: String,
+    spec: Spec,
+    access: Access,
+    /// While the subscription replays missed changes from the database,
+    /// live messages wait here (positions above the replay's end).
+    buffer: Option<Vec<(i64, String)>>,
+    last_sent: i64,
+}
+
+struct Connection {
+    sender: mpsc::Sender<String>,
+    kill: Arc<Notify>,
+    reason: Option<&'static str>,
+    identity: Identity,
+    session: Option<uuid::Uuid>,
+    paused: bool,
+    /// Topics joined, with whether the connection receives its own broadcasts.
+    topics: HashMap<String, bool>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The last feed position dispatched.
+    position: i64,
+    connections: HashMap<u64, Connection>,
+    subscriptions: Vec<Subscription>,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    ids: AtomicU64,
+    /// Per-subscription limit of messages held while it replays.
+    buffer_limit: usize,
+}
+
+/// What a connection learns when it is cut off.
+pub const SLOW_CONSUMER: &str = "slow_consumer";
+
+impl Hub {
+    pub fn new(position: i64, buffer_limit: usize) -> Self {
+        Hub {
+            state: Mutex::new(State {
+                position,
+                ..State::default()
+            }),
+            ids: AtomicU64::new(1),
+            buffer_limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+
+    pub fn connections(&self) -> usize {
+        self.lock().connections.len()
+    }
+
+    pub fn position(&self) -> i64 {
+        self.lock().position
+    }
+
+    /// Moves past positions that can no longer be read (pruned while this
+    /// replica was behind).
+    pub fn skip_to(&self, position: i64) {
+        let mut state = self.lock();
+        state.position = state.position.max(position);
+    }
+
+    pub fn connect(
+        &self,
+        sender: mpsc::Sender<String>,
+        kill: Arc<Notify>,
+        identity: Identity,
+        session: Option<uuid::Uuid>,
+    ) -> u64 {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        self.lock().connections.insert(
+            id,
+            Connection {
+                sender,
+                kill,
+                reason: None,
+                identity,
+                session,
+                paused: false,
+                topics: HashMap::new(),
+            },
+        );
+        id
+    }
+
+    pub fn disconnect(&self, conn: u64) {
+        let mut state = self.lock();
+        state.connections.remove(&conn);
+        state.subscriptions.retain(|s| s.conn != conn);
+    }
+
+    /// Why the connection was cut off, if it was.
+    pub fn reason(&self, conn: u64) -> Option<&'static str> {
+        self.lock().connections.get(&conn).and_then(|c| c.reason)
+    }
+
+    pub fn cut(&self, conn: u64, reason: &'static str) {
+        if let Some(connection) = self.lock().connections.get_mut(&conn) {
+            connection.reason = Some(reason);
+            connection.kill.notify_one();
+        }
+    }
+
+    pub fn topics(&self, conn: u64) -> usize {
+        self.lock()
+            .connections
+            .get(&conn)
+            .map_or(0, |c| c.topics.len())
+    }
+
+    pub fn joined(&self, conn: u64, topic: &str) -> bool {
+        self.lock()
+            .connections
+            .get(&conn)
+            .is_some_and(|c| c.topics.contains_key(topic))
+    }
+
+    /// Joins `topic` and registers its subscriptions. With `replay`, they
+    /// buffer live changes until [`Hub::go_live`]; without, they are live at
+    /// once. Returns the position after which live delivery is guaranteed.
+    pub fn join(
+        &self,
+        conn: u64,
+        topic: &str,
+        receive_own: bool,
+        subscriptions: Vec<(Spec, Access)>,
+        replay_from: Option<i64>,
+    ) -> i64 {
+        let mut state = self.lock();
+        let position = state.position;
+        if let Some(connection) = state.connections.get_mut(&conn) {
+            connection.topics.insert(topic.to_owned(), receive_own);
+        }
+        for (spec, access) in subscriptions {
+            state.subscriptions.push(Subscription {
+                conn,
+                topic: topic.to_owned(),
+                spec,
+                access,
+                buffer: replay_from.map(|_| Vec::new()),
+                last_sent: replay_from.unwrap_or(position),
+            });
+        }
+        position
+    }
+
+    pub fn leave(&self, conn: u64, topic: &str) {
+        let mut state = self.lock();
+        if let Some(connection) = state.connections.get_mut(&conn) {
+            connection.topics.remove(topic);
+        }
+        state
+            .subscriptions
+            .retain(|s| !(s.conn == conn && s.topic == topic));
+    }
+
+    /// The messages a replayed change produces for `conn`'s subscriptions
+    /// on `topic` (each change once per matching subscription).
+    pub fn render_for(&self, conn: u64, topic: &str, change: &Change) -> Vec<String> {
+        let state = self.lock();
+        let Some(connection) = state.connections.get(&conn) else {
+            return Vec::new();
+        };
+        state
+            .subscriptions
+            .iter()
+            .filter(|s| s.conn == conn && s.topic == topic)
+            .filter_map(|s| render(s, &connection.identity, change))
+            .collect()
+    }
+
+    /// Ends a replay: sends what was buffered meanwhile (positions after
+    /// `replayed_to`), then delivers live.
+    pub fn go_live(&self, conn: u64, topic: &str, replayed_to: i64) {
+        let mut state = self.lock();
+        let State {
+            connections,
+            subscriptions,
+            ..
+        } = &mut *state;
+        let Some(connection) = connections.get_mut(&conn) else {
+            return;
+        };
+        let mut pending: Vec<(i64, String)> = Vec::new();
+        for subscription in subscriptions
+            .iter_mut()
+            .filter(|s| s.conn == conn && s.topic == topic)
+        {
+            if let Some(buffer) = subscription.buffer.take() {
+                pending.extend(buffer.into_iter().filter(|(p, _)| *p > replayed_to));
+            }
+            subscription.last_sent = subscription.last_sent.max(replayed_to);
+        }
+        pending.sort_by_key(|(p, _)| *p);
+        for (_, message) in pending {
+            if connection.sender.try_send(message).is_err() {
+                connection.reason = Some(SLOW_CONSUMER);
+                connection.kill.notify_one();
+                break;
+            }
+        }
+    }
+
+    /// Fans a committed change out to every live subscription that may see it.
+    pub fn dispatch(&self, change: &Change) {
+        let mut state = self.lock();
+        if change.position <= state.position {
+            return;
+        }
+        state.position = change.position;
+        let State {
+            connections,
+            subscriptions,
+            ..
+        } = &mut *state;
+        for subscription in subscriptions.iter_mut() {
+            let Some(connection) = connections.get_mut(&subscription.conn) else {
+                continue;
+            };
+            if connection.paused || connection.reason.is_some() {
+                continue;
+            }
+            let Some(message) = render(subscription, &connection.identity, change) else {
+                continue;
+            };
+            if let Some(buffer) = &mut subscription.buffer {
+                if buffer.len() >= self.buffer_limit {
+                    connection.reason = Some(SLOW_CONSUMER);
+                    connection.kill.notify_one();
+                } else {
+                    buffer.push((change.position, message));
+                }
+                continue;
+            }
+            match connection.sender.try_send(message) {
+                Ok(()) => subscription.last_sent = change.position,
+                Err(_) => {
+                    // Full (or closed): cut it off rather than wait for it.
+                    connection.reason = Some(SLOW_CONSUMER);
+                    connection.kill.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Delivers a broadcast to the members of `topic` on this replica.
+    pub fn broadcast(&self, topic: &str, message: &str, from: Option<u64>) {
+        let mut state = self.lock();
+        for (id, connection) in state.connections.iter_mut() {
+            let Some(receive_own) = connection.topics.get(topic) else {
+                continue;
+            };
+            if Some(*id) == from && !receive_own {
+                continue;
+            }
+            if connection.sender.try_send(message.to_owned()).is_err() {
+                connection.reason = Some(SLOW_CONSUMER);
+                connection.kill.notify_one();
+            }
+        }
+    }
+
+    /// Pauses delivery to a connection whose token expired.
+    pub fn pause(&self, conn: u64) {
+        if let Some(connection) = self.lock().connections.get_mut(&conn) {
+            connection.paused = true;
+        }
+    }
+
+    /// A refreshed token: new identity and access (a subscription the new
+    /// token may no longer see is dropped); every subscription replays from
+    /// its last delivered position. Returns the live position and, per
+    /// topic, where its replay starts.
+    pub fn refresh(
+        &self,
+        conn: u64,
+        identity: Identity,
+        access: impl Fn(&Spec) -> Option<Access>,
+    ) -> (i64, Vec<(String, i64)>) {
+        let mut state = self.lock();
+        let position = state.position;
+        let State {
+            connections,
+            subscriptions,
+            ..
+        } = &mut *state;
+        let Some(connection) = connections.get_mut(&conn) else {
+            return (position, Vec::new());
+        };
+        connection.identity = identity;
+        connection.paused = false;
+        let mut replays: HashMap<String, i64> = HashMap::new();
+        subscriptions.retain_mut(|s| {
+            if s.conn != conn {
+                return true;
+            }
+            match access(&s.spec) {
+                Some(new) => {
+                    s.access = new;
+                    s.buffer = Some(Vec::new());
+                    let from = replays.entry(s.topic.clone()).or_insert(s.last_sent);
+                    *from = (*from).min(s.last_sent);
+                    true
+                }
+                None => false,
+            }
+        });
+        (position, replays.into_iter().collect())
+    }
+
+    /// The signed-in connections' sessions, to check for revocation.
+    pub fn sessions(&self) -> Vec<(u64, uuid::Uuid)> {
+        self.lock()
+            .connections
+            .iter()
+            .filter_map(|(id, c)| c.session.map(|s| (*id, s)))
+            .collect()
+    }
+}
+
+/// The message a change is for a subscription, or `None` when the
+/// subscription does not want it or may not see it. A DELETE is judged on
+/// the old row, others on the new one; hidden columns are removed.
+fn render(subscription: &Subscription, identity: &Identity, change: &Change) -> Option<String> {
+    let spec = &subscription.spec;
+    if spec.schema != change.schema || spec.table != change.table {
+        return None;
+    }
+    if spec
+        .event
+        .as_deref()
+        .is_some_and(|event| event != change.operation)
+    {
+        return None;
+    }
+    let row = if change.operation == "DELETE" {
+        change.old.as_ref()
+    } else {
+        change.new.as_ref()
+    }?;
+    let variables = Variables {
+        uid: identity.uid.as_deref(),
+        role: &identity.role,
+        claims: &identity.claims,
+    };
+    // A condition that cannot be decided in memory hides the row.
+    for expr in [&subscription.access.condition, &spec.filter]
+        .into_iter()
+        .flatten()
+    {
+        if matches(expr, row, &variables) != Some(true) {
+            return None;
+        }
+    }
+    let project = |row: &Option<Value>| -> Value {
+        match (row, &subscription.access.columns) {
+            (Some(Value::Object(map)), Some(columns)) => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| columns.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Map<String, Value>>(),
+            ),
+            (Some(value), _) => value.clone(),
+            (None, _) => Value::Null,
+        }
+    };
+    Some(
+        json!({
+            "type": "postgres_changes",
+            "topic": subscription.topic,
+            "position": change.position,
+            "event": change.operation,
+            "schema": change.schema,
+            "table": change.table,
+            "commit_timestamp": change.committed_at,
+            "record": project(&change.new),
+            "old_record": project(&change.old),
+        })
+        .to_string(),
+    )
+}
