@@ -287,6 +287,12 @@ async fn run(
             database.tls.clone(),
         )),
         tokio::spawn(crate::realtime::cut_revoked_sessions(state.clone())),
+        tokio::spawn(crate::realtime::relay_presence(
+            state.clone(),
+            database.pg.clone(),
+            database.tls.clone(),
+        )),
+        tokio::spawn(crate::realtime::keep_presence(state.clone())),
     ];
     let (stop_jobs, stop_jobs_rx) = watch::channel(false);
     let job_worker = tokio::spawn(jobs::run(

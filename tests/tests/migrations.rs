@@ -148,6 +148,8 @@ async fn basalt_keeps_out_of_the_public_schema() {
             "instance",
             "jobs",
             "policies",
+            "presence",
+            "realtime_replicas",
             "role_parents",
             "roles",
             "schema_migrations",

@@ -67,7 +67,12 @@ impl Client {
             message["resume_from"] = json!(from);
         }
         self.send(message).await;
-        self.expect().await
+        let reply = self.expect().await;
+        if reply["status"] == "ok" {
+            let presence = self.expect().await;
+            assert_eq!(presence["type"], "presence_state", "{presence}");
+        }
+        reply
     }
 }
 
@@ -524,4 +529,125 @@ async fn joining_needs_the_channel_policy_and_bad_messages_get_errors() {
         .url("/realtime/v1/websocket")
         .replacen("http://", "ws://", 1);
     assert!(tokio_tungstenite::connect_async(url).await.is_err());
+}
+
+#[tokio::test]
+async fn presence_full_state_on_join_diffs_after_and_cleanup_on_disconnect_and_replica_death() {
+    let basalt = Basalt::start().await;
+    let users = setup(&basalt).await;
+    let anon = basalt.keys().anon;
+    let (ann, ann_token) = (&users[0].0, &users[0].1);
+    let (bob, bob_token) = (&users[1].0, &users[1].1);
+    let mut a = Client::connect(&basalt, &anon, Some(ann_token)).await;
+    let mut b = Client::connect(&basalt, &anon, Some(bob_token)).await;
+    a.join("lobby", json!([]), None).await;
+    b.join("lobby", json!([]), None).await;
+    a.send(json!({"type": "presence", "ref": "p", "topic": "lobby", "event": "track", "payload": {"status": "online"}})).await;
+    assert_eq!(a.expect().await["status"], "ok");
+    // Both members get the diff (the tracker too).
+    for client in [&mut a, &mut b] {
+        let diff = client.expect().await;
+        assert_eq!(diff["type"], "presence_diff", "{diff}");
+        assert_eq!(diff["joins"][ann.as_str()], json!([{"status": "online"}]));
+    }
+    // A later member gets the full state on join.
+    let mut c = Client::connect(&basalt, &anon, Some(bob_token)).await;
+    c.send(json!({"type": "join", "ref": "j", "topic": "lobby"}))
+        .await;
+    assert_eq!(c.expect().await["status"], "ok");
+    let full = c.expect().await;
+    assert_eq!(full["type"], "presence_state");
+    assert_eq!(full["state"][ann.as_str()], json!([{"status": "online"}]));
+    // An abrupt disconnect: the others see Ann leave.
+    drop(a);
+    let leave = b.expect().await;
+    assert_eq!(
+        leave["leaves"][ann.as_str()],
+        json!([{"status": "online"}]),
+        "{leave}"
+    );
+    assert_eq!(c.expect().await["type"], "presence_diff");
+
+    // A replica that dies: its members' presence is removed by the others.
+    let mut other = Basalt::builder()
+        .database_url(basalt.database_url().unwrap())
+        .start()
+        .await;
+    let mut d = Client::connect(&other, &other.keys().anon, Some(bob_token)).await;
+    d.join("lobby", json!([]), None).await;
+    d.send(json!({"type": "presence", "ref": "p", "topic": "lobby", "event": "track", "key": "bob-phone", "payload": {"on": "phone"}})).await;
+    assert_eq!(d.expect().await["status"], "ok");
+    let joined = b.expect().await;
+    assert_eq!(
+        joined["joins"]["bob-phone"],
+        json!([{"on": "phone"}]),
+        "{joined}"
+    );
+    c.expect().await;
+    other.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = other.wait_exit(Duration::from_secs(10)).await;
+    let leave = b
+        .next(Duration::from_secs(30))
+        .await
+        .expect("the dead replica's members leave");
+    assert_eq!(
+        leave["leaves"]["bob-phone"],
+        json!([{"on": "phone"}]),
+        "{leave}"
+    );
+    let _ = bob;
+}
+
+/// Every operator family a live filter evaluates, with negation and groups.
+#[tokio::test]
+async fn every_live_filter_operator() {
+    let basalt = Basalt::start().await;
+    let users = setup(&basalt).await;
+    let (ann, token) = (&users[0].0, &users[0].1);
+    let filters = [
+        ("score=eq.5", vec!["e5"]),
+        ("score=neq.5", vec!["e1", "e9"]),
+        ("score=gt.5", vec!["e9"]),
+        ("score=gte.5", vec!["e5", "e9"]),
+        ("score=lt.5", vec!["e1"]),
+        ("score=lte.5", vec!["e1", "e5"]),
+        ("name=like.e_", vec!["e1", "e5", "e9"]),
+        ("name=ilike.E*", vec!["e1", "e5", "e9", "enull"]),
+        ("score=in.(1,9)", vec!["e1", "e9"]),
+        ("score=is.null", vec!["enull"]),
+        ("score=isdistinct.5", vec!["e1", "e9", "enull"]),
+        ("score=not.eq.5", vec!["e1", "e9"]),
+        (
+            "or=(score.eq.1,and(score.gt.4,name.like.*9))",
+            vec!["e1", "e9"],
+        ),
+        ("score=gt(any).{8,100}", vec!["e9"]),
+    ];
+    let mut clients = Vec::new();
+    for (i, (filter, _)) in filters.iter().enumerate() {
+        let mut client = Client::connect(&basalt, &basalt.keys().anon, Some(token)).await;
+        let ack = client
+            .join(
+                &format!("f{i}"),
+                json!([{"event": "INSERT", "table": "items", "filter": filter}]),
+                None,
+            )
+            .await;
+        assert_eq!(ack["status"], "ok", "{filter}: {ack}");
+        clients.push(client);
+    }
+    for (name, score) in [("e1", "1"), ("e5", "5"), ("e9", "9"), ("enull", "null")] {
+        basalt
+            .admin_sql(&format!(
+                "insert into items (owner, name, score) values ('{ann}', '{name}', {score})"
+            ))
+            .await;
+    }
+    for ((filter, expected), client) in filters.iter().zip(clients.iter_mut()) {
+        let mut got = Vec::new();
+        while let Some(message) = client.next(Duration::from_millis(400)).await {
+            got.push(message["record"]["name"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(&got, expected, "{filter}");
+    }
 }

@@ -58,27 +58,58 @@ fn compare(left: &str, right: &str) -> std::cmp::Ordering {
 }
 
 /// SQL LIKE: `%` any run, `_` one character (`*` already stands for `%`).
+/// Iterative, backtracking only to the last `%`: at most O(text × pattern)
+/// steps, whatever the pattern (no exponential blow-up on `%%%…`).
 fn like(text: &str, pattern: &str, insensitive: bool) -> bool {
     let (text, pattern) = if insensitive {
-        (
-            text.to_lowercase(),
-            pattern.to_lowercase().replace('*', "%"),
-        )
+        (text.to_lowercase(), pattern.to_lowercase())
     } else {
-        (text.to_owned(), pattern.replace('*', "%"))
+        (text.to_owned(), pattern.to_owned())
     };
-    fn go(t: &[char], p: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('%') => (0..=t.len()).any(|i| go(&t[i..], &p[1..])),
-            Some('_') => !t.is_empty() && go(&t[1..], &p[1..]),
-            Some(c) => t.first() == Some(c) && go(&t[1..], &p[1..]),
+    let t: Vec<char> = text.chars().collect();
+    let p: Vec<char> = pattern
+        .chars()
+        .map(|c| if c == '*' { '%' } else { c })
+        .collect();
+    let (mut ti, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '_' || (p[pi] != '%' && p[pi] == t[ti])) {
+            ti += 1;
+            pi += 1;
+        } else if pi < p.len() && p[pi] == '%' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((star_p, star_t)) = star {
+            pi = star_p + 1;
+            ti = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
         }
     }
-    go(
-        &text.chars().collect::<Vec<_>>(),
-        &pattern.chars().collect::<Vec<_>>(),
-    )
+    p[pi..].iter().all(|c| *c == '%')
+}
+
+/// Whether every comparison in `expr` can be decided on a row in memory
+/// (realtime filters must be; policy conditions that cannot hide the row).
+pub fn evaluable(expr: &Expr) -> Result<(), String> {
+    match expr {
+        Expr::Not(inner) => evaluable(inner),
+        Expr::And(items) | Expr::Or(items) => items.iter().try_for_each(evaluable),
+        Expr::Filter(filter) => match (&filter.operand, filter.op) {
+            (Operand::Is(_), _) => Ok(()),
+            (Operand::Search { .. }, _) => Err(format!(
+                "`{}` (full-text search) cannot be evaluated on live changes",
+                filter.op.name()
+            )),
+            (_, Op::Eq | Op::Neq | Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Like | Op::Ilike | Op::In | Op::IsDistinct) => Ok(()),
+            (_, op) => Err(format!(
+                "`{}` cannot be evaluated on live changes; use eq, neq, gt, gte, lt, lte, like, ilike, in, is, isdistinct with not/or/and",
+                op.name()
+            )),
+        },
+    }
 }
 
 fn scalar(op: Op, left: Option<&str>, right: Option<&str>) -> Option<bool> {
@@ -173,6 +204,11 @@ mod tests {
             ("title=fts.hello", None),
             ("missing=eq.1", None),
             ("not.or=(public.is.true,n.eq.3)", Some(true)),
+            ("title=like.H_llo*", Some(true)),
+            (
+                "title=like.%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%x",
+                Some(false),
+            ),
         ];
         for (condition, expected) in cases {
             let expr = parse_condition(condition).unwrap();

@@ -86,6 +86,14 @@ impl Op {
         ("wfts", Op::Wfts),
     ];
 
+    /// The operator's name in the grammar.
+    pub fn name(self) -> &'static str {
+        Op::NAMES
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("?", |(name, _)| name)
+    }
+
     pub fn from_name(name: &str) -> Option<Op> {
         Op::NAMES
             .iter()
