@@ -433,7 +433,7 @@ async fn subscribers_on_two_servers_of_one_database_both_receive() {
 #[tokio::test]
 async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving() {
     let basalt = Basalt::builder()
-        .env("BASALT_REALTIME_SEND_BUFFER", "4")
+        .env("BASALT_REALTIME_SEND_BUFFER", "16")
         .env("BASALT_REALTIME_MAX_CHANNELS_PER_CONNECTION", "2")
         .env("BASALT_REALTIME_MAX_MESSAGE_BYTES", "1024")
         .start()
@@ -461,6 +461,8 @@ async fn a_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving() {
                     )
                     .await
                     .unwrap();
+                // Paced, so a reader that keeps reading keeps up.
+                tokio::time::sleep(Duration::from_millis(4)).await;
             }
         }
     });

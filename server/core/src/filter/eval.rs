@@ -1,6 +1,9 @@
 //! Evaluating a filter on one row held in memory (a JSON object), for the
-//! policy explainer now and realtime's per-row authorization later. Answers
-//! `None` when the operator needs the database (ranges, full-text search).
+//! policy explainer and realtime's per-row authorization. Answers `None`
+//! when the result is unknown: a comparison with NULL (as in SQL, and it
+//! stays unknown under NOT), or an operator that needs the database
+//! (ranges, full-text search). Callers treat anything but `Some(true)` as
+//! "not allowed", as a SQL `WHERE` does.
 
 use super::sql::Caller;
 use super::{Expr, Filter, IsValue, Op, Operand, Quantifier, Term};
@@ -113,9 +116,10 @@ pub fn evaluable(expr: &Expr) -> Result<(), String> {
 }
 
 fn scalar(op: Op, left: Option<&str>, right: Option<&str>) -> Option<bool> {
-    // SQL semantics: a comparison with NULL is not true.
+    // SQL semantics: a comparison with NULL is unknown (`None`), and stays
+    // unknown under NOT; AND/OR combine unknowns as SQL does.
     let (Some(left), Some(right)) = (left, right) else {
-        return Some(false);
+        return None;
     };
     Some(match op {
         Op::Eq => compare(left, right).is_eq(),
@@ -200,7 +204,10 @@ mod tests {
             ("title=like.*world", Some(false)),
             ("n=in.(1,10)", Some(true)),
             ("n=gt(all).{1,11}", Some(false)),
-            ("deleted_at=eq.x", Some(false)),
+            ("deleted_at=eq.x", None),
+            ("deleted_at=not.eq.x", None),
+            ("or=(deleted_at.eq.x,n.eq.10)", Some(true)),
+            ("and=(deleted_at.eq.x,n.eq.3)", Some(false)),
             ("title=fts.hello", None),
             ("missing=eq.1", None),
             ("not.or=(public.is.true,n.eq.3)", Some(true)),
@@ -225,7 +232,8 @@ mod tests {
                 &row,
                 &anon
             ),
-            Some(false)
+            None,
+            "no uid: owner = NULL is unknown, so the row is not allowed"
         );
     }
 }
