@@ -247,6 +247,10 @@ async fn filters_and_events_narrow_a_subscription() {
             json!({"table": "items", "filter": "score=nope.1"}),
             "invalid_filter",
         ),
+        (
+            json!({"table": "items", "filter": "name=fts.hello"}),
+            "invalid_filter",
+        ),
         (json!({"table": "nope"}), "forbidden"),
     ] {
         let reply = client

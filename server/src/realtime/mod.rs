@@ -646,7 +646,10 @@ async fn join(
         let filter = match spec.filter.as_deref().filter(|f| !f.is_empty()) {
             None => None,
             Some(text) => match parse_condition(text) {
-                Ok(filter) => Some(filter),
+                Ok(filter) => match basalt_core::filter::eval::evaluable(&filter) {
+                    Ok(()) => Some(filter),
+                    Err(problem) => return vec![error(&reference, "invalid_filter", problem)],
+                },
                 Err(problem) => return vec![error(&reference, "invalid_filter", problem.message)],
             },
         };
