@@ -1,39 +1,86 @@
 //! Evaluating a filter on one row held in memory (a JSON object), for the
-//! policy explainer and realtime's per-row authorization. Answers `None`
-//! when the result is unknown: a comparison with NULL (as in SQL, and it
-//! stays unknown under NOT), or an operator that needs the database
-//! (ranges, full-text search). Callers treat anything but `Some(true)` as
-//! "not allowed", as a SQL `WHERE` does.
+//! policy explainer and realtime's per-row authorization, with SQL's
+//! three-valued logic: a comparison with NULL is unknown and stays unknown
+//! under NOT, and an unknown result does not allow the row (as in a SQL
+//! `WHERE`). Answers `None` only when the expression cannot be judged in
+//! memory (ranges, full-text search, a column absent from the row) and
+//! might be true.
 
 use super::sql::Caller;
 use super::{Expr, Filter, IsValue, Op, Operand, Quantifier, Term};
 use serde_json::Value;
 
+/// SQL's three truth values, and "this needs the database".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Truth {
+    True,
+    False,
+    /// NULL: a comparison with NULL, as in SQL.
+    Unknown,
+    /// The operator (or a missing column) cannot be judged in memory.
+    Undecidable,
+}
+
+impl Truth {
+    fn of(value: Option<bool>) -> Truth {
+        match value {
+            Some(true) => Truth::True,
+            Some(false) => Truth::False,
+            None => Truth::Unknown,
+        }
+    }
+
+    fn not(self) -> Truth {
+        match self {
+            Truth::True => Truth::False,
+            Truth::False => Truth::True,
+            other => other,
+        }
+    }
+}
+
+/// Whether `row` satisfies `expr`: `Some(true)`, `Some(false)` (false or
+/// unknown, as a SQL `WHERE` treats NULL), or `None` when it cannot be told
+/// in memory (and could be true).
 pub fn matches(expr: &Expr, row: &Value, caller: &Caller) -> Option<bool> {
+    match truth(expr, row, caller) {
+        Truth::True => Some(true),
+        Truth::False | Truth::Unknown => Some(false),
+        Truth::Undecidable => None,
+    }
+}
+
+fn truth(expr: &Expr, row: &Value, caller: &Caller) -> Truth {
     match expr {
-        Expr::Filter(filter) => filter_matches(filter, row, caller),
-        Expr::Not(inner) => matches(inner, row, caller).map(|b| !b),
+        Expr::Filter(filter) => match filter_matches(filter, row, caller) {
+            Some(result) => Truth::of(result),
+            None => Truth::Undecidable,
+        },
+        Expr::Not(inner) => truth(inner, row, caller).not(),
         Expr::And(items) => {
-            let mut all = Some(true);
-            for item in items {
-                match matches(item, row, caller) {
-                    Some(false) => return Some(false),
-                    None => all = None,
-                    Some(true) => {}
-                }
+            let results: Vec<Truth> = items.iter().map(|i| truth(i, row, caller)).collect();
+            if results.contains(&Truth::False) {
+                Truth::False
+            } else if results.iter().all(|t| *t == Truth::True) {
+                Truth::True
+            } else if results.contains(&Truth::Unknown) {
+                // Unknown AND anything not false can never be true.
+                Truth::Unknown
+            } else {
+                Truth::Undecidable
             }
-            all
         }
         Expr::Or(items) => {
-            let mut any = Some(false);
-            for item in items {
-                match matches(item, row, caller) {
-                    Some(true) => return Some(true),
-                    None => any = None,
-                    Some(false) => {}
-                }
+            let results: Vec<Truth> = items.iter().map(|i| truth(i, row, caller)).collect();
+            if results.contains(&Truth::True) {
+                Truth::True
+            } else if results.iter().all(|t| *t == Truth::False) {
+                Truth::False
+            } else if results.contains(&Truth::Undecidable) {
+                Truth::Undecidable
+            } else {
+                Truth::Unknown
             }
-            any
         }
     }
 }
@@ -115,40 +162,48 @@ pub fn evaluable(expr: &Expr) -> Result<(), String> {
     }
 }
 
-fn scalar(op: Op, left: Option<&str>, right: Option<&str>) -> Option<bool> {
-    // SQL semantics: a comparison with NULL is unknown (`None`), and stays
-    // unknown under NOT; AND/OR combine unknowns as SQL does.
-    let (Some(left), Some(right)) = (left, right) else {
-        return None;
+/// One comparison: `None` when the operator needs the database,
+/// `Some(None)` when a side is NULL (unknown, as in SQL).
+fn scalar(op: Op, left: Option<&str>, right: Option<&str>) -> Option<Option<bool>> {
+    let decided = |left: &str, right: &str| -> Option<bool> {
+        Some(match op {
+            Op::Eq => compare(left, right).is_eq(),
+            Op::Neq => !compare(left, right).is_eq(),
+            Op::Gt => compare(left, right).is_gt(),
+            Op::Gte => compare(left, right).is_ge(),
+            Op::Lt => compare(left, right).is_lt(),
+            Op::Lte => compare(left, right).is_le(),
+            Op::Like => like(left, right, false),
+            Op::Ilike => like(left, right, true),
+            _ => return None,
+        })
     };
-    Some(match op {
-        Op::Eq => compare(left, right).is_eq(),
-        Op::Neq => !compare(left, right).is_eq(),
-        Op::Gt => compare(left, right).is_gt(),
-        Op::Gte => compare(left, right).is_ge(),
-        Op::Lt => compare(left, right).is_lt(),
-        Op::Lte => compare(left, right).is_le(),
-        Op::Like => like(left, right, false),
-        Op::Ilike => like(left, right, true),
-        _ => return None,
-    })
+    // Whether the operator can be judged at all, whatever the values.
+    decided("", "")?;
+    match (left, right) {
+        (Some(left), Some(right)) => Some(decided(left, right)),
+        _ => Some(None),
+    }
 }
 
-fn filter_matches(filter: &Filter, row: &Value, caller: &Caller) -> Option<bool> {
+/// One filter on the row: `None` when it cannot be judged in memory (an
+/// operator that needs the database, a column absent from the row, a
+/// variable the caller lacks), else SQL's true, false or unknown.
+fn filter_matches(filter: &Filter, row: &Value, caller: &Caller) -> Option<Option<bool>> {
     let cell = row.get(&filter.column)?;
     let left = text_of(cell);
     match &filter.operand {
-        Operand::Is(IsValue::Null) => Some(cell.is_null()),
-        Operand::Is(IsValue::True) => Some(cell == &Value::Bool(true)),
-        Operand::Is(IsValue::False) => Some(cell == &Value::Bool(false)),
-        Operand::Is(IsValue::Unknown) => Some(cell.is_null()),
+        Operand::Is(IsValue::Null) => Some(Some(cell.is_null())),
+        Operand::Is(IsValue::True) => Some(Some(cell == &Value::Bool(true))),
+        Operand::Is(IsValue::False) => Some(Some(cell == &Value::Bool(false))),
+        Operand::Is(IsValue::Unknown) => Some(Some(cell.is_null())),
         Operand::Scalar(term) if filter.op == Op::IsDistinct => {
             let right = term_text(term, caller)?;
-            Some(match (&left, &right) {
+            Some(Some(match (&left, &right) {
                 (None, None) => false,
                 (Some(a), Some(b)) => !compare(a, b).is_eq(),
                 _ => true,
-            })
+            }))
         }
         Operand::Scalar(term) => scalar(
             filter.op,
@@ -168,10 +223,27 @@ fn filter_matches(filter: &Filter, row: &Value, caller: &Caller) -> Option<bool>
             let results = values
                 .iter()
                 .map(|right| scalar(op, left.as_deref(), right.as_deref()))
-                .collect::<Option<Vec<bool>>>()?;
+                .collect::<Option<Vec<Option<bool>>>>()?;
+            // ANY is an OR over the list, ALL an AND, with SQL's NULLs.
             Some(match filter.quantifier {
-                Some(Quantifier::All) => results.iter().all(|b| *b),
-                _ => results.iter().any(|b| *b),
+                Some(Quantifier::All) => {
+                    if results.contains(&Some(false)) {
+                        Some(false)
+                    } else if results.iter().all(|r| *r == Some(true)) {
+                        Some(true)
+                    } else {
+                        None
+                    }
+                }
+                _ => {
+                    if results.contains(&Some(true)) {
+                        Some(true)
+                    } else if results.iter().all(|r| *r == Some(false)) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
             })
         }
         Operand::Search { .. } => None,
@@ -204,8 +276,11 @@ mod tests {
             ("title=like.*world", Some(false)),
             ("n=in.(1,10)", Some(true)),
             ("n=gt(all).{1,11}", Some(false)),
-            ("deleted_at=eq.x", None),
-            ("deleted_at=not.eq.x", None),
+            ("deleted_at=eq.x", Some(false)),
+            ("deleted_at=not.eq.x", Some(false)),
+            ("or=(deleted_at.eq.x,title.fts.hello)", None),
+            ("and=(deleted_at.eq.x,title.fts.hello)", Some(false)),
+            ("deleted_at=in.(x,y)", Some(false)),
             ("or=(deleted_at.eq.x,n.eq.10)", Some(true)),
             ("and=(deleted_at.eq.x,n.eq.3)", Some(false)),
             ("title=fts.hello", None),
@@ -232,7 +307,7 @@ mod tests {
                 &row,
                 &anon
             ),
-            None,
+            Some(false),
             "no uid: owner = NULL is unknown, so the row is not allowed"
         );
     }
