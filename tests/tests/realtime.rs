@@ -657,3 +657,69 @@ async fn every_live_filter_operator() {
         assert_eq!(&got, expected, "{filter}");
     }
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused() {
+    let basalt = Basalt::builder()
+        .env("BASALT_REALTIME_MAX_CONNECTIONS", "2")
+        .start()
+        .await;
+    let anon = basalt.keys().anon;
+    let _first = Client::connect(&basalt, &anon, None).await;
+    let second = Client::connect(&basalt, &anon, None).await;
+    let url = basalt
+        .url(&format!("/realtime/v1/websocket?apikey={anon}"))
+        .replacen("http://", "ws://", 1);
+    match tokio_tungstenite::connect_async(url.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!(
+            "a third connection was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    // A closed connection frees its place.
+    drop(second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio_tungstenite::connect_async(url.clone()).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Signing in with the first message, and changes delivered in commit order
+/// when transactions commit out of order.
+#[tokio::test]
+async fn first_message_sign_in_and_out_of_order_commits() {
+    let basalt = Basalt::start().await;
+    let users = setup(&basalt).await;
+    let (ann, token) = (&users[0].0, &users[0].1);
+    let mut client = Client::connect(&basalt, &basalt.keys().anon, None).await;
+    client
+        .send(json!({"type": "access_token", "ref": "a", "token": token}))
+        .await;
+    let reply = client.expect().await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let ack = client.join("room", json!([{"table": "items"}]), None).await;
+    assert_eq!(ack["status"], "ok", "signed in by message: {ack}");
+    let url = basalt.database_url().unwrap().to_owned();
+    let mut slow = basalt_tests::connect(&url).await;
+    let fast = basalt_tests::connect(&url).await;
+    let long = slow.transaction().await.unwrap();
+    long.batch_execute(&insert_sql(ann, "began first", 1))
+        .await
+        .unwrap();
+    fast.batch_execute(&insert_sql(ann, "committed first", 2))
+        .await
+        .unwrap();
+    let first = client.expect().await;
+    assert_eq!(first["record"]["name"], "committed first");
+    long.commit().await.unwrap();
+    let second = client.expect().await;
+    assert_eq!(second["record"]["name"], "began first");
+    assert!(second["position"].as_i64() > first["position"].as_i64());
+}

@@ -309,6 +309,13 @@ impl Hub {
         }
     }
 
+    /// Records the session a connection now acts for (checked for revocation).
+    pub fn sign_in(&self, conn: u64, session: Option<uuid::Uuid>) {
+        if let Some(connection) = self.lock().connections.get_mut(&conn) {
+            connection.session = session;
+        }
+    }
+
     /// Pauses delivery to a connection whose token expired.
     pub fn pause(&self, conn: u64) {
         if let Some(connection) = self.lock().connections.get_mut(&conn) {

@@ -539,7 +539,11 @@ async fn handle(
                     )]
                 }
             };
-            if caller.user.map(|(user, _)| user) != fresh.user.map(|(user, _)| user) {
+            // A connection opened with the API key alone may sign in with its
+            // first token; after that, tokens must stay the same user's.
+            if caller.user.is_some()
+                && caller.user.map(|(user, _)| user) != fresh.user.map(|(user, _)| user)
+            {
                 return vec![error(
                     &reference,
                     "wrong_user",
@@ -548,6 +552,7 @@ async fn handle(
             }
             *caller = fresh;
             *expires = expiry(caller);
+            hub.sign_in(id, caller.user.map(|(_, session)| session));
             let (position, replays) = hub.refresh(id, identity(caller), |spec| {
                 table_access(state, caller, &spec.schema, &spec.table).ok()
             });
