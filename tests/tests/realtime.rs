@@ -432,6 +432,17 @@ async fn subscribers_on_two_servers_of_one_database_both_receive() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(here.expect().await["event"], "notice");
     assert_eq!(there.expect().await["event"], "notice");
+    // With broadcast_self, the sender receives its own broadcast too.
+    here.send(json!({"type": "join", "ref": "e", "topic": "echo", "broadcast_self": true}))
+        .await;
+    assert_eq!(here.expect().await["status"], "ok");
+    assert_eq!(here.expect().await["type"], "presence_state");
+    here.send(
+        json!({"type": "broadcast", "ref": "b2", "topic": "echo", "event": "ping", "payload": {}}),
+    )
+    .await;
+    assert_eq!(here.expect().await["status"], "ok");
+    assert_eq!(here.expect().await["event"], "ping", "its own broadcast");
 }
 
 #[tokio::test]
