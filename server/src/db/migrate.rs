@@ -56,8 +56,10 @@ async fn apply_locked(client: &mut Client) -> anyhow::Result<Vec<String>> {
 /// The migrations this binary has that the database has not applied.
 pub async fn pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
     let applied = applied(client).await?;
-    Ok(runner()
-        .get_migrations()
+    // In version order (V10 after V9), as they will be applied.
+    let mut migrations = runner().get_migrations().clone();
+    migrations.sort_by_key(|migration| migration.version());
+    Ok(migrations
         .iter()
         .map(label)
         .filter(|name| !applied.contains(name))
