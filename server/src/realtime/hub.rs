@@ -71,6 +71,8 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     ids: AtomicU64,
+    /// Connections accepted (reserved at the upgrade, released at the end).
+    open: AtomicU64,
     /// Per-subscription limit of messages held while it replays.
     buffer_limit: usize,
 }
@@ -86,6 +88,7 @@ impl Hub {
                 ..State::default()
             }),
             ids: AtomicU64::new(1),
+            open: AtomicU64::new(0),
             buffer_limit,
         }
     }
@@ -94,8 +97,19 @@ impl Hub {
         self.state.lock().expect("not poisoned")
     }
 
-    pub fn connections(&self) -> usize {
-        self.lock().connections.len()
+    /// Takes a connection slot if fewer than `max` are taken (atomically, at
+    /// the upgrade, before the connection's task runs).
+    pub fn reserve(&self, max: u64) -> bool {
+        self.open
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a slot back (when the connection ends).
+    pub fn release(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub fn position(&self) -> i64 {

@@ -83,7 +83,10 @@ async fn websocket(
     let apikey = param("apikey").or(header);
     let token = param("access_token");
     let caller = Caller::from_keys(&state, apikey.as_deref(), token.as_deref())?;
-    if state.realtime.connections() as u64 >= state.config.realtime.max_connections {
+    if !state
+        .realtime
+        .reserve(state.config.realtime.max_connections)
+    {
         return Err(HttpError::from(
             ApiError::new(ErrorCode::DatabaseUnavailable)
                 .with_message("This server holds as many realtime connections as it allows.")
@@ -92,6 +95,7 @@ async fn websocket(
         .retry_after(5));
     }
     let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
+        state.realtime.release();
         HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(error.to_string()))
     })?;
     let state = state.get_ref().clone();
@@ -267,6 +271,7 @@ async fn connection(
         }
     };
     hub.disconnect(id);
+    hub.release();
     if let Err(problem) = untrack(&state, Some(id), None).await {
         tracing::warn!("cannot remove a closed connection's presence: {problem}");
     }
