@@ -595,8 +595,10 @@ async fn presence_full_state_on_join_diffs_after_and_cleanup_on_disconnect_and_r
     d.send(json!({"type": "presence", "ref": "p", "topic": "lobby", "event": "track", "key": "bob-phone", "payload": {"on": "phone"}})).await;
     assert_eq!(d.expect().await["status"], "ok");
     let joined = b.expect().await;
+    // A user's own key carries their id: no one can appear as someone else.
+    let phone_key = format!("{bob}:bob-phone");
     assert_eq!(
-        joined["joins"]["bob-phone"],
+        joined["joins"][&phone_key],
         json!([{"on": "phone"}]),
         "{joined}"
     );
@@ -608,11 +610,10 @@ async fn presence_full_state_on_join_diffs_after_and_cleanup_on_disconnect_and_r
         .await
         .expect("the dead replica's members leave");
     assert_eq!(
-        leave["leaves"]["bob-phone"],
+        leave["leaves"][&phone_key],
         json!([{"on": "phone"}]),
         "{leave}"
     );
-    let _ = bob;
 }
 
 /// Every operator family a live filter evaluates, with negation and groups.
@@ -733,4 +734,75 @@ async fn first_message_sign_in_and_out_of_order_commits() {
     let second = client.expect().await;
     assert_eq!(second["record"]["name"], "began first");
     assert!(second["position"].as_i64() > first["position"].as_i64());
+}
+
+/// Two policies combine per row: a broad one with few columns and a narrow
+/// one with all columns never show all columns of every row; an update's old
+/// row is shown only if it was visible too.
+#[tokio::test]
+async fn policies_combine_per_row_and_old_rows_stay_hidden() {
+    let basalt = Basalt::start().await;
+    let users = setup(&basalt).await;
+    let service = basalt.keys().service_role;
+    let (ann, token) = (&users[0].0, &users[0].1);
+    let bob = &users[1].0;
+    basalt
+        .admin_sql("create table notes (id int primary key, owner uuid, body text)")
+        .await;
+    call(
+        &basalt,
+        &service,
+        None,
+        Method::POST,
+        "/admin/v1/tables/notes/realtime",
+        None,
+    )
+    .await;
+    for policy in [
+        json!({"subject": "authenticated", "object": "table:public.notes", "action": "select", "columns": ["id"]}),
+        json!({"subject": "authenticated", "object": "table:public.notes", "action": "select", "condition": "owner=eq.{auth.uid}"}),
+    ] {
+        let (status, body) = call(
+            &basalt,
+            &service,
+            None,
+            Method::POST,
+            "/admin/v1/policies",
+            Some(policy),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut client = Client::connect(&basalt, &basalt.keys().anon, Some(token)).await;
+    assert_eq!(
+        client.join("n", json!([{"table": "notes"}]), None).await["status"],
+        "ok"
+    );
+    basalt
+        .admin_sql(&format!(
+            "insert into notes values (1, '{bob}', 'bob secret')"
+        ))
+        .await;
+    basalt
+        .admin_sql(&format!("insert into notes values (2, '{ann}', 'mine')"))
+        .await;
+    assert_eq!(
+        client.expect().await["record"],
+        json!({"id": 1}),
+        "others' rows: the broad policy's columns"
+    );
+    let mine = client.expect().await;
+    assert_eq!(mine["record"]["body"], "mine", "own rows: every column");
+    basalt
+        .admin_sql(&format!(
+            "update notes set owner = '{ann}', body = 'now mine' where id = 1"
+        ))
+        .await;
+    let moved = client.expect().await;
+    assert_eq!(moved["record"]["body"], "now mine");
+    assert_eq!(
+        moved["old_record"],
+        json!({"id": 1}),
+        "the old row only as it was visible: {moved}"
+    );
 }

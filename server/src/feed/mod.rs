@@ -40,31 +40,38 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Page, tokio_postgres::Error> {
-    let pruned_through: i64 = client
-        .query_one("SELECT pruned_through FROM basalt.feed_state", &[])
-        .await?
-        .get(0);
-    if after < pruned_through {
-        return Ok(Page::Gap { pruned_through });
-    }
+    // One statement, one snapshot: a prune committing meanwhile cannot make
+    // changes vanish between the gap check and the read.
     let rows = client
         .query(
-            "SELECT position, schema_name, table_name, operation, old_row, new_row,
-                    to_jsonb(committed_at) #>> '{}'
-             FROM basalt.changes WHERE position > $1 ORDER BY position LIMIT $2",
+            "SELECT s.pruned_through, c.position, c.schema_name, c.table_name, c.operation,
+                    c.old_row, c.new_row, to_jsonb(c.committed_at) #>> '{}'
+             FROM basalt.feed_state s
+             LEFT JOIN LATERAL (
+                SELECT * FROM basalt.changes WHERE position > $1 ORDER BY position LIMIT $2
+             ) c ON true
+             ORDER BY c.position",
             &[&after, &limit],
         )
         .await?;
+    let pruned_through: i64 = rows.first().map_or(0, |row| row.get(0));
+    if after < pruned_through {
+        return Ok(Page::Gap { pruned_through });
+    }
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|row| row.get::<_, Option<i64>>(1).is_some())
+        .collect();
     Ok(Page::Changes(
         rows.iter()
             .map(|row| Change {
-                position: row.get(0),
-                schema: row.get(1),
-                table: row.get(2),
-                operation: row.get(3),
-                old: row.get(4),
-                new: row.get(5),
-                committed_at: row.get(6),
+                position: row.get(1),
+                schema: row.get(2),
+                table: row.get(3),
+                operation: row.get(4),
+                old: row.get(5),
+                new: row.get(6),
+                committed_at: row.get(7),
             })
             .collect(),
     ))

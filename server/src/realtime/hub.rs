@@ -21,12 +21,52 @@ pub struct Identity {
     pub claims: Value,
 }
 
-/// A subscriber's right to see rows of one table: the policy's row
-/// condition and columns (`None`: all).
+/// A subscriber's right to see rows of one table: each matching policy's
+/// row condition and columns, kept apart. A row is visible when some
+/// policy's condition holds on it, with the columns of the policies whose
+/// condition holds (so combining a broad policy with few columns and a
+/// narrow one with many never shows many columns of every row).
 #[derive(Debug, Clone)]
 pub struct Access {
-    pub condition: Option<Expr>,
-    pub columns: Option<Vec<String>>,
+    /// `(condition, columns)`; `None` condition: every row; `None` columns: all.
+    pub grants: Vec<(Option<Expr>, Option<Vec<String>>)>,
+}
+
+impl Access {
+    /// The columns of `row` the subscriber may see (`Some(None)`: all), or
+    /// `None` when the row is not visible.
+    fn visible(&self, row: &Value, variables: &Variables) -> Option<Option<Vec<String>>> {
+        let mut visible = false;
+        let mut columns: Vec<String> = Vec::new();
+        for (condition, granted) in &self.grants {
+            let holds = condition
+                .as_ref()
+                .is_none_or(|condition| matches(condition, row, variables) == Some(true));
+            if !holds {
+                continue;
+            }
+            visible = true;
+            match granted {
+                None => return Some(None),
+                Some(granted) => columns.extend(granted.iter().cloned()),
+            }
+        }
+        visible.then_some(Some(columns))
+    }
+
+    /// The columns every grant allows (what a filter may read).
+    pub fn common_columns(&self) -> Option<Vec<String>> {
+        let mut common: Option<Vec<String>> = None;
+        for (_, granted) in &self.grants {
+            if let Some(granted) = granted {
+                common = Some(match common {
+                    None => granted.clone(),
+                    Some(so_far) => so_far.into_iter().filter(|c| granted.contains(c)).collect(),
+                });
+            }
+        }
+        common
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -93,8 +133,17 @@ impl Hub {
         }
     }
 
+    /// The state; a panic elsewhere while it was held does not take realtime
+    /// down (each change to it is a complete step).
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("not poisoned")
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether delivery to the connection is paused (its token expired).
+    pub fn paused(&self, conn: u64) -> bool {
+        self.lock().connections.get(&conn).is_some_and(|c| c.paused)
     }
 
     /// Takes a connection slot if fewer than `max` are taken (atomically, at
@@ -155,6 +204,14 @@ impl Hub {
     /// Why the connection was cut off, if it was.
     pub fn reason(&self, conn: u64) -> Option<&'static str> {
         self.lock().connections.get(&conn).and_then(|c| c.reason)
+    }
+
+    /// Cuts off every connection (they must resynchronize).
+    pub fn cut_all(&self, reason: &'static str) {
+        for connection in self.lock().connections.values_mut() {
+            connection.reason = Some(reason);
+            connection.kill.notify_one();
+        }
     }
 
     pub fn cut(&self, conn: u64, reason: &'static str) {
@@ -224,10 +281,13 @@ impl Hub {
         let Some(connection) = state.connections.get(&conn) else {
             return Vec::new();
         };
+        if connection.paused {
+            return Vec::new();
+        }
         state
             .subscriptions
             .iter()
-            .filter(|s| s.conn == conn && s.topic == topic)
+            .filter(|s| s.conn == conn && s.topic == topic && s.last_sent < change.position)
             .filter_map(|s| render(s, &connection.identity, change))
             .collect()
     }
@@ -284,6 +344,10 @@ impl Hub {
                 continue;
             }
             let Some(message) = render(subscription, &connection.identity, change) else {
+                // Nothing to send, but this subscription is now past it.
+                if subscription.buffer.is_none() {
+                    subscription.last_sent = change.position;
+                }
                 continue;
             };
             if let Some(buffer) = &mut subscription.buffer {
@@ -313,7 +377,7 @@ impl Hub {
             let Some(receive_own) = connection.topics.get(topic) else {
                 continue;
             };
-            if Some(*id) == from && !receive_own {
+            if (Some(*id) == from && !receive_own) || connection.paused {
                 continue;
             }
             if connection.sender.try_send(message.to_owned()).is_err() {
@@ -413,27 +477,32 @@ fn render(subscription: &Subscription, identity: &Identity, change: &Change) -> 
         role: &identity.role,
         claims: &identity.claims,
     };
-    // A condition that cannot be decided in memory hides the row.
-    for expr in [&subscription.access.condition, &spec.filter]
-        .into_iter()
-        .flatten()
-    {
-        if matches(expr, row, &variables) != Some(true) {
+    // A DELETE is judged on the old row, others on the new one; the old row
+    // of an update is shown only if it was visible too.
+    let columns = subscription.access.visible(row, &variables)?;
+    if let Some(filter) = &spec.filter {
+        if matches(filter, row, &variables) != Some(true) {
             return None;
         }
     }
-    let project = |row: &Option<Value>| -> Value {
-        match (row, &subscription.access.columns) {
-            (Some(Value::Object(map)), Some(columns)) => Value::Object(
+    let old_columns = match (change.operation.as_str(), &change.old) {
+        ("UPDATE", Some(old)) => subscription.access.visible(old, &variables),
+        _ => Some(columns.clone()),
+    };
+    let project = |row: &Option<Value>, columns: &Option<Option<Vec<String>>>| -> Value {
+        match (row, columns) {
+            (_, None) | (None, _) => Value::Null,
+            (Some(Value::Object(map)), Some(Some(columns))) => Value::Object(
                 map.iter()
                     .filter(|(k, _)| columns.contains(k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect::<Map<String, Value>>(),
             ),
-            (Some(value), _) => value.clone(),
-            (None, _) => Value::Null,
+            (Some(value), Some(None)) => value.clone(),
+            (Some(value), Some(Some(_))) => value.clone(),
         }
     };
+    let new_columns = Some(columns);
     Some(
         json!({
             "type": "postgres_changes",
@@ -443,8 +512,8 @@ fn render(subscription: &Subscription, identity: &Identity, change: &Change) -> 
             "schema": change.schema,
             "table": change.table,
             "commit_timestamp": change.committed_at,
-            "record": project(&change.new),
-            "old_record": project(&change.old),
+            "record": project(&change.new, &new_columns),
+            "old_record": project(&change.old, &old_columns),
         })
         .to_string(),
     )

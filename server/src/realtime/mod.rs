@@ -58,8 +58,9 @@ fn identity(caller: &Caller) -> Identity {
 fn expiry(caller: &Caller) -> Option<tokio::time::Instant> {
     let exp = caller.claims.get("exp")?.as_i64()?;
     let now = chrono::Utc::now().timestamp();
-    let left = Duration::from_secs(exp.saturating_sub(now).max(0) as u64);
-    Some(tokio::time::Instant::now() + left)
+    // At most a year away: a far-future `exp` must not overflow the clock.
+    let left = Duration::from_secs(exp.saturating_sub(now).clamp(0, 365 * 86_400) as u64);
+    tokio::time::Instant::now().checked_add(left)
 }
 
 /// `GET /realtime/v1/websocket?apikey=…[&access_token=…]` (or the headers).
@@ -417,14 +418,20 @@ fn table_access(
         &format!("table:{schema}.{table}"),
         "select",
     );
-    if decision.allowed {
-        Ok(Access {
-            condition: decision.condition,
-            columns: decision.columns,
-        })
-    } else {
-        Err(decision.reason)
+    if !decision.allowed {
+        return Err(decision.reason);
     }
+    // The service_role key: no policies, every row and column.
+    let grants = if decision.policies.is_empty() {
+        vec![(None, None)]
+    } else {
+        decision
+            .policies
+            .iter()
+            .map(|policy| (policy.parsed.clone(), policy.columns.clone()))
+            .collect()
+    };
+    Ok(Access { grants })
 }
 
 /// Handles one client message; returns the replies (and replayed changes)
@@ -442,6 +449,20 @@ async fn handle(
         Ok(message) => message,
         Err(problem) => return vec![error(&None, "invalid_message", problem.to_string())],
     };
+    // With an expired token, only a fresh token, heartbeats and leaving.
+    let allowed_while_paused = matches!(
+        message,
+        ClientMessage::AccessToken { .. }
+            | ClientMessage::Heartbeat { .. }
+            | ClientMessage::Leave { .. }
+    );
+    if !allowed_while_paused && hub.paused(id) {
+        return vec![error(
+            &None,
+            "token_expired",
+            "send a fresh access_token first".into(),
+        )];
+    }
     match message {
         ClientMessage::Heartbeat { reference } => vec![ok(&reference, json!({}))],
         ClientMessage::Leave { reference, topic } => {
@@ -513,10 +534,21 @@ async fn handle(
             if !decision.allowed {
                 return vec![error(&reference, "forbidden", decision.reason)];
             }
-            let key = key.unwrap_or_else(|| match caller.user {
-                Some((user, _)) => user.to_string(),
-                None => format!("{}-{id}", state.realtime_replica),
-            });
+            // A key names the member: a user's own keys are prefixed with
+            // the user id (no one can appear as someone else); anonymous
+            // members are their connection.
+            let key = match (caller.user, key) {
+                (Some((user, _)), Some(key)) if key.len() <= 100 => format!("{user}:{key}"),
+                (Some((user, _)), None) => user.to_string(),
+                (None, _) => format!("{}-{id}", state.realtime_replica),
+                (Some(_), Some(_)) => {
+                    return vec![error(
+                        &reference,
+                        "invalid_key",
+                        "a presence key is at most 100 bytes".into(),
+                    )]
+                }
+            };
             let outcome = match event.as_str() {
                 "track" if payload.to_string().len() <= MAX_BROADCAST_BYTES / 2 => {
                     track(state, id, &topic, &key, &payload).await
@@ -664,7 +696,7 @@ async fn join(
             },
         };
         // A filter may only read columns the caller may read.
-        if let (Some(filter), Some(columns)) = (&filter, &access.columns) {
+        if let (Some(filter), Some(columns)) = (&filter, &access.common_columns()) {
             let used = basalt_core::rest::ReadQuery {
                 filters: vec![filter.clone()],
                 ..Default::default()
@@ -768,11 +800,26 @@ async fn replay(
                         "feed_gap",
                         format!("changes up to position {pruned_through} are no longer kept"),
                     ));
-                    break;
+                    hub.cut(id, "feed_gap");
+                    return out;
                 }
-                _ => break,
+                Ok(_) => break,
+                Err(problem) => {
+                    // Never go live over a hole: the client resumes later.
+                    out.push(error(&None, "database_unavailable", problem.to_string()));
+                    hub.cut(id, "replay_failed");
+                    return out;
+                }
             }
         }
+    } else {
+        out.push(error(
+            &None,
+            "database_unavailable",
+            "no database connection".into(),
+        ));
+        hub.cut(id, "replay_failed");
+        return out;
     }
     hub.go_live(id, topic, to);
     out
@@ -875,7 +922,12 @@ pub async fn follow_feed(state: AppState, pg: tokio_postgres::Config, tls: db::p
                         }
                     }
                     Ok(Page::Gap { pruned_through }) => {
+                        // Changes were pruned before this replica delivered
+                        // them: its subscribers cannot be told which, so they
+                        // are disconnected to resynchronize (a resume then
+                        // answers feed_gap).
                         tracing::warn!(pruned_through, "realtime fell behind the feed's retention");
+                        state.realtime.cut_all("feed_gap");
                         state.realtime.skip_to(pruned_through);
                     }
                     Err(error) => {
