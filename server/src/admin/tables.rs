@@ -319,40 +319,52 @@ async fn migrations(
     Ok(HttpResponse::Ok().json(json!({"migrations": list})))
 }
 
-/// `POST /admin/v1/tables/{name}/realtime`: captures the table's changes
-/// into the change feed (a trigger, recorded as a migration).
+/// `POST /admin/v1/tables/{name}/realtime` captures the table's changes
+/// into the change feed (a trigger, recorded as a migration); `DELETE`
+/// stops capturing them.
 async fn enable_realtime(
     admin: Admin<SchemaWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let table = known(&state, &path).await?;
-    let answer = apply(
-        &state,
-        &admin.caller,
-        &request,
-        format!("enable realtime on {}", table.name),
-        vec![crate::feed::enable_sql(&table.schema, &table.name)],
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(answer))
+    set_realtime(admin, state, request, path, true).await
 }
 
-/// `DELETE /admin/v1/tables/{name}/realtime`: stops capturing its changes.
 async fn disable_realtime(
     admin: Admin<SchemaWrite>,
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
+    set_realtime(admin, state, request, path, false).await
+}
+
+async fn set_realtime(
+    admin: Admin<SchemaWrite>,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+    enable: bool,
+) -> Result<HttpResponse, HttpError> {
     let table = known(&state, &path).await?;
+    let (name, statement) = if enable {
+        (
+            "enable",
+            crate::feed::enable_sql(&table.schema, &table.name),
+        )
+    } else {
+        (
+            "disable",
+            crate::feed::disable_sql(&table.schema, &table.name),
+        )
+    };
     let answer = apply(
         &state,
         &admin.caller,
         &request,
-        format!("disable realtime on {}", table.name),
-        vec![crate::feed::disable_sql(&table.schema, &table.name)],
+        format!("{name} realtime on {}", table.name),
+        vec![statement],
     )
     .await?;
     Ok(HttpResponse::Ok().json(answer))

@@ -6,7 +6,9 @@
 
 use super::idempotency::Idempotency;
 use super::rpc::{call_reply, plan_call};
-use super::write::{plan_delete, plan_insert, plan_update, representation, WriteCheck};
+use super::write::{
+    insert_rows, plan_delete, plan_insert, plan_update, representation, WriteCheck,
+};
 use super::{in_transaction, target, Prefer, Reply, Step, Target};
 use crate::auth::Caller;
 use crate::http::error::HttpError;
@@ -16,7 +18,6 @@ use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::FilterError;
-use basalt_core::rest::body_columns;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -111,11 +112,7 @@ async fn plan(
         }
         Operation::Insert { table, rows } => {
             let target = target(state, caller, profile, &[], &table, "insert").await?;
-            let columns = body_columns(&rows)?;
-            let objects = match rows {
-                Value::Array(items) => items,
-                object => vec![object],
-            };
+            let (columns, objects) = insert_rows(rows)?;
             let plan = plan_insert(state, caller, &target, prefer, objects, columns, None)?;
             write("insert", target, plan)
         }
@@ -126,11 +123,7 @@ async fn plan(
             ignore_duplicates,
         } => {
             let target = target(state, caller, profile, &[], &table, "insert").await?;
-            let columns = body_columns(&rows)?;
-            let objects = match rows {
-                Value::Array(items) => items,
-                object => vec![object],
-            };
+            let (columns, objects) = insert_rows(rows)?;
             let on = on_conflict.unwrap_or_else(|| target.table.primary_key.clone());
             let resolution = Prefer {
                 resolution: Some(

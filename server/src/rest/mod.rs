@@ -325,6 +325,29 @@ pub async fn target(
     })
 }
 
+/// What a `/rest/v1/<table>` request starts from: its `Prefer`, its query
+/// pairs, and its [`Target`] in the schema its profile header names.
+pub async fn table_request(
+    state: &AppState,
+    caller: &Caller,
+    request: &HttpRequest,
+    name: &str,
+    action: &str,
+) -> Result<(Prefer, Vec<(String, String)>, Target), HttpError> {
+    let prefer = Prefer::of(request)?;
+    let pairs = query_pairs(request);
+    let target = target(
+        state,
+        caller,
+        &profile(state, request)?,
+        &pairs,
+        name,
+        action,
+    )
+    .await?;
+    Ok((prefer, pairs, target))
+}
+
 pub fn is_service_key(caller: &Caller) -> bool {
     caller.role == crate::authz::engine::SERVICE_ROLE && caller.user.is_none()
 }

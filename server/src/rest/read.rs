@@ -3,10 +3,7 @@
 //! `limit`/`offset`, the `Range` header (206/416) or a keyset cursor, and
 //! JSON, single-object or CSV output.
 
-use super::{
-    decide, in_transaction, profile, query_pairs, target, uid_of, variables, Embedding, Prefer,
-    Reply, Step,
-};
+use super::{decide, in_transaction, table_request, uid_of, variables, Embedding, Reply, Step};
 use crate::auth::Caller;
 use crate::http::error::HttpError;
 use crate::state::AppState;
@@ -106,17 +103,8 @@ pub async fn read(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let format = format(&request)?;
-    let prefer = Prefer::of(&request)?;
-    let pairs = query_pairs(&request);
-    let mut target = target(
-        &state,
-        &caller,
-        &profile(&state, &request)?,
-        &pairs,
-        &path,
-        "select",
-    )
-    .await?;
+    let (prefer, pairs, mut target) =
+        table_request(&state, &caller, &request, &path, "select").await?;
     if let Some((offset, limit)) = range(&request)? {
         target.query.offset = target.query.offset.or(Some(offset));
         target.query.limit = match (target.query.limit, limit) {

@@ -3,8 +3,7 @@
 
 use super::idempotency::Idempotency;
 use super::{
-    decide, in_transaction, profile, query_pairs, target, uid_of, variables, Prefer, Reply, Step,
-    Target,
+    decide, in_transaction, table_request, uid_of, variables, Prefer, Reply, Step, Target,
 };
 use crate::auth::Caller;
 use crate::authz::routes::subject_of;
@@ -176,6 +175,17 @@ pub fn reply(
         reply = reply.header("preference-applied", applied);
     }
     Ok(reply)
+}
+
+/// An insert's body (one object or an array of objects) as the union of
+/// its keys and the list of objects.
+pub fn insert_rows(body: Value) -> Result<(Vec<String>, Vec<Value>), HttpError> {
+    let columns = body_columns(&body)?;
+    let objects = match body {
+        Value::Array(items) => items,
+        object => vec![object],
+    };
+    Ok((columns, objects))
 }
 
 /// `columns=a,b`: the keys an insert reads (others in the body are ignored).
@@ -440,25 +450,9 @@ pub async fn insert(
     path: Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
-    let prefer = Prefer::of(&request)?;
-    let pairs = query_pairs(&request);
-    let target = target(
-        &state,
-        &caller,
-        &profile(&state, &request)?,
-        &pairs,
-        &path,
-        "insert",
-    )
-    .await?;
-    let body = body.into_inner();
-    let body_keys = body_columns(&body)?;
+    let (prefer, pairs, target) = table_request(&state, &caller, &request, &path, "insert").await?;
+    let (body_keys, objects) = insert_rows(body.into_inner())?;
     let columns = listed_columns(&pairs).unwrap_or(body_keys);
-    let objects = match body {
-        object @ Value::Object(_) => vec![object],
-        Value::Array(items) => items,
-        _ => unreachable!("body_columns accepted it"),
-    };
     let conflict_on = match prefer.resolution {
         Some(_) => Some(conflict_target(&pairs, &target.table)?),
         None => None,
@@ -535,17 +529,7 @@ pub async fn put(
     path: Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
-    let prefer = Prefer::of(&request)?;
-    let pairs = query_pairs(&request);
-    let target = target(
-        &state,
-        &caller,
-        &profile(&state, &request)?,
-        &pairs,
-        &path,
-        "insert",
-    )
-    .await?;
+    let (prefer, _, target) = table_request(&state, &caller, &request, &path, "insert").await?;
     let keys = key_filters(&target)?;
     let Value::Object(object) = body.into_inner() else {
         return Err(FilterError::new("the body of a PUT must be one JSON object").into());
@@ -634,17 +618,7 @@ pub async fn update(
     path: Path<String>,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
-    let prefer = Prefer::of(&request)?;
-    let pairs = query_pairs(&request);
-    let target = target(
-        &state,
-        &caller,
-        &profile(&state, &request)?,
-        &pairs,
-        &path,
-        "update",
-    )
-    .await?;
+    let (prefer, _, target) = table_request(&state, &caller, &request, &path, "update").await?;
     let plan = plan_update(&state, &caller, &target, &body)?;
     run(
         &state,
@@ -666,17 +640,7 @@ pub async fn delete(
     request: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let prefer = Prefer::of(&request)?;
-    let pairs = query_pairs(&request);
-    let target = target(
-        &state,
-        &caller,
-        &profile(&state, &request)?,
-        &pairs,
-        &path,
-        "delete",
-    )
-    .await?;
+    let (prefer, _, target) = table_request(&state, &caller, &request, &path, "delete").await?;
     let plan = plan_delete(&state, &caller, &target)?;
     run(
         &state,
