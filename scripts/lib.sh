@@ -45,6 +45,17 @@ ensure_rust() {
   fi
 }
 
+# A real S3-compatible server for the storage tests: s3s-fs, built once into
+# a cache outside the checkout (about 2 minutes).
+ensure_s3s_fs() {
+  local root="${XDG_CACHE_HOME:-$HOME/.cache}/basalt-test-tools/s3s-fs"
+  if command -v s3s-fs >/dev/null 2>&1 || [ -x "$root/bin/s3s-fs" ]; then
+    return 0
+  fi
+  echo "installing s3s-fs (an S3-compatible server for the storage tests) into $root"
+  cargo install s3s-fs@0.14.1 --features binary --locked --root "$root"
+}
+
 # A real SMTP server for the auth email tests: aiosmtpd from Debian.
 ensure_aiosmtpd() {
   if /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then

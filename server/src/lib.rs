@@ -17,4 +17,5 @@ pub mod secrets;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod storage;
 pub mod telemetry;

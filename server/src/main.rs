@@ -64,6 +64,9 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
     }
+    // Two TLS providers are linked (ring, and aws-lc-rs through the S3
+    // client); rustls needs one chosen before any TLS config is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let mut flags = Vec::new();
     if let Some(http) = &cli.http {

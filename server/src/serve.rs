@@ -209,6 +209,12 @@ async fn run(
         .await
         .context("cannot apply the roles and policies declared in the config file")?;
     crate::feed::reconcile(&pool, &config.rest.schema, &config.realtime.tables).await?;
+    crate::storage::reconcile_buckets(&pool, &config.storage.buckets)
+        .await
+        .context("cannot apply the buckets declared in the config file")?;
+    let storage = crate::storage::Storage::open(&config, jwt_secret.as_bytes())
+        .await
+        .context("cannot open the storage backend")?;
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle.set_migrated();
     let state = AppState {
@@ -243,6 +249,7 @@ async fn run(
             config.realtime.send_buffer as usize,
         )),
         realtime_replica: uuid::Uuid::new_v4(),
+        storage: Arc::new(storage),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
     };
@@ -275,6 +282,7 @@ async fn run(
         database.pg.clone(),
         database.tls.clone(),
     ));
+    crate::storage::cleanup::spawn(state.clone());
     let realtime_tasks = [
         tokio::spawn(crate::realtime::follow_feed(
             state.clone(),

@@ -35,6 +35,8 @@ pub struct AppState {
     pub realtime_replica: uuid::Uuid,
     /// The exposed schema as the data API sees it (reloaded on DDL).
     pub schema: Arc<crate::rest::cache::SchemaCache>,
+    /// Storage's backend and URL signing key.
+    pub storage: Arc<crate::storage::Storage>,
     /// Whether an SMTP server is configured (emails can be sent).
     pub email_enabled: bool,
     pub embedded: bool,

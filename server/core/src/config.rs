@@ -55,6 +55,8 @@ pub struct Config {
     pub authz: AuthzConfig,
     pub rest: RestConfig,
     pub realtime: RealtimeConfig,
+    pub storage: StorageConfig,
+    pub s3: S3Config,
     pub templates: TemplatesConfig,
     pub jobs: JobsConfig,
     pub server: ServerConfig,
@@ -243,7 +245,7 @@ pub struct PolicyDecl {
 
 /// Settings that are lists of tables, set in the config file only (no
 /// environment variable).
-pub const DECLARATIONS: &[&str] = &["authz.roles", "authz.policies"];
+pub const DECLARATIONS: &[&str] = &["authz.roles", "authz.policies", "storage.buckets"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -390,6 +392,8 @@ impl Default for Config {
             templates: TemplatesConfig::default(),
             jobs: JobsConfig::default(),
             realtime: RealtimeConfig::default(),
+            storage: StorageConfig::default(),
+            s3: S3Config::default(),
             server: ServerConfig::default(),
             cors: CorsConfig {
                 allowed_origins: vec!["*".into()],
@@ -553,7 +557,91 @@ impl Default for RateLimitGroup {
 }
 
 /// Settings whose values are secret: redacted by [`Config::redacted_toml`].
-pub const SECRET_SETTINGS: &[&str] = &["jwt.secret", "database.url", "smtp.password"];
+pub const SECRET_SETTINGS: &[&str] = &["jwt.secret", "database.url", "smtp.password", "s3.secret_access_key"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `local` (files under `<data_dir>/storage`) or `s3` (the `[s3]` settings).
+    pub backend: String,
+    /// The largest object, in bytes; a bucket's `file_size_limit` may lower it.
+    pub max_file_size_bytes: u64,
+    /// The longest expiry a signed URL may ask for.
+    pub signed_url_max_expiry_secs: u64,
+    /// A resumable (TUS) upload not finished within this time is discarded.
+    pub resumable_ttl_secs: u64,
+    /// A stored blob no object refers to is removed once it is this old (an
+    /// upload in flight has written its blob but not yet its metadata).
+    pub orphan_grace_secs: u64,
+    /// How often the cleanup task looks for orphaned blobs and expired uploads.
+    pub cleanup_interval_secs: u64,
+    /// Time limit of one upload or download (instead of `server.request_timeout_ms`).
+    pub transfer_timeout_secs: u64,
+    /// Buckets declared in the config file (`[[storage.buckets]]`), created or
+    /// updated at start-up.
+    pub buckets: Vec<BucketDecl>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: "local".into(),
+            max_file_size_bytes: 5 * 1024 * 1024 * 1024,
+            signed_url_max_expiry_secs: 7 * 86_400,
+            resumable_ttl_secs: 86_400,
+            orphan_grace_secs: 3600,
+            cleanup_interval_secs: 600,
+            transfer_timeout_secs: 3600,
+            buckets: Vec::new(),
+        }
+    }
+}
+
+/// A bucket declared in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketDecl {
+    pub name: String,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub file_size_limit: Option<u64>,
+    #[serde(default)]
+    pub allowed_mime_types: Vec<String>,
+}
+
+/// The S3-compatible store used when `storage.backend = "s3"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`;
+    /// empty means AWS's endpoint for the region.
+    pub endpoint: String,
+    pub region: String,
+    /// The one bucket of the store that holds every Basalt bucket's blobs.
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key`
+    /// (most self-hosted stores need it).
+    pub force_path_style: bool,
+    /// Objects larger than this are sent as a multipart upload in parts of this size.
+    pub part_size_bytes: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+            force_path_style: false,
+            part_size_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
 
 /// A setting that could not be taken, said so that a person can fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1021,6 +1109,7 @@ impl Config {
             1,
             1_000_000,
         )?;
+        self.validate_storage(&fail)?;
         for table in &self.realtime.tables {
             let ok = !table.is_empty()
                 && table.split('.').count() <= 2
@@ -1190,6 +1279,115 @@ impl Config {
 }
 
 impl Config {
+    fn validate_storage<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
+        let storage = &self.storage;
+        match storage.backend.as_str() {
+            "local" => {}
+            "s3" => {
+                for (setting, value) in [
+                    ("s3.bucket", &self.s3.bucket),
+                    ("s3.region", &self.s3.region),
+                    ("s3.access_key_id", &self.s3.access_key_id),
+                    ("s3.secret_access_key", &self.s3.secret_access_key.0),
+                ] {
+                    if value.is_empty() {
+                        return Err(fail(
+                            setting,
+                            "it is empty while storage.backend is s3".into(),
+                            &format!("set {setting} ({})", env_name(setting)),
+                        ));
+                    }
+                }
+                if !self.s3.endpoint.is_empty() && !is_origin(&self.s3.endpoint) {
+                    return Err(fail(
+                        "s3.endpoint",
+                        format!("`{}` is not an http(s) origin", self.s3.endpoint),
+                        "use a URL such as http://127.0.0.1:9000, without a path",
+                    ));
+                }
+            }
+            other => {
+                return Err(fail(
+                    "storage.backend",
+                    format!("`{other}` is not a storage backend"),
+                    "use local or s3",
+                ))
+            }
+        }
+        range(
+            fail,
+            "storage.max_file_size_bytes",
+            storage.max_file_size_bytes,
+            1,
+            5 * 1024 * 1024 * 1024 * 1024,
+        )?;
+        range(
+            fail,
+            "storage.signed_url_max_expiry_secs",
+            storage.signed_url_max_expiry_secs,
+            1,
+            365 * 86_400,
+        )?;
+        range(
+            fail,
+            "storage.resumable_ttl_secs",
+            storage.resumable_ttl_secs,
+            60,
+            30 * 86_400,
+        )?;
+        range(
+            fail,
+            "storage.orphan_grace_secs",
+            storage.orphan_grace_secs,
+            1,
+            30 * 86_400,
+        )?;
+        range(
+            fail,
+            "storage.cleanup_interval_secs",
+            storage.cleanup_interval_secs,
+            1,
+            86_400,
+        )?;
+        range(
+            fail,
+            "storage.transfer_timeout_secs",
+            storage.transfer_timeout_secs,
+            1,
+            7 * 86_400,
+        )?;
+        // S3 refuses multipart parts under 5 MiB (except the last) and over 5 GiB.
+        range(
+            fail,
+            "s3.part_size_bytes",
+            self.s3.part_size_bytes,
+            5 * 1024 * 1024,
+            5 * 1024 * 1024 * 1024,
+        )?;
+        for bucket in &storage.buckets {
+            if let Err(problem) = crate::storage::check_bucket_id(&bucket.name) {
+                return Err(fail(
+                    "storage.buckets",
+                    format!("bucket `{}`: {problem}", bucket.name),
+                    "use 1-63 lowercase letters, digits, `.`, `_` or `-`",
+                ));
+            }
+            for pattern in &bucket.allowed_mime_types {
+                if !crate::storage::valid_mime_pattern(pattern) {
+                    return Err(fail(
+                        "storage.buckets",
+                        format!("bucket `{}`: `{pattern}` is not a MIME type", bucket.name),
+                        "write types as image/png, image/* or */*",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_declarations(&self, origins: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         use crate::policy::{policy_problem, valid_role_name, BUILTIN_ROLES};
         let fail =

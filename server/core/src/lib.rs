@@ -11,3 +11,4 @@ pub mod forwarded;
 pub mod policy;
 pub mod rate;
 pub mod rest;
+pub mod storage;

@@ -24,7 +24,20 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/admin/v1/status").route(web::get().to(status)))
         .service(resource("/admin/v1/sql").route(web::post().to(sql)))
         .service(resource("/admin/v1/schema/reload").route(web::post().to(reload_schema)))
+        .service(resource("/admin/v1/storage/cleanup").route(web::post().to(storage_cleanup)))
         .configure(tables::routes);
+}
+
+/// Runs storage's cleanup task now (service_role only) and says what it removed.
+async fn storage_cleanup(
+    _: crate::auth::ServiceRole,
+    state: Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let swept = crate::storage::cleanup::sweep(&state).await.map_err(|error| {
+        tracing::error!("storage cleanup: {error:#}");
+        HttpError::from(basalt_core::errors::ErrorCode::StorageUnavailable)
+    })?;
+    Ok(HttpResponse::Ok().json(swept))
 }
 
 /// Reloads the data API's schema cache now (after DDL on a database where

@@ -24,7 +24,13 @@ pub async fn body_limit(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let limit = state(&request).config.server.body_limit_bytes;
+    let config = &state(&request).config;
+    // Objects have their own limit, enforced again by storage while streaming.
+    let limit = if crate::storage::is_transfer(request.path()) {
+        config.storage.max_file_size_bytes + 64 * 1024
+    } else {
+        config.server.body_limit_bytes
+    };
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -63,7 +69,12 @@ pub async fn timeout(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let limit = Duration::from_millis(state(&request).config.server.request_timeout_ms);
+    let config = &state(&request).config;
+    let limit = if crate::storage::is_transfer(request.path()) {
+        Duration::from_secs(config.storage.transfer_timeout_secs)
+    } else {
+        Duration::from_millis(config.server.request_timeout_ms)
+    };
     let http_request = request.request().clone();
     match tokio::time::timeout(limit, next.call(request)).await {
         Ok(result) => result.map(ServiceResponse::map_into_boxed_body),

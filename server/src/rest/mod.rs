@@ -485,10 +485,10 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
     }
 }
 
-type Values = Vec<Box<dyn ToSql + Sync + Send>>;
+pub(crate) type Values = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// Parameters as the driver takes them: text, or arrays of text.
-fn boxed(params: Vec<Param>) -> Values {
+pub(crate) fn boxed(params: Vec<Param>) -> Values {
     params
         .into_iter()
         .map(|param| -> Box<dyn ToSql + Sync + Send> {
@@ -500,7 +500,7 @@ fn boxed(params: Vec<Param>) -> Values {
         .collect()
 }
 
-fn references(values: &Values) -> Vec<&(dyn ToSql + Sync)> {
+pub(crate) fn references(values: &Values) -> Vec<&(dyn ToSql + Sync)> {
     values
         .iter()
         .map(|v| v.as_ref() as &(dyn ToSql + Sync))

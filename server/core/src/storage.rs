@@ -1,0 +1,502 @@
+//! Storage's pure parts: object names and bucket ids (what may reach a
+//! backend), byte ranges, `Content-Disposition`, MIME patterns, signed URL
+//! tokens and TUS metadata.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// The longest object name, in bytes (S3's key limit).
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Path words that are routes of `/storage/v1/object/`, so no bucket may be named so.
+pub const RESERVED_BUCKETS: &[&str] = &[
+    "list",
+    "sign",
+    "public",
+    "info",
+    "move",
+    "copy",
+    "upload",
+    "authenticated",
+];
+
+/// A bucket id: 1-63 of `[a-z0-9._-]`, starting with a letter or digit.
+pub fn check_bucket_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !ok {
+        return Err("a bucket id is 1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit".into());
+    }
+    if RESERVED_BUCKETS.contains(&id) {
+        return Err(format!("`{id}` is a reserved word"));
+    }
+    Ok(())
+}
+
+/// Decodes the percent-encoded object path of a URL, then checks it with [`check_name`].
+pub fn name_from_url(raw: &str) -> Result<String, String> {
+    let bytes = percent_decode(raw.as_bytes()).ok_or("a `%` is not followed by two hex digits")?;
+    let name = String::from_utf8(bytes).map_err(|_| "the path is not UTF-8")?;
+    check_name(&name)?;
+    Ok(name)
+}
+
+/// An object name: `/`-separated segments, relative, none empty, `.` or
+/// `..`; no backslash, no drive (`C:`) or UNC form, no control character
+/// (NUL included), no percent-encoded form of these (a name is decoded once;
+/// one still holding `%2e`, `%2f`, `%5c`, `%00`… was encoded twice), at most
+/// [`MAX_NAME_BYTES`].
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the object path is empty".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("the object path is over {MAX_NAME_BYTES} bytes"));
+    }
+    if name.starts_with('/') {
+        return Err("the object path is absolute (starts with `/`)".into());
+    }
+    if name.contains('\\') {
+        return Err("the object path holds a backslash".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("the object path holds a control character".into());
+    }
+    let first = name.split('/').next().unwrap_or_default();
+    let bytes = first.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err("the object path starts with a drive letter".into());
+    }
+    for segment in name.split('/') {
+        match segment {
+            "" => return Err("the object path has an empty segment (`//` or a trailing `/`)".into()),
+            "." | ".." => return Err(format!("the object path has a `{segment}` segment")),
+            _ => {}
+        }
+    }
+    let lower = name.to_ascii_lowercase();
+    for encoded in ["%2e", "%2f", "%5c", "%00", "%25"] {
+        if lower.contains(encoded) {
+            return Err(format!(
+                "the object path holds `{encoded}`, an encoded separator, dot or NUL"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A listing prefix: empty, or a folder path (a trailing `/` is optional);
+/// answered with a trailing `/`.
+pub fn list_prefix(prefix: &str) -> Result<String, String> {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    check_name(trimmed)?;
+    Ok(format!("{trimmed}/"))
+}
+
+fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            let hex = input.get(i + 1..i + 3)?;
+            let text = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(text, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(input[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// What a `Range` header asks of an object of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No range, or one this server answers with the whole object (several
+    /// ranges, an unknown unit or a malformed header: RFC 9110 lets a
+    /// server ignore them).
+    Full,
+    /// Bytes `start..=end`.
+    Part { start: u64, end: u64 },
+    /// A range that starts past the end: 416.
+    Unsatisfiable,
+}
+
+pub fn parse_range(header: Option<&str>, size: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Full;
+    };
+    if spec.contains(',') {
+        return ByteRange::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return ByteRange::Full;
+    };
+    let number = |text: &str| -> Option<u64> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            None
+        } else {
+            text.parse().ok()
+        }
+    };
+    match (first.is_empty(), last.is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match number(last) {
+            Some(0) => ByteRange::Unsatisfiable,
+            Some(_) if size == 0 => ByteRange::Unsatisfiable,
+            Some(n) => ByteRange::Part {
+                start: size.saturating_sub(n),
+                end: size - 1,
+            },
+            None => ByteRange::Full,
+        },
+        (false, _) => {
+            let Some(start) = number(first) else {
+                return ByteRange::Full;
+            };
+            let end = if last.is_empty() {
+                None
+            } else {
+                match number(last) {
+                    Some(end) if end >= start => Some(end),
+                    _ => return ByteRange::Full,
+                }
+            };
+            if start >= size {
+                return ByteRange::Unsatisfiable;
+            }
+            ByteRange::Part {
+                start,
+                end: end.map_or(size - 1, |end| end.min(size - 1)),
+            }
+        }
+        (true, true) => ByteRange::Full,
+    }
+}
+
+/// `Content-Disposition` per RFC 6266: an ASCII `filename` (quotes,
+/// backslashes and non-ASCII replaced by `_`) and the exact name as UTF-8
+/// percent-encoded `filename*`.
+pub fn content_disposition(attachment: bool, filename: &str) -> String {
+    let kind = if attachment { "attachment" } else { "inline" };
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in filename.bytes() {
+        if byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// The media type without parameters, lowercased: `Text/HTML; charset=x` → `text/html`.
+pub fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `type/subtype`, `type/*` or `*/*`.
+pub fn valid_mime_pattern(pattern: &str) -> bool {
+    let Some((kind, sub)) = pattern.split_once('/') else {
+        return false;
+    };
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-*".contains(&b))
+    };
+    token(kind) && token(sub) && (kind != "*" || sub == "*")
+}
+
+/// Whether `content_type` is allowed by `patterns` (an empty list allows all).
+pub fn mime_allowed(patterns: &[String], content_type: &str) -> bool {
+    if patterns.is_empty() {
+        return true;
+    }
+    let essence = essence(content_type);
+    let Some((kind, _)) = essence.split_once('/') else {
+        return false;
+    };
+    patterns.iter().any(|pattern| {
+        let pattern = pattern.to_ascii_lowercase();
+        pattern == "*/*"
+            || pattern == essence
+            || pattern
+                .strip_suffix("/*")
+                .is_some_and(|prefix| prefix == kind)
+    })
+}
+
+/// Content a browser would run as a page of this origin if shown inline:
+/// it is served as an attachment, under a sandboxing CSP.
+pub fn active_content(content_type: &str) -> bool {
+    let essence = essence(content_type);
+    matches!(
+        essence.as_str(),
+        "text/html"
+            | "application/xhtml+xml"
+            | "image/svg+xml"
+            | "text/xml"
+            | "application/xml"
+            | "text/javascript"
+            | "application/javascript"
+            | "application/x-shockwave-flash"
+            | "text/xsl"
+    ) || essence.ends_with("+xml")
+}
+
+/// What a signed URL lets its holder do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedToken {
+    /// `download` or `upload`.
+    pub kind: String,
+    pub bucket: String,
+    pub name: String,
+    /// Unix seconds after which the token is refused.
+    pub exp: i64,
+    /// A random id (uploads: spent on first use).
+    pub id: String,
+    /// The signer's user id, the owner of an uploaded object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Uploads: whether the upload may replace an existing object.
+    #[serde(default)]
+    pub upsert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Invalid,
+    Expired,
+}
+
+fn mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(b"basalt-storage-url\0");
+    mac.update(payload.as_bytes());
+    mac
+}
+
+/// `payload.signature`, both base64url.
+pub fn sign_token(key: &[u8], token: &SignedToken) -> String {
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(token).expect("serializes"));
+    let signature = URL_SAFE_NO_PAD.encode(mac(key, &payload).finalize().into_bytes());
+    format!("{payload}.{signature}")
+}
+
+/// Checks the signature (in constant time), then the expiry.
+pub fn verify_token(key: &[u8], text: &str, now: i64) -> Result<SignedToken, TokenError> {
+    let (payload, signature) = text.split_once('.').ok_or(TokenError::Invalid)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Invalid)?;
+    mac(key, payload)
+        .verify_slice(&signature)
+        .map_err(|_| TokenError::Invalid)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Invalid)?;
+    let token: SignedToken = serde_json::from_slice(&bytes).map_err(|_| TokenError::Invalid)?;
+    if token.exp <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(token)
+}
+
+/// TUS `Upload-Metadata`: `key base64value` pairs separated by commas.
+pub fn tus_metadata(header: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    for item in header.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = match item.split_once(' ') {
+            Some((key, value)) => (key, value.trim()),
+            None => (item, ""),
+        };
+        let decoded = STANDARD
+            .decode(value)
+            .map_err(|_| format!("the value of `{key}` is not base64"))?;
+        let text = String::from_utf8(decoded).map_err(|_| format!("`{key}` is not UTF-8"))?;
+        pairs.push((key.to_owned(), text));
+    }
+    Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_every_traversal_form() {
+        for bad in [
+            "../x",
+            "a/../b",
+            "a/./b",
+            ".",
+            "..",
+            "/etc/passwd",
+            "a\\b",
+            "..\\x",
+            "C:/x",
+            "c:x",
+            "//server/share",
+            "a//b",
+            "a/",
+            "a\0b",
+            "a\nb",
+            "a\u{7f}b",
+            "a%2e%2e/b",
+            "a/%2E%2E/b",
+            "%2fetc",
+            "a%5cb",
+            "a%00b",
+            "%252e%252e",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} was allowed");
+        }
+        for bad in [
+            "..%2fx",
+            "%2e%2e/x",
+            "a/%2e/b",
+            "%2Fetc%2Fpasswd",
+            "a%5C..%5Cb",
+            "a%00",
+            "%252e%252e%252f",
+            "C%3A/x",
+            "%5c%5cserver/x",
+            "a/%0a/b",
+        ] {
+            assert!(name_from_url(bad).is_err(), "{bad:?} was allowed");
+        }
+        assert!(check_name(&"a".repeat(MAX_NAME_BYTES)).is_ok());
+        assert!(check_name(&"a".repeat(MAX_NAME_BYTES + 1)).is_err());
+        assert_eq!(
+            name_from_url("folder/caf%C3%A9 1.png").unwrap(),
+            "folder/café 1.png"
+        );
+        assert!(check_name("a..b/c.d/...x").is_ok());
+    }
+
+    #[test]
+    fn bucket_ids() {
+        assert!(check_bucket_id("avatars").is_ok());
+        assert!(check_bucket_id("my-bucket.2").is_ok());
+        for bad in ["", "Avatars", "-x", "a/b", "a b", "list", "public", &"a".repeat(64)] {
+            assert!(check_bucket_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        let part = |start, end| ByteRange::Part { start, end };
+        assert_eq!(parse_range(None, 10), ByteRange::Full);
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), part(0, 3));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), part(5, 9));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), part(7, 9));
+        assert_eq!(parse_range(Some("bytes=-30"), 10), part(0, 9));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), part(8, 9));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=3-1"), 10), ByteRange::Full);
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), ByteRange::Full);
+        assert_eq!(parse_range(Some("items=0-1"), 10), ByteRange::Full);
+        assert_eq!(parse_range(Some("bytes=x-1"), 10), ByteRange::Full);
+        assert_eq!(parse_range(Some("bytes=0-0"), 0), ByteRange::Unsatisfiable);
+    }
+
+    #[test]
+    fn dispositions_are_rfc_6266() {
+        assert_eq!(
+            content_disposition(true, "a\"b\\c é.txt"),
+            "attachment; filename=\"a_b_c _.txt\"; filename*=UTF-8''a%22b%5Cc%20%C3%A9.txt"
+        );
+        assert_eq!(
+            content_disposition(false, "x\r\ny"),
+            "inline; filename=\"x__y\"; filename*=UTF-8''x%0D%0Ay"
+        );
+    }
+
+    #[test]
+    fn mime_patterns() {
+        let allowed = vec!["image/*".to_owned(), "application/pdf".to_owned()];
+        assert!(mime_allowed(&allowed, "image/png"));
+        assert!(mime_allowed(&allowed, "Image/PNG; q=1"));
+        assert!(mime_allowed(&allowed, "application/pdf"));
+        assert!(!mime_allowed(&allowed, "text/html"));
+        assert!(!mime_allowed(&allowed, "imagex/png"));
+        assert!(mime_allowed(&[], "text/html"));
+        assert!(valid_mime_pattern("image/*") && valid_mime_pattern("*/*"));
+        assert!(!valid_mime_pattern("*/png") && !valid_mime_pattern("image"));
+        assert!(active_content("text/html; charset=utf-8") && active_content("image/svg+xml"));
+        assert!(!active_content("image/png"));
+    }
+
+    #[test]
+    fn tokens_detect_tampering_and_expiry() {
+        let token = SignedToken {
+            kind: "download".into(),
+            bucket: "b".into(),
+            name: "a.txt".into(),
+            exp: 1000,
+            id: "x".into(),
+            owner: None,
+            upsert: false,
+        };
+        let text = sign_token(b"key", &token);
+        assert_eq!(verify_token(b"key", &text, 999), Ok(token.clone()));
+        assert_eq!(verify_token(b"key", &text, 1000), Err(TokenError::Expired));
+        assert_eq!(verify_token(b"other", &text, 0), Err(TokenError::Invalid));
+        let (payload, signature) = text.split_once('.').unwrap();
+        let forged = SignedToken {
+            name: "b.txt".into(),
+            ..token
+        };
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        assert_eq!(
+            verify_token(b"key", &format!("{forged_payload}.{signature}"), 0),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            verify_token(b"key", &format!("{payload}x.{signature}"), 0),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn tus_metadata_pairs() {
+        let pairs = tus_metadata("bucketName YXZhdGFycw==,objectName YS9iLnBuZw==, flag").unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                ("bucketName".into(), "avatars".into()),
+                ("objectName".into(), "a/b.png".into()),
+                ("flag".into(), String::new())
+            ]
+        );
+        assert!(tus_metadata("x !!!").is_err());
+    }
+}

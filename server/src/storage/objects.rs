@@ -1,0 +1,1285 @@
+//! `/storage/v1/object/…`: uploads (raw or multipart, streamed with limits),
+//! downloads (ranges, conditional requests, safe dispositions), info,
+//! listing, move, copy, delete and signed URLs.
+
+use super::backend::{new_object_key, BlobWriter};
+use super::{
+    backend_failed, decide, denied, find_bucket, invalid_bucket, invalid_name, policy_row,
+    row_allowed, Bucket, Object, OBJECT_COLUMNS,
+};
+use crate::auth::Caller;
+use crate::authz::engine::Decision;
+use crate::db;
+use crate::http::error::HttpError;
+use crate::http::resource;
+use crate::state::AppState;
+use actix_web::http::header::{self, HeaderValue, HttpDate};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{self, Data, Json, Payload, Query};
+use actix_web::{HttpRequest, HttpResponse};
+use basalt_core::errors::{ApiError, ErrorCode};
+use basalt_core::filter::sql::{self, Column, Columns, Param};
+use basalt_core::filter::FilterError;
+use basalt_core::storage::{
+    self as rules, check_bucket_id, check_name, name_from_url, ByteRange, SignedToken, TokenError,
+};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::SystemTime;
+use uuid::Uuid;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/storage/v1/object/list/{bucket}").route(web::post().to(list)))
+        .service(resource("/storage/v1/object/move").route(web::post().to(move_object)))
+        .service(resource("/storage/v1/object/copy").route(web::post().to(copy_object)))
+        .service(
+            resource("/storage/v1/object/sign/{bucket}/{name:.*}")
+                .route(web::post().to(sign))
+                .route(web::get().to(signed_download))
+                .route(web::head().to(signed_download)),
+        )
+        .service(
+            resource("/storage/v1/object/upload/sign/{bucket}/{name:.*}")
+                .route(web::post().to(sign_upload))
+                .route(web::put().to(signed_upload)),
+        )
+        .service(resource("/storage/v1/object/info/{bucket}/{name:.*}").route(web::get().to(info)))
+        .service(
+            resource("/storage/v1/object/public/{bucket}/{name:.*}")
+                .route(web::get().to(public_download))
+                .route(web::head().to(public_download)),
+        )
+        .service(
+            resource("/storage/v1/object/authenticated/{bucket}/{name:.*}")
+                .route(web::get().to(download))
+                .route(web::head().to(download)),
+        )
+        .service(resource("/storage/v1/object/{bucket}").route(web::delete().to(delete_many)))
+        .service(
+            resource("/storage/v1/object/{bucket}/{name:.*}")
+                .route(web::post().to(upload_create))
+                .route(web::put().to(upload_replace))
+                .route(web::get().to(download))
+                .route(web::head().to(download))
+                .route(web::delete().to(delete_one)),
+        );
+}
+
+/// The bucket and object name of a request, from the raw (still
+/// percent-encoded) path after `prefix`, so each is decoded exactly once.
+fn target(request: &HttpRequest, prefix: &str) -> Result<(String, String), HttpError> {
+    let path = request.uri().path();
+    let rest = path.strip_prefix(prefix).unwrap_or_default();
+    let (bucket, name) = rest.split_once('/').unwrap_or((rest, ""));
+    check_bucket_id(bucket).map_err(invalid_bucket)?;
+    let name = name_from_url(name).map_err(invalid_name)?;
+    Ok((bucket.to_owned(), name))
+}
+
+async fn find_object(state: &AppState, bucket: &str, name: &str) -> Result<Object, HttpError> {
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2"),
+            &[&bucket, &name],
+        )
+        .await
+        .map_err(db::failed)?;
+    row.map(|row| Object::from_row(&row))
+        .ok_or_else(|| not_found(bucket, name))
+}
+
+fn not_found(bucket: &str, name: &str) -> HttpError {
+    ApiError::new(ErrorCode::ObjectNotFound)
+        .with_details(format!("{bucket}/{name}"))
+        .into()
+}
+
+/// The object if the caller may `action` it: no policy at all is 403; a
+/// policy whose condition excludes the object answers as if it were absent.
+async fn authorized_object(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &Bucket,
+    name: &str,
+    action: &str,
+) -> Result<Object, HttpError> {
+    let public_read = action == "read" && bucket.public;
+    let decision = decide(state, caller, &bucket.id, name, action);
+    if !decision.allowed && !public_read {
+        return Err(denied(action));
+    }
+    let object = find_object(state, &bucket.id, name).await?;
+    if !public_read && row_allowed(&decision, &object.policy_row(), caller) != Some(true) {
+        return Err(not_found(&bucket.id, name));
+    }
+    Ok(object)
+}
+
+// ---------------------------------------------------------------- uploads
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// POST: fails if the path exists.
+    Create,
+    /// PUT: fails if it does not.
+    Replace,
+    /// POST with `x-upsert: true`: either.
+    Upsert,
+}
+
+/// Who is writing, and what allows it.
+pub(super) enum Writer<'a> {
+    Caller(&'a Caller, Decision),
+    /// A signed upload URL: its signer was authorized when signing.
+    Token(&'a SignedToken),
+}
+
+impl Writer<'_> {
+    fn owner(&self) -> Option<Uuid> {
+        match self {
+            Writer::Caller(caller, _) => caller.user.map(|(user, _)| user),
+            Writer::Token(token) => token.owner.as_deref().and_then(|o| o.parse().ok()),
+        }
+    }
+
+    fn allows(&self, row: &Value) -> Option<bool> {
+        match self {
+            Writer::Caller(caller, decision) => row_allowed(decision, row, caller),
+            Writer::Token(_) => Some(true),
+        }
+    }
+}
+
+/// What an upload stores besides its bytes.
+pub(super) struct Content {
+    pub content_type: String,
+    pub cache_control: String,
+    pub metadata: Value,
+}
+
+type Body<'a> = Pin<Box<dyn Stream<Item = Result<Bytes, HttpError>> + 'a>>;
+
+pub(super) fn payload_error(error: actix_web::error::PayloadError, limit: u64) -> HttpError {
+    match error {
+        actix_web::error::PayloadError::Overflow => too_large(limit),
+        other => ApiError::new(ErrorCode::InvalidRequest)
+            .with_message("The request body could not be read to its end.")
+            .with_details(other.to_string())
+            .into(),
+    }
+}
+
+pub(super) fn too_large(limit: u64) -> HttpError {
+    ApiError::new(ErrorCode::PayloadTooLarge)
+        .with_details(format!("limit: {limit} bytes"))
+        .with_hint("Send a smaller object; the limit is the bucket's file_size_limit or storage.max_file_size_bytes.")
+        .into()
+}
+
+pub(super) fn header_text<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+pub(super) fn upsert_header(request: &HttpRequest) -> bool {
+    header_text(request, "x-upsert").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+pub(super) fn check_type(bucket: &Bucket, content_type: &str) -> Result<(), HttpError> {
+    if rules::mime_allowed(&bucket.allowed_mime_types, content_type) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::MimeTypeNotAllowed)
+            .with_details(format!(
+                "`{}` is not one of {}",
+                rules::essence(content_type),
+                bucket.allowed_mime_types.join(", ")
+            ))
+            .into())
+    }
+}
+
+/// Streams `body` into a new blob, counting and hashing; anything wrong
+/// drops the writer, which removes what was written.
+async fn receive(
+    state: &AppState,
+    mut body: Body<'_>,
+    limit: u64,
+) -> Result<(String, i64, String), HttpError> {
+    let key = new_object_key();
+    let mut writer: Box<dyn BlobWriter> = state
+        .storage
+        .backend
+        .writer(&key)
+        .await
+        .map_err(backend_failed)?;
+    let mut size: u64 = 0;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        hasher.update(&chunk);
+        writer.write(chunk).await.map_err(backend_failed)?;
+    }
+    writer.finish().await.map_err(backend_failed)?;
+    Ok((key, size as i64, hex::encode(hasher.finalize())))
+}
+
+/// The shared upload path of POST, PUT, signed uploads.
+async fn upload(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: Payload,
+    bucket: &Bucket,
+    name: &str,
+    mode: Mode,
+    writer: Writer<'_>,
+    token: Option<&SignedToken>,
+) -> Result<HttpResponse, HttpError> {
+    let limit = bucket.size_limit(&state.config);
+    let declared = header_text(request, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let multipart = header_text(request, "content-type")
+        .is_some_and(|t| rules::essence(t) == "multipart/form-data");
+    // The multipart envelope is a few hundred bytes over the file.
+    if declared.is_some_and(|length| length > limit + if multipart { 64 * 1024 } else { 0 }) {
+        return Err(too_large(limit));
+    }
+    let owner = writer.owner();
+    let prospective = policy_row(&bucket.id, name, owner, None, None);
+    if writer.allows(&prospective) == Some(false) {
+        return Err(denied("write"));
+    }
+    // Fail fast on a conflict the commit would refuse anyway.
+    let exists = find_object(state, &bucket.id, name).await.is_ok();
+    match (mode, exists) {
+        (Mode::Create, true) => return Err(exists_error(&bucket.id, name)),
+        (Mode::Replace, false) => return Err(not_found(&bucket.id, name)),
+        _ => {}
+    }
+
+    let (key, size, checksum, content) = if multipart {
+        let mut form = actix_multipart::Multipart::new(request.headers(), payload);
+        let mut cache_control = header_text(request, "cache-control").map(str::to_owned);
+        let mut content_type = None;
+        let mut metadata = Value::Null;
+        loop {
+            let Some(field) = form.next().await else {
+                return Err(ApiError::new(ErrorCode::ValidationFailed)
+                    .with_details("the form has no file field")
+                    .into());
+            };
+            let mut field = field.map_err(form_error)?;
+            let field_name = field.name().unwrap_or_default().to_owned();
+            let is_file = field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .is_some()
+                || field_name.is_empty()
+                || field_name == "file";
+            if is_file {
+                let content_type = content_type
+                    .or_else(|| field.content_type().map(|m| m.to_string()))
+                    .unwrap_or_else(|| "application/octet-stream".into());
+                check_type(bucket, &content_type)?;
+                let body: Body = Box::pin(field.map(|chunk| chunk.map_err(form_error)));
+                let (key, size, checksum) = receive(state, body, limit).await?;
+                let content = Content {
+                    content_type,
+                    cache_control: cache_control.unwrap_or_else(default_cache_control),
+                    metadata,
+                };
+                break (key, size, checksum, content);
+            }
+            let mut text = Vec::new();
+            while let Some(chunk) = field.next().await {
+                text.extend_from_slice(&chunk.map_err(form_error)?);
+                if text.len() > 64 * 1024 {
+                    return Err(ApiError::new(ErrorCode::ValidationFailed)
+                        .with_details(format!("the form field `{field_name}` is over 64 KiB"))
+                        .into());
+                }
+            }
+            let text = String::from_utf8_lossy(&text).into_owned();
+            match field_name.as_str() {
+                "cacheControl" => cache_control = Some(cache_control_value(&text)),
+                "contentType" => content_type = Some(text),
+                "metadata" => {
+                    metadata = serde_json::from_str(&text).map_err(|e| {
+                        HttpError::from(
+                            ApiError::new(ErrorCode::ValidationFailed)
+                                .with_details(format!("metadata is not JSON: {e}")),
+                        )
+                    })?
+                }
+                _ => {}
+            }
+        }
+    } else {
+        let content_type = header_text(request, "content-type")
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        check_type(bucket, &content_type)?;
+        let body: Body = Box::pin(payload.map(move |chunk| chunk.map_err(|e| payload_error(e, limit))));
+        let (key, size, checksum) = receive(state, body, limit).await?;
+        let content = Content {
+            content_type,
+            cache_control: header_text(request, "cache-control")
+                .map(cache_control_value)
+                .unwrap_or_else(default_cache_control),
+            metadata: header_text(request, "x-metadata")
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or(Value::Null),
+        };
+        (key, size, checksum, content)
+    };
+
+    let committed = commit(
+        state,
+        bucket,
+        name,
+        mode,
+        &writer,
+        NewBlob {
+            key: key.clone(),
+            size,
+            checksum,
+        },
+        &content,
+        token,
+    )
+    .await;
+    let (object, replaced) = match committed {
+        Ok(done) => done,
+        Err(error) => {
+            discard(state, &key).await;
+            return Err(error);
+        }
+    };
+    if let Some(old) = replaced {
+        discard(state, &old).await;
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "Id": object.id, "Key": format!("{}/{}", object.bucket_id, object.name),
+        "size": object.size, "etag": object.etag(), "version": object.version,
+    })))
+}
+
+pub(super) fn default_cache_control() -> String {
+    "max-age=3600".into()
+}
+
+/// supabase-js sends a bare number of seconds.
+pub(super) fn cache_control_value(text: &str) -> String {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        format!("max-age={text}")
+    } else {
+        text.chars().filter(|c| !c.is_control()).take(256).collect()
+    }
+}
+
+fn form_error(error: actix_multipart::MultipartError) -> HttpError {
+    if let actix_multipart::MultipartError::Payload(actix_web::error::PayloadError::Overflow) =
+        error
+    {
+        return ApiError::new(ErrorCode::PayloadTooLarge).into();
+    }
+    ApiError::new(ErrorCode::InvalidRequest)
+        .with_message("The multipart form could not be read.")
+        .with_details(error.to_string())
+        .into()
+}
+
+fn exists_error(bucket: &str, name: &str) -> HttpError {
+    ApiError::new(ErrorCode::ObjectExists)
+        .with_details(format!("{bucket}/{name}"))
+        .into()
+}
+
+/// Removes a blob no committed row refers to (best effort: the cleanup task
+/// removes what this misses).
+pub(super) async fn discard(state: &AppState, key: &str) {
+    if let Err(error) = state.storage.backend.delete(key).await {
+        tracing::warn!("removing blob {key}: {error:#}");
+    }
+}
+
+pub(super) struct NewBlob {
+    pub key: String,
+    pub size: i64,
+    pub checksum: String,
+}
+
+/// Commits an uploaded blob's metadata: in one transaction, the existing row
+/// locked and checked against the mode and the writer's condition, the new
+/// row checked, a signed upload's token spent. Answers the object and the
+/// blob it replaced (to remove after the commit).
+pub(super) async fn commit(
+    state: &AppState,
+    bucket: &Bucket,
+    name: &str,
+    mode: Mode,
+    writer: &Writer<'_>,
+    blob: NewBlob,
+    content: &Content,
+    token: Option<&SignedToken>,
+) -> Result<(Object, Option<String>), HttpError> {
+    let owner = writer.owner();
+    let row = policy_row(
+        &bucket.id,
+        name,
+        owner,
+        Some(blob.size),
+        Some(&content.content_type),
+    );
+    if writer.allows(&row) != Some(true) {
+        return Err(denied("write"));
+    }
+    let metadata = if content.metadata.is_null() {
+        json!({})
+    } else {
+        content.metadata.clone()
+    };
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let existing = transaction
+        .query_opt(
+            &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE"),
+            &[&bucket.id, &name],
+        )
+        .await
+        .map_err(db::failed)?
+        .map(|row| Object::from_row(&row));
+    if let Some(token) = token {
+        let spent = transaction
+            .execute(
+                "INSERT INTO storage.spent_upload_tokens (id, expires_at)
+                 VALUES ($1, to_timestamp($2)) ON CONFLICT DO NOTHING",
+                &[&token.id, &(token.exp as f64)],
+            )
+            .await
+            .map_err(db::failed)?;
+        if spent == 0 {
+            return Err(ErrorCode::SignedUploadUsed.into());
+        }
+    }
+    let saved = match (existing, mode) {
+        (Some(_), Mode::Create) => return Err(exists_error(&bucket.id, name)),
+        (None, Mode::Replace) => return Err(not_found(&bucket.id, name)),
+        (Some(old), _) => {
+            if writer.allows(&old.policy_row()) != Some(true) {
+                return Err(denied("write"));
+            }
+            let row = transaction
+                .query_one(
+                    &format!(
+                        "UPDATE storage.objects SET blob = $2, size = $3, content_type = $4,
+                             cache_control = $5, checksum = $6, metadata = $7,
+                             version = version + 1, updated_at = now()
+                         WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
+                    ),
+                    &[
+                        &old.id,
+                        &blob.key,
+                        &blob.size,
+                        &content.content_type,
+                        &content.cache_control,
+                        &blob.checksum,
+                        &metadata,
+                    ],
+                )
+                .await
+                .map_err(db::failed)?;
+            (Object::from_row(&row), Some(old.blob))
+        }
+        (None, _) => {
+            let row = transaction
+                .query_opt(
+                    &format!(
+                        "INSERT INTO storage.objects (id, bucket_id, name, owner, blob, size,
+                             content_type, cache_control, checksum, metadata)
+                         SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10
+                         FROM storage.buckets WHERE id = $2 FOR SHARE
+                         RETURNING {OBJECT_COLUMNS}"
+                    ),
+                    &[
+                        &Uuid::new_v4(),
+                        &bucket.id,
+                        &name,
+                        &owner,
+                        &blob.key,
+                        &blob.size,
+                        &content.content_type,
+                        &content.cache_control,
+                        &blob.checksum,
+                        &metadata,
+                    ],
+                )
+                .await
+                .map_err(db::failed)?
+                .ok_or_else(|| {
+                    HttpError::from(
+                        ApiError::new(ErrorCode::BucketNotFound).with_details(bucket.id.clone()),
+                    )
+                })?;
+            (Object::from_row(&row), None)
+        }
+    };
+    transaction.commit().await.map_err(db::failed)?;
+    Ok(saved)
+}
+
+async fn upload_create(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    payload: Payload,
+) -> Result<HttpResponse, HttpError> {
+    let mode = if upsert_header(&request) {
+        Mode::Upsert
+    } else {
+        Mode::Create
+    };
+    upload_as_caller(&state, &request, &caller, payload, mode).await
+}
+
+async fn upload_replace(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    payload: Payload,
+) -> Result<HttpResponse, HttpError> {
+    upload_as_caller(&state, &request, &caller, payload, Mode::Replace).await
+}
+
+async fn upload_as_caller(
+    state: &AppState,
+    request: &HttpRequest,
+    caller: &Caller,
+    payload: Payload,
+    mode: Mode,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(request, "/storage/v1/object/")?;
+    let decision = decide(state, caller, &bucket, &name, "write");
+    if !decision.allowed {
+        return Err(denied("write"));
+    }
+    let bucket = find_bucket(state, &bucket).await?;
+    let writer = Writer::Caller(caller, decision);
+    upload(state, request, payload, &bucket, &name, mode, writer, None).await
+}
+
+// -------------------------------------------------------------- downloads
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    download: Option<String>,
+}
+
+async fn download(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    query: Query<DownloadQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let prefix = if request.path().starts_with("/storage/v1/object/authenticated/") {
+        "/storage/v1/object/authenticated/"
+    } else {
+        "/storage/v1/object/"
+    };
+    let (bucket, name) = target(&request, prefix)?;
+    let bucket = find_bucket(&state, &bucket).await?;
+    let object = authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    send(&state, &request, &object, query.download.as_deref()).await
+}
+
+/// Public buckets: no API key needed.
+async fn public_download(
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<DownloadQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/public/")?;
+    let bucket = find_bucket(&state, &bucket).await?;
+    if !bucket.public {
+        // Private and missing buckets look the same here.
+        return Err(ApiError::new(ErrorCode::BucketNotFound)
+            .with_details(bucket.id)
+            .into());
+    }
+    let object = find_object(&state, &bucket.id, &name).await?;
+    send(&state, &request, &object, query.download.as_deref()).await
+}
+
+fn if_none_match(request: &HttpRequest, etag: &str) -> Option<bool> {
+    let header = header_text(request, "if-none-match")?;
+    Some(header.split(',').map(str::trim).any(|tag| {
+        tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag)
+    }))
+}
+
+/// Sends an object: 304 when the client's copy is current, 206 for a range,
+/// 416 for a range past the end, else 200; HEAD gets the headers only.
+async fn send(
+    state: &AppState,
+    request: &HttpRequest,
+    object: &Object,
+    download: Option<&str>,
+) -> Result<HttpResponse, HttpError> {
+    let etag = object.etag();
+    let modified = SystemTime::from(object.updated_at);
+    let last_modified = HttpDate::from(modified);
+    let not_modified = match if_none_match(request, &etag) {
+        Some(matched) => matched,
+        None => header_text(request, "if-modified-since")
+            .and_then(|text| text.parse::<HttpDate>().ok())
+            .is_some_and(|since| {
+                // HTTP dates have whole seconds.
+                object.updated_at.timestamp() <= chrono::DateTime::<chrono::Utc>::from(SystemTime::from(since)).timestamp()
+            }),
+    };
+    let mut response = HttpResponse::build(StatusCode::OK);
+    response
+        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::LAST_MODIFIED, last_modified.to_string()))
+        .insert_header((header::CACHE_CONTROL, object.cache_control.clone()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        // Stored bytes go out as stored: never recompressed, so ranges and
+        // lengths stay true.
+        .insert_header((header::CONTENT_ENCODING, "identity"));
+    if not_modified {
+        response.status(StatusCode::NOT_MODIFIED);
+        return Ok(response.finish());
+    }
+    let active = rules::active_content(&object.content_type);
+    let filename = match download {
+        Some(given) if !given.is_empty() => given.to_owned(),
+        _ => object.name.rsplit('/').next().unwrap_or(&object.name).to_owned(),
+    };
+    response.insert_header((
+        header::CONTENT_DISPOSITION,
+        rules::content_disposition(download.is_some() || active, &filename),
+    ));
+    if active {
+        response.insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        ));
+    }
+    response.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&object.content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    ));
+    let size = object.size as u64;
+    let range = match rules::parse_range(header_text(request, "range"), size) {
+        ByteRange::Full => None,
+        ByteRange::Part { start, end } => Some((start, end)),
+        ByteRange::Unsatisfiable => {
+            return Err(HttpError::from(
+                ApiError::new(ErrorCode::RangeNotSatisfiable)
+                    .with_message("The requested range starts past the end of the object.")
+                    .with_details(format!("bytes */{size}")),
+            ))
+        }
+    };
+    let length = match range {
+        Some((start, end)) => {
+            response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
+            end - start + 1
+        }
+        None => size,
+    };
+    if request.method() == Method::HEAD || length == 0 {
+        return Ok(response
+            .no_chunking(length)
+            .streaming(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
+    }
+    let stream = state
+        .storage
+        .backend
+        .read(&object.blob, range)
+        .await
+        .map_err(backend_failed)?;
+    Ok(response.no_chunking(length).streaming(stream))
+}
+
+async fn info(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/info/")?;
+    let bucket = find_bucket(&state, &bucket).await?;
+    let object = authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    Ok(HttpResponse::Ok().json(object.info()))
+}
+
+// ---------------------------------------------------------------- listing
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListRequest {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<i64>,
+    offset: Option<i64>,
+    #[serde(rename = "sortBy")]
+    sort_by: Option<SortBy>,
+    #[serde(default)]
+    search: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SortBy {
+    column: String,
+    #[serde(default)]
+    order: Option<String>,
+}
+
+/// The columns of `storage.objects` a listing's policy condition may use.
+struct ObjectColumns;
+
+impl Columns for ObjectColumns {
+    fn resolve(&self, name: &str, _: &mut Vec<Param>) -> Result<Column, FilterError> {
+        let (sql, type_name) = match name {
+            "bucket_id" => ("o.bucket_id", "text"),
+            "name" => ("o.name", "text"),
+            "owner" => ("o.owner", "uuid"),
+            "folder" => ("NULLIF(split_part(o.name, '/', 1), o.name)", "text"),
+            "size" => ("o.size", "bigint"),
+            "content_type" => ("o.content_type", "text"),
+            other => {
+                return Err(FilterError::new(format!(
+                    "storage policies cannot use the column `{other}`"
+                )))
+            }
+        };
+        Ok(Column {
+            sql: sql.into(),
+            type_name: type_name.into(),
+        })
+    }
+}
+
+/// Folders and files directly under `prefix`, the way Supabase lists them:
+/// folders carry only a name. Only objects the caller may `read` count.
+async fn list(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    body: Json<ListRequest>,
+) -> Result<HttpResponse, HttpError> {
+    let bucket = request.match_info().get("bucket").unwrap_or_default().to_owned();
+    check_bucket_id(&bucket).map_err(invalid_bucket)?;
+    let body = body.into_inner();
+    let prefix = rules::list_prefix(&body.prefix).map_err(invalid_name)?;
+    let limit = body.limit.unwrap_or(100);
+    let offset = body.offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) || offset < 0 {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("limit is 1 to 1000 and offset at least 0")
+            .into());
+    }
+    let (sort, order) = match &body.sort_by {
+        None => ("entry", "ASC"),
+        Some(sort) => {
+            let column = match sort.column.as_str() {
+                "name" => "entry",
+                "created_at" => "created_at",
+                "updated_at" => "updated_at",
+                other => {
+                    return Err(ApiError::new(ErrorCode::ValidationFailed)
+                        .with_details(format!("sortBy.column `{other}`: use name, created_at or updated_at"))
+                        .into())
+                }
+            };
+            let order = match sort.order.as_deref().unwrap_or("asc").to_ascii_lowercase().as_str() {
+                "asc" => "ASC",
+                "desc" => "DESC",
+                other => {
+                    return Err(ApiError::new(ErrorCode::ValidationFailed)
+                        .with_details(format!("sortBy.order `{other}`: use asc or desc"))
+                        .into())
+                }
+            };
+            (column, order)
+        }
+    };
+    let bucket = find_bucket(&state, &bucket).await?;
+    let decision = decide(&state, &caller, &bucket.id, &prefix, "read");
+    if !decision.allowed {
+        return Err(denied("read"));
+    }
+    let mut params = vec![
+        Param::Text(Some(bucket.id.clone())),
+        Param::Text(Some(prefix.clone())),
+        Param::Text(Some(body.search.clone())),
+        Param::Text(Some(limit.to_string())),
+        Param::Text(Some(offset.to_string())),
+    ];
+    let condition = match &decision.condition {
+        None => "TRUE".to_owned(),
+        Some(expr) => {
+            let uid = caller.user.map(|(user, _)| user.to_string());
+            sql::to_sql(
+                expr,
+                &ObjectColumns,
+                &crate::rest::variables(&caller, &uid),
+                &mut params,
+            )
+            .map_err(|e| {
+                HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(e.message))
+            })?
+        }
+    };
+    let statement = format!(
+        "WITH visible AS (
+             SELECT o.*, substr(o.name, char_length($2::text) + 1) AS rest
+             FROM storage.objects o
+             WHERE o.bucket_id = $1::text AND starts_with(o.name, $2::text) AND ({condition})
+         ), entries AS (
+             SELECT split_part(rest, '/', 1) AS entry, true AS folder, NULL::uuid AS id,
+                    NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at,
+                    NULL::bigint AS size, NULL::text AS content_type,
+                    NULL::text AS cache_control, NULL::text AS checksum
+             FROM visible WHERE strpos(rest, '/') > 0 GROUP BY 1
+             UNION ALL
+             SELECT rest, false, id, created_at, updated_at, size, content_type, cache_control, checksum
+             FROM visible WHERE strpos(rest, '/') = 0
+         )
+         SELECT entry, folder, id, created_at, updated_at, size, content_type, cache_control, checksum
+         FROM entries
+         WHERE $3::text = '' OR strpos(lower(entry), lower($3::text)) > 0
+         ORDER BY {sort} {order} NULLS LAST, entry
+         LIMIT $4::text::bigint OFFSET $5::text::bigint"
+    );
+    let values = crate::rest::boxed(params);
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let rows = client
+        .query(&statement, &crate::rest::references(&values))
+        .await
+        .map_err(db::failed)?;
+    let entries: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let folder: bool = row.get(1);
+            if folder {
+                json!({"name": row.get::<_, String>(0), "id": null, "created_at": null, "updated_at": null, "metadata": null})
+            } else {
+                let updated: chrono::DateTime<chrono::Utc> = row.get(4);
+                json!({
+                    "name": row.get::<_, String>(0), "id": row.get::<_, Uuid>(2),
+                    "created_at": row.get::<_, chrono::DateTime<chrono::Utc>>(3), "updated_at": updated,
+                    "metadata": {
+                        "size": row.get::<_, i64>(5), "mimetype": row.get::<_, String>(6),
+                        "cacheControl": row.get::<_, String>(7),
+                        "eTag": format!("\"{}\"", row.get::<_, String>(8)),
+                        "lastModified": updated, "contentLength": row.get::<_, i64>(5),
+                    },
+                })
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+// ------------------------------------------------------- move, copy, delete
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transfer {
+    #[serde(rename = "bucketId")]
+    bucket_id: String,
+    #[serde(rename = "sourceKey")]
+    source_key: String,
+    #[serde(rename = "destinationKey")]
+    destination_key: String,
+    #[serde(rename = "destinationBucket")]
+    destination_bucket: Option<String>,
+}
+
+struct Endpoints {
+    source: Object,
+    destination: Bucket,
+    name: String,
+    decision: Decision,
+}
+
+/// Checks both ends of a move or copy: `source_action` on the source object,
+/// `write` on the destination, and the destination bucket's limits.
+async fn endpoints(
+    state: &AppState,
+    caller: &Caller,
+    transfer: &Transfer,
+    source_action: &str,
+) -> Result<Endpoints, HttpError> {
+    check_bucket_id(&transfer.bucket_id).map_err(invalid_bucket)?;
+    let to_bucket = transfer
+        .destination_bucket
+        .clone()
+        .unwrap_or_else(|| transfer.bucket_id.clone());
+    check_bucket_id(&to_bucket).map_err(invalid_bucket)?;
+    check_name(&transfer.source_key).map_err(invalid_name)?;
+    check_name(&transfer.destination_key).map_err(invalid_name)?;
+    let from = find_bucket(state, &transfer.bucket_id).await?;
+    let source = authorized_object(state, caller, &from, &transfer.source_key, source_action).await?;
+    let destination = find_bucket(state, &to_bucket).await?;
+    let decision = decide(state, caller, &destination.id, &transfer.destination_key, "write");
+    let owner = caller.user.map(|(user, _)| user);
+    let row = policy_row(
+        &destination.id,
+        &transfer.destination_key,
+        owner,
+        Some(source.size),
+        Some(&source.content_type),
+    );
+    if row_allowed(&decision, &row, caller) != Some(true) {
+        return Err(denied("write"));
+    }
+    if source.size as u64 > destination.size_limit(&state.config) {
+        return Err(too_large(destination.size_limit(&state.config)));
+    }
+    check_type(&destination, &source.content_type)?;
+    Ok(Endpoints {
+        source,
+        destination,
+        name: transfer.destination_key.clone(),
+        decision,
+    })
+}
+
+/// Renames an object (metadata only; the blob stays). Needs `write` on the source too.
+async fn move_object(
+    state: Data<AppState>,
+    caller: Caller,
+    body: Json<Transfer>,
+) -> Result<HttpResponse, HttpError> {
+    let ends = endpoints(&state, &caller, &body, "write").await?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let moved = client
+        .execute(
+            "UPDATE storage.objects SET bucket_id = $2, name = $3, updated_at = now()
+             WHERE id = $1 AND NOT EXISTS (
+                 SELECT 1 FROM storage.objects WHERE bucket_id = $2 AND name = $3)",
+            &[&ends.source.id, &ends.destination.id, &ends.name],
+        )
+        .await
+        .map_err(|error| match error.code() {
+            Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
+                exists_error(&ends.destination.id, &ends.name)
+            }
+            _ => db::failed(error),
+        })?;
+    if moved == 0 {
+        return Err(exists_error(&ends.destination.id, &ends.name));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "message": "Successfully moved" })))
+}
+
+/// Copies an object's blob to a new one (the copy is owned by the caller).
+async fn copy_object(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    body: Json<Transfer>,
+) -> Result<HttpResponse, HttpError> {
+    let ends = endpoints(&state, &caller, &body, "read").await?;
+    let mode = if upsert_header(&request) {
+        Mode::Upsert
+    } else {
+        Mode::Create
+    };
+    if mode == Mode::Create && find_object(&state, &ends.destination.id, &ends.name).await.is_ok() {
+        return Err(exists_error(&ends.destination.id, &ends.name));
+    }
+    let key = new_object_key();
+    state
+        .storage
+        .backend
+        .copy(&ends.source.blob, &key)
+        .await
+        .map_err(backend_failed)?;
+    let content = Content {
+        content_type: ends.source.content_type.clone(),
+        cache_control: ends.source.cache_control.clone(),
+        metadata: ends.source.metadata.clone(),
+    };
+    let writer = Writer::Caller(&caller, ends.decision);
+    let blob = NewBlob {
+        key: key.clone(),
+        size: ends.source.size,
+        checksum: ends.source.checksum.clone(),
+    };
+    match commit(&state, &ends.destination, &ends.name, mode, &writer, blob, &content, None).await {
+        Ok((object, replaced)) => {
+            if let Some(old) = replaced {
+                discard(&state, &old).await;
+            }
+            Ok(HttpResponse::Ok().json(json!({
+                "Id": object.id, "Key": format!("{}/{}", object.bucket_id, object.name),
+            })))
+        }
+        Err(error) => {
+            discard(&state, &key).await;
+            Err(error)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteMany {
+    prefixes: Vec<String>,
+}
+
+/// Deletes the named objects the caller may delete; others (and missing
+/// ones) are left out of the answer, which lists what was deleted.
+async fn delete_many(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    body: Json<DeleteMany>,
+) -> Result<HttpResponse, HttpError> {
+    let bucket = request.match_info().get("bucket").unwrap_or_default().to_owned();
+    check_bucket_id(&bucket).map_err(invalid_bucket)?;
+    let names = body.into_inner().prefixes;
+    if names.is_empty() || names.len() > 1000 {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("prefixes: send 1 to 1000 object paths")
+            .into());
+    }
+    for name in &names {
+        check_name(name).map_err(invalid_name)?;
+    }
+    let bucket = find_bucket(&state, &bucket).await?;
+    let deleted = delete_objects(&state, &caller, &bucket, &names).await?;
+    Ok(HttpResponse::Ok().json(deleted.iter().map(Object::info).collect::<Vec<_>>()))
+}
+
+async fn delete_one(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/")?;
+    let bucket = find_bucket(&state, &bucket).await?;
+    if !decide(&state, &caller, &bucket.id, &name, "delete").allowed {
+        return Err(denied("delete"));
+    }
+    let deleted = delete_objects(&state, &caller, &bucket, std::slice::from_ref(&name)).await?;
+    if deleted.is_empty() {
+        return Err(not_found(&bucket.id, &name));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "message": "Successfully deleted" })))
+}
+
+async fn delete_objects(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &Bucket,
+    names: &[String],
+) -> Result<Vec<Object>, HttpError> {
+    let decisions: HashMap<&str, Decision> = names
+        .iter()
+        .map(|name| (name.as_str(), decide(state, caller, &bucket.id, name, "delete")))
+        .collect();
+    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let transaction = client.transaction().await.map_err(db::failed)?;
+    let rows = transaction
+        .query(
+            &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2) FOR UPDATE"),
+            &[&bucket.id, &names],
+        )
+        .await
+        .map_err(db::failed)?;
+    let allowed: Vec<Object> = rows
+        .iter()
+        .map(Object::from_row)
+        .filter(|object| {
+            decisions
+                .get(object.name.as_str())
+                .is_some_and(|decision| row_allowed(decision, &object.policy_row(), caller) == Some(true))
+        })
+        .collect();
+    let ids: Vec<Uuid> = allowed.iter().map(|object| object.id).collect();
+    transaction
+        .execute("DELETE FROM storage.objects WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(db::failed)?;
+    transaction.commit().await.map_err(db::failed)?;
+    drop(client);
+    for object in &allowed {
+        discard(state, &object.blob).await;
+    }
+    Ok(allowed)
+}
+
+// ------------------------------------------------------------ signed URLs
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignRequest {
+    #[serde(rename = "expiresIn")]
+    expires_in: i64,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn new_token_id() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+fn encode_path(bucket: &str, name: &str) -> String {
+    let encoded: Vec<String> = name
+        .split('/')
+        .map(|segment| url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20"))
+        .collect();
+    format!("{bucket}/{}", encoded.join("/"))
+}
+
+/// A download URL for an object the caller may read, valid `expiresIn` seconds.
+async fn sign(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    body: Json<SignRequest>,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/sign/")?;
+    let max = state.config.storage.signed_url_max_expiry_secs as i64;
+    if !(1..=max).contains(&body.expires_in) {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details(format!("expiresIn is 1 to {max} seconds"))
+            .into());
+    }
+    let bucket = find_bucket(&state, &bucket).await?;
+    authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    let token = SignedToken {
+        kind: "download".into(),
+        bucket: bucket.id.clone(),
+        name: name.clone(),
+        exp: now() + body.expires_in,
+        id: new_token_id(),
+        owner: None,
+        upsert: false,
+    };
+    let signed = rules::sign_token(&state.storage.token_key, &token);
+    Ok(HttpResponse::Ok().json(json!({
+        "signedURL": format!("/object/sign/{}?token={signed}", encode_path(&bucket.id, &name)),
+        "expiresAt": token.exp,
+    })))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+    download: Option<String>,
+}
+
+fn verify(state: &AppState, text: Option<&str>, kind: &str, bucket: &str, name: &str) -> Result<SignedToken, HttpError> {
+    let text = text.ok_or_else(|| {
+        HttpError::from(ApiError::new(ErrorCode::InvalidSignature).with_details("no token"))
+    })?;
+    let token = rules::verify_token(&state.storage.token_key, text, now()).map_err(|error| match error {
+        TokenError::Expired => HttpError::from(ErrorCode::SignedUrlExpired),
+        TokenError::Invalid => HttpError::from(ErrorCode::InvalidSignature),
+    })?;
+    if token.kind != kind || token.bucket != bucket || token.name != name {
+        return Err(ErrorCode::InvalidSignature.into());
+    }
+    Ok(token)
+}
+
+async fn signed_download(
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<TokenQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/sign/")?;
+    verify(&state, query.token.as_deref(), "download", &bucket, &name)?;
+    let object = find_object(&state, &bucket, &name).await?;
+    send(&state, &request, &object, query.download.as_deref()).await
+}
+
+/// A URL that uploads one object once, without an API key, within two hours.
+async fn sign_upload(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/upload/sign/")?;
+    let bucket = find_bucket(&state, &bucket).await?;
+    let decision = decide(&state, &caller, &bucket.id, &name, "write");
+    let owner = caller.user.map(|(user, _)| user);
+    if row_allowed(&decision, &policy_row(&bucket.id, &name, owner, None, None), &caller) == Some(false)
+        || !decision.allowed
+    {
+        return Err(denied("write"));
+    }
+    let token = SignedToken {
+        kind: "upload".into(),
+        bucket: bucket.id.clone(),
+        name: name.clone(),
+        exp: now() + 7200,
+        id: new_token_id(),
+        owner: owner.map(|o| o.to_string()),
+        upsert: upsert_header(&request),
+    };
+    let signed = rules::sign_token(&state.storage.token_key, &token);
+    Ok(HttpResponse::Ok().json(json!({
+        "url": format!("/object/upload/sign/{}?token={signed}", encode_path(&bucket.id, &name)),
+        "token": signed,
+        "expiresAt": token.exp,
+    })))
+}
+
+async fn signed_upload(
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<TokenQuery>,
+    payload: Payload,
+) -> Result<HttpResponse, HttpError> {
+    let (bucket, name) = target(&request, "/storage/v1/object/upload/sign/")?;
+    let token = verify(&state, query.token.as_deref(), "upload", &bucket, &name)?;
+    {
+        let client = state.pool.get().await.map_err(db::unavailable)?;
+        let spent = client
+            .query_opt(
+                "SELECT 1 FROM storage.spent_upload_tokens WHERE id = $1",
+                &[&token.id],
+            )
+            .await
+            .map_err(db::failed)?;
+        if spent.is_some() {
+            return Err(ErrorCode::SignedUploadUsed.into());
+        }
+    }
+    let bucket = find_bucket(&state, &bucket).await?;
+    let mode = if token.upsert { Mode::Upsert } else { Mode::Create };
+    upload(
+        &state,
+        &request,
+        payload,
+        &bucket,
+        &name,
+        mode,
+        Writer::Token(&token),
+        Some(&token),
+    )
+    .await
+}

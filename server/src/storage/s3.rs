@@ -1,0 +1,321 @@
+//! The S3 backend, through aws-sdk-s3: one bucket of the store holds every
+//! Basalt bucket's blobs. Uploads are buffered one part at a time (at most
+//! `s3.part_size_bytes` in memory): a blob smaller than a part is one
+//! `PutObject`, a larger one a multipart upload, aborted if the writer is
+//! dropped unfinished.
+
+use super::backend::{check_key, Backend, BlobInfo, BlobWriter, ByteStream};
+use async_trait::async_trait;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream as S3Body;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use basalt_core::config::S3Config;
+use bytes::{Bytes, BytesMut};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct S3 {
+    client: Client,
+    bucket: String,
+    part_size: usize,
+}
+
+fn failed(error: impl std::error::Error) -> anyhow::Error {
+    anyhow::anyhow!("S3: {}", DisplayErrorContext(error))
+}
+
+impl S3 {
+    pub fn new(config: &S3Config) -> S3 {
+        let mut builder = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(Credentials::new(
+                config.access_key_id.clone(),
+                config.secret_access_key.expose().to_owned(),
+                None,
+                None,
+                "basalt-config",
+            ))
+            .force_path_style(config.force_path_style)
+            // Bodies are sent with their length; checksums only where S3 requires them.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if !config.endpoint.is_empty() {
+            builder = builder.endpoint_url(config.endpoint.clone());
+        }
+        S3 {
+            client: Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+            part_size: config.part_size_bytes as usize,
+        }
+    }
+
+    /// Checks at start-up that the bucket can be reached with these credentials.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+}
+
+struct S3Writer {
+    client: Client,
+    bucket: String,
+    key: String,
+    part_size: usize,
+    buffer: BytesMut,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    finished: bool,
+}
+
+impl S3Writer {
+    async fn send_part(&mut self, body: Bytes) -> anyhow::Result<()> {
+        if self.upload_id.is_none() {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .send()
+                .await
+                .map_err(failed)?;
+            self.upload_id = Some(
+                created
+                    .upload_id()
+                    .ok_or_else(|| anyhow::anyhow!("S3 gave no upload id"))?
+                    .to_owned(),
+            );
+        }
+        let number = self.parts.len() as i32 + 1;
+        let sent = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(self.upload_id.as_deref().expect("created above"))
+            .part_number(number)
+            .body(S3Body::from(body))
+            .send()
+            .await
+            .map_err(failed)?;
+        self.parts.push(
+            CompletedPart::builder()
+                .set_e_tag(sent.e_tag().map(str::to_owned))
+                .part_number(number)
+                .build(),
+        );
+        Ok(())
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(upload_id) = self.upload_id.take() {
+            let abort = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(upload_id);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(error) = abort.send().await {
+                        tracing::warn!("aborting a multipart upload: {}", failed(error));
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BlobWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> anyhow::Result<()> {
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.part_size {
+            let part = self.buffer.split_to(self.part_size).freeze();
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        let rest = self.buffer.split().freeze();
+        if self.upload_id.is_none() {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .body(S3Body::from(rest))
+                .send()
+                .await
+                .map_err(failed)?;
+        } else {
+            if !rest.is_empty() {
+                self.send_part(rest).await?;
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(self.upload_id.as_deref().expect("multipart"))
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(std::mem::take(&mut self.parts)))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(failed)?;
+        }
+        self.finished = true;
+        Ok(())
+    }
+}
+
+fn system_time(time: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
+    time.map_or(UNIX_EPOCH, |t| {
+        UNIX_EPOCH + Duration::from_secs(t.secs().max(0) as u64)
+    })
+}
+
+#[async_trait]
+impl Backend for S3 {
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn writer(&self, key: &str) -> anyhow::Result<Box<dyn BlobWriter>> {
+        check_key(key)?;
+        Ok(Box::new(S3Writer {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            part_size: self.part_size,
+            buffer: BytesMut::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            finished: false,
+        }))
+    }
+
+    async fn read(&self, key: &str, range: Option<(u64, u64)>) -> anyhow::Result<ByteStream> {
+        check_key(key)?;
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some((start, end)) = range {
+            request = request.range(format!("bytes={start}-{end}"));
+        }
+        let body = request.send().await.map_err(failed)?.body;
+        Ok(Box::pin(futures_util::stream::unfold(
+            body,
+            |mut body| async move {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), body)),
+                    Ok(None) => None,
+                    Err(error) => Some((Err(std::io::Error::other(error)), body)),
+                }
+            },
+        )))
+    }
+
+    async fn copy(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        check_key(from)?;
+        check_key(to)?;
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(format!("{}/{from}", self.bucket))
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        check_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<BlobInfo>> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(failed)?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    found.push(BlobInfo {
+                        key: key.to_owned(),
+                        modified: system_time(object.last_modified()),
+                    });
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    async fn sweep_incomplete(&self, before: SystemTime) -> anyhow::Result<u64> {
+        let uploads = match self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(uploads) => uploads,
+            // Some S3-compatible stores do not list multipart uploads; a
+            // lifecycle rule on the bucket must abort them there.
+            Err(error) => {
+                tracing::warn!("cannot list multipart uploads: {}", failed(error));
+                return Ok(0);
+            }
+        };
+        let mut removed = 0;
+        for upload in uploads.uploads() {
+            if system_time(upload.initiated()) >= before {
+                continue;
+            }
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(failed)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,379 @@
+//! Resumable uploads with the TUS 1.0.0 protocol (core, `creation`,
+//! `termination`, `expiration`) at `/storage/v1/upload/resumable`. Each
+//! `PATCH` is streamed into one part blob and the offset moves only once the
+//! part is stored, so an interrupted `PATCH` leaves the offset where it was
+//! and the client resumes from `HEAD`'s `Upload-Offset`. The `PATCH` that
+//! reaches `Upload-Length` assembles the parts into the object, commits it
+//! like any upload and removes the parts.
+
+use super::backend::{new_object_key, BlobWriter};
+use super::objects::{
+    cache_control_value, check_type, commit, default_cache_control, discard, header_text,
+    payload_error, too_large, upsert_header, Content, Mode, NewBlob, Writer,
+};
+use super::{backend_failed, decide, denied, find_bucket, invalid_name, policy_row, row_allowed};
+use crate::auth::Caller;
+use crate::db;
+use crate::http::error::HttpError;
+use crate::http::resource;
+use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Data, Path, Payload};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use basalt_core::errors::{ApiError, ErrorCode};
+use basalt_core::storage::{self as rules, check_bucket_id, check_name};
+use futures_util::StreamExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            resource("/storage/v1/upload/resumable")
+                .route(web::post().to(create))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
+        )
+        .service(
+            resource("/storage/v1/upload/resumable/{id}")
+                .route(web::head().to(head))
+                .route(web::patch().to(patch))
+                .route(web::delete().to(terminate))
+                .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
+        );
+}
+
+const VERSION: &str = "1.0.0";
+
+fn tus(status: StatusCode) -> HttpResponseBuilder {
+    let mut response = HttpResponse::build(status);
+    response
+        .insert_header(("Tus-Resumable", VERSION))
+        .insert_header(("Cache-Control", "no-store"));
+    response
+}
+
+fn check_version(request: &HttpRequest) -> Result<(), HttpError> {
+    match header_text(request, "tus-resumable") {
+        Some(VERSION) => Ok(()),
+        other => Err(ApiError::new(ErrorCode::TusVersionUnsupported)
+            .with_details(format!("Tus-Resumable: {}", other.unwrap_or("(none)")))
+            .into()),
+    }
+}
+
+async fn options(state: Data<AppState>) -> HttpResponse {
+    tus(StatusCode::NO_CONTENT)
+        .insert_header(("Tus-Version", VERSION))
+        .insert_header(("Tus-Extension", "creation,termination,expiration"))
+        .insert_header((
+            "Tus-Max-Size",
+            state.config.storage.max_file_size_bytes.to_string(),
+        ))
+        .finish()
+}
+
+fn invalid(details: impl Into<String>) -> HttpError {
+    ApiError::new(ErrorCode::ValidationFailed)
+        .with_details(details.into())
+        .into()
+}
+
+/// `POST`: `Upload-Length` and `Upload-Metadata` (`bucketName`,
+/// `objectName`, optional `contentType`, `cacheControl`) → 201 with the
+/// upload's `Location`.
+async fn create(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+) -> Result<HttpResponse, HttpError> {
+    check_version(&request)?;
+    let length: u64 = header_text(&request, "upload-length")
+        .ok_or_else(|| invalid("send Upload-Length (Upload-Defer-Length is not supported)"))?
+        .parse()
+        .map_err(|_| invalid("Upload-Length is not a number"))?;
+    let metadata = rules::tus_metadata(header_text(&request, "upload-metadata").unwrap_or(""))
+        .map_err(invalid)?;
+    let field = |key: &str| {
+        metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let bucket = field("bucketName").ok_or_else(|| invalid("Upload-Metadata lacks bucketName"))?;
+    let name = field("objectName").ok_or_else(|| invalid("Upload-Metadata lacks objectName"))?;
+    check_bucket_id(&bucket).map_err(super::invalid_bucket)?;
+    check_name(&name).map_err(invalid_name)?;
+    let content_type = field("contentType").unwrap_or_else(|| "application/octet-stream".into());
+    let cache_control = field("cacheControl")
+        .map(|c| cache_control_value(&c))
+        .unwrap_or_else(default_cache_control);
+    let decision = decide(&state, &caller, &bucket, &name, "write");
+    let owner = caller.user.map(|(user, _)| user);
+    if !decision.allowed
+        || row_allowed(&decision, &policy_row(&bucket, &name, owner, None, None), &caller)
+            == Some(false)
+    {
+        return Err(denied("write"));
+    }
+    let bucket = find_bucket(&state, &bucket).await?;
+    let limit = bucket.size_limit(&state.config);
+    if length > limit {
+        return Err(too_large(limit));
+    }
+    check_type(&bucket, &content_type)?;
+    let id = Uuid::new_v4();
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let expires: chrono::DateTime<chrono::Utc> = client
+        .query_one(
+            "INSERT INTO storage.resumable_uploads (id, bucket_id, name, owner, upsert,
+                 content_type, cache_control, length, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))
+             RETURNING expires_at",
+            &[
+                &id,
+                &bucket.id,
+                &name,
+                &owner,
+                &upsert_header(&request),
+                &content_type,
+                &cache_control,
+                &(length as i64),
+                &(state.config.storage.resumable_ttl_secs as f64),
+            ],
+        )
+        .await
+        .map_err(db::failed)?
+        .get(0);
+    Ok(tus(StatusCode::CREATED)
+        .insert_header((
+            "Location",
+            format!("{}/storage/v1/upload/resumable/{id}", state.config.public_url()),
+        ))
+        .insert_header((
+            "Upload-Expires",
+            actix_web::http::header::HttpDate::from(std::time::SystemTime::from(expires))
+                .to_string(),
+        ))
+        .finish())
+}
+
+struct Upload {
+    id: Uuid,
+    bucket_id: String,
+    name: String,
+    upsert: bool,
+    content_type: String,
+    cache_control: String,
+    length: i64,
+    offset: i64,
+    parts: i32,
+}
+
+/// The upload, if it exists, has not expired and belongs to the caller.
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, HttpError> {
+    let missing = || HttpError::from(ErrorCode::UploadNotFound);
+    let id: Uuid = id.parse().map_err(|_| missing())?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let row = client
+        .query_opt(
+            "SELECT id, bucket_id, name, owner, upsert, content_type, cache_control, length,
+                    \"offset\", parts
+             FROM storage.resumable_uploads WHERE id = $1 AND expires_at > now()",
+            &[&id],
+        )
+        .await
+        .map_err(db::failed)?
+        .ok_or_else(missing)?;
+    let owner: Option<Uuid> = row.get(3);
+    if owner != caller.user.map(|(user, _)| user) {
+        return Err(missing());
+    }
+    Ok(Upload {
+        id: row.get(0),
+        bucket_id: row.get(1),
+        name: row.get(2),
+        upsert: row.get(4),
+        content_type: row.get(5),
+        cache_control: row.get(6),
+        length: row.get(7),
+        offset: row.get(8),
+        parts: row.get(9),
+    })
+}
+
+fn part_key(id: Uuid, part: i32) -> String {
+    format!("uploads/{id}/{part}")
+}
+
+async fn head(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    check_version(&request)?;
+    let upload = find(&state, &caller, &id).await?;
+    Ok(tus(StatusCode::OK)
+        .insert_header(("Upload-Offset", upload.offset.to_string()))
+        .insert_header(("Upload-Length", upload.length.to_string()))
+        .finish())
+}
+
+/// `PATCH` with `Upload-Offset` equal to the upload's offset and a body of
+/// `application/offset+octet-stream`.
+async fn patch(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    id: Path<String>,
+    payload: Payload,
+) -> Result<HttpResponse, HttpError> {
+    check_version(&request)?;
+    if header_text(&request, "content-type").map(rules::essence).as_deref()
+        != Some("application/offset+octet-stream")
+    {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType)
+            .with_hint("Send Content-Type: application/offset+octet-stream.")
+            .into());
+    }
+    let offset: i64 = header_text(&request, "upload-offset")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid("send Upload-Offset"))?;
+    let upload = find(&state, &caller, &id).await?;
+    if offset != upload.offset {
+        return Err(ApiError::new(ErrorCode::UploadOffsetMismatch)
+            .with_details(format!("the upload is at offset {}", upload.offset))
+            .into());
+    }
+    let remaining = (upload.length - upload.offset) as u64;
+
+    // Store the body as the next part; a cut-off body stores nothing.
+    let key = part_key(upload.id, upload.parts);
+    let mut writer: Box<dyn BlobWriter> = state
+        .storage
+        .backend
+        .writer(&key)
+        .await
+        .map_err(backend_failed)?;
+    let mut received: u64 = 0;
+    let mut body = payload;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| payload_error(e, remaining))?;
+        received += chunk.len() as u64;
+        if received > remaining {
+            return Err(too_large(remaining));
+        }
+        writer.write(chunk).await.map_err(backend_failed)?;
+    }
+    writer.finish().await.map_err(backend_failed)?;
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let moved = client
+        .query_opt(
+            "UPDATE storage.resumable_uploads SET \"offset\" = \"offset\" + $3, parts = parts + 1
+             WHERE id = $1 AND \"offset\" = $2 RETURNING \"offset\"",
+            &[&upload.id, &upload.offset, &(received as i64)],
+        )
+        .await
+        .map_err(db::failed)?;
+    drop(client);
+    let Some(moved) = moved else {
+        // Another PATCH got there first.
+        return Err(ErrorCode::UploadOffsetMismatch.into());
+    };
+    let new_offset: i64 = moved.get(0);
+    if new_offset == upload.length {
+        finish(&state, &caller, &upload, upload.parts + 1).await?;
+    }
+    Ok(tus(StatusCode::NO_CONTENT)
+        .insert_header(("Upload-Offset", new_offset.to_string()))
+        .finish())
+}
+
+/// Assembles the parts into the object and commits it.
+async fn finish(
+    state: &AppState,
+    caller: &Caller,
+    upload: &Upload,
+    parts: i32,
+) -> Result<(), HttpError> {
+    let bucket = find_bucket(state, &upload.bucket_id).await?;
+    let decision = decide(state, caller, &bucket.id, &upload.name, "write");
+    let key = new_object_key();
+    let mut writer: Box<dyn BlobWriter> = state
+        .storage
+        .backend
+        .writer(&key)
+        .await
+        .map_err(backend_failed)?;
+    let mut hasher = Sha256::new();
+    for part in 0..parts {
+        let mut stream = state
+            .storage
+            .backend
+            .read(&part_key(upload.id, part), None)
+            .await
+            .map_err(backend_failed)?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| backend_failed(e.into()))?;
+            hasher.update(&chunk);
+            writer.write(chunk).await.map_err(backend_failed)?;
+        }
+    }
+    writer.finish().await.map_err(backend_failed)?;
+    let mode = if upload.upsert {
+        Mode::Upsert
+    } else {
+        Mode::Create
+    };
+    let content = Content {
+        content_type: upload.content_type.clone(),
+        cache_control: upload.cache_control.clone(),
+        metadata: Value::Null,
+    };
+    let blob = NewBlob {
+        key: key.clone(),
+        size: upload.length,
+        checksum: hex::encode(hasher.finalize()),
+    };
+    let writer = Writer::Caller(caller, decision);
+    match commit(state, &bucket, &upload.name, mode, &writer, blob, &content, None).await {
+        Ok((_, replaced)) => {
+            if let Some(old) = replaced {
+                discard(state, &old).await;
+            }
+        }
+        Err(error) => {
+            discard(state, &key).await;
+            return Err(error);
+        }
+    }
+    remove(state, upload.id, parts).await
+}
+
+/// Deletes an upload's row and its parts.
+pub(super) async fn remove(state: &AppState, id: Uuid, parts: i32) -> Result<(), HttpError> {
+    let client = state.pool.get().await.map_err(db::unavailable)?;
+    client
+        .execute("DELETE FROM storage.resumable_uploads WHERE id = $1", &[&id])
+        .await
+        .map_err(db::failed)?;
+    drop(client);
+    // One more than recorded: a part stored by a PATCH whose offset never moved.
+    for part in 0..=parts {
+        discard(state, &part_key(id, part)).await;
+    }
+    Ok(())
+}
+
+async fn terminate(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    check_version(&request)?;
+    let upload = find(&state, &caller, &id).await?;
+    remove(&state, upload.id, upload.parts).await?;
+    Ok(tus(StatusCode::NO_CONTENT).finish())
+}

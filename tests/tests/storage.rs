@@ -1,0 +1,985 @@
+//! Storage against the real binary on both backends: local disk, and a real
+//! S3-compatible server (s3s-fs) on loopback. Each scenario runs once per
+//! backend (`mod <scenario> { fn local, fn s3 }`).
+
+use basalt_tests::{Basalt, S3Server};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kind {
+    Local,
+    S3,
+}
+
+macro_rules! both {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn local() {
+                super::$scenario(super::Kind::Local).await
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$scenario(super::Kind::S3).await
+            }
+        }
+    )+};
+}
+
+both!(
+    buckets_are_managed_and_guarded,
+    uploads_downloads_ranges_and_conditional_requests,
+    list_move_copy_and_delete,
+    limits_refuse_and_leave_nothing_behind,
+    every_traversal_form_is_refused,
+    signed_urls_expire_resist_tampering_and_uploads_work_once,
+    resumable_upload_survives_an_interruption,
+    permissions_owner_folders_public_buckets_and_anon,
+    a_200_mb_upload_streams_with_flat_memory,
+    orphaned_blobs_and_interrupted_writes_are_cleaned_up,
+    object_changes_reach_the_change_feed,
+);
+
+struct Env {
+    basalt: Basalt,
+    kind: Kind,
+    service: String,
+    anon: String,
+    s3_bucket: Option<String>,
+}
+
+async fn start(kind: Kind, extra: &[(&str, &str)]) -> Env {
+    let mut builder = Basalt::builder();
+    let mut s3_bucket = None;
+    if kind == Kind::S3 {
+        let s3 = S3Server::shared();
+        let bucket = s3.fresh_bucket();
+        for (name, value) in s3.env(&bucket) {
+            builder = builder.env(name, value);
+        }
+        s3_bucket = Some(bucket);
+    }
+    for (name, value) in extra {
+        builder = builder.env(name, *value);
+    }
+    let basalt = builder.start().await;
+    let keys = basalt.keys();
+    Env {
+        basalt,
+        kind,
+        service: keys.service_role,
+        anon: keys.anon,
+        s3_bucket,
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+}
+
+impl Env {
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let mut request = self
+            .basalt
+            .http
+            .request(method, self.basalt.url(&format!("/storage/v1{path}")));
+        if let Some(token) = token {
+            request = request.header("apikey", &self.anon).bearer_auth(token);
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        let response = request.send().await.unwrap();
+        Response {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    /// A JSON call with `token` as the bearer (an API key or a user's token).
+    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method, path, Some(token));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = self.send(request).await;
+        (response.status, response.json())
+    }
+
+    async fn upload(&self, token: &str, method: Method, path: &str, bytes: &[u8], content_type: &str) -> (u16, Value) {
+        let request = self
+            .request(method, &format!("/object/{path}"), Some(token))
+            .header("content-type", content_type)
+            .body(bytes.to_vec());
+        let response = self.send(request).await;
+        (response.status, response.json())
+    }
+
+    async fn download(&self, token: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self.request(Method::GET, &format!("/object/{path}"), Some(token));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request).await
+    }
+
+    async fn bucket(&self, body: Value) {
+        let (status, reply) = self.call(&self.service, Method::POST, "/bucket", Some(body)).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    async fn policy(&self, policy: Value) {
+        let response = self
+            .basalt
+            .http
+            .post(self.basalt.url("/admin/v1/policies"))
+            .header("apikey", &self.service)
+            .json(&policy)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
+    }
+
+    /// A signed-in user: (id, access token).
+    async fn user(&self, name: &str) -> (String, String) {
+        let email = format!("{name}@example.com");
+        let http = &self.basalt.http;
+        let user: Value = http
+            .post(self.basalt.url("/auth/v1/admin/users"))
+            .header("apikey", &self.service)
+            .json(&json!({"email": email, "password": "password one", "email_confirm": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session: Value = http
+            .post(self.basalt.url("/auth/v1/token?grant_type=password"))
+            .header("apikey", &self.anon)
+            .json(&json!({"email": email, "password": "password one"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            user["id"].as_str().unwrap().to_owned(),
+            session["access_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Where the backend keeps blobs, seen from outside Basalt.
+    fn backend_root(&self) -> PathBuf {
+        match self.kind {
+            Kind::Local => self.basalt.data_dir().join("storage"),
+            Kind::S3 => S3Server::shared().bucket_dir(self.s3_bucket.as_deref().unwrap()),
+        }
+    }
+
+    /// Every stored object blob (`objects/…`).
+    fn blobs(&self) -> Vec<PathBuf> {
+        files(&self.backend_root().join("objects"))
+    }
+
+    /// Files an interrupted write could leave: local temp files; for S3,
+    /// anything of the store's bucket outside `objects/` and `uploads/`.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        match self.kind {
+            Kind::Local => files(&self.backend_root().join(".tmp")),
+            Kind::S3 => files(&self.backend_root())
+                .into_iter()
+                .filter(|path| {
+                    let relative = path.strip_prefix(self.backend_root()).unwrap();
+                    !relative.starts_with("objects") && !relative.starts_with("uploads")
+                })
+                .collect(),
+        }
+    }
+
+    async fn rows(&self) -> i64 {
+        let response = self
+            .basalt
+            .admin_sql("select count(*) as n from storage.objects")
+            .await;
+        let body: Value = response.json().await.unwrap();
+        body["results"][0]["rows"][0][0]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{body}"))
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Sends bytes as they are (no URL normalization) and answers the status.
+async fn raw(basalt: &Basalt, head: &str, body: &[u8], send: usize) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", basalt.port))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..send]).await.unwrap();
+    if send < body.len() {
+        // Cut off mid-body, as a dropped connection would.
+        drop(stream);
+        return 0;
+    }
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply);
+    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn pattern(offset: u64, len: usize) -> Vec<u8> {
+    (offset..offset + len as u64)
+        .map(|i| ((i * 31 + i / 7) % 251) as u8)
+        .collect()
+}
+
+async fn buckets_are_managed_and_guarded(kind: Kind) {
+    let env = start(kind, &[]).await;
+    let (_, ann) = env.user("ann").await;
+    env.bucket(json!({"id": "avatars", "public": true, "file_size_limit": 1000, "allowed_mime_types": ["image/*"]}))
+        .await;
+    let (status, body) = env
+        .call(&env.service, Method::POST, "/bucket", Some(json!({"id": "avatars"})))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("already_exists")));
+    for bad in ["Bad", "../x", "public", ""] {
+        let (status, body) = env
+            .call(&env.service, Method::POST, "/bucket", Some(json!({"id": bad})))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = env
+        .call(&env.service, Method::POST, "/bucket", Some(json!({"id": "x", "allowed_mime_types": ["nope"]})))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("validation_failed")));
+    // Users may not manage buckets without a policy; they see public ones.
+    let (status, _) = env
+        .call(&ann, Method::POST, "/bucket", Some(json!({"id": "mine"})))
+        .await;
+    assert_eq!(status, 403);
+    env.bucket(json!({"id": "private"})).await;
+    let (_, list) = env.call(&ann, Method::GET, "/bucket", None).await;
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["avatars"]);
+    let (_, list) = env.call(&env.service, Method::GET, "/bucket", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (status, _) = env.call(&ann, Method::GET, "/bucket/private", None).await;
+    assert_eq!(status, 404);
+    let (status, bucket) = env.call(&env.service, Method::GET, "/bucket/avatars", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(bucket["public"], true);
+    assert_eq!(bucket["file_size_limit"], 1000);
+    assert_eq!(bucket["allowed_mime_types"], json!(["image/*"]));
+    let (status, _) = env
+        .call(&env.service, Method::PUT, "/bucket/avatars", Some(json!({"public": false, "file_size_limit": null})))
+        .await;
+    assert_eq!(status, 200);
+    let (_, bucket) = env.call(&env.service, Method::GET, "/bucket/avatars", None).await;
+    assert_eq!((bucket["public"].clone(), bucket["file_size_limit"].clone()), (json!(false), Value::Null));
+    assert_eq!(bucket["allowed_mime_types"], json!(["image/*"]));
+    // A bucket with objects is not deleted until emptied.
+    let (status, body) = env.upload(&env.service, Method::POST, "avatars/a.png", b"png", "image/png").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = env.call(&env.service, Method::DELETE, "/bucket/avatars", None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("bucket_not_empty")));
+    assert_eq!(env.blobs().len(), 1);
+    let (status, body) = env.call(&env.service, Method::POST, "/bucket/avatars/empty", None).await;
+    assert_eq!((status, body["deleted"].as_i64()), (200, Some(1)));
+    assert!(env.blobs().is_empty());
+    let (status, _) = env.call(&env.service, Method::DELETE, "/bucket/avatars", None).await;
+    assert_eq!(status, 200);
+    let (status, body) = env.call(&env.service, Method::GET, "/bucket/avatars", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("bucket_not_found")));
+}
+
+async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "docs"})).await;
+    let key = env.service.clone();
+    let content = pattern(0, 5000);
+    let request = env
+        .request(Method::POST, "/object/docs/folder/report 1.txt", Some(&key))
+        .header("content-type", "text/plain; charset=utf-8")
+        .header("cache-control", "max-age=60")
+        .body(content.clone());
+    let created = env.send(request).await;
+    assert_eq!(created.status, 200, "{}", created.json());
+    assert_eq!(created.json()["Key"], "docs/folder/report 1.txt");
+    let (status, body) = env.upload(&key, Method::POST, "docs/folder/report 1.txt", b"x", "text/plain").await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("object_exists")));
+    let (status, body) = env.upload(&key, Method::PUT, "docs/missing.txt", b"x", "text/plain").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("object_not_found")));
+
+    let got = env.download(&key, "docs/folder/report%201.txt", &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, content);
+    assert_eq!(got.header("content-type"), "text/plain; charset=utf-8");
+    assert_eq!(got.header("cache-control"), "max-age=60");
+    assert_eq!(got.header("x-content-type-options"), "nosniff");
+    assert_eq!(got.header("content-length"), "5000");
+    assert_eq!(
+        got.header("content-disposition"),
+        "inline; filename=\"report 1.txt\"; filename*=UTF-8''report%201.txt"
+    );
+    let etag = got.header("etag").to_owned();
+    let last_modified = got.header("last-modified").to_owned();
+    assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
+    assert!(last_modified.ends_with("GMT"), "{last_modified}");
+
+    let part = env.download(&key, "docs/folder/report%201.txt", &[("range", "bytes=100-199")]).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, content[100..200]);
+    assert_eq!(part.header("content-range"), "bytes 100-199/5000");
+    let tail = env.download(&key, "docs/folder/report%201.txt", &[("range", "bytes=-10")]).await;
+    assert_eq!((tail.status, tail.body.as_slice()), (206, &content[4990..]));
+    let past = env.download(&key, "docs/folder/report%201.txt", &[("range", "bytes=5000-")]).await;
+    assert_eq!((past.status, past.json()["code"].as_str()), (416, Some("range_not_satisfiable")));
+    let cached = env.download(&key, "docs/folder/report%201.txt", &[("if-none-match", &etag)]).await;
+    assert_eq!((cached.status, cached.body.len()), (304, 0));
+    let cached = env.download(&key, "docs/folder/report%201.txt", &[("if-modified-since", &last_modified)]).await;
+    assert_eq!(cached.status, 304);
+    let stale = env.download(&key, "docs/folder/report%201.txt", &[("if-none-match", "\"other\"")]).await;
+    assert_eq!(stale.status, 200);
+    let attachment = env.download(&key, "docs/folder/report%201.txt?download=r%C3%A9sum%C3%A9.txt", &[]).await;
+    assert_eq!(
+        attachment.header("content-disposition"),
+        "attachment; filename=\"r_sum_.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
+    );
+    let head = env
+        .send(env.request(Method::HEAD, "/object/docs/folder/report%201.txt", Some(&key)))
+        .await;
+    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, "5000", 0));
+
+    // Upsert replaces: a new version and ETag; PUT replaces too.
+    let request = env
+        .request(Method::POST, "/object/docs/folder/report 1.txt", Some(&key))
+        .header("x-upsert", "true")
+        .header("content-type", "text/plain")
+        .body("second");
+    assert_eq!(env.send(request).await.status, 200);
+    let got = env.download(&key, "docs/folder/report%201.txt", &[]).await;
+    assert_eq!(got.body, b"second");
+    assert_ne!(got.header("etag"), etag);
+    let (status, _) = env.upload(&key, Method::PUT, "docs/folder/report 1.txt", b"third", "text/plain").await;
+    assert_eq!(status, 200);
+    let (status, info) = env.call(&key, Method::GET, "/object/info/docs/folder/report%201.txt", None).await;
+    assert_eq!(status, 200);
+    assert_eq!((info["version"].as_i64(), info["size"].as_i64()), (Some(3), Some(5)));
+    // Replaced blobs are gone: one blob for one object.
+    assert_eq!(env.blobs().len(), 1);
+
+    // Multipart form, as supabase-js sends it.
+    let form = reqwest::multipart::Form::new()
+        .text("cacheControl", "120")
+        .part(
+            "",
+            reqwest::multipart::Part::bytes(b"<svg onload=alert(1)>".to_vec())
+                .file_name("x.svg")
+                .mime_str("image/svg+xml")
+                .unwrap(),
+        );
+    let sent = env
+        .send(env.request(Method::POST, "/object/docs/x.svg", Some(&key)).multipart(form))
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.json());
+    let svg = env.download(&key, "docs/x.svg", &[]).await;
+    assert_eq!(svg.body, b"<svg onload=alert(1)>");
+    assert_eq!(svg.header("content-type"), "image/svg+xml");
+    assert_eq!(svg.header("cache-control"), "max-age=120");
+    assert!(svg.header("content-disposition").starts_with("attachment;"));
+    assert!(svg.header("content-security-policy").contains("sandbox"));
+    let missing = env.download(&key, "docs/none.txt", &[]).await;
+    assert_eq!((missing.status, missing.json()["code"].as_str()), (404, Some("object_not_found")));
+}
+
+async fn list_move_copy_and_delete(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "files"})).await;
+    env.bucket(json!({"id": "other"})).await;
+    let key = env.service.clone();
+    for path in ["a/1.txt", "a/b/2.txt", "a/b/3.txt", "c.txt", "report.pdf"] {
+        let (status, body) = env.upload(&key, Method::POST, &format!("files/{path}"), path.as_bytes(), "text/plain").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let list = |body: Value| {
+        let env = &env;
+        let key = key.clone();
+        async move {
+            let (status, body) = env.call(&key, Method::POST, "/object/list/files", Some(body)).await;
+            assert_eq!(status, 200, "{body}");
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| format!("{}{}", e["name"].as_str().unwrap(), if e["id"].is_null() { "/" } else { "" }))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(json!({})).await, ["a/", "c.txt", "report.pdf"]);
+    assert_eq!(list(json!({"prefix": "a"})).await, ["1.txt", "b/"]);
+    assert_eq!(list(json!({"prefix": "a/b/"})).await, ["2.txt", "3.txt"]);
+    assert_eq!(list(json!({"prefix": "a/b", "limit": 1, "offset": 1})).await, ["3.txt"]);
+    assert_eq!(list(json!({"search": "REP"})).await, ["report.pdf"]);
+    assert_eq!(
+        list(json!({"sortBy": {"column": "name", "order": "desc"}})).await,
+        ["report.pdf", "c.txt", "a/"]
+    );
+    let (_, entries) = env.call(&key, Method::POST, "/object/list/files", Some(json!({"prefix": "a/b"}))).await;
+    assert_eq!(entries[0]["metadata"]["size"], 9);
+    assert_eq!(entries[0]["metadata"]["mimetype"], "text/plain");
+    let (status, body) = env.call(&key, Method::POST, "/object/list/files", Some(json!({"prefix": "../"}))).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_object_name")));
+
+    let (status, body) = env
+        .call(&key, Method::POST, "/object/move", Some(json!({"bucketId": "files", "sourceKey": "c.txt", "destinationKey": "d/c.txt"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.download(&key, "files/d/c.txt", &[]).await.body, b"c.txt");
+    assert_eq!(env.download(&key, "files/c.txt", &[]).await.status, 404);
+    let (status, body) = env
+        .call(&key, Method::POST, "/object/move", Some(json!({"bucketId": "files", "sourceKey": "d/c.txt", "destinationKey": "a/1.txt"})))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("object_exists")));
+    let blobs_before = env.blobs().len();
+    let (status, body) = env
+        .call(&key, Method::POST, "/object/copy", Some(json!({"bucketId": "files", "sourceKey": "a/1.txt", "destinationKey": "copied.txt", "destinationBucket": "other"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Key"], "other/copied.txt");
+    assert_eq!(env.download(&key, "other/copied.txt", &[]).await.body, b"a/1.txt");
+    assert_eq!(env.blobs().len(), blobs_before + 1);
+
+    let (status, deleted) = env
+        .call(&key, Method::DELETE, "/object/files", Some(json!({"prefixes": ["a/1.txt", "a/b/2.txt", "nope.txt"]})))
+        .await;
+    assert_eq!(status, 200);
+    let mut names: Vec<&str> = deleted.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a/1.txt", "a/b/2.txt"]);
+    assert_eq!(env.download(&key, "files/a/1.txt", &[]).await.status, 404);
+    // The copy has its own blob and survives.
+    assert_eq!(env.download(&key, "other/copied.txt", &[]).await.status, 200);
+    let (status, _) = env.call(&key, Method::DELETE, "/object/files/a/b/3.txt", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = env.call(&key, Method::DELETE, "/object/files/a/b/3.txt", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(env.blobs().len(), 3);
+    assert_eq!(env.rows().await, 3);
+}
+
+async fn limits_refuse_and_leave_nothing_behind(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "small", "file_size_limit": 1000, "allowed_mime_types": ["image/*", "application/pdf"]}))
+        .await;
+    let key = env.service.clone();
+    let (status, body) = env.upload(&key, Method::POST, "small/ok.png", &[1; 1000], "image/png").await;
+    assert_eq!(status, 200, "{body}");
+    // Declared too large: refused before reading.
+    let (status, body) = env.upload(&key, Method::POST, "small/big.png", &[1; 1001], "image/png").await;
+    assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")));
+    // Chunked, no length: refused while streaming.
+    let chunks = futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![7u8; 100])));
+    let request = env
+        .request(Method::POST, "/object/small/stream.png", Some(&key))
+        .header("content-type", "image/png")
+        .body(reqwest::Body::wrap_stream(chunks));
+    let refused = env.send(request).await;
+    assert_eq!((refused.status, refused.json()["code"].as_str()), (413, Some("payload_too_large")));
+    // Multipart over the limit.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![0; 5000]).file_name("x.png").mime_str("image/png").unwrap(),
+    );
+    let refused = env
+        .send(env.request(Method::POST, "/object/small/form.png", Some(&key)).multipart(form))
+        .await;
+    assert_eq!(refused.status, 413);
+    // The bucket's MIME types.
+    let (status, body) = env.upload(&key, Method::POST, "small/x.html", b"<p>", "text/html").await;
+    assert_eq!((status, body["code"].as_str()), (415, Some("mime_type_not_allowed")));
+    let (status, _) = env.upload(&key, Method::POST, "small/x.pdf", b"%PDF", "application/pdf").await;
+    assert_eq!(status, 200);
+    // A server-wide limit below the bucket's.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(env.rows().await, 2);
+    assert_eq!(env.blobs().len(), 2, "{:?}", env.blobs());
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
+}
+
+async fn every_traversal_form_is_refused(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "safe"})).await;
+    let key = env.service.clone();
+    let forms = [
+        "../escape.txt",
+        "a/../../escape.txt",
+        "./a.txt",
+        "a/./b.txt",
+        "%2e%2e/escape.txt",
+        "%2E%2E%2Fescape.txt",
+        "..%2fescape.txt",
+        "a%2f..%2f..%2fescape.txt",
+        "..%5cescape.txt",
+        "a\\..\\escape.txt",
+        "%5c%5cserver%5cshare",
+        "C:/windows/x.txt",
+        "c%3A%5Cx.txt",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+        "a%00.txt",
+        "a%0a.txt",
+        "a%1b.txt",
+        "%252e%252e%252fescape.txt",
+        "a//b.txt",
+    ];
+    for form in forms {
+        for method in ["POST", "GET", "DELETE"] {
+            let head = format!(
+                "{method} /storage/v1/object/safe/{form} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: text/plain\r\nContent-Length: 1\r\nConnection: close\r\n\r\n"
+            );
+            let status = raw(&env.basalt, &head, b"x", 1).await;
+            assert_eq!(status, 400, "{method} {form}");
+        }
+    }
+    let long = "a".repeat(1025);
+    let (status, body) = env.upload(&key, Method::POST, &format!("safe/{long}"), b"x", "text/plain").await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_object_name")));
+    for destination in ["../x", "a/../../x", "/x", "a\\x", "a\u{0}x", "%2e%2e/x"] {
+        let (status, body) = env
+            .call(&key, Method::POST, "/object/copy", Some(json!({"bucketId": "safe", "sourceKey": "x", "destinationKey": destination})))
+            .await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_object_name")), "{destination}");
+    }
+    let (status, _) = env.upload(&key, Method::POST, "safe/fine/name..with.dots.txt", b"x", "text/plain").await;
+    assert_eq!(status, 200);
+    assert_eq!(env.rows().await, 1);
+    // Nothing was written next to the backend's root.
+    let parent = env.backend_root().parent().unwrap().to_owned();
+    assert!(!parent.join("escape.txt").exists());
+    assert!(files(&env.backend_root()).iter().all(|p| !p.to_string_lossy().contains("escape")));
+}
+
+async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "private"})).await;
+    let key = env.service.clone();
+    env.upload(&key, Method::POST, "private/doc.txt", b"secret doc", "text/plain").await;
+    env.upload(&key, Method::POST, "private/other.txt", b"other", "text/plain").await;
+    let (status, signed) = env
+        .call(&key, Method::POST, "/object/sign/private/doc.txt", Some(json!({"expiresIn": 2})))
+        .await;
+    assert_eq!(status, 200, "{signed}");
+    let url = signed["signedURL"].as_str().unwrap().to_owned();
+    // No API key needed.
+    let fetch = |path: String| {
+        let env = &env;
+        async move { env.send(env.request(Method::GET, &path, None)).await }
+    };
+    let got = fetch(url.clone()).await;
+    assert_eq!((got.status, got.body.as_slice()), (200, b"secret doc".as_slice()));
+    let token = url.split("token=").nth(1).unwrap().to_owned();
+    let (payload, signature) = token.split_once('.').unwrap();
+    let mut flipped = signature.as_bytes().to_vec();
+    flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("/object/sign/private/doc.txt?token={payload}.{}", String::from_utf8(flipped).unwrap());
+    let got = fetch(tampered).await;
+    assert_eq!((got.status, got.json()["code"].as_str()), (400, Some("invalid_signature")));
+    let elsewhere = fetch(format!("/object/sign/private/other.txt?token={token}")).await;
+    assert_eq!((elsewhere.status, elsewhere.json()["code"].as_str()), (400, Some("invalid_signature")));
+    let none = fetch("/object/sign/private/doc.txt".into()).await;
+    assert_eq!(none.status, 400);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let expired = fetch(url).await;
+    assert_eq!((expired.status, expired.json()["code"].as_str()), (400, Some("signed_url_expired")));
+    let (status, _) = env
+        .call(&key, Method::POST, "/object/sign/private/doc.txt", Some(json!({"expiresIn": 0})))
+        .await;
+    assert_eq!(status, 400);
+
+    // Signed uploads: once, and only to the signed path.
+    let (_, signed) = env.call(&key, Method::POST, "/object/upload/sign/private/up.txt", None).await;
+    let url = signed["url"].as_str().unwrap().to_owned();
+    let put = |path: String, body: &'static [u8]| {
+        let env = &env;
+        async move {
+            env.send(env.request(Method::PUT, &path, None).header("content-type", "text/plain").body(body))
+                .await
+        }
+    };
+    let first = put(url.clone(), b"uploaded").await;
+    assert_eq!(first.status, 200, "{}", first.json());
+    let again = put(url.clone(), b"again").await;
+    assert_eq!((again.status, again.json()["code"].as_str()), (409, Some("signed_upload_used")));
+    let token = url.split("token=").nth(1).unwrap();
+    let moved = put(format!("/object/upload/sign/private/else.txt?token={token}"), b"x").await;
+    assert_eq!(moved.status, 400);
+    assert_eq!(env.download(&key, "private/up.txt", &[]).await.body, b"uploaded");
+    assert_eq!(env.rows().await, 3);
+    assert_eq!(env.blobs().len(), 3);
+}
+
+async fn resumable_upload_survives_an_interruption(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "videos"})).await;
+    let key = env.service.clone();
+    let content = pattern(0, 300_000);
+    let b64 = |text: &str| base64_encode(text.as_bytes());
+    let created = env
+        .send(
+            env.request(Method::POST, "/upload/resumable", Some(&key))
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", content.len().to_string())
+                .header(
+                    "upload-metadata",
+                    format!("bucketName {},objectName {},contentType {}", b64("videos"), b64("clip.bin"), b64("video/mp4")),
+                ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.json());
+    let location = created.header("location").to_owned();
+    let id = location.rsplit('/').next().unwrap().to_owned();
+    let path = format!("/upload/resumable/{id}");
+    let patch = |offset: usize, end: usize| {
+        let env = &env;
+        let key = key.clone();
+        let path = path.clone();
+        let body = content[offset..end].to_vec();
+        async move {
+            env.send(
+                env.request(Method::PATCH, &path, Some(&key))
+                    .header("tus-resumable", "1.0.0")
+                    .header("upload-offset", offset.to_string())
+                    .header("content-type", "application/offset+octet-stream")
+                    .body(body),
+            )
+            .await
+        }
+    };
+    let offset_now = || {
+        let env = &env;
+        let key = key.clone();
+        let path = path.clone();
+        async move {
+            let head = env
+                .send(env.request(Method::HEAD, &path, Some(&key)).header("tus-resumable", "1.0.0"))
+                .await;
+            assert_eq!(head.status, 200);
+            head.header("upload-offset").parse::<usize>().unwrap()
+        }
+    };
+    let first = patch(0, 100_000).await;
+    assert_eq!((first.status, first.header("upload-offset")), (204, "100000"));
+    // A PATCH cut off mid-body stores nothing.
+    let head = format!(
+        "PATCH /storage/v1{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 100000\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 100000\r\n\r\n"
+    );
+    raw(&env.basalt, &head, &content[100_000..200_000], 40_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(offset_now().await, 100_000);
+    let wrong = patch(150_000, 200_000).await;
+    assert_eq!((wrong.status, wrong.json()["code"].as_str()), (409, Some("upload_offset_mismatch")));
+    let missing_version = env
+        .send(env.request(Method::HEAD, &path, Some(&key)))
+        .await;
+    assert_eq!(missing_version.status, 412);
+    assert_eq!(patch(100_000, 250_000).await.status, 204);
+    assert_eq!(env.rows().await, 0);
+    let last = patch(250_000, 300_000).await;
+    assert_eq!((last.status, last.header("upload-offset")), (204, "300000"));
+    let got = env.download(&key, "videos/clip.bin", &[]).await;
+    assert_eq!(got.body, content);
+    assert_eq!(got.header("content-type"), "video/mp4");
+    // Finished: the upload and its parts are gone.
+    let head = env
+        .send(env.request(Method::HEAD, &path, Some(&key)).header("tus-resumable", "1.0.0"))
+        .await;
+    assert_eq!(head.status, 404);
+    assert!(files(&env.backend_root().join("uploads")).is_empty());
+    assert_eq!(env.blobs().len(), 1);
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "homes"})).await;
+    env.bucket(json!({"id": "pub", "public": true})).await;
+    let (ann_id, ann) = env.user("ann").await;
+    let (bob_id, bob) = env.user("bob").await;
+    // Users read and write in their own folder; they delete what they own.
+    for action in ["read", "write"] {
+        env.policy(json!({"subject": "authenticated", "object": "bucket:homes/*", "action": action, "condition": "folder=eq.{auth.uid}"}))
+            .await;
+    }
+    env.policy(json!({"subject": "authenticated", "object": "bucket:homes/*", "action": "delete", "condition": "owner=eq.{auth.uid}"}))
+        .await;
+    env.policy(json!({"subject": "authenticated", "object": "bucket:pub/shared/*", "action": "write"}))
+        .await;
+
+    let (status, body) = env.upload(&ann, Method::POST, &format!("homes/{ann_id}/a.txt"), b"ann's", "text/plain").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = env.upload(&ann, Method::POST, &format!("homes/{bob_id}/planted.txt"), b"x", "text/plain").await;
+    assert_eq!(status, 403);
+    let (status, _) = env.upload(&ann, Method::POST, "homes/top.txt", b"x", "text/plain").await;
+    assert_eq!(status, 403);
+    let (status, _) = env.upload(&bob, Method::POST, &format!("homes/{bob_id}/b.txt"), b"bob's", "text/plain").await;
+    assert_eq!(status, 200);
+    assert_eq!(env.download(&ann, &format!("homes/{ann_id}/a.txt"), &[]).await.body, b"ann's");
+    assert_eq!(env.download(&bob, &format!("homes/{ann_id}/a.txt"), &[]).await.status, 404);
+    assert_eq!(env.download(&env.anon, &format!("homes/{ann_id}/a.txt"), &[]).await.status, 403);
+    let public = env
+        .send(env.request(Method::GET, &format!("/object/public/homes/{ann_id}/a.txt"), None))
+        .await;
+    assert_eq!(public.status, 404);
+    let (status, listed) = env.call(&ann, Method::POST, "/object/list/homes", Some(json!({}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed.as_array().unwrap().iter().map(|e| e["name"].clone()).collect::<Vec<_>>(), [json!(ann_id)]);
+    let (status, _) = env.call(&env.anon, Method::POST, "/object/list/homes", Some(json!({}))).await;
+    assert_eq!(status, 403);
+    // Bob cannot sign, move or delete Ann's object.
+    let (status, _) = env
+        .call(&bob, Method::POST, &format!("/object/sign/homes/{ann_id}/a.txt"), Some(json!({"expiresIn": 60})))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = env
+        .call(&bob, Method::POST, "/object/move", Some(json!({"bucketId": "homes", "sourceKey": format!("{ann_id}/a.txt"), "destinationKey": format!("{bob_id}/stolen.txt")})))
+        .await;
+    assert_eq!(status, 404);
+    let (status, deleted) = env
+        .call(&bob, Method::DELETE, "/object/homes", Some(json!({"prefixes": [format!("{ann_id}/a.txt")]})))
+        .await;
+    assert_eq!((status, deleted), (200, json!([])));
+    let (status, _) = env.call(&bob, Method::DELETE, &format!("/object/homes/{ann_id}/a.txt"), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = env.call(&ann, Method::DELETE, &format!("/object/homes/{ann_id}/a.txt"), None).await;
+    assert_eq!(status, 200);
+
+    // Public bucket: anyone reads (no key at all); only policies write.
+    let (status, _) = env.upload(&ann, Method::POST, "pub/shared/logo.png", b"logo", "image/png").await;
+    assert_eq!(status, 200);
+    let (status, _) = env.upload(&ann, Method::POST, "pub/root.png", b"x", "image/png").await;
+    assert_eq!(status, 403);
+    let (status, _) = env.upload(&env.anon, Method::POST, "pub/shared/anon.png", b"x", "image/png").await;
+    assert_eq!(status, 403);
+    let public = env.send(env.request(Method::GET, "/object/public/pub/shared/logo.png", None)).await;
+    assert_eq!((public.status, public.body.as_slice()), (200, b"logo".as_slice()));
+    assert_eq!(env.download(&env.anon, "pub/shared/logo.png", &[]).await.status, 200);
+    let (status, _) = env.call(&env.anon, Method::DELETE, "/object/pub/shared/logo.png", None).await;
+    assert_eq!(status, 403);
+    assert_eq!(env.rows().await, 2);
+}
+
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+async fn a_200_mb_upload_streams_with_flat_memory(kind: Kind) {
+    const SIZE: u64 = 200 * 1024 * 1024;
+    const CHUNK: usize = 256 * 1024;
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "big"})).await;
+    let key = env.service.clone();
+    // Warm up, then measure from here.
+    env.upload(&key, Method::POST, "big/warm.bin", &pattern(0, 1 << 20), "application/octet-stream").await;
+    let pid = env.basalt.pid();
+    let before = memory_kib(pid, "VmRSS:");
+    let chunks = futures_util::stream::iter((0..SIZE / CHUNK as u64).map(|i| Ok::<_, std::io::Error>(pattern(i * CHUNK as u64, CHUNK))));
+    let request = env
+        .request(Method::POST, "/object/big/large.bin", Some(&key))
+        .header("content-type", "application/octet-stream")
+        .header("content-length", SIZE.to_string())
+        .body(reqwest::Body::wrap_stream(chunks));
+    let sent = env.send(request).await;
+    assert_eq!(sent.status, 200, "{}", sent.json());
+    assert_eq!(sent.json()["size"], SIZE);
+    let response = env
+        .request(Method::GET, "/object/big/large.bin", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut offset = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        assert!(chunk.as_ref() == pattern(offset, chunk.len()).as_slice(), "differs near byte {offset}");
+        offset += chunk.len() as u64;
+    }
+    assert_eq!(offset, SIZE);
+    let peak = memory_kib(pid, "VmHWM:");
+    let grew = peak.saturating_sub(before) / 1024;
+    println!("{kind:?}: RSS before {} MiB, peak {} MiB", before / 1024, peak / 1024);
+    assert!(grew < 64, "the server's peak RSS grew by {grew} MiB for a 200 MiB object");
+}
+
+async fn orphaned_blobs_and_interrupted_writes_are_cleaned_up(kind: Kind) {
+    let env = start(kind, &[("BASALT_STORAGE_ORPHAN_GRACE_SECS", "1")]).await;
+    env.bucket(json!({"id": "b"})).await;
+    let key = env.service.clone();
+    env.upload(&key, Method::POST, "b/kept.txt", b"kept", "text/plain").await;
+    env.upload(&key, Method::POST, "b/lost.txt", b"lost", "text/plain").await;
+    assert_eq!(env.blobs().len(), 2);
+    // A crash after the blob was written and before its metadata committed
+    // leaves a blob no row refers to: the same as removing the row.
+    env.basalt
+        .admin_sql("delete from storage.objects where name = 'lost.txt'")
+        .await;
+    // An upload cut off mid-body.
+    let head = format!(
+        "POST /storage/v1/object/b/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/octet-stream\r\nContent-Length: 30000000\r\n\r\n"
+    );
+    raw(&env.basalt, &head, &vec![1; 30_000_000], 12_000_000).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cleanup = env
+        .basalt
+        .http
+        .post(env.basalt.url("/admin/v1/storage/cleanup"))
+        .header("apikey", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleanup.status(), 200);
+    let swept: Value = cleanup.json().await.unwrap();
+    assert_eq!(swept["orphaned_blobs"], 1, "{swept}");
+    assert_eq!(env.blobs().len(), 1);
+    assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
+    assert_eq!(env.download(&key, "b/kept.txt", &[]).await.body, b"kept");
+    let (status, _) = env
+        .call(&env.anon, Method::POST, "/object/list/b", Some(json!({})))
+        .await;
+    assert_eq!(status, 403);
+    let denied = env
+        .basalt
+        .http
+        .post(env.basalt.url("/admin/v1/storage/cleanup"))
+        .header("apikey", &env.anon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+}
+
+async fn object_changes_reach_the_change_feed(kind: Kind) {
+    let env = start(kind, &[]).await;
+    env.bucket(json!({"id": "fed"})).await;
+    let key = env.service.clone();
+    env.upload(&key, Method::POST, "fed/a.txt", b"a", "text/plain").await;
+    env.call(&key, Method::POST, "/object/move", Some(json!({"bucketId": "fed", "sourceKey": "a.txt", "destinationKey": "b.txt"})))
+        .await;
+    env.call(&key, Method::DELETE, "/object/fed/b.txt", None).await;
+    let feed: Value = env
+        .basalt
+        .http
+        .get(env.basalt.url("/admin/v1/changes?after=0"))
+        .header("apikey", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let changes: Vec<(String, String, String)> = feed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["schema"] == "storage" && c["table"] == "objects")
+        .map(|c| {
+            let row = if c["new"].is_null() { &c["old"] } else { &c["new"] };
+            (
+                c["operation"].as_str().unwrap().to_owned(),
+                row["bucket_id"].as_str().unwrap().to_owned(),
+                row["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [("INSERT", "a.txt"), ("UPDATE", "b.txt"), ("DELETE", "b.txt")];
+    assert_eq!(
+        changes,
+        expected.map(|(op, name)| (op.to_owned(), "fed".to_owned(), name.to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn buckets_declared_in_the_config_file_are_reconciled() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("basalt.toml");
+    std::fs::write(
+        &config,
+        "[[storage.buckets]]\nname = \"avatars\"\npublic = true\nfile_size_limit = 2048\nallowed_mime_types = [\"image/*\"]\n",
+    )
+    .unwrap();
+    let basalt = Basalt::builder()
+        .env("BASALT_CONFIG", config.display().to_string())
+        .start()
+        .await;
+    let service = basalt.keys().service_role;
+    let bucket: Value = basalt
+        .http
+        .get(basalt.url("/storage/v1/bucket/avatars"))
+        .header("apikey", &service)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bucket["public"], true);
+    assert_eq!(bucket["file_size_limit"], 2048);
+    assert_eq!(bucket["source"], "config");
+    let refused = basalt
+        .http
+        .delete(basalt.url("/storage/v1/bucket/avatars"))
+        .header("apikey", &service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 409);
+}
