@@ -907,7 +907,10 @@ impl S3Server {
     pub fn shared() -> &'static S3Server {
         static SHARED: OnceLock<S3Server> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let root = tempfile::Builder::new().prefix("basalt-s3-").tempdir().unwrap();
+            let root = tempfile::Builder::new()
+                .prefix("basalt-s3-")
+                .tempdir()
+                .unwrap();
             remove_at_exit(root.path());
             let port = free_port();
             let mut command = Command::new(s3s_fs_bin());
@@ -920,7 +923,10 @@ impl S3Server {
             let child = spawn_owned(command).expect("s3s-fs starts");
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(std::time::Instant::now() < deadline, "s3s-fs did not listen");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "s3s-fs did not listen"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
             S3Server {

@@ -118,7 +118,13 @@ impl Env {
     }
 
     /// A JSON call with `token` as the bearer (an API key or a user's token).
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut request = self.request(method, path, Some(token));
         if let Some(body) = body {
             request = request.json(&body);
@@ -127,7 +133,14 @@ impl Env {
         (response.status, response.json())
     }
 
-    async fn upload(&self, token: &str, method: Method, path: &str, bytes: &[u8], content_type: &str) -> (u16, Value) {
+    async fn upload(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        bytes: &[u8],
+        content_type: &str,
+    ) -> (u16, Value) {
         let request = self
             .request(method, &format!("/object/{path}"), Some(token))
             .header("content-type", content_type)
@@ -145,7 +158,9 @@ impl Env {
     }
 
     async fn bucket(&self, body: Value) {
-        let (status, reply) = self.call(&self.service, Method::POST, "/bucket", Some(body)).await;
+        let (status, reply) = self
+            .call(&self.service, Method::POST, "/bucket", Some(body))
+            .await;
         assert_eq!(status, 200, "{reply}");
     }
 
@@ -159,7 +174,12 @@ impl Env {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "{}",
+            response.text().await.unwrap()
+        );
     }
 
     /// A signed-in user: (id, access token).
@@ -264,7 +284,10 @@ async fn raw(basalt: &Basalt, head: &str, body: &[u8], send: usize) -> u16 {
     let mut reply = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await;
     let text = String::from_utf8_lossy(&reply);
-    text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 fn pattern(offset: u64, len: usize) -> Vec<u8> {
@@ -279,19 +302,40 @@ async fn buckets_are_managed_and_guarded(kind: Kind) {
     env.bucket(json!({"id": "avatars", "public": true, "file_size_limit": 1000, "allowed_mime_types": ["image/*"]}))
         .await;
     let (status, body) = env
-        .call(&env.service, Method::POST, "/bucket", Some(json!({"id": "avatars"})))
+        .call(
+            &env.service,
+            Method::POST,
+            "/bucket",
+            Some(json!({"id": "avatars"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("already_exists")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("already_exists"))
+    );
     for bad in ["Bad", "../x", "public", ""] {
         let (status, body) = env
-            .call(&env.service, Method::POST, "/bucket", Some(json!({"id": bad})))
+            .call(
+                &env.service,
+                Method::POST,
+                "/bucket",
+                Some(json!({"id": bad})),
+            )
             .await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
     let (status, body) = env
-        .call(&env.service, Method::POST, "/bucket", Some(json!({"id": "x", "allowed_mime_types": ["nope"]})))
+        .call(
+            &env.service,
+            Method::POST,
+            "/bucket",
+            Some(json!({"id": "x", "allowed_mime_types": ["nope"]})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("validation_failed")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
     // Users may not manage buckets without a policy; they see public ones.
     let (status, _) = env
         .call(&ann, Method::POST, "/bucket", Some(json!({"id": "mine"})))
@@ -299,37 +343,76 @@ async fn buckets_are_managed_and_guarded(kind: Kind) {
     assert_eq!(status, 403);
     env.bucket(json!({"id": "private"})).await;
     let (_, list) = env.call(&ann, Method::GET, "/bucket", None).await;
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["avatars"]);
     let (_, list) = env.call(&env.service, Method::GET, "/bucket", None).await;
     assert_eq!(list.as_array().unwrap().len(), 2);
     let (status, _) = env.call(&ann, Method::GET, "/bucket/private", None).await;
     assert_eq!(status, 404);
-    let (status, bucket) = env.call(&env.service, Method::GET, "/bucket/avatars", None).await;
+    let (status, bucket) = env
+        .call(&env.service, Method::GET, "/bucket/avatars", None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(bucket["public"], true);
     assert_eq!(bucket["file_size_limit"], 1000);
     assert_eq!(bucket["allowed_mime_types"], json!(["image/*"]));
     let (status, _) = env
-        .call(&env.service, Method::PUT, "/bucket/avatars", Some(json!({"public": false, "file_size_limit": null})))
+        .call(
+            &env.service,
+            Method::PUT,
+            "/bucket/avatars",
+            Some(json!({"public": false, "file_size_limit": null})),
+        )
         .await;
     assert_eq!(status, 200);
-    let (_, bucket) = env.call(&env.service, Method::GET, "/bucket/avatars", None).await;
-    assert_eq!((bucket["public"].clone(), bucket["file_size_limit"].clone()), (json!(false), Value::Null));
+    let (_, bucket) = env
+        .call(&env.service, Method::GET, "/bucket/avatars", None)
+        .await;
+    assert_eq!(
+        (bucket["public"].clone(), bucket["file_size_limit"].clone()),
+        (json!(false), Value::Null)
+    );
     assert_eq!(bucket["allowed_mime_types"], json!(["image/*"]));
     // A bucket with objects is not deleted until emptied.
-    let (status, body) = env.upload(&env.service, Method::POST, "avatars/a.png", b"png", "image/png").await;
+    let (status, body) = env
+        .upload(
+            &env.service,
+            Method::POST,
+            "avatars/a.png",
+            b"png",
+            "image/png",
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = env.call(&env.service, Method::DELETE, "/bucket/avatars", None).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("bucket_not_empty")));
+    let (status, body) = env
+        .call(&env.service, Method::DELETE, "/bucket/avatars", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("bucket_not_empty"))
+    );
     assert_eq!(env.blobs().len(), 1);
-    let (status, body) = env.call(&env.service, Method::POST, "/bucket/avatars/empty", None).await;
+    let (status, body) = env
+        .call(&env.service, Method::POST, "/bucket/avatars/empty", None)
+        .await;
     assert_eq!((status, body["deleted"].as_i64()), (200, Some(1)));
     assert!(env.blobs().is_empty());
-    let (status, _) = env.call(&env.service, Method::DELETE, "/bucket/avatars", None).await;
+    let (status, _) = env
+        .call(&env.service, Method::DELETE, "/bucket/avatars", None)
+        .await;
     assert_eq!(status, 200);
-    let (status, body) = env.call(&env.service, Method::GET, "/bucket/avatars", None).await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("bucket_not_found")));
+    let (status, body) = env
+        .call(&env.service, Method::GET, "/bucket/avatars", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("bucket_not_found"))
+    );
 }
 
 async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
@@ -345,10 +428,26 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     let created = env.send(request).await;
     assert_eq!(created.status, 200, "{}", created.json());
     assert_eq!(created.json()["Key"], "docs/folder/report 1.txt");
-    let (status, body) = env.upload(&key, Method::POST, "docs/folder/report 1.txt", b"x", "text/plain").await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("object_exists")));
-    let (status, body) = env.upload(&key, Method::PUT, "docs/missing.txt", b"x", "text/plain").await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("object_not_found")));
+    let (status, body) = env
+        .upload(
+            &key,
+            Method::POST,
+            "docs/folder/report 1.txt",
+            b"x",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("object_exists"))
+    );
+    let (status, body) = env
+        .upload(&key, Method::PUT, "docs/missing.txt", b"x", "text/plain")
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("object_not_found"))
+    );
 
     let got = env.download(&key, "docs/folder/report%201.txt", &[]).await;
     assert_eq!(got.status, 200);
@@ -366,29 +465,81 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
     assert!(last_modified.ends_with("GMT"), "{last_modified}");
 
-    let part = env.download(&key, "docs/folder/report%201.txt", &[("range", "bytes=100-199")]).await;
+    let part = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("range", "bytes=100-199")],
+        )
+        .await;
     assert_eq!(part.status, 206);
     assert_eq!(part.body, content[100..200]);
     assert_eq!(part.header("content-range"), "bytes 100-199/5000");
-    let tail = env.download(&key, "docs/folder/report%201.txt", &[("range", "bytes=-10")]).await;
+    let tail = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("range", "bytes=-10")],
+        )
+        .await;
     assert_eq!((tail.status, tail.body.as_slice()), (206, &content[4990..]));
-    let past = env.download(&key, "docs/folder/report%201.txt", &[("range", "bytes=5000-")]).await;
-    assert_eq!((past.status, past.json()["code"].as_str()), (416, Some("range_not_satisfiable")));
-    let cached = env.download(&key, "docs/folder/report%201.txt", &[("if-none-match", &etag)]).await;
+    let past = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("range", "bytes=5000-")],
+        )
+        .await;
+    assert_eq!(
+        (past.status, past.json()["code"].as_str()),
+        (416, Some("range_not_satisfiable"))
+    );
+    let cached = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("if-none-match", &etag)],
+        )
+        .await;
     assert_eq!((cached.status, cached.body.len()), (304, 0));
-    let cached = env.download(&key, "docs/folder/report%201.txt", &[("if-modified-since", &last_modified)]).await;
+    let cached = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("if-modified-since", &last_modified)],
+        )
+        .await;
     assert_eq!(cached.status, 304);
-    let stale = env.download(&key, "docs/folder/report%201.txt", &[("if-none-match", "\"other\"")]).await;
+    let stale = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("if-none-match", "\"other\"")],
+        )
+        .await;
     assert_eq!(stale.status, 200);
-    let attachment = env.download(&key, "docs/folder/report%201.txt?download=r%C3%A9sum%C3%A9.txt", &[]).await;
+    let attachment = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt?download=r%C3%A9sum%C3%A9.txt",
+            &[],
+        )
+        .await;
     assert_eq!(
         attachment.header("content-disposition"),
         "attachment; filename=\"r_sum_.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt"
     );
     let head = env
-        .send(env.request(Method::HEAD, "/object/docs/folder/report%201.txt", Some(&key)))
+        .send(env.request(
+            Method::HEAD,
+            "/object/docs/folder/report%201.txt",
+            Some(&key),
+        ))
         .await;
-    assert_eq!((head.status, head.header("content-length"), head.body.len()), (200, "5000", 0));
+    assert_eq!(
+        (head.status, head.header("content-length"), head.body.len()),
+        (200, "5000", 0)
+    );
 
     // Upsert replaces: a new version and ETag; PUT replaces too.
     let request = env
@@ -400,11 +551,29 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     let got = env.download(&key, "docs/folder/report%201.txt", &[]).await;
     assert_eq!(got.body, b"second");
     assert_ne!(got.header("etag"), etag);
-    let (status, _) = env.upload(&key, Method::PUT, "docs/folder/report 1.txt", b"third", "text/plain").await;
+    let (status, _) = env
+        .upload(
+            &key,
+            Method::PUT,
+            "docs/folder/report 1.txt",
+            b"third",
+            "text/plain",
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, info) = env.call(&key, Method::GET, "/object/info/docs/folder/report%201.txt", None).await;
+    let (status, info) = env
+        .call(
+            &key,
+            Method::GET,
+            "/object/info/docs/folder/report%201.txt",
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
-    assert_eq!((info["version"].as_i64(), info["size"].as_i64()), (Some(3), Some(5)));
+    assert_eq!(
+        (info["version"].as_i64(), info["size"].as_i64()),
+        (Some(3), Some(5))
+    );
     // Replaced blobs are gone: one blob for one object.
     assert_eq!(env.blobs().len(), 1);
 
@@ -419,7 +588,10 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
                 .unwrap(),
         );
     let sent = env
-        .send(env.request(Method::POST, "/object/docs/x.svg", Some(&key)).multipart(form))
+        .send(
+            env.request(Method::POST, "/object/docs/x.svg", Some(&key))
+                .multipart(form),
+        )
         .await;
     assert_eq!(sent.status, 200, "{}", sent.json());
     let svg = env.download(&key, "docs/x.svg", &[]).await;
@@ -429,7 +601,10 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     assert!(svg.header("content-disposition").starts_with("attachment;"));
     assert!(svg.header("content-security-policy").contains("sandbox"));
     let missing = env.download(&key, "docs/none.txt", &[]).await;
-    assert_eq!((missing.status, missing.json()["code"].as_str()), (404, Some("object_not_found")));
+    assert_eq!(
+        (missing.status, missing.json()["code"].as_str()),
+        (404, Some("object_not_found"))
+    );
 }
 
 async fn list_move_copy_and_delete(kind: Kind) {
@@ -438,69 +613,141 @@ async fn list_move_copy_and_delete(kind: Kind) {
     env.bucket(json!({"id": "other"})).await;
     let key = env.service.clone();
     for path in ["a/1.txt", "a/b/2.txt", "a/b/3.txt", "c.txt", "report.pdf"] {
-        let (status, body) = env.upload(&key, Method::POST, &format!("files/{path}"), path.as_bytes(), "text/plain").await;
+        let (status, body) = env
+            .upload(
+                &key,
+                Method::POST,
+                &format!("files/{path}"),
+                path.as_bytes(),
+                "text/plain",
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     let list = |body: Value| {
         let env = &env;
         let key = key.clone();
         async move {
-            let (status, body) = env.call(&key, Method::POST, "/object/list/files", Some(body)).await;
+            let (status, body) = env
+                .call(&key, Method::POST, "/object/list/files", Some(body))
+                .await;
             assert_eq!(status, 200, "{body}");
             body.as_array()
                 .unwrap()
                 .iter()
-                .map(|e| format!("{}{}", e["name"].as_str().unwrap(), if e["id"].is_null() { "/" } else { "" }))
+                .map(|e| {
+                    format!(
+                        "{}{}",
+                        e["name"].as_str().unwrap(),
+                        if e["id"].is_null() { "/" } else { "" }
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };
     assert_eq!(list(json!({})).await, ["a/", "c.txt", "report.pdf"]);
     assert_eq!(list(json!({"prefix": "a"})).await, ["1.txt", "b/"]);
     assert_eq!(list(json!({"prefix": "a/b/"})).await, ["2.txt", "3.txt"]);
-    assert_eq!(list(json!({"prefix": "a/b", "limit": 1, "offset": 1})).await, ["3.txt"]);
+    assert_eq!(
+        list(json!({"prefix": "a/b", "limit": 1, "offset": 1})).await,
+        ["3.txt"]
+    );
     assert_eq!(list(json!({"search": "REP"})).await, ["report.pdf"]);
     assert_eq!(
         list(json!({"sortBy": {"column": "name", "order": "desc"}})).await,
         ["report.pdf", "c.txt", "a/"]
     );
-    let (_, entries) = env.call(&key, Method::POST, "/object/list/files", Some(json!({"prefix": "a/b"}))).await;
+    let (_, entries) = env
+        .call(
+            &key,
+            Method::POST,
+            "/object/list/files",
+            Some(json!({"prefix": "a/b"})),
+        )
+        .await;
     assert_eq!(entries[0]["metadata"]["size"], 9);
     assert_eq!(entries[0]["metadata"]["mimetype"], "text/plain");
-    let (status, body) = env.call(&key, Method::POST, "/object/list/files", Some(json!({"prefix": "../"}))).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_object_name")));
+    let (status, body) = env
+        .call(
+            &key,
+            Method::POST,
+            "/object/list/files",
+            Some(json!({"prefix": "../"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_object_name"))
+    );
 
     let (status, body) = env
-        .call(&key, Method::POST, "/object/move", Some(json!({"bucketId": "files", "sourceKey": "c.txt", "destinationKey": "d/c.txt"})))
+        .call(
+            &key,
+            Method::POST,
+            "/object/move",
+            Some(json!({"bucketId": "files", "sourceKey": "c.txt", "destinationKey": "d/c.txt"})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(env.download(&key, "files/d/c.txt", &[]).await.body, b"c.txt");
+    assert_eq!(
+        env.download(&key, "files/d/c.txt", &[]).await.body,
+        b"c.txt"
+    );
     assert_eq!(env.download(&key, "files/c.txt", &[]).await.status, 404);
     let (status, body) = env
-        .call(&key, Method::POST, "/object/move", Some(json!({"bucketId": "files", "sourceKey": "d/c.txt", "destinationKey": "a/1.txt"})))
+        .call(
+            &key,
+            Method::POST,
+            "/object/move",
+            Some(json!({"bucketId": "files", "sourceKey": "d/c.txt", "destinationKey": "a/1.txt"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("object_exists")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("object_exists"))
+    );
     let blobs_before = env.blobs().len();
     let (status, body) = env
         .call(&key, Method::POST, "/object/copy", Some(json!({"bucketId": "files", "sourceKey": "a/1.txt", "destinationKey": "copied.txt", "destinationBucket": "other"})))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["Key"], "other/copied.txt");
-    assert_eq!(env.download(&key, "other/copied.txt", &[]).await.body, b"a/1.txt");
+    assert_eq!(
+        env.download(&key, "other/copied.txt", &[]).await.body,
+        b"a/1.txt"
+    );
     assert_eq!(env.blobs().len(), blobs_before + 1);
 
     let (status, deleted) = env
-        .call(&key, Method::DELETE, "/object/files", Some(json!({"prefixes": ["a/1.txt", "a/b/2.txt", "nope.txt"]})))
+        .call(
+            &key,
+            Method::DELETE,
+            "/object/files",
+            Some(json!({"prefixes": ["a/1.txt", "a/b/2.txt", "nope.txt"]})),
+        )
         .await;
     assert_eq!(status, 200);
-    let mut names: Vec<&str> = deleted.as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = deleted
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["a/1.txt", "a/b/2.txt"]);
     assert_eq!(env.download(&key, "files/a/1.txt", &[]).await.status, 404);
     // The copy has its own blob and survives.
-    assert_eq!(env.download(&key, "other/copied.txt", &[]).await.status, 200);
-    let (status, _) = env.call(&key, Method::DELETE, "/object/files/a/b/3.txt", None).await;
+    assert_eq!(
+        env.download(&key, "other/copied.txt", &[]).await.status,
+        200
+    );
+    let (status, _) = env
+        .call(&key, Method::DELETE, "/object/files/a/b/3.txt", None)
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = env.call(&key, Method::DELETE, "/object/files/a/b/3.txt", None).await;
+    let (status, _) = env
+        .call(&key, Method::DELETE, "/object/files/a/b/3.txt", None)
+        .await;
     assert_eq!(status, 404);
     assert_eq!(env.blobs().len(), 3);
     assert_eq!(env.rows().await, 3);
@@ -511,32 +758,62 @@ async fn limits_refuse_and_leave_nothing_behind(kind: Kind) {
     env.bucket(json!({"id": "small", "file_size_limit": 1000, "allowed_mime_types": ["image/*", "application/pdf"]}))
         .await;
     let key = env.service.clone();
-    let (status, body) = env.upload(&key, Method::POST, "small/ok.png", &[1; 1000], "image/png").await;
+    let (status, body) = env
+        .upload(&key, Method::POST, "small/ok.png", &[1; 1000], "image/png")
+        .await;
     assert_eq!(status, 200, "{body}");
     // Declared too large: refused before reading.
-    let (status, body) = env.upload(&key, Method::POST, "small/big.png", &[1; 1001], "image/png").await;
-    assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")));
+    let (status, body) = env
+        .upload(&key, Method::POST, "small/big.png", &[1; 1001], "image/png")
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
     // Chunked, no length: refused while streaming.
-    let chunks = futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![7u8; 100])));
+    let chunks =
+        futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![7u8; 100])));
     let request = env
         .request(Method::POST, "/object/small/stream.png", Some(&key))
         .header("content-type", "image/png")
         .body(reqwest::Body::wrap_stream(chunks));
     let refused = env.send(request).await;
-    assert_eq!((refused.status, refused.json()["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(
+        (refused.status, refused.json()["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
     // Multipart over the limit.
     let form = reqwest::multipart::Form::new().part(
         "file",
-        reqwest::multipart::Part::bytes(vec![0; 5000]).file_name("x.png").mime_str("image/png").unwrap(),
+        reqwest::multipart::Part::bytes(vec![0; 5000])
+            .file_name("x.png")
+            .mime_str("image/png")
+            .unwrap(),
     );
     let refused = env
-        .send(env.request(Method::POST, "/object/small/form.png", Some(&key)).multipart(form))
+        .send(
+            env.request(Method::POST, "/object/small/form.png", Some(&key))
+                .multipart(form),
+        )
         .await;
     assert_eq!(refused.status, 413);
     // The bucket's MIME types.
-    let (status, body) = env.upload(&key, Method::POST, "small/x.html", b"<p>", "text/html").await;
-    assert_eq!((status, body["code"].as_str()), (415, Some("mime_type_not_allowed")));
-    let (status, _) = env.upload(&key, Method::POST, "small/x.pdf", b"%PDF", "application/pdf").await;
+    let (status, body) = env
+        .upload(&key, Method::POST, "small/x.html", b"<p>", "text/html")
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("mime_type_not_allowed"))
+    );
+    let (status, _) = env
+        .upload(
+            &key,
+            Method::POST,
+            "small/x.pdf",
+            b"%PDF",
+            "application/pdf",
+        )
+        .await;
     assert_eq!(status, 200);
     // A server-wide limit below the bucket's.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -581,31 +858,80 @@ async fn every_traversal_form_is_refused(kind: Kind) {
         }
     }
     let long = "a".repeat(1025);
-    let (status, body) = env.upload(&key, Method::POST, &format!("safe/{long}"), b"x", "text/plain").await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_object_name")));
+    let (status, body) = env
+        .upload(
+            &key,
+            Method::POST,
+            &format!("safe/{long}"),
+            b"x",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_object_name"))
+    );
     for destination in ["../x", "a/../../x", "/x", "a\\x", "a\u{0}x", "%2e%2e/x"] {
         let (status, body) = env
-            .call(&key, Method::POST, "/object/copy", Some(json!({"bucketId": "safe", "sourceKey": "x", "destinationKey": destination})))
+            .call(
+                &key,
+                Method::POST,
+                "/object/copy",
+                Some(json!({"bucketId": "safe", "sourceKey": "x", "destinationKey": destination})),
+            )
             .await;
-        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_object_name")), "{destination}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_object_name")),
+            "{destination}"
+        );
     }
-    let (status, _) = env.upload(&key, Method::POST, "safe/fine/name..with.dots.txt", b"x", "text/plain").await;
+    let (status, _) = env
+        .upload(
+            &key,
+            Method::POST,
+            "safe/fine/name..with.dots.txt",
+            b"x",
+            "text/plain",
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(env.rows().await, 1);
     // Nothing was written next to the backend's root.
     let parent = env.backend_root().parent().unwrap().to_owned();
     assert!(!parent.join("escape.txt").exists());
-    assert!(files(&env.backend_root()).iter().all(|p| !p.to_string_lossy().contains("escape")));
+    assert!(files(&env.backend_root())
+        .iter()
+        .all(|p| !p.to_string_lossy().contains("escape")));
 }
 
 async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
     let env = start(kind, &[]).await;
     env.bucket(json!({"id": "private"})).await;
     let key = env.service.clone();
-    env.upload(&key, Method::POST, "private/doc.txt", b"secret doc", "text/plain").await;
-    env.upload(&key, Method::POST, "private/other.txt", b"other", "text/plain").await;
+    env.upload(
+        &key,
+        Method::POST,
+        "private/doc.txt",
+        b"secret doc",
+        "text/plain",
+    )
+    .await;
+    env.upload(
+        &key,
+        Method::POST,
+        "private/other.txt",
+        b"other",
+        "text/plain",
+    )
+    .await;
     let (status, signed) = env
-        .call(&key, Method::POST, "/object/sign/private/doc.txt", Some(json!({"expiresIn": 2})))
+        .call(
+            &key,
+            Method::POST,
+            "/object/sign/private/doc.txt",
+            Some(json!({"expiresIn": 2})),
+        )
         .await;
     assert_eq!(status, 200, "{signed}");
     let url = signed["signedURL"].as_str().unwrap().to_owned();
@@ -615,44 +941,85 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
         async move { env.send(env.request(Method::GET, &path, None)).await }
     };
     let got = fetch(url.clone()).await;
-    assert_eq!((got.status, got.body.as_slice()), (200, b"secret doc".as_slice()));
+    assert_eq!(
+        (got.status, got.body.as_slice()),
+        (200, b"secret doc".as_slice())
+    );
     let token = url.split("token=").nth(1).unwrap().to_owned();
     let (payload, signature) = token.split_once('.').unwrap();
     let mut flipped = signature.as_bytes().to_vec();
     flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
-    let tampered = format!("/object/sign/private/doc.txt?token={payload}.{}", String::from_utf8(flipped).unwrap());
+    let tampered = format!(
+        "/object/sign/private/doc.txt?token={payload}.{}",
+        String::from_utf8(flipped).unwrap()
+    );
     let got = fetch(tampered).await;
-    assert_eq!((got.status, got.json()["code"].as_str()), (400, Some("invalid_signature")));
+    assert_eq!(
+        (got.status, got.json()["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
     let elsewhere = fetch(format!("/object/sign/private/other.txt?token={token}")).await;
-    assert_eq!((elsewhere.status, elsewhere.json()["code"].as_str()), (400, Some("invalid_signature")));
+    assert_eq!(
+        (elsewhere.status, elsewhere.json()["code"].as_str()),
+        (400, Some("invalid_signature"))
+    );
     let none = fetch("/object/sign/private/doc.txt".into()).await;
     assert_eq!(none.status, 400);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let expired = fetch(url).await;
-    assert_eq!((expired.status, expired.json()["code"].as_str()), (400, Some("signed_url_expired")));
+    assert_eq!(
+        (expired.status, expired.json()["code"].as_str()),
+        (400, Some("signed_url_expired"))
+    );
     let (status, _) = env
-        .call(&key, Method::POST, "/object/sign/private/doc.txt", Some(json!({"expiresIn": 0})))
+        .call(
+            &key,
+            Method::POST,
+            "/object/sign/private/doc.txt",
+            Some(json!({"expiresIn": 0})),
+        )
         .await;
     assert_eq!(status, 400);
 
     // Signed uploads: once, and only to the signed path.
-    let (_, signed) = env.call(&key, Method::POST, "/object/upload/sign/private/up.txt", None).await;
+    let (_, signed) = env
+        .call(
+            &key,
+            Method::POST,
+            "/object/upload/sign/private/up.txt",
+            None,
+        )
+        .await;
     let url = signed["url"].as_str().unwrap().to_owned();
     let put = |path: String, body: &'static [u8]| {
         let env = &env;
         async move {
-            env.send(env.request(Method::PUT, &path, None).header("content-type", "text/plain").body(body))
-                .await
+            env.send(
+                env.request(Method::PUT, &path, None)
+                    .header("content-type", "text/plain")
+                    .body(body),
+            )
+            .await
         }
     };
     let first = put(url.clone(), b"uploaded").await;
     assert_eq!(first.status, 200, "{}", first.json());
     let again = put(url.clone(), b"again").await;
-    assert_eq!((again.status, again.json()["code"].as_str()), (409, Some("signed_upload_used")));
+    assert_eq!(
+        (again.status, again.json()["code"].as_str()),
+        (409, Some("signed_upload_used"))
+    );
     let token = url.split("token=").nth(1).unwrap();
-    let moved = put(format!("/object/upload/sign/private/else.txt?token={token}"), b"x").await;
+    let moved = put(
+        format!("/object/upload/sign/private/else.txt?token={token}"),
+        b"x",
+    )
+    .await;
     assert_eq!(moved.status, 400);
-    assert_eq!(env.download(&key, "private/up.txt", &[]).await.body, b"uploaded");
+    assert_eq!(
+        env.download(&key, "private/up.txt", &[]).await.body,
+        b"uploaded"
+    );
     assert_eq!(env.rows().await, 3);
     assert_eq!(env.blobs().len(), 3);
 }
@@ -670,7 +1037,12 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
                 .header("upload-length", content.len().to_string())
                 .header(
                     "upload-metadata",
-                    format!("bucketName {},objectName {},contentType {}", b64("videos"), b64("clip.bin"), b64("video/mp4")),
+                    format!(
+                        "bucketName {},objectName {},contentType {}",
+                        b64("videos"),
+                        b64("clip.bin"),
+                        b64("video/mp4")
+                    ),
                 ),
         )
         .await;
@@ -700,14 +1072,20 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
         let path = path.clone();
         async move {
             let head = env
-                .send(env.request(Method::HEAD, &path, Some(&key)).header("tus-resumable", "1.0.0"))
+                .send(
+                    env.request(Method::HEAD, &path, Some(&key))
+                        .header("tus-resumable", "1.0.0"),
+                )
                 .await;
             assert_eq!(head.status, 200);
             head.header("upload-offset").parse::<usize>().unwrap()
         }
     };
     let first = patch(0, 100_000).await;
-    assert_eq!((first.status, first.header("upload-offset")), (204, "100000"));
+    assert_eq!(
+        (first.status, first.header("upload-offset")),
+        (204, "100000")
+    );
     // A PATCH cut off mid-body stores nothing.
     let head = format!(
         "PATCH /storage/v1{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 100000\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 100000\r\n\r\n"
@@ -716,10 +1094,11 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(offset_now().await, 100_000);
     let wrong = patch(150_000, 200_000).await;
-    assert_eq!((wrong.status, wrong.json()["code"].as_str()), (409, Some("upload_offset_mismatch")));
-    let missing_version = env
-        .send(env.request(Method::HEAD, &path, Some(&key)))
-        .await;
+    assert_eq!(
+        (wrong.status, wrong.json()["code"].as_str()),
+        (409, Some("upload_offset_mismatch"))
+    );
+    let missing_version = env.send(env.request(Method::HEAD, &path, Some(&key))).await;
     assert_eq!(missing_version.status, 412);
     assert_eq!(patch(100_000, 250_000).await.status, 204);
     assert_eq!(env.rows().await, 0);
@@ -730,7 +1109,10 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
     assert_eq!(got.header("content-type"), "video/mp4");
     // Finished: the upload and its parts are gone.
     let head = env
-        .send(env.request(Method::HEAD, &path, Some(&key)).header("tus-resumable", "1.0.0"))
+        .send(
+            env.request(Method::HEAD, &path, Some(&key))
+                .header("tus-resumable", "1.0.0"),
+        )
         .await;
     assert_eq!(head.status, 404);
     assert!(files(&env.backend_root().join("uploads")).is_empty());
@@ -755,32 +1137,101 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
     }
     env.policy(json!({"subject": "authenticated", "object": "bucket:homes/*", "action": "delete", "condition": "owner=eq.{auth.uid}"}))
         .await;
-    env.policy(json!({"subject": "authenticated", "object": "bucket:pub/shared/*", "action": "write"}))
-        .await;
+    env.policy(
+        json!({"subject": "authenticated", "object": "bucket:pub/shared/*", "action": "write"}),
+    )
+    .await;
 
-    let (status, body) = env.upload(&ann, Method::POST, &format!("homes/{ann_id}/a.txt"), b"ann's", "text/plain").await;
+    let (status, body) = env
+        .upload(
+            &ann,
+            Method::POST,
+            &format!("homes/{ann_id}/a.txt"),
+            b"ann's",
+            "text/plain",
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = env.upload(&ann, Method::POST, &format!("homes/{bob_id}/planted.txt"), b"x", "text/plain").await;
+    let (status, _) = env
+        .upload(
+            &ann,
+            Method::POST,
+            &format!("homes/{bob_id}/planted.txt"),
+            b"x",
+            "text/plain",
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = env.upload(&ann, Method::POST, "homes/top.txt", b"x", "text/plain").await;
+    let (status, _) = env
+        .upload(&ann, Method::POST, "homes/top.txt", b"x", "text/plain")
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = env.upload(&bob, Method::POST, &format!("homes/{bob_id}/b.txt"), b"bob's", "text/plain").await;
+    let (status, _) = env
+        .upload(
+            &bob,
+            Method::POST,
+            &format!("homes/{bob_id}/b.txt"),
+            b"bob's",
+            "text/plain",
+        )
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(env.download(&ann, &format!("homes/{ann_id}/a.txt"), &[]).await.body, b"ann's");
-    assert_eq!(env.download(&bob, &format!("homes/{ann_id}/a.txt"), &[]).await.status, 404);
-    assert_eq!(env.download(&env.anon, &format!("homes/{ann_id}/a.txt"), &[]).await.status, 403);
+    assert_eq!(
+        env.download(&ann, &format!("homes/{ann_id}/a.txt"), &[])
+            .await
+            .body,
+        b"ann's"
+    );
+    assert_eq!(
+        env.download(&bob, &format!("homes/{ann_id}/a.txt"), &[])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        env.download(&env.anon, &format!("homes/{ann_id}/a.txt"), &[])
+            .await
+            .status,
+        403
+    );
     let public = env
-        .send(env.request(Method::GET, &format!("/object/public/homes/{ann_id}/a.txt"), None))
+        .send(env.request(
+            Method::GET,
+            &format!("/object/public/homes/{ann_id}/a.txt"),
+            None,
+        ))
         .await;
     assert_eq!(public.status, 404);
-    let (status, listed) = env.call(&ann, Method::POST, "/object/list/homes", Some(json!({}))).await;
+    let (status, listed) = env
+        .call(&ann, Method::POST, "/object/list/homes", Some(json!({})))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(listed.as_array().unwrap().iter().map(|e| e["name"].clone()).collect::<Vec<_>>(), [json!(ann_id)]);
-    let (status, _) = env.call(&env.anon, Method::POST, "/object/list/homes", Some(json!({}))).await;
+    assert_eq!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].clone())
+            .collect::<Vec<_>>(),
+        [json!(ann_id)]
+    );
+    let (status, _) = env
+        .call(
+            &env.anon,
+            Method::POST,
+            "/object/list/homes",
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, 403);
     // Bob cannot sign, move or delete Ann's object.
     let (status, _) = env
-        .call(&bob, Method::POST, &format!("/object/sign/homes/{ann_id}/a.txt"), Some(json!({"expiresIn": 60})))
+        .call(
+            &bob,
+            Method::POST,
+            &format!("/object/sign/homes/{ann_id}/a.txt"),
+            Some(json!({"expiresIn": 60})),
+        )
         .await;
     assert_eq!(status, 404);
     let (status, _) = env
@@ -788,25 +1239,79 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
         .await;
     assert_eq!(status, 404);
     let (status, deleted) = env
-        .call(&bob, Method::DELETE, "/object/homes", Some(json!({"prefixes": [format!("{ann_id}/a.txt")]})))
+        .call(
+            &bob,
+            Method::DELETE,
+            "/object/homes",
+            Some(json!({"prefixes": [format!("{ann_id}/a.txt")]})),
+        )
         .await;
     assert_eq!((status, deleted), (200, json!([])));
-    let (status, _) = env.call(&bob, Method::DELETE, &format!("/object/homes/{ann_id}/a.txt"), None).await;
+    let (status, _) = env
+        .call(
+            &bob,
+            Method::DELETE,
+            &format!("/object/homes/{ann_id}/a.txt"),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = env.call(&ann, Method::DELETE, &format!("/object/homes/{ann_id}/a.txt"), None).await;
+    let (status, _) = env
+        .call(
+            &ann,
+            Method::DELETE,
+            &format!("/object/homes/{ann_id}/a.txt"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
 
     // Public bucket: anyone reads (no key at all); only policies write.
-    let (status, _) = env.upload(&ann, Method::POST, "pub/shared/logo.png", b"logo", "image/png").await;
+    let (status, _) = env
+        .upload(
+            &ann,
+            Method::POST,
+            "pub/shared/logo.png",
+            b"logo",
+            "image/png",
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = env.upload(&ann, Method::POST, "pub/root.png", b"x", "image/png").await;
+    let (status, _) = env
+        .upload(&ann, Method::POST, "pub/root.png", b"x", "image/png")
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = env.upload(&env.anon, Method::POST, "pub/shared/anon.png", b"x", "image/png").await;
+    let (status, _) = env
+        .upload(
+            &env.anon,
+            Method::POST,
+            "pub/shared/anon.png",
+            b"x",
+            "image/png",
+        )
+        .await;
     assert_eq!(status, 403);
-    let public = env.send(env.request(Method::GET, "/object/public/pub/shared/logo.png", None)).await;
-    assert_eq!((public.status, public.body.as_slice()), (200, b"logo".as_slice()));
-    assert_eq!(env.download(&env.anon, "pub/shared/logo.png", &[]).await.status, 200);
-    let (status, _) = env.call(&env.anon, Method::DELETE, "/object/pub/shared/logo.png", None).await;
+    let public = env
+        .send(env.request(Method::GET, "/object/public/pub/shared/logo.png", None))
+        .await;
+    assert_eq!(
+        (public.status, public.body.as_slice()),
+        (200, b"logo".as_slice())
+    );
+    assert_eq!(
+        env.download(&env.anon, "pub/shared/logo.png", &[])
+            .await
+            .status,
+        200
+    );
+    let (status, _) = env
+        .call(
+            &env.anon,
+            Method::DELETE,
+            "/object/pub/shared/logo.png",
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
     assert_eq!(env.rows().await, 2);
 }
@@ -828,10 +1333,19 @@ async fn a_200_mb_upload_streams_with_flat_memory(kind: Kind) {
     env.bucket(json!({"id": "big"})).await;
     let key = env.service.clone();
     // Warm up, then measure from here.
-    env.upload(&key, Method::POST, "big/warm.bin", &pattern(0, 1 << 20), "application/octet-stream").await;
+    env.upload(
+        &key,
+        Method::POST,
+        "big/warm.bin",
+        &pattern(0, 1 << 20),
+        "application/octet-stream",
+    )
+    .await;
     let pid = env.basalt.pid();
     let before = memory_kib(pid, "VmRSS:");
-    let chunks = futures_util::stream::iter((0..SIZE / CHUNK as u64).map(|i| Ok::<_, std::io::Error>(pattern(i * CHUNK as u64, CHUNK))));
+    let chunks = futures_util::stream::iter(
+        (0..SIZE / CHUNK as u64).map(|i| Ok::<_, std::io::Error>(pattern(i * CHUNK as u64, CHUNK))),
+    );
     let request = env
         .request(Method::POST, "/object/big/large.bin", Some(&key))
         .header("content-type", "application/octet-stream")
@@ -850,22 +1364,34 @@ async fn a_200_mb_upload_streams_with_flat_memory(kind: Kind) {
     let mut offset = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.unwrap();
-        assert!(chunk.as_ref() == pattern(offset, chunk.len()).as_slice(), "differs near byte {offset}");
+        assert!(
+            chunk.as_ref() == pattern(offset, chunk.len()).as_slice(),
+            "differs near byte {offset}"
+        );
         offset += chunk.len() as u64;
     }
     assert_eq!(offset, SIZE);
     let peak = memory_kib(pid, "VmHWM:");
     let grew = peak.saturating_sub(before) / 1024;
-    println!("{kind:?}: RSS before {} MiB, peak {} MiB", before / 1024, peak / 1024);
-    assert!(grew < 64, "the server's peak RSS grew by {grew} MiB for a 200 MiB object");
+    println!(
+        "{kind:?}: RSS before {} MiB, peak {} MiB",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(
+        grew < 64,
+        "the server's peak RSS grew by {grew} MiB for a 200 MiB object"
+    );
 }
 
 async fn orphaned_blobs_and_interrupted_writes_are_cleaned_up(kind: Kind) {
     let env = start(kind, &[("BASALT_STORAGE_ORPHAN_GRACE_SECS", "1")]).await;
     env.bucket(json!({"id": "b"})).await;
     let key = env.service.clone();
-    env.upload(&key, Method::POST, "b/kept.txt", b"kept", "text/plain").await;
-    env.upload(&key, Method::POST, "b/lost.txt", b"lost", "text/plain").await;
+    env.upload(&key, Method::POST, "b/kept.txt", b"kept", "text/plain")
+        .await;
+    env.upload(&key, Method::POST, "b/lost.txt", b"lost", "text/plain")
+        .await;
     assert_eq!(env.blobs().len(), 2);
     // A crash after the blob was written and before its metadata committed
     // leaves a blob no row refers to: the same as removing the row.
@@ -911,10 +1437,17 @@ async fn object_changes_reach_the_change_feed(kind: Kind) {
     let env = start(kind, &[]).await;
     env.bucket(json!({"id": "fed"})).await;
     let key = env.service.clone();
-    env.upload(&key, Method::POST, "fed/a.txt", b"a", "text/plain").await;
-    env.call(&key, Method::POST, "/object/move", Some(json!({"bucketId": "fed", "sourceKey": "a.txt", "destinationKey": "b.txt"})))
+    env.upload(&key, Method::POST, "fed/a.txt", b"a", "text/plain")
         .await;
-    env.call(&key, Method::DELETE, "/object/fed/b.txt", None).await;
+    env.call(
+        &key,
+        Method::POST,
+        "/object/move",
+        Some(json!({"bucketId": "fed", "sourceKey": "a.txt", "destinationKey": "b.txt"})),
+    )
+    .await;
+    env.call(&key, Method::DELETE, "/object/fed/b.txt", None)
+        .await;
     let feed: Value = env
         .basalt
         .http
@@ -932,7 +1465,11 @@ async fn object_changes_reach_the_change_feed(kind: Kind) {
         .iter()
         .filter(|c| c["schema"] == "storage" && c["table"] == "objects")
         .map(|c| {
-            let row = if c["new"].is_null() { &c["old"] } else { &c["new"] };
+            let row = if c["new"].is_null() {
+                &c["old"]
+            } else {
+                &c["new"]
+            };
             (
                 c["operation"].as_str().unwrap().to_owned(),
                 row["bucket_id"].as_str().unwrap().to_owned(),
@@ -940,7 +1477,11 @@ async fn object_changes_reach_the_change_feed(kind: Kind) {
             )
         })
         .collect();
-    let expected = [("INSERT", "a.txt"), ("UPDATE", "b.txt"), ("DELETE", "b.txt")];
+    let expected = [
+        ("INSERT", "a.txt"),
+        ("UPDATE", "b.txt"),
+        ("DELETE", "b.txt"),
+    ];
     assert_eq!(
         changes,
         expected.map(|(op, name)| (op.to_owned(), "fed".to_owned(), name.to_owned()))

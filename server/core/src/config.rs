@@ -557,7 +557,12 @@ impl Default for RateLimitGroup {
 }
 
 /// Settings whose values are secret: redacted by [`Config::redacted_toml`].
-pub const SECRET_SETTINGS: &[&str] = &["jwt.secret", "database.url", "smtp.password", "s3.secret_access_key"];
+pub const SECRET_SETTINGS: &[&str] = &[
+    "jwt.secret",
+    "database.url",
+    "smtp.password",
+    "s3.secret_access_key",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -76,7 +76,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
     for segment in name.split('/') {
         match segment {
-            "" => return Err("the object path has an empty segment (`//` or a trailing `/`)".into()),
+            "" => {
+                return Err("the object path has an empty segment (`//` or a trailing `/`)".into())
+            }
             "." | ".." => return Err(format!("the object path has a `{segment}` segment")),
             _ => {}
         }
@@ -405,7 +407,16 @@ mod tests {
     fn bucket_ids() {
         assert!(check_bucket_id("avatars").is_ok());
         assert!(check_bucket_id("my-bucket.2").is_ok());
-        for bad in ["", "Avatars", "-x", "a/b", "a b", "list", "public", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Avatars",
+            "-x",
+            "a/b",
+            "a b",
+            "list",
+            "public",
+            &"a".repeat(64),
+        ] {
             assert!(check_bucket_id(bad).is_err(), "{bad:?}");
         }
     }

@@ -33,10 +33,12 @@ async fn storage_cleanup(
     _: crate::auth::ServiceRole,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let swept = crate::storage::cleanup::sweep(&state).await.map_err(|error| {
-        tracing::error!("storage cleanup: {error:#}");
-        HttpError::from(basalt_core::errors::ErrorCode::StorageUnavailable)
-    })?;
+    let swept = crate::storage::cleanup::sweep(&state)
+        .await
+        .map_err(|error| {
+            tracing::error!("storage cleanup: {error:#}");
+            HttpError::from(basalt_core::errors::ErrorCode::StorageUnavailable)
+        })?;
     Ok(HttpResponse::Ok().json(swept))
 }
 

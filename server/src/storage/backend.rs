@@ -167,10 +167,7 @@ impl Backend for Local {
                     64 * 1024,
                 ))
             }
-            None => Box::pin(tokio_util::io::ReaderStream::with_capacity(
-                file,
-                64 * 1024,
-            )),
+            None => Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)),
         };
         Ok(stream)
     }

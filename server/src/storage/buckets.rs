@@ -56,7 +56,9 @@ fn check_manage(state: &AppState, caller: &Caller, id: &str) -> Result<(), HttpE
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::Forbidden)
-            .with_message("Managing this bucket needs the service_role key or `manage` on bucket:<id>.")
+            .with_message(
+                "Managing this bucket needs the service_role key or `manage` on bucket:<id>.",
+            )
             .into())
     }
 }
@@ -212,9 +214,7 @@ async fn update(
             &[
                 &bucket.id,
                 &settings.public.unwrap_or(bucket.public),
-                &settings
-                    .file_size_limit
-                    .unwrap_or(bucket.file_size_limit),
+                &settings.file_size_limit.unwrap_or(bucket.file_size_limit),
                 &settings
                     .allowed_mime_types
                     .map(Option::unwrap_or_default)

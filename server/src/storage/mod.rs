@@ -251,7 +251,9 @@ fn row_allowed(decision: &Decision, row: &Value, caller: &Caller) -> Option<bool
 
 fn denied(action: &str) -> HttpError {
     ApiError::new(ErrorCode::Forbidden)
-        .with_message(format!("Your policies do not allow `{action}` on this object."))
+        .with_message(format!(
+            "Your policies do not allow `{action}` on this object."
+        ))
         .with_hint("Add a policy on bucket:<bucket>/<path> for this action (see docs/storage.md).")
         .into()
 }

@@ -86,7 +86,9 @@ async fn find_object(state: &AppState, bucket: &str, name: &str) -> Result<Objec
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let row = client
         .query_opt(
-            &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2"),
+            &format!(
+                "SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2"
+            ),
             &[&bucket, &name],
         )
         .await
@@ -243,7 +245,6 @@ async fn upload(
     name: &str,
     mode: Mode,
     writer: Writer<'_>,
-    token: Option<&SignedToken>,
 ) -> Result<HttpResponse, HttpError> {
     let limit = bucket.size_limit(&state.config);
     let declared = header_text(request, "content-length").and_then(|v| v.parse::<u64>().ok());
@@ -328,7 +329,8 @@ async fn upload(
             .unwrap_or("application/octet-stream")
             .to_owned();
         check_type(bucket, &content_type)?;
-        let body: Body = Box::pin(payload.map(move |chunk| chunk.map_err(|e| payload_error(e, limit))));
+        let body: Body =
+            Box::pin(payload.map(move |chunk| chunk.map_err(|e| payload_error(e, limit))));
         let (key, size, checksum) = receive(state, body, limit).await?;
         let content = Content {
             content_type,
@@ -354,7 +356,6 @@ async fn upload(
             checksum,
         },
         &content,
-        token,
     )
     .await;
     let (object, replaced) = match committed {
@@ -431,7 +432,6 @@ pub(super) async fn commit(
     writer: &Writer<'_>,
     blob: NewBlob,
     content: &Content,
-    token: Option<&SignedToken>,
 ) -> Result<(Object, Option<String>), HttpError> {
     let owner = writer.owner();
     let row = policy_row(
@@ -459,7 +459,7 @@ pub(super) async fn commit(
         .await
         .map_err(db::failed)?
         .map(|row| Object::from_row(&row));
-    if let Some(token) = token {
+    if let Writer::Token(token) = writer {
         let spent = transaction
             .execute(
                 "INSERT INTO storage.spent_upload_tokens (id, expires_at)
@@ -575,7 +575,7 @@ async fn upload_as_caller(
     }
     let bucket = find_bucket(state, &bucket).await?;
     let writer = Writer::Caller(caller, decision);
-    upload(state, request, payload, &bucket, &name, mode, writer, None).await
+    upload(state, request, payload, &bucket, &name, mode, writer).await
 }
 
 // -------------------------------------------------------------- downloads
@@ -591,7 +591,10 @@ async fn download(
     caller: Caller,
     query: Query<DownloadQuery>,
 ) -> Result<HttpResponse, HttpError> {
-    let prefix = if request.path().starts_with("/storage/v1/object/authenticated/") {
+    let prefix = if request
+        .path()
+        .starts_with("/storage/v1/object/authenticated/")
+    {
         "/storage/v1/object/authenticated/"
     } else {
         "/storage/v1/object/"
@@ -622,9 +625,12 @@ async fn public_download(
 
 fn if_none_match(request: &HttpRequest, etag: &str) -> Option<bool> {
     let header = header_text(request, "if-none-match")?;
-    Some(header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag)
-    }))
+    Some(
+        header
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag == etag || tag.strip_prefix("W/") == Some(etag)),
+    )
 }
 
 /// Sends an object: 304 when the client's copy is current, 206 for a range,
@@ -644,7 +650,8 @@ async fn send(
             .and_then(|text| text.parse::<HttpDate>().ok())
             .is_some_and(|since| {
                 // HTTP dates have whole seconds.
-                object.updated_at.timestamp() <= chrono::DateTime::<chrono::Utc>::from(SystemTime::from(since)).timestamp()
+                object.updated_at.timestamp()
+                    <= chrono::DateTime::<chrono::Utc>::from(SystemTime::from(since)).timestamp()
             }),
     };
     let mut response = HttpResponse::build(StatusCode::OK);
@@ -664,7 +671,12 @@ async fn send(
     let active = rules::active_content(&object.content_type);
     let filename = match download {
         Some(given) if !given.is_empty() => given.to_owned(),
-        _ => object.name.rsplit('/').next().unwrap_or(&object.name).to_owned(),
+        _ => object
+            .name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&object.name)
+            .to_owned(),
     };
     response.insert_header((
         header::CONTENT_DISPOSITION,
@@ -783,7 +795,11 @@ async fn list(
     caller: Caller,
     body: Json<ListRequest>,
 ) -> Result<HttpResponse, HttpError> {
-    let bucket = request.match_info().get("bucket").unwrap_or_default().to_owned();
+    let bucket = request
+        .match_info()
+        .get("bucket")
+        .unwrap_or_default()
+        .to_owned();
     check_bucket_id(&bucket).map_err(invalid_bucket)?;
     let body = body.into_inner();
     let prefix = rules::list_prefix(&body.prefix).map_err(invalid_name)?;
@@ -803,11 +819,19 @@ async fn list(
                 "updated_at" => "updated_at",
                 other => {
                     return Err(ApiError::new(ErrorCode::ValidationFailed)
-                        .with_details(format!("sortBy.column `{other}`: use name, created_at or updated_at"))
+                        .with_details(format!(
+                            "sortBy.column `{other}`: use name, created_at or updated_at"
+                        ))
                         .into())
                 }
             };
-            let order = match sort.order.as_deref().unwrap_or("asc").to_ascii_lowercase().as_str() {
+            let order = match sort
+                .order
+                .as_deref()
+                .unwrap_or("asc")
+                .to_ascii_lowercase()
+                .as_str()
+            {
                 "asc" => "ASC",
                 "desc" => "DESC",
                 other => {
@@ -936,9 +960,16 @@ async fn endpoints(
     check_name(&transfer.source_key).map_err(invalid_name)?;
     check_name(&transfer.destination_key).map_err(invalid_name)?;
     let from = find_bucket(state, &transfer.bucket_id).await?;
-    let source = authorized_object(state, caller, &from, &transfer.source_key, source_action).await?;
+    let source =
+        authorized_object(state, caller, &from, &transfer.source_key, source_action).await?;
     let destination = find_bucket(state, &to_bucket).await?;
-    let decision = decide(state, caller, &destination.id, &transfer.destination_key, "write");
+    let decision = decide(
+        state,
+        caller,
+        &destination.id,
+        &transfer.destination_key,
+        "write",
+    );
     let owner = caller.user.map(|(user, _)| user);
     let row = policy_row(
         &destination.id,
@@ -1003,7 +1034,11 @@ async fn copy_object(
     } else {
         Mode::Create
     };
-    if mode == Mode::Create && find_object(&state, &ends.destination.id, &ends.name).await.is_ok() {
+    if mode == Mode::Create
+        && find_object(&state, &ends.destination.id, &ends.name)
+            .await
+            .is_ok()
+    {
         return Err(exists_error(&ends.destination.id, &ends.name));
     }
     let key = new_object_key();
@@ -1024,7 +1059,17 @@ async fn copy_object(
         size: ends.source.size,
         checksum: ends.source.checksum.clone(),
     };
-    match commit(&state, &ends.destination, &ends.name, mode, &writer, blob, &content, None).await {
+    match commit(
+        &state,
+        &ends.destination,
+        &ends.name,
+        mode,
+        &writer,
+        blob,
+        &content,
+    )
+    .await
+    {
         Ok((object, replaced)) => {
             if let Some(old) = replaced {
                 discard(&state, &old).await;
@@ -1054,7 +1099,11 @@ async fn delete_many(
     caller: Caller,
     body: Json<DeleteMany>,
 ) -> Result<HttpResponse, HttpError> {
-    let bucket = request.match_info().get("bucket").unwrap_or_default().to_owned();
+    let bucket = request
+        .match_info()
+        .get("bucket")
+        .unwrap_or_default()
+        .to_owned();
     check_bucket_id(&bucket).map_err(invalid_bucket)?;
     let names = body.into_inner().prefixes;
     if names.is_empty() || names.len() > 1000 {
@@ -1095,7 +1144,12 @@ async fn delete_objects(
 ) -> Result<Vec<Object>, HttpError> {
     let decisions: HashMap<&str, Decision> = names
         .iter()
-        .map(|name| (name.as_str(), decide(state, caller, &bucket.id, name, "delete")))
+        .map(|name| {
+            (
+                name.as_str(),
+                decide(state, caller, &bucket.id, name, "delete"),
+            )
+        })
         .collect();
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
@@ -1110,9 +1164,9 @@ async fn delete_objects(
         .iter()
         .map(Object::from_row)
         .filter(|object| {
-            decisions
-                .get(object.name.as_str())
-                .is_some_and(|decision| row_allowed(decision, &object.policy_row(), caller) == Some(true))
+            decisions.get(object.name.as_str()).is_some_and(|decision| {
+                row_allowed(decision, &object.policy_row(), caller) == Some(true)
+            })
         })
         .collect();
     let ids: Vec<Uuid> = allowed.iter().map(|object| object.id).collect();
@@ -1148,7 +1202,11 @@ fn new_token_id() -> String {
 fn encode_path(bucket: &str, name: &str) -> String {
     let encoded: Vec<String> = name
         .split('/')
-        .map(|segment| url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20"))
+        .map(|segment| {
+            url::form_urlencoded::byte_serialize(segment.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20")
+        })
         .collect();
     format!("{bucket}/{}", encoded.join("/"))
 }
@@ -1191,14 +1249,23 @@ struct TokenQuery {
     download: Option<String>,
 }
 
-fn verify(state: &AppState, text: Option<&str>, kind: &str, bucket: &str, name: &str) -> Result<SignedToken, HttpError> {
+fn verify(
+    state: &AppState,
+    text: Option<&str>,
+    kind: &str,
+    bucket: &str,
+    name: &str,
+) -> Result<SignedToken, HttpError> {
     let text = text.ok_or_else(|| {
         HttpError::from(ApiError::new(ErrorCode::InvalidSignature).with_details("no token"))
     })?;
-    let token = rules::verify_token(&state.storage.token_key, text, now()).map_err(|error| match error {
-        TokenError::Expired => HttpError::from(ErrorCode::SignedUrlExpired),
-        TokenError::Invalid => HttpError::from(ErrorCode::InvalidSignature),
-    })?;
+    let token =
+        rules::verify_token(&state.storage.token_key, text, now()).map_err(
+            |error| match error {
+                TokenError::Expired => HttpError::from(ErrorCode::SignedUrlExpired),
+                TokenError::Invalid => HttpError::from(ErrorCode::InvalidSignature),
+            },
+        )?;
     if token.kind != kind || token.bucket != bucket || token.name != name {
         return Err(ErrorCode::InvalidSignature.into());
     }
@@ -1226,7 +1293,11 @@ async fn sign_upload(
     let bucket = find_bucket(&state, &bucket).await?;
     let decision = decide(&state, &caller, &bucket.id, &name, "write");
     let owner = caller.user.map(|(user, _)| user);
-    if row_allowed(&decision, &policy_row(&bucket.id, &name, owner, None, None), &caller) == Some(false)
+    if row_allowed(
+        &decision,
+        &policy_row(&bucket.id, &name, owner, None, None),
+        &caller,
+    ) == Some(false)
         || !decision.allowed
     {
         return Err(denied("write"));
@@ -1270,7 +1341,11 @@ async fn signed_upload(
         }
     }
     let bucket = find_bucket(&state, &bucket).await?;
-    let mode = if token.upsert { Mode::Upsert } else { Mode::Create };
+    let mode = if token.upsert {
+        Mode::Upsert
+    } else {
+        Mode::Create
+    };
     upload(
         &state,
         &request,
@@ -1279,7 +1354,6 @@ async fn signed_upload(
         &name,
         mode,
         Writer::Token(&token),
-        Some(&token),
     )
     .await
 }

@@ -111,8 +111,11 @@ async fn create(
     let decision = decide(&state, &caller, &bucket, &name, "write");
     let owner = caller.user.map(|(user, _)| user);
     if !decision.allowed
-        || row_allowed(&decision, &policy_row(&bucket, &name, owner, None, None), &caller)
-            == Some(false)
+        || row_allowed(
+            &decision,
+            &policy_row(&bucket, &name, owner, None, None),
+            &caller,
+        ) == Some(false)
     {
         return Err(denied("write"));
     }
@@ -148,7 +151,10 @@ async fn create(
     Ok(tus(StatusCode::CREATED)
         .insert_header((
             "Location",
-            format!("{}/storage/v1/upload/resumable/{id}", state.config.public_url()),
+            format!(
+                "{}/storage/v1/upload/resumable/{id}",
+                state.config.public_url()
+            ),
         ))
         .insert_header((
             "Upload-Expires",
@@ -230,7 +236,9 @@ async fn patch(
     payload: Payload,
 ) -> Result<HttpResponse, HttpError> {
     check_version(&request)?;
-    if header_text(&request, "content-type").map(rules::essence).as_deref()
+    if header_text(&request, "content-type")
+        .map(rules::essence)
+        .as_deref()
         != Some("application/offset+octet-stream")
     {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType)
@@ -337,7 +345,7 @@ async fn finish(
         checksum: hex::encode(hasher.finalize()),
     };
     let writer = Writer::Caller(caller, decision);
-    match commit(state, &bucket, &upload.name, mode, &writer, blob, &content, None).await {
+    match commit(state, &bucket, &upload.name, mode, &writer, blob, &content).await {
         Ok((_, replaced)) => {
             if let Some(old) = replaced {
                 discard(state, &old).await;
@@ -355,7 +363,10 @@ async fn finish(
 pub(super) async fn remove(state: &AppState, id: Uuid, parts: i32) -> Result<(), HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
     client
-        .execute("DELETE FROM storage.resumable_uploads WHERE id = $1", &[&id])
+        .execute(
+            "DELETE FROM storage.resumable_uploads WHERE id = $1",
+            &[&id],
+        )
         .await
         .map_err(db::failed)?;
     drop(client);
