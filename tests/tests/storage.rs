@@ -42,6 +42,7 @@ both!(
     permissions_owner_folders_public_buckets_and_anon,
     a_200_mb_upload_streams_with_flat_memory,
     orphaned_blobs_and_interrupted_writes_are_cleaned_up,
+    a_crash_mid_upload_leaves_nothing_after_cleanup,
     object_changes_reach_the_change_feed,
 );
 
@@ -225,18 +226,28 @@ impl Env {
         files(&self.backend_root().join("objects"))
     }
 
-    /// Files an interrupted write could leave: local temp files; for S3,
-    /// anything of the store's bucket outside `objects/` and `uploads/`.
+    /// What an interrupted write could leave: local temp files; for S3,
+    /// multipart uploads still open in the store (s3s-fs keeps a metadata
+    /// file per upload beside the buckets) and Basalt's `pending/` notes.
     fn leftovers(&self) -> Vec<PathBuf> {
         match self.kind {
             Kind::Local => files(&self.backend_root().join(".tmp")),
-            Kind::S3 => files(&self.backend_root())
-                .into_iter()
-                .filter(|path| {
-                    let relative = path.strip_prefix(self.backend_root()).unwrap();
-                    !relative.starts_with("objects") && !relative.starts_with("uploads")
-                })
-                .collect(),
+            Kind::S3 => {
+                let bucket = self.s3_bucket.as_deref().unwrap();
+                let marker = format!(".bucket-{}.", base64_url(bucket.as_bytes()));
+                let root = self.backend_root().parent().unwrap().to_owned();
+                let mut found: Vec<PathBuf> = std::fs::read_dir(root)
+                    .unwrap()
+                    .flatten()
+                    .map(|entry| entry.path())
+                    .filter(|path| {
+                        let name = path.file_name().unwrap().to_string_lossy();
+                        name.starts_with(&marker) && name.contains(".upload-")
+                    })
+                    .collect();
+                found.extend(files(&self.backend_root().join("pending")));
+                found
+            }
         }
     }
 
@@ -1119,6 +1130,11 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
     assert_eq!(env.blobs().len(), 1);
 }
 
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -1431,6 +1447,71 @@ async fn orphaned_blobs_and_interrupted_writes_are_cleaned_up(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(denied.status(), 403);
+}
+
+/// SIGKILL while an upload streams: no metadata was committed, and what the
+/// dead process left in the backend is gone after the restarted server's cleanup.
+async fn a_crash_mid_upload_leaves_nothing_after_cleanup(kind: Kind) {
+    let grace = [("BASALT_STORAGE_ORPHAN_GRACE_SECS", "1")];
+    let first = start(kind, &grace).await;
+    first.bucket(json!({"id": "b"})).await;
+    let key = first.service.clone();
+    first
+        .upload(&key, Method::POST, "b/kept.txt", b"kept", "text/plain")
+        .await;
+    let basalt = &first.basalt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", basalt.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /storage/v1/object/b/crash.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/octet-stream\r\nContent-Length: 40000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![3; 20_000_000]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    basalt.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(stream);
+    let mut restarted = Basalt::builder()
+        .database_url(basalt.database_url().unwrap())
+        .env("BASALT_DATA_DIR", basalt.data_dir().display().to_string())
+        .env(grace[0].0, grace[0].1);
+    if let Some(bucket) = &first.s3_bucket {
+        for (name, value) in S3Server::shared().env(bucket) {
+            restarted = restarted.env(name, value);
+        }
+    }
+    let second = Env {
+        basalt: restarted.start().await,
+        kind,
+        service: key.clone(),
+        anon: first.anon.clone(),
+        s3_bucket: first.s3_bucket.clone(),
+    };
+    assert_eq!(second.rows().await, 1);
+    assert!(
+        !second.leftovers().is_empty(),
+        "the crash left no partial write"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let swept: Value = second
+        .basalt
+        .http
+        .post(second.basalt.url("/admin/v1/storage/cleanup"))
+        .header("apikey", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        second.leftovers().is_empty(),
+        "{swept}: {:?}",
+        second.leftovers()
+    );
+    assert!(swept["incomplete_writes"].as_u64() >= Some(1), "{swept}");
+    assert_eq!(second.blobs().len(), 1, "{swept}");
+    assert_eq!(second.download(&key, "b/kept.txt", &[]).await.body, b"kept");
 }
 
 async fn object_changes_reach_the_change_feed(kind: Kind) {

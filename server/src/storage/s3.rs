@@ -2,7 +2,9 @@
 //! Basalt bucket's blobs. Uploads are buffered one part at a time (at most
 //! `s3.part_size_bytes` in memory): a blob smaller than a part is one
 //! `PutObject`, a larger one a multipart upload, aborted if the writer is
-//! dropped unfinished.
+//! dropped unfinished. Each multipart upload in progress is also noted as a
+//! small `pending/<uuid>` object, so that uploads a crash left open can be
+//! found and aborted even on stores that cannot list multipart uploads.
 
 use super::backend::{check_key, Backend, BlobInfo, BlobWriter, ByteStream};
 use async_trait::async_trait;
@@ -73,7 +75,16 @@ struct S3Writer {
     buffer: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
+    /// The `pending/<uuid>` note of the multipart upload.
+    note: Option<String>,
     finished: bool,
+}
+
+/// What a `pending/<uuid>` note records.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Note {
+    key: String,
+    upload_id: String,
 }
 
 impl S3Writer {
@@ -87,12 +98,25 @@ impl S3Writer {
                 .send()
                 .await
                 .map_err(failed)?;
-            self.upload_id = Some(
-                created
-                    .upload_id()
-                    .ok_or_else(|| anyhow::anyhow!("S3 gave no upload id"))?
-                    .to_owned(),
-            );
+            let upload_id = created
+                .upload_id()
+                .ok_or_else(|| anyhow::anyhow!("S3 gave no upload id"))?
+                .to_owned();
+            let note = format!("pending/{}", uuid::Uuid::new_v4());
+            let body = serde_json::to_vec(&Note {
+                key: self.key.clone(),
+                upload_id: upload_id.clone(),
+            })?;
+            self.upload_id = Some(upload_id);
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&note)
+                .body(S3Body::from(body))
+                .send()
+                .await
+                .map_err(failed)?;
+            self.note = Some(note);
         }
         let number = self.parts.len() as i32 + 1;
         let sent = self
@@ -122,16 +146,15 @@ impl Drop for S3Writer {
             return;
         }
         if let Some(upload_id) = self.upload_id.take() {
-            let abort = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(upload_id);
+            let (client, bucket, key) =
+                (self.client.clone(), self.bucket.clone(), self.key.clone());
+            let note = self.note.take();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
-                    if let Err(error) = abort.send().await {
-                        tracing::warn!("aborting a multipart upload: {}", failed(error));
+                    if let Err(error) =
+                        abort(&client, &bucket, &key, &upload_id, note.as_deref()).await
+                    {
+                        tracing::warn!("aborting a multipart upload: {error:#}");
                     }
                 });
             }
@@ -180,8 +203,52 @@ impl BlobWriter for S3Writer {
                 .map_err(failed)?;
         }
         self.finished = true;
+        if let Some(note) = self.note.take() {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(note)
+                .send()
+                .await
+                .map_err(failed)?;
+        }
         Ok(())
     }
+}
+
+/// Aborts a multipart upload (one already gone is fine) and removes its note.
+async fn abort(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    note: Option<&str>,
+) -> anyhow::Result<()> {
+    if let Err(error) = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        let gone = error
+            .as_service_error()
+            .is_some_and(|e| e.is_no_such_upload());
+        if !gone {
+            return Err(failed(error));
+        }
+    }
+    if let Some(note) = note {
+        client
+            .delete_object()
+            .bucket(bucket)
+            .key(note)
+            .send()
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
 }
 
 fn system_time(time: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
@@ -206,6 +273,7 @@ impl Backend for S3 {
             buffer: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
+            note: None,
             finished: false,
         }))
     }
@@ -284,6 +352,38 @@ impl Backend for S3 {
     }
 
     async fn sweep_incomplete(&self, before: SystemTime) -> anyhow::Result<u64> {
+        let mut removed = 0;
+        for note in self.list("pending/").await? {
+            if note.modified >= before {
+                continue;
+            }
+            let body = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&note.key)
+                .send()
+                .await
+                .map_err(failed)?
+                .body
+                .collect()
+                .await?
+                .into_bytes();
+            match serde_json::from_slice::<Note>(&body) {
+                Ok(open) => {
+                    abort(
+                        &self.client,
+                        &self.bucket,
+                        &open.key,
+                        &open.upload_id,
+                        Some(&note.key),
+                    )
+                    .await?
+                }
+                Err(_) => self.delete(&note.key).await?,
+            }
+            removed += 1;
+        }
         let uploads = match self
             .client
             .list_multipart_uploads()
@@ -295,11 +395,10 @@ impl Backend for S3 {
             // Some S3-compatible stores do not list multipart uploads; a
             // lifecycle rule on the bucket must abort them there.
             Err(error) => {
-                tracing::warn!("cannot list multipart uploads: {}", failed(error));
-                return Ok(0);
+                tracing::debug!("cannot list multipart uploads: {}", failed(error));
+                return Ok(removed);
             }
         };
-        let mut removed = 0;
         for upload in uploads.uploads() {
             if system_time(upload.initiated()) >= before {
                 continue;
