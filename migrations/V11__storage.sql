@@ -45,7 +45,8 @@ CREATE TABLE storage.spent_upload_tokens (
 );
 
 -- Resumable (TUS) uploads in progress. Each PATCH is stored as one part blob
--- (`uploads/<id>/<n>`); the last one assembles the object.
+-- (`uploads/<id>/<uuid>`), listed in order in `part_keys` by the statement
+-- that moves the offset; the last one assembles the object.
 CREATE TABLE storage.resumable_uploads (
     id uuid PRIMARY KEY,
     bucket_id text NOT NULL REFERENCES storage.buckets (id) ON DELETE CASCADE,
@@ -56,7 +57,7 @@ CREATE TABLE storage.resumable_uploads (
     cache_control text NOT NULL,
     length bigint NOT NULL CHECK (length >= 0),
     "offset" bigint NOT NULL DEFAULT 0,
-    parts integer NOT NULL DEFAULT 0,
+    part_keys text[] NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );

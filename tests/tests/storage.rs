@@ -505,6 +505,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
         (past.status, past.json()["code"].as_str()),
         (416, Some("range_not_satisfiable"))
     );
+    assert_eq!(past.header("content-range"), "bytes */5000");
     let cached = env
         .download(
             &key,
@@ -529,6 +530,22 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
         )
         .await;
     assert_eq!(stale.status, 200);
+    let changed = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("range", "bytes=0-9"), ("if-range", "\"old\"")],
+        )
+        .await;
+    assert_eq!((changed.status, changed.body.len()), (200, 5000));
+    let current = env
+        .download(
+            &key,
+            "docs/folder/report%201.txt",
+            &[("range", "bytes=0-9"), ("if-range", &etag)],
+        )
+        .await;
+    assert_eq!((current.status, current.body.len()), (206, 10));
     let attachment = env
         .download(
             &key,
@@ -611,6 +628,46 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     assert_eq!(svg.header("cache-control"), "max-age=120");
     assert!(svg.header("content-disposition").starts_with("attachment;"));
     assert!(svg.header("content-security-policy").contains("sandbox"));
+    // One media type, never a list a browser could read another way.
+    let (status, body) = env
+        .upload(
+            &key,
+            Method::POST,
+            "docs/list.png",
+            b"<p>",
+            "image/png, text/html",
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("validation_failed"))
+    );
+    let form = reqwest::multipart::Form::new()
+        .text("cacheControl", "max-age=é")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("cc.txt"),
+        );
+    let refused = env
+        .send(
+            env.request(Method::POST, "/object/docs/cc.txt", Some(&key))
+                .multipart(form),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    // Unknown types go out as attachments too.
+    env.upload(
+        &key,
+        Method::POST,
+        "docs/x.bin",
+        b"?",
+        "application/x-unknown",
+    )
+    .await;
+    let unknown = env.download(&key, "docs/x.bin", &[]).await;
+    assert!(unknown
+        .header("content-disposition")
+        .starts_with("attachment;"));
     let missing = env.download(&key, "docs/none.txt", &[]).await;
     assert_eq!(
         (missing.status, missing.json()["code"].as_str()),
@@ -1329,7 +1386,67 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
         )
         .await;
     assert_eq!(status, 403);
-    assert_eq!(env.rows().await, 2);
+    // Moving empties the source path: it needs `delete` there, which Ann lacks.
+    let (status, _) = env
+        .call(&ann, Method::POST, "/object/move", Some(json!({"bucketId": "pub", "sourceKey": "shared/logo.png", "destinationKey": "shared/moved.png"})))
+        .await;
+    assert_eq!(status, 403);
+    // A user's signed upload URL cannot replace an object that user does not own.
+    let (status, _) = env
+        .upload(
+            &env.service,
+            Method::POST,
+            &format!("homes/{ann_id}/by-admin.txt"),
+            b"admin",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let signed = env
+        .send(
+            env.request(
+                Method::POST,
+                &format!("/object/upload/sign/homes/{ann_id}/by-admin.txt"),
+                Some(&ann),
+            )
+            .header("x-upsert", "true"),
+        )
+        .await;
+    assert_eq!(signed.status, 200, "{}", signed.json());
+    let put = env
+        .send(
+            env.request(Method::PUT, signed.json()["url"].as_str().unwrap(), None)
+                .header("content-type", "text/plain")
+                .body("hijacked"),
+        )
+        .await;
+    assert_eq!(put.status, 403);
+    assert_eq!(
+        env.download(&env.service, &format!("homes/{ann_id}/by-admin.txt"), &[])
+            .await
+            .body,
+        b"admin"
+    );
+    // Ann may not sign for a path outside her folder.
+    let (status, _) = env
+        .call(
+            &ann,
+            Method::POST,
+            &format!("/object/upload/sign/homes/{bob_id}/x.txt"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Resumable uploads need a user (or the service_role key).
+    let anon_tus = env
+        .send(
+            env.request(Method::POST, "/upload/resumable", Some(&env.anon))
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", "1"),
+        )
+        .await;
+    assert_eq!(anon_tus.status, 401);
+    assert_eq!(env.rows().await, 3);
 }
 
 fn memory_kib(pid: u32, field: &str) -> u64 {

@@ -594,7 +594,7 @@ impl Default for StorageConfig {
             max_file_size_bytes: 5 * 1024 * 1024 * 1024,
             signed_url_max_expiry_secs: 7 * 86_400,
             resumable_ttl_secs: 86_400,
-            orphan_grace_secs: 3600,
+            orphan_grace_secs: 86_400,
             cleanup_interval_secs: 600,
             transfer_timeout_secs: 3600,
             buckets: Vec::new(),

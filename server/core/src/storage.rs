@@ -255,22 +255,70 @@ pub fn mime_allowed(patterns: &[String], content_type: &str) -> bool {
     })
 }
 
-/// Content a browser would run as a page of this origin if shown inline:
-/// it is served as an attachment, under a sandboxing CSP.
-pub fn active_content(content_type: &str) -> bool {
+/// Content shown inline: types a browser renders without running anything
+/// (images but SVG, audio, video, plain text, PDF, JSON). Everything else
+/// — HTML, SVG, XML, scripts, unknown types — is served as an attachment
+/// under a sandboxing CSP, so an upload cannot script the API's origin.
+pub fn inline_safe(content_type: &str) -> bool {
     let essence = essence(content_type);
-    matches!(
-        essence.as_str(),
-        "text/html"
-            | "application/xhtml+xml"
-            | "image/svg+xml"
-            | "text/xml"
-            | "application/xml"
-            | "text/javascript"
-            | "application/javascript"
-            | "application/x-shockwave-flash"
-            | "text/xsl"
-    ) || essence.ends_with("+xml")
+    let (kind, sub) = essence.split_once('/').unwrap_or(("", ""));
+    match kind {
+        "image" => !sub.contains("svg") && !sub.contains("xml"),
+        "audio" | "video" => true,
+        "text" => matches!(sub, "plain" | "csv"),
+        "application" => matches!(sub, "pdf" | "json" | "octet-stream"),
+        _ => false,
+    }
+}
+
+/// A stored content type: one `type/subtype` with optional `; name=value`
+/// parameters, printable ASCII, no list (a comma would let a browser pick
+/// another type than the one checked). Answers it lowercased in its type.
+pub fn content_type(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not one media type such as image/png");
+    if text.len() > 255 || text.contains(',') || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(bad());
+    }
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    match essence.split_once('/') {
+        Some((kind, sub)) if token(kind) && token(sub) => {}
+        _ => return Err(bad()),
+    }
+    let mut normalized = essence;
+    for parameter in parts {
+        let parameter = parameter.trim();
+        match parameter.split_once('=') {
+            Some((name, value)) if token(name.trim()) && !value.trim().is_empty() => {
+                normalized.push_str("; ");
+                normalized.push_str(name.trim());
+                normalized.push('=');
+                normalized.push_str(value.trim());
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(normalized)
+}
+
+/// A `Cache-Control` value to store: printable ASCII only; a bare number of
+/// seconds (as supabase-js sends it) becomes `max-age=<n>`.
+pub fn cache_control(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 256 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(format!("`{text}` is not a Cache-Control value"));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(format!("max-age={text}"))
+    } else {
+        Ok(text.to_owned())
+    }
 }
 
 /// What a signed URL lets its holder do.
@@ -290,6 +338,10 @@ pub struct SignedToken {
     /// Uploads: whether the upload may replace an existing object.
     #[serde(default)]
     pub upsert: bool,
+    /// Uploads: signed with the service_role key (may replace any object;
+    /// a user's token replaces only objects that user owns).
+    #[serde(default)]
+    pub service: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,8 +514,31 @@ mod tests {
         assert!(mime_allowed(&[], "text/html"));
         assert!(valid_mime_pattern("image/*") && valid_mime_pattern("*/*"));
         assert!(!valid_mime_pattern("*/png") && !valid_mime_pattern("image"));
-        assert!(active_content("text/html; charset=utf-8") && active_content("image/svg+xml"));
-        assert!(!active_content("image/png"));
+        assert!(!inline_safe("text/html; charset=utf-8") && !inline_safe("image/svg+xml"));
+        assert!(!inline_safe("application/x-unknown") && !inline_safe("text/xml"));
+        assert!(inline_safe("image/png") && inline_safe("text/plain; charset=utf-8"));
+    }
+
+    #[test]
+    fn content_types_are_one_type() {
+        assert_eq!(
+            content_type("Text/Plain ; Charset=utf-8").unwrap(),
+            "text/plain; Charset=utf-8"
+        );
+        for bad in [
+            "image/png, text/html",
+            "text",
+            "a/b/c;",
+            "image/png; x",
+            "image/pñg",
+            "text/html\r\nx: y",
+            "",
+        ] {
+            assert!(content_type(bad).is_err(), "{bad}");
+        }
+        assert_eq!(cache_control("60").unwrap(), "max-age=60");
+        assert_eq!(cache_control("no-cache").unwrap(), "no-cache");
+        assert!(cache_control("max-age=é").is_err());
     }
 
     #[test]
@@ -476,6 +551,7 @@ mod tests {
             id: "x".into(),
             owner: None,
             upsert: false,
+            service: false,
         };
         let text = sign_token(b"key", &token);
         assert_eq!(verify_token(b"key", &text, 999), Ok(token.clone()));

@@ -152,6 +152,16 @@ pub fn cors(config: &Config) -> Cors {
             "ratelimit-reset",
             "ratelimit-policy",
             "location",
+            // Storage: downloads and TUS resumable uploads from browsers.
+            "etag",
+            "content-disposition",
+            "upload-offset",
+            "upload-length",
+            "upload-expires",
+            "tus-resumable",
+            "tus-version",
+            "tus-extension",
+            "tus-max-size",
         ])
         .max_age(Some(config.cors.max_age_secs as usize));
     if config

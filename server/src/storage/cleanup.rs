@@ -28,18 +28,23 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Swept> {
     let client = state.pool.get().await?;
     let expired = client
         .query(
-            "DELETE FROM storage.resumable_uploads WHERE expires_at < now() RETURNING id",
+            "DELETE FROM storage.resumable_uploads WHERE expires_at < now() RETURNING part_keys",
             &[],
         )
         .await?;
     swept.expired_uploads = expired.len() as u64;
     swept.spent_tokens = client
         .execute(
-            "DELETE FROM storage.spent_upload_tokens WHERE expires_at < now() - interval '1 minute'",
+            "DELETE FROM storage.spent_upload_tokens WHERE expires_at < now() - interval '1 hour'",
             &[],
         )
         .await?;
     drop(client);
+    for upload in &expired {
+        for part in upload.get::<_, Vec<String>>(0) {
+            backend.delete(&part).await?;
+        }
+    }
 
     swept.incomplete_writes = backend.sweep_incomplete(before).await?;
 

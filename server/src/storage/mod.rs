@@ -74,7 +74,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// these are storage's (`storage.max_file_size_bytes`,
 /// `storage.transfer_timeout_secs`), not the server's.
 pub fn is_transfer(path: &str) -> bool {
-    path.starts_with("/storage/v1/object/") || path.starts_with("/storage/v1/upload/")
+    let json_routes = [
+        "/storage/v1/object/list/",
+        "/storage/v1/object/move",
+        "/storage/v1/object/copy",
+        "/storage/v1/object/info/",
+    ];
+    (path.starts_with("/storage/v1/object/") || path.starts_with("/storage/v1/upload/"))
+        && !json_routes.iter().any(|route| path.starts_with(route))
 }
 
 #[derive(Debug, Clone)]

@@ -151,10 +151,24 @@ impl Writer<'_> {
         }
     }
 
+    /// Whether the writer may write `row` (the new object's metadata).
     fn allows(&self, row: &Value) -> Option<bool> {
         match self {
             Writer::Caller(caller, decision) => row_allowed(decision, row, caller),
             Writer::Token(_) => Some(true),
+        }
+    }
+
+    /// Whether the writer may replace `old`: a token signed by a user
+    /// replaces only that user's objects.
+    fn may_replace(&self, old: &Object) -> bool {
+        match self {
+            Writer::Caller(caller, decision) => {
+                row_allowed(decision, &old.policy_row(), caller) == Some(true)
+            }
+            Writer::Token(token) => {
+                token.service || (old.owner.is_some() && old.owner == self.owner())
+            }
         }
     }
 }
@@ -269,7 +283,9 @@ async fn upload(
 
     let (key, size, checksum, content) = if multipart {
         let mut form = actix_multipart::Multipart::new(request.headers(), payload);
-        let mut cache_control = header_text(request, "cache-control").map(str::to_owned);
+        let mut cache_control = header_text(request, "cache-control")
+            .map(cache_control_value)
+            .transpose()?;
         let mut content_type = None;
         let mut metadata = Value::Null;
         loop {
@@ -287,9 +303,11 @@ async fn upload(
                 || field_name.is_empty()
                 || field_name == "file";
             if is_file {
-                let content_type = content_type
-                    .or_else(|| field.content_type().map(|m| m.to_string()))
-                    .unwrap_or_else(|| "application/octet-stream".into());
+                let content_type = stored_type(
+                    content_type
+                        .or_else(|| field.content_type().map(|m| m.to_string()))
+                        .as_deref(),
+                )?;
                 check_type(bucket, &content_type)?;
                 let body: Body = Box::pin(field.map(|chunk| chunk.map_err(form_error)));
                 let (key, size, checksum) = receive(state, body, limit).await?;
@@ -311,7 +329,7 @@ async fn upload(
             }
             let text = String::from_utf8_lossy(&text).into_owned();
             match field_name.as_str() {
-                "cacheControl" => cache_control = Some(cache_control_value(&text)),
+                "cacheControl" => cache_control = Some(cache_control_value(&text)?),
                 "contentType" => content_type = Some(text),
                 "metadata" => {
                     metadata = serde_json::from_str(&text).map_err(|e| {
@@ -325,9 +343,7 @@ async fn upload(
             }
         }
     } else {
-        let content_type = header_text(request, "content-type")
-            .unwrap_or("application/octet-stream")
-            .to_owned();
+        let content_type = stored_type(header_text(request, "content-type"))?;
         check_type(bucket, &content_type)?;
         let body: Body =
             Box::pin(payload.map(move |chunk| chunk.map_err(|e| payload_error(e, limit))));
@@ -336,6 +352,7 @@ async fn upload(
             content_type,
             cache_control: header_text(request, "cache-control")
                 .map(cache_control_value)
+                .transpose()?
                 .unwrap_or_else(default_cache_control),
             metadata: header_text(request, "x-metadata")
                 .and_then(|m| serde_json::from_str(m).ok())
@@ -361,7 +378,7 @@ async fn upload(
     let (object, replaced) = match committed {
         Ok(done) => done,
         Err(error) => {
-            discard(state, &key).await;
+            discard_unreferenced(state, &key).await;
             return Err(error);
         }
     };
@@ -378,14 +395,21 @@ pub(super) fn default_cache_control() -> String {
     "max-age=3600".into()
 }
 
-/// supabase-js sends a bare number of seconds.
-pub(super) fn cache_control_value(text: &str) -> String {
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        format!("max-age={text}")
-    } else {
-        text.chars().filter(|c| !c.is_control()).take(256).collect()
-    }
+pub(super) fn cache_control_value(text: &str) -> Result<String, HttpError> {
+    rules::cache_control(text).map_err(|problem| {
+        ApiError::new(ErrorCode::ValidationFailed)
+            .with_details(problem)
+            .into()
+    })
+}
+
+/// The content type to store, checked to be one media type.
+pub(super) fn stored_type(text: Option<&str>) -> Result<String, HttpError> {
+    rules::content_type(text.unwrap_or("application/octet-stream")).map_err(|problem| {
+        ApiError::new(ErrorCode::ValidationFailed)
+            .with_details(problem)
+            .into()
+    })
 }
 
 fn form_error(error: actix_multipart::MultipartError) -> HttpError {
@@ -404,6 +428,22 @@ fn exists_error(bucket: &str, name: &str) -> HttpError {
     ApiError::new(ErrorCode::ObjectExists)
         .with_details(format!("{bucket}/{name}"))
         .into()
+}
+
+/// After a failed commit: removes the new blob unless a row refers to it
+/// (a COMMIT whose answer was lost may have committed). When that cannot be
+/// told, the blob stays for the cleanup task.
+pub(super) async fn discard_unreferenced(state: &AppState, key: &str) {
+    let Ok(client) = state.pool.get().await else {
+        return;
+    };
+    if let Ok(None) = client
+        .query_opt("SELECT 1 FROM storage.objects WHERE blob = $1", &[&key])
+        .await
+    {
+        drop(client);
+        discard(state, key).await;
+    }
 }
 
 /// Removes a blob no committed row refers to (best effort: the cleanup task
@@ -476,7 +516,7 @@ pub(super) async fn commit(
         (Some(_), Mode::Create) => return Err(exists_error(&bucket.id, name)),
         (None, Mode::Replace) => return Err(not_found(&bucket.id, name)),
         (Some(old), _) => {
-            if writer.allows(&old.policy_row()) != Some(true) {
+            if !writer.may_replace(&old) {
                 return Err(denied("write"));
             }
             let row = transaction
@@ -668,7 +708,7 @@ async fn send(
         response.status(StatusCode::NOT_MODIFIED);
         return Ok(response.finish());
     }
-    let active = rules::active_content(&object.content_type);
+    let active = !rules::inline_safe(&object.content_type);
     let filename = match download {
         Some(given) if !given.is_empty() => given.to_owned(),
         _ => object
@@ -694,15 +734,26 @@ async fn send(
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     ));
     let size = object.size as u64;
-    let range = match rules::parse_range(header_text(request, "range"), size) {
+    // A range of a representation the client no longer has would splice two versions.
+    let range_header = match header_text(request, "if-range") {
+        Some(validator) if validator != etag => None,
+        _ => header_text(request, "range"),
+    };
+    let range = match rules::parse_range(range_header, size) {
         ByteRange::Full => None,
         ByteRange::Part { start, end } => Some((start, end)),
         ByteRange::Unsatisfiable => {
-            return Err(HttpError::from(
+            let error = HttpError::from(
                 ApiError::new(ErrorCode::RangeNotSatisfiable)
                     .with_message("The requested range starts past the end of the object.")
                     .with_details(format!("bytes */{size}")),
-            ))
+            );
+            let mut response = actix_web::ResponseError::error_response(&error);
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("ASCII"),
+            );
+            return Ok(response);
         }
     };
     let length = match range {
@@ -970,7 +1021,12 @@ async fn endpoints(
         &transfer.destination_key,
         "write",
     );
-    let owner = caller.user.map(|(user, _)| user);
+    // A copy belongs to its maker; a moved object keeps its owner.
+    let owner = if source_action == "read" {
+        caller.user.map(|(user, _)| user)
+    } else {
+        source.owner
+    };
     let row = policy_row(
         &destination.id,
         &transfer.destination_key,
@@ -993,13 +1049,14 @@ async fn endpoints(
     })
 }
 
-/// Renames an object (metadata only; the blob stays). Needs `write` on the source too.
+/// Renames an object (metadata only; the blob stays). Needs `delete` on the
+/// source, as its path is emptied, and `write` on the destination.
 async fn move_object(
     state: Data<AppState>,
     caller: Caller,
     body: Json<Transfer>,
 ) -> Result<HttpResponse, HttpError> {
-    let ends = endpoints(&state, &caller, &body, "write").await?;
+    let ends = endpoints(&state, &caller, &body, "delete").await?;
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let moved = client
         .execute(
@@ -1079,7 +1136,7 @@ async fn copy_object(
             })))
         }
         Err(error) => {
-            discard(&state, &key).await;
+            discard_unreferenced(&state, &key).await;
             Err(error)
         }
     }
@@ -1235,6 +1292,7 @@ async fn sign(
         id: new_token_id(),
         owner: None,
         upsert: false,
+        service: false,
     };
     let signed = rules::sign_token(&state.storage.token_key, &token);
     Ok(HttpResponse::Ok().json(json!({
@@ -1293,12 +1351,13 @@ async fn sign_upload(
     let bucket = find_bucket(&state, &bucket).await?;
     let decision = decide(&state, &caller, &bucket.id, &name, "write");
     let owner = caller.user.map(|(user, _)| user);
+    // The token carries no conditions: they must hold already, on what is
+    // known before the upload (path and owner).
     if row_allowed(
         &decision,
         &policy_row(&bucket.id, &name, owner, None, None),
         &caller,
-    ) == Some(false)
-        || !decision.allowed
+    ) != Some(true)
     {
         return Err(denied("write"));
     }
@@ -1310,6 +1369,7 @@ async fn sign_upload(
         id: new_token_id(),
         owner: owner.map(|o| o.to_string()),
         upsert: upsert_header(&request),
+        service: caller.role == crate::auth::jwt::SERVICE_ROLE,
     };
     let signed = rules::sign_token(&state.storage.token_key, &token);
     Ok(HttpResponse::Ok().json(json!({

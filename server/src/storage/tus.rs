@@ -2,14 +2,17 @@
 //! `termination`, `expiration`) at `/storage/v1/upload/resumable`. Each
 //! `PATCH` is streamed into one part blob and the offset moves only once the
 //! part is stored, so an interrupted `PATCH` leaves the offset where it was
-//! and the client resumes from `HEAD`'s `Upload-Offset`. The `PATCH` that
+//! and the client resumes from `HEAD`'s `Upload-Offset`. Parts have unique
+//! keys, recorded by the statement that moves the offset, so of two
+//! concurrent `PATCH`es at one offset only one counts. The `PATCH` that
 //! reaches `Upload-Length` assembles the parts into the object, commits it
 //! like any upload and removes the parts.
 
 use super::backend::{new_object_key, BlobWriter};
 use super::objects::{
-    cache_control_value, check_type, commit, default_cache_control, discard, header_text,
-    payload_error, too_large, upsert_header, Content, Mode, NewBlob, Writer,
+    cache_control_value, check_type, commit, default_cache_control, discard, discard_unreferenced,
+    header_text, payload_error, stored_type, too_large, upsert_header, Content, Mode, NewBlob,
+    Writer,
 };
 use super::{backend_failed, decide, denied, find_bucket, invalid_name, policy_row, row_allowed};
 use crate::auth::Caller;
@@ -44,6 +47,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 const VERSION: &str = "1.0.0";
+
+/// Parts one upload may have (each `PATCH` is one).
+const MAX_PARTS: usize = 10_000;
 
 fn tus(status: StatusCode) -> HttpResponseBuilder {
     let mut response = HttpResponse::build(status);
@@ -88,6 +94,10 @@ async fn create(
     caller: Caller,
 ) -> Result<HttpResponse, HttpError> {
     check_version(&request)?;
+    // An upload is continued by whoever created it: a user, or the service_role key.
+    if caller.user.is_none() && caller.role != crate::auth::jwt::SERVICE_ROLE {
+        return Err(ErrorCode::LoginRequired.into());
+    }
     let length: u64 = header_text(&request, "upload-length")
         .ok_or_else(|| invalid("send Upload-Length (Upload-Defer-Length is not supported)"))?
         .parse()
@@ -104,9 +114,10 @@ async fn create(
     let name = field("objectName").ok_or_else(|| invalid("Upload-Metadata lacks objectName"))?;
     check_bucket_id(&bucket).map_err(super::invalid_bucket)?;
     check_name(&name).map_err(invalid_name)?;
-    let content_type = field("contentType").unwrap_or_else(|| "application/octet-stream".into());
+    let content_type = stored_type(field("contentType").as_deref())?;
     let cache_control = field("cacheControl")
         .map(|c| cache_control_value(&c))
+        .transpose()?
         .unwrap_or_else(default_cache_control);
     let decision = decide(&state, &caller, &bucket, &name, "write");
     let owner = caller.user.map(|(user, _)| user);
@@ -173,7 +184,7 @@ struct Upload {
     cache_control: String,
     length: i64,
     offset: i64,
-    parts: i32,
+    part_keys: Vec<String>,
 }
 
 /// The upload, if it exists, has not expired and belongs to the caller.
@@ -184,7 +195,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, Htt
     let row = client
         .query_opt(
             "SELECT id, bucket_id, name, owner, upsert, content_type, cache_control, length,
-                    \"offset\", parts
+                    \"offset\", part_keys
              FROM storage.resumable_uploads WHERE id = $1 AND expires_at > now()",
             &[&id],
         )
@@ -192,7 +203,11 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, Htt
         .map_err(db::failed)?
         .ok_or_else(missing)?;
     let owner: Option<Uuid> = row.get(3);
-    if owner != caller.user.map(|(user, _)| user) {
+    let creator = match owner {
+        Some(_) => owner == caller.user.map(|(user, _)| user),
+        None => caller.role == crate::auth::jwt::SERVICE_ROLE,
+    };
+    if !creator {
         return Err(missing());
     }
     Ok(Upload {
@@ -204,12 +219,8 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, Htt
         cache_control: row.get(6),
         length: row.get(7),
         offset: row.get(8),
-        parts: row.get(9),
+        part_keys: row.get(9),
     })
-}
-
-fn part_key(id: Uuid, part: i32) -> String {
-    format!("uploads/{id}/{part}")
 }
 
 async fn head(
@@ -255,9 +266,14 @@ async fn patch(
             .into());
     }
     let remaining = (upload.length - upload.offset) as u64;
+    if upload.part_keys.len() >= MAX_PARTS {
+        return Err(invalid(format!(
+            "an upload has at most {MAX_PARTS} parts; send larger chunks"
+        )));
+    }
 
-    // Store the body as the next part; a cut-off body stores nothing.
-    let key = part_key(upload.id, upload.parts);
+    // Store the body as a new part; a cut-off body stores nothing.
+    let key = format!("uploads/{}/{}", upload.id, Uuid::new_v4().simple());
     let mut writer: Box<dyn BlobWriter> = state
         .storage
         .backend
@@ -278,20 +294,22 @@ async fn patch(
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let moved = client
         .query_opt(
-            "UPDATE storage.resumable_uploads SET \"offset\" = \"offset\" + $3, parts = parts + 1
-             WHERE id = $1 AND \"offset\" = $2 RETURNING \"offset\"",
-            &[&upload.id, &upload.offset, &(received as i64)],
+            "UPDATE storage.resumable_uploads
+             SET \"offset\" = \"offset\" + $3, part_keys = array_append(part_keys, $4)
+             WHERE id = $1 AND \"offset\" = $2 RETURNING \"offset\", part_keys",
+            &[&upload.id, &upload.offset, &(received as i64), &key],
         )
         .await
         .map_err(db::failed)?;
     drop(client);
     let Some(moved) = moved else {
-        // Another PATCH got there first.
+        // Another PATCH got there first: this part never counted.
+        discard(&state, &key).await;
         return Err(ErrorCode::UploadOffsetMismatch.into());
     };
     let new_offset: i64 = moved.get(0);
     if new_offset == upload.length {
-        finish(&state, &caller, &upload, upload.parts + 1).await?;
+        finish(&state, &caller, &upload, &moved.get::<_, Vec<String>>(1)).await?;
     }
     Ok(tus(StatusCode::NO_CONTENT)
         .insert_header(("Upload-Offset", new_offset.to_string()))
@@ -303,7 +321,7 @@ async fn finish(
     state: &AppState,
     caller: &Caller,
     upload: &Upload,
-    parts: i32,
+    parts: &[String],
 ) -> Result<(), HttpError> {
     let bucket = find_bucket(state, &upload.bucket_id).await?;
     let decision = decide(state, caller, &bucket.id, &upload.name, "write");
@@ -315,18 +333,27 @@ async fn finish(
         .await
         .map_err(backend_failed)?;
     let mut hasher = Sha256::new();
-    for part in 0..parts {
+    let mut assembled: i64 = 0;
+    for part in parts {
         let mut stream = state
             .storage
             .backend
-            .read(&part_key(upload.id, part), None)
+            .read(part, None)
             .await
             .map_err(backend_failed)?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| backend_failed(e.into()))?;
+            assembled += chunk.len() as i64;
             hasher.update(&chunk);
             writer.write(chunk).await.map_err(backend_failed)?;
         }
+    }
+    if assembled != upload.length {
+        return Err(backend_failed(anyhow::anyhow!(
+            "upload {}: its parts hold {assembled} bytes, not {}",
+            upload.id,
+            upload.length
+        )));
     }
     writer.finish().await.map_err(backend_failed)?;
     let mode = if upload.upsert {
@@ -352,27 +379,29 @@ async fn finish(
             }
         }
         Err(error) => {
-            discard(state, &key).await;
+            discard_unreferenced(state, &key).await;
             return Err(error);
         }
     }
-    remove(state, upload.id, parts).await
+    remove(state, upload.id).await
 }
 
-/// Deletes an upload's row and its parts.
-pub(super) async fn remove(state: &AppState, id: Uuid, parts: i32) -> Result<(), HttpError> {
+/// Deletes an upload's row and its parts (parts of `PATCH`es that never
+/// counted are left to the cleanup task).
+async fn remove(state: &AppState, id: Uuid) -> Result<(), HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
-    client
-        .execute(
-            "DELETE FROM storage.resumable_uploads WHERE id = $1",
+    let parts: Vec<String> = client
+        .query_opt(
+            "DELETE FROM storage.resumable_uploads WHERE id = $1 RETURNING part_keys",
             &[&id],
         )
         .await
-        .map_err(db::failed)?;
+        .map_err(db::failed)?
+        .map(|row| row.get(0))
+        .unwrap_or_default();
     drop(client);
-    // One more than recorded: a part stored by a PATCH whose offset never moved.
-    for part in 0..=parts {
-        discard(state, &part_key(id, part)).await;
+    for part in parts {
+        discard(state, &part).await;
     }
     Ok(())
 }
@@ -385,6 +414,6 @@ async fn terminate(
 ) -> Result<HttpResponse, HttpError> {
     check_version(&request)?;
     let upload = find(&state, &caller, &id).await?;
-    remove(&state, upload.id, upload.parts).await?;
+    remove(&state, upload.id).await?;
     Ok(tus(StatusCode::NO_CONTENT).finish())
 }
