@@ -330,6 +330,13 @@ async fn run(
         .keep_alive(keep_alive)
         .shutdown_timeout(server_config.shutdown_timeout_ms.div_ceil(1000))
         .disable_signals()
+        // Responses stream in chunks; without TCP_NODELAY the last small
+        // segment of one can wait for a delayed ACK (up to 40 ms).
+        .on_connect(|connection, _| {
+            if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .bind(&config.http)
         .with_context(|| format!("cannot listen on {}", config.http))?;
     for address in server.addrs() {

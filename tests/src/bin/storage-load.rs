@@ -4,8 +4,8 @@
 //! S3 server (PutObject/GetObject with aws-sdk-s3). Bounded in sizes and
 //! repetitions.
 //!
-//! storage-load <local Basalt URL> <S3 Basalt URL> <service_role key> <scratch dir>
-//!              <S3 endpoint> <S3 bucket> <access key> <secret key>
+//! storage-load <local Basalt URL> <its service_role key> <S3 Basalt URL> <its service_role key>
+//!              <scratch dir> <S3 endpoint> <S3 bucket> <access key> <secret key>
 //!
 //! Prints a Markdown table; `bench/run` runs it, results are in docs/benchmarks.md.
 
@@ -156,8 +156,10 @@ async fn s3(client: &aws_sdk_s3::Client, bucket: &str, size: usize, times: usize
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, local, on_s3, key, scratch, endpoint, bucket, access, secret] = args.as_slice() else {
-        eprintln!("usage: storage-load <local URL> <S3 URL> <service key> <scratch dir> <S3 endpoint> <S3 bucket> <access key> <secret key>");
+    let [_, local, local_key, on_s3, s3_key, scratch, endpoint, bucket, access, secret] =
+        args.as_slice()
+    else {
+        eprintln!("usage: storage-load <local URL> <key> <S3 URL> <key> <scratch dir> <S3 endpoint> <S3 bucket> <access key> <secret key>");
         std::process::exit(2);
     };
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -169,7 +171,7 @@ async fn main() {
         .force_path_style(true)
         .build();
     let client = aws_sdk_s3::Client::from_conf(config);
-    for base in [local, on_s3] {
+    for (base, key) in [(local, local_key), (on_s3, s3_key)] {
         let response = http
             .post(format!("{base}/storage/v1/bucket"))
             .header("apikey", key)
@@ -183,9 +185,9 @@ async fn main() {
     println!("|---|---|---|---|---|---|");
     for (size, times) in CASES {
         let raw_disk = disk(std::path::Path::new(scratch), size, times);
-        let on_disk = basalt(&http, local, key, size, times).await;
+        let on_disk = basalt(&http, local, local_key, size, times).await;
         let raw_s3 = s3(&client, bucket, size, times).await;
-        let basalt_s3 = basalt(&http, on_s3, key, size, times).await;
+        let basalt_s3 = basalt(&http, on_s3, s3_key, size, times).await;
         println!(
             "| {} MB ×{times} | {:.0} / {:.0} MB/s | {:.0} / {:.0} MB/s | {:.0} / {:.0} MB/s | {:.0} / {:.0} MB/s | {:.2} / {:.2}; {:.2} / {:.2} |",
             size / MB,
