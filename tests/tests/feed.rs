@@ -60,7 +60,8 @@ async fn enabled_tables_are_captured_with_old_and_new_rows_in_order() {
         .unwrap()
         .contains("basalt.capture_change()"));
     let (_, body) = call(&basalt, Method::GET, "/admin/v1/realtime/tables", None).await;
-    assert_eq!(body["tables"], json!(["public.items"]));
+    // Storage's objects are captured from the start (migration V11).
+    assert_eq!(body["tables"], json!(["public.items", "storage.objects"]));
     basalt
         .admin_sql("insert into items values (1, 'a'); update items set name = 'b' where id = 1; insert into other values (1); delete from items where id = 1")
         .await;
@@ -388,7 +389,10 @@ async fn tables_declared_in_the_config_are_captured() {
         .start()
         .await;
     let (_, body) = call(&basalt, Method::GET, "/admin/v1/realtime/tables", None).await;
-    assert_eq!(body["tables"], json!(["app.logs", "public.items"]));
+    assert_eq!(
+        body["tables"],
+        json!(["app.logs", "public.items", "storage.objects"])
+    );
     basalt
         .admin_sql("insert into items values (1); insert into app.logs values (2)")
         .await;

@@ -74,14 +74,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// these are storage's (`storage.max_file_size_bytes`,
 /// `storage.transfer_timeout_secs`), not the server's.
 pub fn is_transfer(path: &str) -> bool {
-    let json_routes = [
-        "/storage/v1/object/list/",
-        "/storage/v1/object/move",
-        "/storage/v1/object/copy",
-        "/storage/v1/object/info/",
-    ];
+    let json_route = path.starts_with("/storage/v1/object/list/")
+        || path.starts_with("/storage/v1/object/info/")
+        || path == "/storage/v1/object/move"
+        || path == "/storage/v1/object/copy";
     (path.starts_with("/storage/v1/object/") || path.starts_with("/storage/v1/upload/"))
-        && !json_routes.iter().any(|route| path.starts_with(route))
+        && !json_route
 }
 
 #[derive(Debug, Clone)]
@@ -281,4 +279,30 @@ fn invalid_bucket(problem: String) -> HttpError {
 fn backend_failed(error: anyhow::Error) -> HttpError {
     tracing::error!("storage backend: {error:#}");
     HttpError::from(ErrorCode::StorageUnavailable).retry_after(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transfer_paths() {
+        for path in [
+            "/storage/v1/object/b/x.png",
+            "/storage/v1/object/moveit/x.png",
+            "/storage/v1/object/copybook/x",
+            "/storage/v1/object/upload/sign/b/x",
+            "/storage/v1/upload/resumable/1",
+        ] {
+            assert!(super::is_transfer(path), "{path}");
+        }
+        for path in [
+            "/storage/v1/object/move",
+            "/storage/v1/object/copy",
+            "/storage/v1/object/list/b",
+            "/storage/v1/object/info/b/x",
+            "/storage/v1/bucket",
+            "/rest/v1/posts",
+        ] {
+            assert!(!super::is_transfer(path), "{path}");
+        }
+    }
 }
