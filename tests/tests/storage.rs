@@ -1203,6 +1203,53 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
     env.bucket(json!({"id": "pub", "public": true})).await;
     let (ann_id, ann) = env.user("ann").await;
     let (bob_id, bob) = env.user("bob").await;
+    env.bucket(json!({"id": "vault"})).await;
+    // Without a policy, an existing private bucket and a missing one look the same.
+    for bucket in ["vault", "nosuch"] {
+        assert_eq!(
+            env.download(&bob, &format!("{bucket}/x.txt"), &[])
+                .await
+                .status,
+            403
+        );
+        let (status, _) = env
+            .call(
+                &bob,
+                Method::GET,
+                &format!("/object/info/{bucket}/x.txt"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 403);
+        let (status, _) = env
+            .call(
+                &bob,
+                Method::POST,
+                &format!("/object/list/{bucket}"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 403);
+        let (status, _) = env
+            .call(
+                &bob,
+                Method::DELETE,
+                &format!("/object/{bucket}/x.txt"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 403);
+        let (status, _) = env
+            .upload(
+                &bob,
+                Method::POST,
+                &format!("{bucket}/x.txt"),
+                b"x",
+                "text/plain",
+            )
+            .await;
+        assert_eq!(status, 403);
+    }
     // Users read and write in their own folder; they delete what they own.
     for action in ["read", "write"] {
         env.policy(json!({"subject": "authenticated", "object": "bucket:homes/*", "action": action, "condition": "folder=eq.{auth.uid}"}))

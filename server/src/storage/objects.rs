@@ -103,25 +103,42 @@ fn not_found(bucket: &str, name: &str) -> HttpError {
         .into()
 }
 
+/// The bucket, once the caller may `action` in it at `path`: decided before
+/// the bucket is looked up, so a caller without any policy gets 403 whether
+/// the bucket exists or not. A public bucket's objects may be read by anyone.
+async fn permitted_bucket(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    path: &str,
+    action: &str,
+) -> Result<(Bucket, Decision), HttpError> {
+    let decision = decide(state, caller, id, path, action);
+    if decision.allowed {
+        return Ok((find_bucket(state, id).await?, decision));
+    }
+    match find_bucket(state, id).await {
+        Ok(bucket) if action == "read" && bucket.public => Ok((bucket, decision)),
+        _ => Err(denied(action)),
+    }
+}
+
 /// The object if the caller may `action` it: no policy at all is 403; a
 /// policy whose condition excludes the object answers as if it were absent.
 async fn authorized_object(
     state: &AppState,
     caller: &Caller,
-    bucket: &Bucket,
+    bucket: &str,
     name: &str,
     action: &str,
-) -> Result<Object, HttpError> {
-    let public_read = action == "read" && bucket.public;
-    let decision = decide(state, caller, &bucket.id, name, action);
-    if !decision.allowed && !public_read {
-        return Err(denied(action));
-    }
+) -> Result<(Bucket, Object), HttpError> {
+    let (bucket, decision) = permitted_bucket(state, caller, bucket, name, action).await?;
     let object = find_object(state, &bucket.id, name).await?;
+    let public_read = action == "read" && bucket.public;
     if !public_read && row_allowed(&decision, &object.policy_row(), caller) != Some(true) {
         return Err(not_found(&bucket.id, name));
     }
-    Ok(object)
+    Ok((bucket, object))
 }
 
 // ---------------------------------------------------------------- uploads
@@ -609,11 +626,7 @@ async fn upload_as_caller(
     mode: Mode,
 ) -> Result<HttpResponse, HttpError> {
     let (bucket, name) = target(request, "/storage/v1/object/")?;
-    let decision = decide(state, caller, &bucket, &name, "write");
-    if !decision.allowed {
-        return Err(denied("write"));
-    }
-    let bucket = find_bucket(state, &bucket).await?;
+    let (bucket, decision) = permitted_bucket(state, caller, &bucket, &name, "write").await?;
     let writer = Writer::Caller(caller, decision);
     upload(state, request, payload, &bucket, &name, mode, writer).await
 }
@@ -640,8 +653,7 @@ async fn download(
         "/storage/v1/object/"
     };
     let (bucket, name) = target(&request, prefix)?;
-    let bucket = find_bucket(&state, &bucket).await?;
-    let object = authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    let (_, object) = authorized_object(&state, &caller, &bucket, &name, "read").await?;
     send(&state, &request, &object, query.download.as_deref()).await
 }
 
@@ -785,8 +797,7 @@ async fn info(
     caller: Caller,
 ) -> Result<HttpResponse, HttpError> {
     let (bucket, name) = target(&request, "/storage/v1/object/info/")?;
-    let bucket = find_bucket(&state, &bucket).await?;
-    let object = authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    let (_, object) = authorized_object(&state, &caller, &bucket, &name, "read").await?;
     Ok(HttpResponse::Ok().json(object.info()))
 }
 
@@ -894,11 +905,11 @@ async fn list(
             (column, order)
         }
     };
-    let bucket = find_bucket(&state, &bucket).await?;
-    let decision = decide(&state, &caller, &bucket.id, &prefix, "read");
+    let decision = decide(&state, &caller, &bucket, &prefix, "read");
     if !decision.allowed {
         return Err(denied("read"));
     }
+    let bucket = find_bucket(&state, &bucket).await?;
     let mut params = vec![
         Param::Text(Some(bucket.id.clone())),
         Param::Text(Some(prefix.clone())),
@@ -1010,17 +1021,22 @@ async fn endpoints(
     check_bucket_id(&to_bucket).map_err(invalid_bucket)?;
     check_name(&transfer.source_key).map_err(invalid_name)?;
     check_name(&transfer.destination_key).map_err(invalid_name)?;
-    let from = find_bucket(state, &transfer.bucket_id).await?;
-    let source =
-        authorized_object(state, caller, &from, &transfer.source_key, source_action).await?;
-    let destination = find_bucket(state, &to_bucket).await?;
-    let decision = decide(
+    let (_, source) = authorized_object(
         state,
         caller,
-        &destination.id,
+        &transfer.bucket_id,
+        &transfer.source_key,
+        source_action,
+    )
+    .await?;
+    let (destination, decision) = permitted_bucket(
+        state,
+        caller,
+        &to_bucket,
         &transfer.destination_key,
         "write",
-    );
+    )
+    .await?;
     // A copy belongs to its maker; a moved object keeps its owner.
     let owner = if source_action == "read" {
         caller.user.map(|(user, _)| user)
@@ -1171,6 +1187,12 @@ async fn delete_many(
     for name in &names {
         check_name(name).map_err(invalid_name)?;
     }
+    if !names
+        .iter()
+        .any(|name| decide(&state, &caller, &bucket, name, "delete").allowed)
+    {
+        return Err(denied("delete"));
+    }
     let bucket = find_bucket(&state, &bucket).await?;
     let deleted = delete_objects(&state, &caller, &bucket, &names).await?;
     Ok(HttpResponse::Ok().json(deleted.iter().map(Object::info).collect::<Vec<_>>()))
@@ -1182,10 +1204,7 @@ async fn delete_one(
     caller: Caller,
 ) -> Result<HttpResponse, HttpError> {
     let (bucket, name) = target(&request, "/storage/v1/object/")?;
-    let bucket = find_bucket(&state, &bucket).await?;
-    if !decide(&state, &caller, &bucket.id, &name, "delete").allowed {
-        return Err(denied("delete"));
-    }
+    let (bucket, _) = permitted_bucket(&state, &caller, &bucket, &name, "delete").await?;
     let deleted = delete_objects(&state, &caller, &bucket, std::slice::from_ref(&name)).await?;
     if deleted.is_empty() {
         return Err(not_found(&bucket.id, &name));
@@ -1282,8 +1301,7 @@ async fn sign(
             .with_details(format!("expiresIn is 1 to {max} seconds"))
             .into());
     }
-    let bucket = find_bucket(&state, &bucket).await?;
-    authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    let (bucket, _) = authorized_object(&state, &caller, &bucket, &name, "read").await?;
     let token = SignedToken {
         kind: "download".into(),
         bucket: bucket.id.clone(),
@@ -1348,8 +1366,7 @@ async fn sign_upload(
     caller: Caller,
 ) -> Result<HttpResponse, HttpError> {
     let (bucket, name) = target(&request, "/storage/v1/object/upload/sign/")?;
-    let bucket = find_bucket(&state, &bucket).await?;
-    let decision = decide(&state, &caller, &bucket.id, &name, "write");
+    let (bucket, decision) = permitted_bucket(&state, &caller, &bucket, &name, "write").await?;
     let owner = caller.user.map(|(user, _)| user);
     // The token carries no conditions: they must hold already, on what is
     // known before the upload (path and owner).

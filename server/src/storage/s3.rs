@@ -1,6 +1,7 @@
 //! The S3 backend, through aws-sdk-s3: one bucket of the store holds every
-//! Basalt bucket's blobs. Uploads are buffered one part at a time (at most
-//! `s3.part_size_bytes` in memory): a blob smaller than a part is one
+//! Basalt bucket's blobs. Uploads are buffered a part at a time (at most
+//! three parts of `s3.part_size_bytes` in memory: two being sent, one
+//! filling): a blob smaller than a part is one
 //! `PutObject`, a larger one a multipart upload, aborted if the writer is
 //! dropped unfinished. Each multipart upload in progress is also noted as a
 //! small `pending/<uuid>` object, so that uploads a crash left open can be
@@ -18,6 +19,10 @@ use aws_sdk_s3::Client;
 use basalt_core::config::S3Config;
 use bytes::{Bytes, BytesMut};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Parts of one upload sent at once: memory per upload is at most this many
+/// parts in flight plus the one filling.
+const PARTS_IN_FLIGHT: usize = 2;
 
 pub struct S3 {
     client: Client,
@@ -75,6 +80,9 @@ struct S3Writer {
     buffer: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
+    /// Parts being sent (aborted with the writer when it is dropped).
+    sending: tokio::task::JoinSet<anyhow::Result<CompletedPart>>,
+    next_part: i32,
     /// The `pending/<uuid>` note of the multipart upload.
     note: Option<String>,
     finished: bool,
@@ -118,24 +126,28 @@ impl S3Writer {
                 .map_err(failed)?;
             self.note = Some(note);
         }
-        let number = self.parts.len() as i32 + 1;
-        let sent = self
+        // At most PARTS_IN_FLIGHT parts are being sent while the next fills.
+        while self.sending.len() >= PARTS_IN_FLIGHT {
+            let sent = self.sending.join_next().await.expect("not empty")??;
+            self.parts.push(sent);
+        }
+        self.next_part += 1;
+        let number = self.next_part;
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(self.upload_id.as_deref().expect("created above"))
             .part_number(number)
-            .body(S3Body::from(body))
-            .send()
-            .await
-            .map_err(failed)?;
-        self.parts.push(
-            CompletedPart::builder()
+            .body(S3Body::from(body));
+        self.sending.spawn(async move {
+            let sent = request.send().await.map_err(failed)?;
+            Ok(CompletedPart::builder()
                 .set_e_tag(sent.e_tag().map(str::to_owned))
                 .part_number(number)
-                .build(),
-        );
+                .build())
+        });
         Ok(())
     }
 }
@@ -188,6 +200,10 @@ impl BlobWriter for S3Writer {
             if !rest.is_empty() {
                 self.send_part(rest).await?;
             }
+            while let Some(sent) = self.sending.join_next().await {
+                self.parts.push(sent??);
+            }
+            self.parts.sort_by_key(|part| part.part_number());
             self.client
                 .complete_multipart_upload()
                 .bucket(&self.bucket)
@@ -273,6 +289,8 @@ impl Backend for S3 {
             buffer: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
+            sending: tokio::task::JoinSet::new(),
+            next_part: 0,
             note: None,
             finished: false,
         }))
