@@ -82,7 +82,11 @@ fn target(request: &HttpRequest, prefix: &str) -> Result<(String, String), HttpE
     Ok((bucket.to_owned(), name))
 }
 
-async fn find_object(state: &AppState, bucket: &str, name: &str) -> Result<Object, HttpError> {
+async fn object_row(
+    state: &AppState,
+    bucket: &str,
+    name: &str,
+) -> Result<Option<Object>, HttpError> {
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let row = client
         .query_opt(
@@ -93,7 +97,12 @@ async fn find_object(state: &AppState, bucket: &str, name: &str) -> Result<Objec
         )
         .await
         .map_err(db::failed)?;
-    row.map(|row| Object::from_row(&row))
+    Ok(row.map(|row| Object::from_row(&row)))
+}
+
+async fn find_object(state: &AppState, bucket: &str, name: &str) -> Result<Object, HttpError> {
+    object_row(state, bucket, name)
+        .await?
         .ok_or_else(|| not_found(bucket, name))
 }
 
@@ -291,7 +300,7 @@ async fn upload(
         return Err(denied("write"));
     }
     // Fail fast on a conflict the commit would refuse anyway.
-    let exists = find_object(state, &bucket.id, name).await.is_ok();
+    let exists = object_row(state, &bucket.id, name).await?.is_some();
     match (mode, exists) {
         (Mode::Create, true) => return Err(exists_error(&bucket.id, name)),
         (Mode::Replace, false) => return Err(not_found(&bucket.id, name)),
@@ -1108,9 +1117,9 @@ async fn copy_object(
         Mode::Create
     };
     if mode == Mode::Create
-        && find_object(&state, &ends.destination.id, &ends.name)
-            .await
-            .is_ok()
+        && object_row(&state, &ends.destination.id, &ends.name)
+            .await?
+            .is_some()
     {
         return Err(exists_error(&ends.destination.id, &ends.name));
     }
