@@ -205,6 +205,7 @@ async fn run(
     drop(client);
 
     let pool = db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?;
+    check_db_roles(&pool, &config).await?;
     crate::authz::declared::reconcile(&pool, &config.authz)
         .await
         .context("cannot apply the roles and policies declared in the config file")?;
@@ -393,5 +394,39 @@ async fn run(
     state.pool.close();
     served.context("the HTTP server failed")?;
     tracing::info!("HTTP server stopped");
+    Ok(())
+}
+
+/// The roles data requests run as must exist and be reachable by `SET ROLE`
+/// from Basalt's connection role; otherwise every data request would fail.
+async fn check_db_roles(pool: &deadpool_postgres::Pool, config: &Config) -> anyhow::Result<()> {
+    let client = pool.get().await?;
+    for (setting, role) in [
+        ("authz.db_role_anon", &config.authz.db_role_anon),
+        (
+            "authz.db_role_authenticated",
+            &config.authz.db_role_authenticated,
+        ),
+    ] {
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
+                        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1
+                                AND pg_has_role(current_user, oid, 'MEMBER'))",
+                &[role],
+            )
+            .await?;
+        let (exists, member): (bool, bool) = (row.get(0), row.get(1));
+        if !exists {
+            anyhow::bail!(
+                "{setting} = `{role}`: PostgreSQL has no such role; create it (CREATE ROLE {role} NOLOGIN) or fix the setting"
+            );
+        }
+        if !member {
+            anyhow::bail!(
+                "{setting} = `{role}`: Basalt's database user cannot SET ROLE to it; GRANT {role} TO <Basalt's user>"
+            );
+        }
+    }
     Ok(())
 }

@@ -1607,15 +1607,45 @@ async fn the_url_grammar_never_yields_a_server_error() {
     assert!(ok > 40 && refused > 40, "{ok} succeeded, {refused} refused");
 }
 
-/// A read pipelines BEGIN, the role switch, the statement and ROLLBACK; when
-/// the switch fails (here: the configured role does not exist), the rows
-/// the statement may still have produced are never answered.
+/// A role that does not exist stops the start with a message.
 #[tokio::test]
-async fn a_failed_role_switch_answers_no_rows() {
-    let basalt = Basalt::builder()
+async fn a_missing_database_role_stops_the_start() {
+    let mut bad = Basalt::builder()
         .env("BASALT_AUTHZ_DB_ROLE_ANON", "no_such_role")
+        .no_wait()
         .start()
         .await;
+    let status = bad.wait_exit(std::time::Duration::from_secs(30)).await;
+    assert!(!status.success());
+    assert!(
+        bad.logs()
+            .contains("authz.db_role_anon = `no_such_role`: PostgreSQL has no such role"),
+        "{}",
+        bad.logs()
+    );
+}
+
+/// A read pipelines BEGIN, the role switch, the statement and ROLLBACK; when
+/// the switch fails (here: the configured role was dropped after the start),
+/// the rows the statement may still have produced are never answered.
+#[tokio::test]
+async fn a_failed_role_switch_answers_no_rows() {
+    let role = format!("vanishing_anon_{}", std::process::id());
+    let admin = basalt_tests::PgServer::shared().connect("postgres").await;
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN"
+        ))
+        .await
+        .unwrap();
+    let basalt = Basalt::builder()
+        .env("BASALT_AUTHZ_DB_ROLE_ANON", role.clone())
+        .start()
+        .await;
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
     let response = basalt
         .admin_sql("create table secrets (id int); insert into secrets values (42)")
         .await;

@@ -1031,6 +1031,27 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
         (elsewhere.status, elsewhere.json()["code"].as_str()),
         (400, Some("invalid_signature"))
     );
+    let (status, many) = env
+        .call(
+            &key,
+            Method::POST,
+            "/object/sign/private",
+            Some(json!({"expiresIn": 60, "paths": ["other.txt", "missing.txt", "../x"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{many}");
+    assert_eq!(many[0]["path"], "other.txt");
+    assert!(
+        many[0]["error"].is_null()
+            && many[1]["signedURL"].is_null()
+            && many[2]["signedURL"].is_null()
+    );
+    assert!(many[1]["error"].is_string() && many[2]["error"].is_string());
+    let other = fetch(many[0]["signedURL"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        (other.status, other.body.as_slice()),
+        (200, b"other".as_slice())
+    );
     let none = fetch("/object/sign/private/doc.txt".into()).await;
     assert_eq!(none.status, 400);
     tokio::time::sleep(Duration::from_millis(3100)).await;

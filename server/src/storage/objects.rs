@@ -38,6 +38,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/storage/v1/object/list/{bucket}").route(web::post().to(list)))
         .service(resource("/storage/v1/object/move").route(web::post().to(move_object)))
         .service(resource("/storage/v1/object/copy").route(web::post().to(copy_object)))
+        .service(resource("/storage/v1/object/sign/{bucket}").route(web::post().to(sign_many)))
         .service(
             resource("/storage/v1/object/sign/{bucket}/{name:.*}")
                 .route(web::post().to(sign))
@@ -1304,28 +1305,88 @@ async fn sign(
     body: Json<SignRequest>,
 ) -> Result<HttpResponse, HttpError> {
     let (bucket, name) = target(&request, "/storage/v1/object/sign/")?;
+    check_expiry(&state, body.expires_in)?;
+    authorized_object(&state, &caller, &bucket, &name, "read").await?;
+    let (url, expires_at) = download_url(&state, &bucket, &name, body.expires_in);
+    Ok(HttpResponse::Ok().json(json!({ "signedURL": url, "expiresAt": expires_at })))
+}
+
+fn check_expiry(state: &AppState, expires_in: i64) -> Result<(), HttpError> {
     let max = state.config.storage.signed_url_max_expiry_secs as i64;
-    if !(1..=max).contains(&body.expires_in) {
-        return Err(ApiError::new(ErrorCode::ValidationFailed)
+    if (1..=max).contains(&expires_in) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::ValidationFailed)
             .with_details(format!("expiresIn is 1 to {max} seconds"))
-            .into());
+            .into())
     }
-    let (bucket, _) = authorized_object(&state, &caller, &bucket, &name, "read").await?;
+}
+
+/// A signed download URL (relative to `/storage/v1`) and its expiry.
+fn download_url(state: &AppState, bucket: &str, name: &str, expires_in: i64) -> (String, i64) {
     let token = SignedToken {
         kind: "download".into(),
-        bucket: bucket.id.clone(),
-        name: name.clone(),
-        exp: now() + body.expires_in,
+        bucket: bucket.to_owned(),
+        name: name.to_owned(),
+        exp: now() + expires_in,
         id: new_token_id(),
         owner: None,
         upsert: false,
         service: false,
     };
     let signed = rules::sign_token(&state.storage.token_key, &token);
-    Ok(HttpResponse::Ok().json(json!({
-        "signedURL": format!("/object/sign/{}?token={signed}", encode_path(&bucket.id, &name)),
-        "expiresAt": token.exp,
-    })))
+    let url = format!("/object/sign/{}?token={signed}", encode_path(bucket, name));
+    (url, token.exp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignMany {
+    #[serde(rename = "expiresIn")]
+    expires_in: i64,
+    paths: Vec<String>,
+}
+
+/// Signed URLs for several objects: one entry per path, with `error` set
+/// (and no URL) for a path that is invalid, missing or not readable.
+async fn sign_many(
+    state: Data<AppState>,
+    request: HttpRequest,
+    caller: Caller,
+    body: Json<SignMany>,
+) -> Result<HttpResponse, HttpError> {
+    let bucket = request
+        .match_info()
+        .get("bucket")
+        .unwrap_or_default()
+        .to_owned();
+    check_bucket_id(&bucket).map_err(invalid_bucket)?;
+    check_expiry(&state, body.expires_in)?;
+    if body.paths.is_empty() || body.paths.len() > 1000 {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("paths: send 1 to 1000 object paths")
+            .into());
+    }
+    let mut signed = Vec::with_capacity(body.paths.len());
+    for path in &body.paths {
+        let readable = match check_name(path) {
+            Err(problem) => Err(problem),
+            Ok(()) => authorized_object(&state, &caller, &bucket, path, "read")
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    "Either the object does not exist or you do not have access to it".to_owned()
+                }),
+        };
+        signed.push(match readable {
+            Ok(()) => {
+                let (url, _) = download_url(&state, &bucket, path, body.expires_in);
+                json!({ "path": path, "signedURL": url, "error": null })
+            }
+            Err(error) => json!({ "path": path, "signedURL": null, "error": error }),
+        });
+    }
+    Ok(HttpResponse::Ok().json(signed))
 }
 
 #[derive(Deserialize)]
