@@ -1790,3 +1790,88 @@ async fn buckets_declared_in_the_config_file_are_reconciled() {
         .unwrap();
     assert_eq!(refused.status(), 409);
 }
+
+/// Realtime reacts to storage: with `storage` exposed and a `select` policy
+/// on `table:storage.objects`, a user's WebSocket subscription receives the
+/// changes of their own objects (and only those columns the policy lists).
+#[tokio::test]
+async fn realtime_subscribers_see_their_own_object_changes() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let env = start(Kind::Local, &[("BASALT_REST_EXTRA_SCHEMAS", "storage")]).await;
+    env.bucket(json!({"id": "homes"})).await;
+    let (ann_id, ann) = env.user("ann").await;
+    let (bob_id, _) = env.user("bob").await;
+    env.policy(json!({"subject": "authenticated", "object": "channel:*", "action": "*"}))
+        .await;
+    env.policy(json!({"subject": "authenticated", "object": "table:storage.objects", "action": "select",
+        "condition": "owner=eq.{auth.uid}", "columns": ["id", "bucket_id", "name", "owner", "size", "content_type"]}))
+        .await;
+    env.policy(json!({"subject": "authenticated", "object": "bucket:homes/*", "action": "write", "condition": "folder=eq.{auth.uid}"}))
+        .await;
+    let url = env
+        .basalt
+        .url(&format!(
+            "/realtime/v1/websocket?apikey={}&access_token={ann}",
+            env.anon
+        ))
+        .replacen("http://", "ws://", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket
+        .send(Message::Text(
+            json!({"type": "join", "ref": "j", "topic": "files",
+                   "postgres_changes": [{"event": "*", "schema": "storage", "table": "objects"}]})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    let ack = next_json(&mut socket).await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    assert_eq!(next_json(&mut socket).await["type"], "presence_state");
+    let (status, _) = env
+        .upload(
+            &env.service,
+            Method::POST,
+            &format!("homes/{bob_id}/b.txt"),
+            b"b",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = env
+        .upload(
+            &ann,
+            Method::POST,
+            &format!("homes/{ann_id}/a.txt"),
+            b"ann",
+            "text/plain",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let change = next_json(&mut socket).await;
+    assert_eq!(change["event"], "INSERT", "{change}");
+    assert_eq!(change["record"]["name"], format!("{ann_id}/a.txt"));
+    assert_eq!(change["record"]["size"], 3);
+    assert!(change["record"].get("blob").is_none(), "{change}");
+}
+
+async fn next_json<S>(socket: &mut S) -> Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
