@@ -822,7 +822,7 @@ async fn list_move_copy_and_delete(kind: Kind) {
 }
 
 async fn limits_refuse_and_leave_nothing_behind(kind: Kind) {
-    let env = start(kind, &[]).await;
+    let env = start(kind, &[("BASALT_STORAGE_MAX_FILE_SIZE_BYTES", "1500")]).await;
     env.bucket(json!({"id": "small", "file_size_limit": 1000, "allowed_mime_types": ["image/*", "application/pdf"]}))
         .await;
     let key = env.service.clone();
@@ -883,7 +883,31 @@ async fn limits_refuse_and_leave_nothing_behind(kind: Kind) {
         )
         .await;
     assert_eq!(status, 200);
-    // A server-wide limit below the bucket's.
+    // The server-wide limit holds for buckets without one, and over a larger one.
+    env.bucket(json!({"id": "open"})).await;
+    env.bucket(json!({"id": "roomy", "file_size_limit": 1_000_000}))
+        .await;
+    for bucket in ["open", "roomy"] {
+        let (status, body) = env
+            .upload(
+                &key,
+                Method::POST,
+                &format!("{bucket}/x.bin"),
+                &[1; 1501],
+                "application/pdf",
+            )
+            .await;
+        assert_eq!(
+            (status, body["details"].as_str()),
+            (413, Some("limit: 1500 bytes"))
+        );
+    }
+    let request = env
+        .request(Method::POST, "/object/open/meta.pdf", Some(&key))
+        .header("content-type", "application/pdf")
+        .header("x-metadata", "{not json")
+        .body("x");
+    assert_eq!(env.send(request).await.status, 400);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(env.rows().await, 2);
     assert_eq!(env.blobs().len(), 2, "{:?}", env.blobs());
@@ -1091,8 +1115,16 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
             .await
         }
     };
-    let first = put(url.clone(), b"uploaded").await;
-    assert_eq!(first.status, 200, "{}", first.json());
+    // Two uses at once: exactly one succeeds.
+    let (first, second) = tokio::join!(put(url.clone(), b"uploaded"), put(url.clone(), b"twice"));
+    let mut statuses = [first.status, second.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{} {}", first.json(), second.json());
+    let kept = if first.status == 200 {
+        "uploaded"
+    } else {
+        "twice"
+    };
     let again = put(url.clone(), b"again").await;
     assert_eq!(
         (again.status, again.json()["code"].as_str()),
@@ -1107,7 +1139,7 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
     assert_eq!(moved.status, 400);
     assert_eq!(
         env.download(&key, "private/up.txt", &[]).await.body,
-        b"uploaded"
+        kept.as_bytes()
     );
     assert_eq!(env.rows().await, 3);
     assert_eq!(env.blobs().len(), 3);
@@ -1189,7 +1221,12 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
     );
     let missing_version = env.send(env.request(Method::HEAD, &path, Some(&key))).await;
     assert_eq!(missing_version.status, 412);
-    assert_eq!(patch(100_000, 250_000).await.status, 204);
+    // Two PATCHes at one offset: one counts, the other is told.
+    let (one, other) = tokio::join!(patch(100_000, 250_000), patch(100_000, 250_000));
+    let mut statuses = [one.status, other.status];
+    statuses.sort();
+    assert_eq!(statuses, [204, 409]);
+    assert_eq!(offset_now().await, 250_000);
     assert_eq!(env.rows().await, 0);
     let last = patch(250_000, 300_000).await;
     assert_eq!((last.status, last.header("upload-offset")), (204, "300000"));
@@ -1206,6 +1243,63 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
     assert_eq!(head.status, 404);
     assert!(files(&env.backend_root().join("uploads")).is_empty());
     assert_eq!(env.blobs().len(), 1);
+    // The path is taken now: a new upload there without x-upsert is refused at once.
+    let tus_create = |length: usize| {
+        env.request(Method::POST, "/upload/resumable", Some(&key))
+            .header("tus-resumable", "1.0.0")
+            .header("upload-length", length.to_string())
+            .header(
+                "upload-metadata",
+                format!(
+                    "bucketName {},objectName {}",
+                    b64("videos"),
+                    b64("clip.bin")
+                ),
+            )
+    };
+    let taken = env.send(tus_create(10)).await;
+    assert_eq!(
+        (taken.status, taken.json()["code"].as_str()),
+        (409, Some("object_exists"))
+    );
+    // OPTIONS says what the server speaks; DELETE abandons an upload.
+    let options = env
+        .send(env.request(Method::OPTIONS, "/upload/resumable", Some(&key)))
+        .await;
+    assert_eq!(
+        (options.status, options.header("tus-version")),
+        (204, "1.0.0")
+    );
+    let abandoned = env.send(tus_create(10).header("x-upsert", "true")).await;
+    assert_eq!(abandoned.status, 201);
+    let abandoned = abandoned
+        .header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let deleted = env
+        .send(
+            env.request(
+                Method::DELETE,
+                &format!("/upload/resumable/{abandoned}"),
+                Some(&key),
+            )
+            .header("tus-resumable", "1.0.0"),
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    let gone = env
+        .send(
+            env.request(
+                Method::HEAD,
+                &format!("/upload/resumable/{abandoned}"),
+                Some(&key),
+            )
+            .header("tus-resumable", "1.0.0"),
+        )
+        .await;
+    assert_eq!(gone.status, 404);
 }
 
 fn base64_url(bytes: &[u8]) -> String {
@@ -1801,7 +1895,7 @@ async fn realtime_subscribers_see_their_own_object_changes() {
     let env = start(Kind::Local, &[("BASALT_REST_EXTRA_SCHEMAS", "storage")]).await;
     env.bucket(json!({"id": "homes"})).await;
     let (ann_id, ann) = env.user("ann").await;
-    let (bob_id, _) = env.user("bob").await;
+    let (bob_id, bob) = env.user("bob").await;
     env.policy(json!({"subject": "authenticated", "object": "channel:*", "action": "*"}))
         .await;
     env.policy(json!({"subject": "authenticated", "object": "table:storage.objects", "action": "select",
@@ -1828,9 +1922,10 @@ async fn realtime_subscribers_see_their_own_object_changes() {
     let ack = next_json(&mut socket).await;
     assert_eq!(ack["status"], "ok", "{ack}");
     assert_eq!(next_json(&mut socket).await["type"], "presence_state");
+    // Bob's object, owned by Bob, is not delivered to Ann.
     let (status, _) = env
         .upload(
-            &env.service,
+            &bob,
             Method::POST,
             &format!("homes/{bob_id}/b.txt"),
             b"b",

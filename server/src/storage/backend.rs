@@ -1,6 +1,6 @@
 //! Where blobs live: the [`Backend`] trait and its local-disk implementation
 //! (the S3 one is in `s3.rs`). Keys are made by Basalt (`objects/<xx>/<uuid>`,
-//! `uploads/<uuid>/<n>`), never from an object's name, and are checked again
+//! `uploads/<uuid>/<uuid>`), never from an object's name, and are checked again
 //! here, so nothing a client sends can name a file outside the root.
 
 use async_trait::async_trait;

@@ -42,7 +42,7 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Swept> {
     drop(client);
     for upload in &expired {
         for part in upload.get::<_, Vec<String>>(0) {
-            backend.delete(&part).await?;
+            forget(backend.delete(&part).await);
         }
     }
 
@@ -66,8 +66,9 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Swept> {
             .nth(1)
             .and_then(|id| id.parse::<Uuid>().ok());
         if part.modified < before && upload.is_none_or(|id| !live.contains(&id)) {
-            backend.delete(&part.key).await?;
-            swept.orphaned_blobs += 1;
+            if forget(backend.delete(&part.key).await) {
+                swept.orphaned_blobs += 1;
+            }
         }
     }
 
@@ -92,11 +93,23 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Swept> {
             .collect();
         drop(client);
         for key in batch.iter().filter(|key| !referenced.contains(*key)) {
-            backend.delete(key).await?;
-            swept.orphaned_blobs += 1;
+            if forget(backend.delete(key).await) {
+                swept.orphaned_blobs += 1;
+            }
         }
     }
     Ok(swept)
+}
+
+/// One failed delete is logged and left for the next sweep; the others go on.
+fn forget(result: anyhow::Result<()>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!("storage cleanup: {error:#}");
+            false
+        }
+    }
 }
 
 /// Runs [`sweep`] every `storage.cleanup_interval_secs` until shutdown.

@@ -83,7 +83,7 @@ fn target(request: &HttpRequest, prefix: &str) -> Result<(String, String), HttpE
     Ok((bucket.to_owned(), name))
 }
 
-async fn object_row(
+pub(super) async fn object_row(
     state: &AppState,
     bucket: &str,
     name: &str,
@@ -370,21 +370,29 @@ async fn upload(
             }
         }
     } else {
+        // Everything that can refuse the request is checked before the
+        // body is read: after `receive`, only the commit may fail.
         let content_type = stored_type(header_text(request, "content-type"))?;
         check_type(bucket, &content_type)?;
-        let body: Body =
-            Box::pin(payload.map(move |chunk| chunk.map_err(|e| payload_error(e, limit))));
-        let (key, size, checksum) = receive(state, body, limit).await?;
         let content = Content {
             content_type,
             cache_control: header_text(request, "cache-control")
                 .map(cache_control_value)
                 .transpose()?
                 .unwrap_or_else(default_cache_control),
-            metadata: header_text(request, "x-metadata")
-                .and_then(|m| serde_json::from_str(m).ok())
-                .unwrap_or(Value::Null),
+            metadata: match header_text(request, "x-metadata") {
+                None => Value::Null,
+                Some(text) => serde_json::from_str(text).map_err(|e| {
+                    HttpError::from(
+                        ApiError::new(ErrorCode::ValidationFailed)
+                            .with_details(format!("x-metadata is not JSON: {e}")),
+                    )
+                })?,
+            },
         };
+        let body: Body =
+            Box::pin(payload.map(move |chunk| chunk.map_err(|e| payload_error(e, limit))));
+        let (key, size, checksum) = receive(state, body, limit).await?;
         (key, size, checksum, content)
     };
 

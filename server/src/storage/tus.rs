@@ -11,8 +11,8 @@
 use super::backend::{new_object_key, BlobWriter};
 use super::objects::{
     cache_control_value, check_type, commit, default_cache_control, discard, discard_unreferenced,
-    header_text, payload_error, stored_type, too_large, upsert_header, Content, Mode, NewBlob,
-    Writer,
+    header_text, object_row, payload_error, stored_type, too_large, upsert_header, Content, Mode,
+    NewBlob, Writer,
 };
 use super::{backend_failed, decide, denied, find_bucket, invalid_name, policy_row, row_allowed};
 use crate::auth::Caller;
@@ -136,6 +136,13 @@ async fn create(
         return Err(too_large(limit));
     }
     check_type(&bucket, &content_type)?;
+    let upsert = upsert_header(&request);
+    // Fail before any byte is sent, as a plain upload does (the final PATCH checks again).
+    if !upsert && object_row(&state, &bucket.id, &name).await?.is_some() {
+        return Err(ApiError::new(ErrorCode::ObjectExists)
+            .with_details(format!("{}/{name}", bucket.id))
+            .into());
+    }
     let id = Uuid::new_v4();
     let client = state.pool.get().await.map_err(db::unavailable)?;
     let expires: chrono::DateTime<chrono::Utc> = client
@@ -149,7 +156,7 @@ async fn create(
                 &bucket.id,
                 &name,
                 &owner,
-                &upsert_header(&request),
+                &upsert,
                 &content_type,
                 &cache_control,
                 &(length as i64),
