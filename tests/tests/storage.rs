@@ -721,6 +721,28 @@ async fn list_move_copy_and_delete(kind: Kind) {
         ["3.txt"]
     );
     assert_eq!(list(json!({"search": "REP"})).await, ["report.pdf"]);
+    // A prefix is literal: `_` and `%` are not wildcards.
+    for path in ["x_y/1.txt", "xzy/2.txt", "x%25/3.txt"] {
+        let (status, _) = env
+            .upload(
+                &key,
+                Method::POST,
+                &format!("files/{path}"),
+                b"x",
+                "text/plain",
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(list(json!({"prefix": "x_y"})).await, ["1.txt"]);
+    assert_eq!(list(json!({"prefix": "x%"})).await, ["3.txt"]);
+    env.call(
+        &key,
+        Method::DELETE,
+        "/object/files",
+        Some(json!({"prefixes": ["x_y/1.txt", "xzy/2.txt", "x%/3.txt"]})),
+    )
+    .await;
     assert_eq!(
         list(json!({"sortBy": {"column": "name", "order": "desc"}})).await,
         ["report.pdf", "c.txt", "a/"]

@@ -934,6 +934,14 @@ async fn list(
         Param::Text(Some(body.search.clone())),
         Param::Text(Some(limit.to_string())),
         Param::Text(Some(offset.to_string())),
+        // `LIKE 'prefix%'` can use the (bucket_id, name text_pattern_ops) index.
+        Param::Text(Some(format!(
+            "{}%",
+            prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        ))),
     ];
     let condition = match &decision.condition {
         None => "TRUE".to_owned(),
@@ -954,7 +962,7 @@ async fn list(
         "WITH visible AS (
              SELECT o.*, substr(o.name, char_length($2::text) + 1) AS rest
              FROM storage.objects o
-             WHERE o.bucket_id = $1::text AND starts_with(o.name, $2::text) AND ({condition})
+             WHERE o.bucket_id = $1::text AND o.name LIKE $6::text AND ({condition})
          ), entries AS (
              SELECT split_part(rest, '/', 1) AS entry, true AS folder, NULL::uuid AS id,
                     NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at,
