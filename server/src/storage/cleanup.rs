@@ -65,10 +65,9 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<Swept> {
             .split('/')
             .nth(1)
             .and_then(|id| id.parse::<Uuid>().ok());
-        if part.modified < before && upload.is_none_or(|id| !live.contains(&id)) {
-            if forget(backend.delete(&part.key).await) {
-                swept.orphaned_blobs += 1;
-            }
+        let orphan = part.modified < before && upload.is_none_or(|id| !live.contains(&id));
+        if orphan && forget(backend.delete(&part.key).await) {
+            swept.orphaned_blobs += 1;
         }
     }
 
