@@ -56,6 +56,17 @@ ensure_s3s_fs() {
   cargo install s3s-fs@0.14.1 --features binary --locked --root "$root"
 }
 
+# Real JavaScript clients for the client tests (tests/js): Node.js from
+# Debian, then the pinned packages of tests/js/package-lock.json.
+ensure_js_clients() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  if [ ! -d tests/js/node_modules/@supabase/storage-js ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --silent)
+  fi
+}
+
 # A real SMTP server for the auth email tests: aiosmtpd from Debian.
 ensure_aiosmtpd() {
   if /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then

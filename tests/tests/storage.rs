@@ -1992,3 +1992,26 @@ where
         }
     }
 }
+
+/// supabase-js's storage client (`@supabase/storage-js`, pinned in
+/// tests/js/package.json and installed by `scripts/test`) makes its calls
+/// against a real server; the script checks every answer.
+#[tokio::test]
+async fn supabase_storage_js_works_against_basalt() {
+    let env = start(Kind::Local, &[]).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/storage-js.mjs");
+    let output = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("BASALT_URL", env.basalt.url(""))
+        .env("SERVICE_KEY", &env.service)
+        .output()
+        .await
+        .expect("node runs (scripts/test installs it)");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all calls answered as expected"));
+}
