@@ -3,7 +3,7 @@
 //! service_role key or `manage` on `bucket:<id>`; a bucket is visible to
 //! those who may manage it or `read` in it, and to everyone when public.
 
-use super::{decide, find_bucket, invalid_bucket, Bucket, BUCKET_COLUMNS};
+use super::{decide, find_bucket, invalid, invalid_bucket, Bucket, BUCKET_COLUMNS};
 use crate::auth::Caller;
 use crate::db;
 use crate::http::error::HttpError;
@@ -121,15 +121,10 @@ mod double_option {
 }
 
 fn validate(settings: &Settings) -> Result<(), HttpError> {
-    let invalid = |details: String| -> HttpError {
-        ApiError::new(ErrorCode::ValidationFailed)
-            .with_details(details)
-            .into()
-    };
     if let Some(Some(limit)) = settings.file_size_limit {
         if limit <= 0 {
             return Err(invalid(
-                "file_size_limit must be a positive number of bytes".into(),
+                "file_size_limit must be a positive number of bytes",
             ));
         }
     }
@@ -153,12 +148,7 @@ async fn create(
         .id
         .clone()
         .or_else(|| settings.name.clone())
-        .ok_or_else(|| {
-            HttpError::from(
-                ApiError::new(ErrorCode::ValidationFailed)
-                    .with_details("send the bucket's `id` (or `name`)"),
-            )
-        })?;
+        .ok_or_else(|| invalid("send the bucket's `id` (or `name`)"))?;
     check_bucket_id(&id).map_err(invalid_bucket)?;
     validate(&settings)?;
     check_manage(&state, &caller, &id)?;

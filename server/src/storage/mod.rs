@@ -263,6 +263,13 @@ fn denied(action: &str) -> HttpError {
         .into()
 }
 
+/// `400 validation_failed` with what is wrong.
+fn invalid(details: impl Into<String>) -> HttpError {
+    ApiError::new(ErrorCode::ValidationFailed)
+        .with_details(details)
+        .into()
+}
+
 fn invalid_name(problem: String) -> HttpError {
     ApiError::new(ErrorCode::InvalidObjectName)
         .with_details(problem)

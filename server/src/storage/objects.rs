@@ -4,7 +4,7 @@
 
 use super::backend::{new_object_key, BlobWriter};
 use super::{
-    backend_failed, decide, denied, find_bucket, invalid_bucket, invalid_name, policy_row,
+    backend_failed, decide, denied, find_bucket, invalid, invalid_bucket, invalid_name, policy_row,
     row_allowed, Bucket, Object, OBJECT_COLUMNS,
 };
 use crate::auth::Caller;
@@ -70,6 +70,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::head().to(download))
                 .route(web::delete().to(delete_one)),
         );
+}
+
+/// The `{bucket}` of a route without an object path.
+fn bucket_param(request: &HttpRequest) -> Result<String, HttpError> {
+    let bucket = request.match_info().get("bucket").unwrap_or_default();
+    check_bucket_id(bucket).map_err(invalid_bucket)?;
+    Ok(bucket.to_owned())
 }
 
 /// The bucket and object name of a request, from the raw (still
@@ -161,6 +168,17 @@ pub(super) enum Mode {
     Replace,
     /// POST with `x-upsert: true`: either.
     Upsert,
+}
+
+impl Mode {
+    /// POST's mode: create, or create-or-replace with `x-upsert`.
+    pub(super) fn creating(upsert: bool) -> Mode {
+        if upsert {
+            Mode::Upsert
+        } else {
+            Mode::Create
+        }
+    }
 }
 
 /// Who is writing, and what allows it.
@@ -317,9 +335,7 @@ async fn upload(
         let mut metadata = Value::Null;
         loop {
             let Some(field) = form.next().await else {
-                return Err(ApiError::new(ErrorCode::ValidationFailed)
-                    .with_details("the form has no file field")
-                    .into());
+                return Err(invalid("the form has no file field"));
             };
             let mut field = field.map_err(form_error)?;
             let field_name = field.name().unwrap_or_default().to_owned();
@@ -349,9 +365,9 @@ async fn upload(
             while let Some(chunk) = field.next().await {
                 text.extend_from_slice(&chunk.map_err(form_error)?);
                 if text.len() > 64 * 1024 {
-                    return Err(ApiError::new(ErrorCode::ValidationFailed)
-                        .with_details(format!("the form field `{field_name}` is over 64 KiB"))
-                        .into());
+                    return Err(invalid(format!(
+                        "the form field `{field_name}` is over 64 KiB"
+                    )));
                 }
             }
             let text = String::from_utf8_lossy(&text).into_owned();
@@ -359,12 +375,8 @@ async fn upload(
                 "cacheControl" => cache_control = Some(cache_control_value(&text)?),
                 "contentType" => content_type = Some(text),
                 "metadata" => {
-                    metadata = serde_json::from_str(&text).map_err(|e| {
-                        HttpError::from(
-                            ApiError::new(ErrorCode::ValidationFailed)
-                                .with_details(format!("metadata is not JSON: {e}")),
-                        )
-                    })?
+                    metadata = serde_json::from_str(&text)
+                        .map_err(|e| invalid(format!("metadata is not JSON: {e}")))?
                 }
                 _ => {}
             }
@@ -382,12 +394,8 @@ async fn upload(
                 .unwrap_or_else(default_cache_control),
             metadata: match header_text(request, "x-metadata") {
                 None => Value::Null,
-                Some(text) => serde_json::from_str(text).map_err(|e| {
-                    HttpError::from(
-                        ApiError::new(ErrorCode::ValidationFailed)
-                            .with_details(format!("x-metadata is not JSON: {e}")),
-                    )
-                })?,
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| invalid(format!("x-metadata is not JSON: {e}")))?,
             },
         };
         let body: Body =
@@ -396,30 +404,12 @@ async fn upload(
         (key, size, checksum, content)
     };
 
-    let committed = commit(
-        state,
-        bucket,
-        name,
-        mode,
-        &writer,
-        NewBlob {
-            key: key.clone(),
-            size,
-            checksum,
-        },
-        &content,
-    )
-    .await;
-    let (object, replaced) = match committed {
-        Ok(done) => done,
-        Err(error) => {
-            discard_unreferenced(state, &key).await;
-            return Err(error);
-        }
+    let blob = NewBlob {
+        key,
+        size,
+        checksum,
     };
-    if let Some(old) = replaced {
-        discard(state, &old).await;
-    }
+    let object = commit(state, bucket, name, mode, &writer, blob, &content).await?;
     Ok(HttpResponse::Ok().json(json!({
         "Id": object.id, "Key": format!("{}/{}", object.bucket_id, object.name),
         "size": object.size, "etag": object.etag(), "version": object.version,
@@ -431,20 +421,12 @@ pub(super) fn default_cache_control() -> String {
 }
 
 pub(super) fn cache_control_value(text: &str) -> Result<String, HttpError> {
-    rules::cache_control(text).map_err(|problem| {
-        ApiError::new(ErrorCode::ValidationFailed)
-            .with_details(problem)
-            .into()
-    })
+    rules::cache_control(text).map_err(invalid)
 }
 
 /// The content type to store, checked to be one media type.
 pub(super) fn stored_type(text: Option<&str>) -> Result<String, HttpError> {
-    rules::content_type(text.unwrap_or("application/octet-stream")).map_err(|problem| {
-        ApiError::new(ErrorCode::ValidationFailed)
-            .with_details(problem)
-            .into()
-    })
+    rules::content_type(text.unwrap_or("application/octet-stream")).map_err(invalid)
 }
 
 fn form_error(error: actix_multipart::MultipartError) -> HttpError {
@@ -468,7 +450,7 @@ fn exists_error(bucket: &str, name: &str) -> HttpError {
 /// After a failed commit: removes the new blob unless a row refers to it
 /// (a COMMIT whose answer was lost may have committed). When that cannot be
 /// told, the blob stays for the cleanup task.
-pub(super) async fn discard_unreferenced(state: &AppState, key: &str) {
+async fn discard_unreferenced(state: &AppState, key: &str) {
     let Ok(client) = state.pool.get().await else {
         return;
     };
@@ -495,11 +477,37 @@ pub(super) struct NewBlob {
     pub checksum: String,
 }
 
-/// Commits an uploaded blob's metadata: in one transaction, the existing row
-/// locked and checked against the mode and the writer's condition, the new
-/// row checked, a signed upload's token spent. Answers the object and the
-/// blob it replaced (to remove after the commit).
+/// Commits a stored blob as the object `bucket/name` and answers it. After
+/// the commit the blob it replaced is removed; when the commit fails, the
+/// new blob is (unless a row refers to it after all).
 pub(super) async fn commit(
+    state: &AppState,
+    bucket: &Bucket,
+    name: &str,
+    mode: Mode,
+    writer: &Writer<'_>,
+    blob: NewBlob,
+    content: &Content,
+) -> Result<Object, HttpError> {
+    let key = blob.key.clone();
+    match commit_metadata(state, bucket, name, mode, writer, blob, content).await {
+        Ok((object, replaced)) => {
+            if let Some(old) = replaced {
+                discard(state, &old).await;
+            }
+            Ok(object)
+        }
+        Err(error) => {
+            discard_unreferenced(state, &key).await;
+            Err(error)
+        }
+    }
+}
+
+/// In one transaction: the existing row locked and checked against the mode
+/// and the writer's condition, the new row checked, a signed upload's token
+/// spent. Answers the object and the blob it replaced.
+async fn commit_metadata(
     state: &AppState,
     bucket: &Bucket,
     name: &str,
@@ -619,11 +627,7 @@ async fn upload_create(
     caller: Caller,
     payload: Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let mode = if upsert_header(&request) {
-        Mode::Upsert
-    } else {
-        Mode::Create
-    };
+    let mode = Mode::creating(upsert_header(&request));
     upload_as_caller(&state, &request, &caller, payload, mode).await
 }
 
@@ -875,20 +879,13 @@ async fn list(
     caller: Caller,
     body: Json<ListRequest>,
 ) -> Result<HttpResponse, HttpError> {
-    let bucket = request
-        .match_info()
-        .get("bucket")
-        .unwrap_or_default()
-        .to_owned();
-    check_bucket_id(&bucket).map_err(invalid_bucket)?;
+    let bucket = bucket_param(&request)?;
     let body = body.into_inner();
     let prefix = rules::list_prefix(&body.prefix).map_err(invalid_name)?;
     let limit = body.limit.unwrap_or(100);
     let offset = body.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::new(ErrorCode::ValidationFailed)
-            .with_details("limit is 1 to 1000 and offset at least 0")
-            .into());
+        return Err(invalid("limit is 1 to 1000 and offset at least 0"));
     }
     let (sort, order) = match &body.sort_by {
         None => ("entry", "ASC"),
@@ -898,11 +895,9 @@ async fn list(
                 "created_at" => "created_at",
                 "updated_at" => "updated_at",
                 other => {
-                    return Err(ApiError::new(ErrorCode::ValidationFailed)
-                        .with_details(format!(
-                            "sortBy.column `{other}`: use name, created_at or updated_at"
-                        ))
-                        .into())
+                    return Err(invalid(format!(
+                        "sortBy.column `{other}`: use name, created_at or updated_at"
+                    )))
                 }
             };
             let order = match sort
@@ -914,11 +909,7 @@ async fn list(
             {
                 "asc" => "ASC",
                 "desc" => "DESC",
-                other => {
-                    return Err(ApiError::new(ErrorCode::ValidationFailed)
-                        .with_details(format!("sortBy.order `{other}`: use asc or desc"))
-                        .into())
-                }
+                other => return Err(invalid(format!("sortBy.order `{other}`: use asc or desc"))),
             };
             (column, order)
         }
@@ -1128,11 +1119,7 @@ async fn copy_object(
     body: Json<Transfer>,
 ) -> Result<HttpResponse, HttpError> {
     let ends = endpoints(&state, &caller, &body, "read").await?;
-    let mode = if upsert_header(&request) {
-        Mode::Upsert
-    } else {
-        Mode::Create
-    };
+    let mode = Mode::creating(upsert_header(&request));
     if mode == Mode::Create
         && object_row(&state, &ends.destination.id, &ends.name)
             .await?
@@ -1154,11 +1141,11 @@ async fn copy_object(
     };
     let writer = Writer::Caller(&caller, ends.decision);
     let blob = NewBlob {
-        key: key.clone(),
+        key,
         size: ends.source.size,
         checksum: ends.source.checksum.clone(),
     };
-    match commit(
+    let object = commit(
         &state,
         &ends.destination,
         &ends.name,
@@ -1167,21 +1154,10 @@ async fn copy_object(
         blob,
         &content,
     )
-    .await
-    {
-        Ok((object, replaced)) => {
-            if let Some(old) = replaced {
-                discard(&state, &old).await;
-            }
-            Ok(HttpResponse::Ok().json(json!({
-                "Id": object.id, "Key": format!("{}/{}", object.bucket_id, object.name),
-            })))
-        }
-        Err(error) => {
-            discard_unreferenced(&state, &key).await;
-            Err(error)
-        }
-    }
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "Id": object.id, "Key": format!("{}/{}", object.bucket_id, object.name),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -1198,17 +1174,10 @@ async fn delete_many(
     caller: Caller,
     body: Json<DeleteMany>,
 ) -> Result<HttpResponse, HttpError> {
-    let bucket = request
-        .match_info()
-        .get("bucket")
-        .unwrap_or_default()
-        .to_owned();
-    check_bucket_id(&bucket).map_err(invalid_bucket)?;
+    let bucket = bucket_param(&request)?;
     let names = body.into_inner().prefixes;
     if names.is_empty() || names.len() > 1000 {
-        return Err(ApiError::new(ErrorCode::ValidationFailed)
-            .with_details("prefixes: send 1 to 1000 object paths")
-            .into());
+        return Err(invalid("prefixes: send 1 to 1000 object paths"));
     }
     for name in &names {
         check_name(name).map_err(invalid_name)?;
@@ -1332,9 +1301,7 @@ fn check_expiry(state: &AppState, expires_in: i64) -> Result<(), HttpError> {
     if (1..=max).contains(&expires_in) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::ValidationFailed)
-            .with_details(format!("expiresIn is 1 to {max} seconds"))
-            .into())
+        Err(invalid(format!("expiresIn is 1 to {max} seconds")))
     }
 }
 
@@ -1371,17 +1338,10 @@ async fn sign_many(
     caller: Caller,
     body: Json<SignMany>,
 ) -> Result<HttpResponse, HttpError> {
-    let bucket = request
-        .match_info()
-        .get("bucket")
-        .unwrap_or_default()
-        .to_owned();
-    check_bucket_id(&bucket).map_err(invalid_bucket)?;
+    let bucket = bucket_param(&request)?;
     check_expiry(&state, body.expires_in)?;
     if body.paths.is_empty() || body.paths.len() > 1000 {
-        return Err(ApiError::new(ErrorCode::ValidationFailed)
-            .with_details("paths: send 1 to 1000 object paths")
-            .into());
+        return Err(invalid("paths: send 1 to 1000 object paths"));
     }
     let mut signed = Vec::with_capacity(body.paths.len());
     for path in &body.paths {
@@ -1504,11 +1464,7 @@ async fn signed_upload(
         }
     }
     let bucket = find_bucket(&state, &bucket).await?;
-    let mode = if token.upsert {
-        Mode::Upsert
-    } else {
-        Mode::Create
-    };
+    let mode = Mode::creating(token.upsert);
     upload(
         &state,
         &request,

@@ -10,11 +10,13 @@
 
 use super::backend::{new_object_key, BlobWriter};
 use super::objects::{
-    cache_control_value, check_type, commit, default_cache_control, discard, discard_unreferenced,
-    header_text, object_row, payload_error, stored_type, too_large, upsert_header, Content, Mode,
-    NewBlob, Writer,
+    cache_control_value, check_type, commit, default_cache_control, discard, header_text,
+    object_row, payload_error, stored_type, too_large, upsert_header, Content, Mode, NewBlob,
+    Writer,
 };
-use super::{backend_failed, decide, denied, find_bucket, invalid_name, policy_row, row_allowed};
+use super::{
+    backend_failed, decide, denied, find_bucket, invalid, invalid_name, policy_row, row_allowed,
+};
 use crate::auth::Caller;
 use crate::db;
 use crate::http::error::HttpError;
@@ -77,12 +79,6 @@ async fn options(state: Data<AppState>) -> HttpResponse {
             state.config.storage.max_file_size_bytes.to_string(),
         ))
         .finish()
-}
-
-fn invalid(details: impl Into<String>) -> HttpError {
-    ApiError::new(ErrorCode::ValidationFailed)
-        .with_details(details.into())
-        .into()
 }
 
 /// `POST`: `Upload-Length` and `Upload-Metadata` (`bucketName`,
@@ -363,33 +359,19 @@ async fn finish(
         )));
     }
     writer.finish().await.map_err(backend_failed)?;
-    let mode = if upload.upsert {
-        Mode::Upsert
-    } else {
-        Mode::Create
-    };
+    let mode = Mode::creating(upload.upsert);
     let content = Content {
         content_type: upload.content_type.clone(),
         cache_control: upload.cache_control.clone(),
         metadata: Value::Null,
     };
     let blob = NewBlob {
-        key: key.clone(),
+        key,
         size: upload.length,
         checksum: hex::encode(hasher.finalize()),
     };
     let writer = Writer::Caller(caller, decision);
-    match commit(state, &bucket, &upload.name, mode, &writer, blob, &content).await {
-        Ok((_, replaced)) => {
-            if let Some(old) = replaced {
-                discard(state, &old).await;
-            }
-        }
-        Err(error) => {
-            discard_unreferenced(state, &key).await;
-            return Err(error);
-        }
-    }
+    commit(state, &bucket, &upload.name, mode, &writer, blob, &content).await?;
     remove(state, upload.id).await
 }
 
