@@ -1491,6 +1491,20 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
         )
         .await;
     assert_eq!(status, 404);
+    let (status, many) = env
+        .call(
+            &bob,
+            Method::POST,
+            "/object/sign/homes",
+            Some(json!({"expiresIn": 60, "paths": [format!("{ann_id}/a.txt"), format!("{bob_id}/b.txt")]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        many[0]["signedURL"].is_null() && many[0]["error"].is_string(),
+        "{many}"
+    );
+    assert!(many[1]["signedURL"].is_string(), "{many}");
     let (status, _) = env
         .call(&bob, Method::POST, "/object/move", Some(json!({"bucketId": "homes", "sourceKey": format!("{ann_id}/a.txt"), "destinationKey": format!("{bob_id}/stolen.txt")})))
         .await;

@@ -151,11 +151,23 @@ async fn authorized_object(
 ) -> Result<(Bucket, Object), HttpError> {
     let (bucket, decision) = permitted_bucket(state, caller, bucket, name, action).await?;
     let object = find_object(state, &bucket.id, name).await?;
-    let public_read = action == "read" && bucket.public;
-    if !public_read && row_allowed(&decision, &object.policy_row(), caller) != Some(true) {
+    if !may(&bucket, &decision, &object, caller, action) {
         return Err(not_found(&bucket.id, name));
     }
     Ok((bucket, object))
+}
+
+/// Whether `decision` lets the caller `action` this object: its row
+/// condition holds, or it is a read in a public bucket.
+fn may(
+    bucket: &Bucket,
+    decision: &Decision,
+    object: &Object,
+    caller: &Caller,
+    action: &str,
+) -> bool {
+    (action == "read" && bucket.public)
+        || row_allowed(decision, &object.policy_row(), caller) == Some(true)
 }
 
 // ---------------------------------------------------------------- uploads
@@ -1330,6 +1342,8 @@ struct SignMany {
     paths: Vec<String>,
 }
 
+const NOT_READABLE: &str = "Either the object does not exist or you do not have access to it";
+
 /// Signed URLs for several objects: one entry per path, with `error` set
 /// (and no URL) for a path that is invalid, missing or not readable.
 async fn sign_many(
@@ -1343,20 +1357,40 @@ async fn sign_many(
     if body.paths.is_empty() || body.paths.len() > 1000 {
         return Err(invalid("paths: send 1 to 1000 object paths"));
     }
+    // One bucket lookup and one query for all the paths; each is decided in memory.
+    let bucket = find_bucket(&state, &bucket).await.ok();
+    let mut objects: HashMap<String, Object> = HashMap::new();
+    if let Some(bucket) = &bucket {
+        let client = state.pool.get().await.map_err(db::unavailable)?;
+        for row in client
+            .query(
+                &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2)"),
+                &[&bucket.id, &body.paths],
+            )
+            .await
+            .map_err(db::failed)?
+        {
+            let object = Object::from_row(&row);
+            objects.insert(object.name.clone(), object);
+        }
+    }
     let mut signed = Vec::with_capacity(body.paths.len());
     for path in &body.paths {
-        let readable = match check_name(path) {
-            Err(problem) => Err(problem),
-            Ok(()) => authorized_object(&state, &caller, &bucket, path, "read")
-                .await
-                .map(|_| ())
-                .map_err(|_| {
-                    "Either the object does not exist or you do not have access to it".to_owned()
-                }),
+        let readable = match (check_name(path), &bucket, objects.get(path)) {
+            (Err(problem), _, _) => Err(problem),
+            (Ok(()), Some(bucket), Some(object)) => {
+                let decision = decide(&state, &caller, &bucket.id, path, "read");
+                if may(bucket, &decision, object, &caller, "read") {
+                    Ok(&bucket.id)
+                } else {
+                    Err(NOT_READABLE.to_owned())
+                }
+            }
+            _ => Err(NOT_READABLE.to_owned()),
         };
         signed.push(match readable {
-            Ok(()) => {
-                let (url, _) = download_url(&state, &bucket, path, body.expires_in);
+            Ok(bucket) => {
+                let (url, _) = download_url(&state, bucket, path, body.expires_in);
                 json!({ "path": path, "signedURL": url, "error": null })
             }
             Err(error) => json!({ "path": path, "signedURL": null, "error": error }),
