@@ -1734,6 +1734,59 @@ async fn orphaned_blobs_and_interrupted_writes_are_cleaned_up(kind: Kind) {
         "POST /storage/v1/object/b/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/octet-stream\r\nContent-Length: 30000000\r\n\r\n"
     );
     raw(&env.basalt, &head, &vec![1; 30_000_000], 12_000_000).await;
+    // A resumable upload with one part stored, then expired.
+    let b64 = |text: &str| base64_encode(text.as_bytes());
+    let created = env
+        .send(
+            env.request(Method::POST, "/upload/resumable", Some(&key))
+                .header("tus-resumable", "1.0.0")
+                .header("upload-length", "10")
+                .header(
+                    "upload-metadata",
+                    format!("bucketName {},objectName {}", b64("b"), b64("late.bin")),
+                ),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let upload = created
+        .header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let patched = env
+        .send(
+            env.request(
+                Method::PATCH,
+                &format!("/upload/resumable/{upload}"),
+                Some(&key),
+            )
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body("12345"),
+        )
+        .await;
+    assert_eq!(patched.status, 204);
+    assert_eq!(files(&env.backend_root().join("uploads")).len(), 1);
+    // A spent signed-upload token whose URL expired long ago.
+    let (_, signed) = env
+        .call(&key, Method::POST, "/object/upload/sign/b/signed.txt", None)
+        .await;
+    let put = env
+        .send(
+            env.request(Method::PUT, signed["url"].as_str().unwrap(), None)
+                .header("content-type", "text/plain")
+                .body("s"),
+        )
+        .await;
+    assert_eq!(put.status, 200);
+    env.basalt
+        .admin_sql(
+            "update storage.resumable_uploads set expires_at = now() - interval '1 second';
+                    update storage.spent_upload_tokens set expires_at = now() - interval '2 hours'",
+        )
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let cleanup = env
         .basalt
@@ -1746,7 +1799,16 @@ async fn orphaned_blobs_and_interrupted_writes_are_cleaned_up(kind: Kind) {
     assert_eq!(cleanup.status(), 200);
     let swept: Value = cleanup.json().await.unwrap();
     assert_eq!(swept["orphaned_blobs"], 1, "{swept}");
-    assert_eq!(env.blobs().len(), 1);
+    assert_eq!(
+        (
+            swept["expired_uploads"].as_u64(),
+            swept["spent_tokens"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{swept}"
+    );
+    assert!(files(&env.backend_root().join("uploads")).is_empty());
+    assert_eq!(env.blobs().len(), 2);
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
     assert_eq!(env.download(&key, "b/kept.txt", &[]).await.body, b"kept");
     let (status, _) = env
