@@ -202,10 +202,24 @@ async fn run(
     for name in migrate::apply(&mut client).await? {
         tracing::info!(migration = %name, "applied migration");
     }
+    let api_password = db::roles::api_password(&config, &jwt_secret);
+    let api_pg = db::roles::api_connection(&database.pg, &config, &api_password);
+    db::roles::provision(&client, &config, &api_pg, &database.tls, &api_password).await?;
     drop(client);
 
-    let pool = db::pool::build(database.pg.clone(), database.tls.clone(), &config.database)?;
-    check_db_roles(&pool, &config).await?;
+    let pool = db::pool::build(
+        database.pg.clone(),
+        database.tls.clone(),
+        &config.database,
+        config.database.pool_size,
+    )?;
+    let api_pool = db::pool::build(
+        api_pg,
+        database.tls.clone(),
+        &config.database,
+        config.database.api_pool_size,
+    )?;
+    check_db_roles(&api_pool, &config).await?;
     crate::authz::declared::reconcile(&pool, &config.authz)
         .await
         .context("cannot apply the roles and policies declared in the config file")?;
@@ -220,6 +234,7 @@ async fn run(
     lifecycle.set_migrated();
     let state = AppState {
         pool: pool.clone(),
+        api_pool,
         tls: database.tls.clone(),
         jwt: Arc::new(jwt),
         passwords: Passwords::new(&config.auth)?,
@@ -397,34 +412,29 @@ async fn run(
     Ok(())
 }
 
-/// The roles data requests run as must exist and be reachable by `SET ROLE`
-/// from Basalt's connection role; otherwise every data request would fail.
-async fn check_db_roles(pool: &deadpool_postgres::Pool, config: &Config) -> anyhow::Result<()> {
-    let client = pool.get().await?;
-    for (setting, role) in [
-        ("authz.db_role_anon", &config.authz.db_role_anon),
-        (
-            "authz.db_role_authenticated",
-            &config.authz.db_role_authenticated,
-        ),
-    ] {
-        let row = client
+/// The data API's login role must be able to `SET ROLE` to each API role;
+/// otherwise every data request would fail.
+async fn check_db_roles(api_pool: &deadpool_postgres::Pool, config: &Config) -> anyhow::Result<()> {
+    let client = api_pool.get().await.with_context(|| {
+        format!(
+            "cannot log in as database.api_role `{}`",
+            config.database.api_role
+        )
+    })?;
+    for (setting, role) in db::roles::api_roles(config) {
+        let member: bool = client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
-                        EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1
+                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1
                                 AND pg_has_role(current_user, oid, 'MEMBER'))",
-                &[role],
+                &[&role],
             )
-            .await?;
-        let (exists, member): (bool, bool) = (row.get(0), row.get(1));
-        if !exists {
-            anyhow::bail!(
-                "{setting} = `{role}`: PostgreSQL has no such role; create it (CREATE ROLE {role} NOLOGIN) or fix the setting"
-            );
-        }
+            .await?
+            .get(0);
         if !member {
             anyhow::bail!(
-                "{setting} = `{role}`: Basalt's database user cannot SET ROLE to it; GRANT {role} TO <Basalt's user>"
+                "{setting} = `{role}`: database.api_role `{}` cannot SET ROLE to it; GRANT {role} TO {}",
+                config.database.api_role,
+                config.database.api_role
             );
         }
     }

@@ -15,7 +15,12 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// Basalt's own, privileged connections: migrations, auth, storage
+    /// metadata, the feed, jobs. Never runs app functions or caller SQL.
     pub pool: Pool,
+    /// The data API's connections, logged in as `database.api_role`, which
+    /// can only become the API roles (see `db/roles.rs`).
+    pub api_pool: Pool,
     /// The TLS connector, also needed to send cancel requests.
     pub tls: Tls,
     pub jwt: Arc<Jwt>,

@@ -1638,10 +1638,18 @@ async fn a_failed_role_switch_answers_no_rows() {
         ))
         .await
         .unwrap();
+    // Roles are cluster-wide: a login role of its own, so that the servers
+    // of other tests never see a membership they did not ask for.
     let basalt = Basalt::builder()
         .env("BASALT_AUTHZ_DB_ROLE_ANON", role.clone())
+        .env("BASALT_DATABASE_API_ROLE", format!("{role}_login"))
         .start()
         .await;
+    basalt_tests::connect(basalt.database_url().unwrap())
+        .await
+        .batch_execute(&format!("DROP OWNED BY {role}"))
+        .await
+        .unwrap();
     admin
         .batch_execute(&format!("DROP ROLE {role}"))
         .await

@@ -140,6 +140,7 @@ async fn basalt_keeps_out_of_the_public_schema() {
     assert_eq!(
         ours,
         vec![
+            "api_grants",
             "app_migrations",
             "changes",
             "feed_consumers",

@@ -75,7 +75,8 @@ async fn reads_obey_policies_and_row_level_security() {
          alter table posts enable row level security;
          create policy everyone on posts for select to anon, authenticated using (title <> 'hidden by rls');
          create table private_notes (id serial primary key, body text);
-         insert into private_notes (body) values ('no grant');"
+         insert into private_notes (body) values ('no grant');
+         revoke all on private_notes from authenticated;"
     );
     let response = basalt.admin_sql(&setup).await;
     assert_eq!(response.status(), 200);
@@ -198,7 +199,7 @@ async fn reads_obey_policies_and_row_level_security() {
     .await;
     assert_eq!(titles(&rows).len(), 4);
 
-    // A policy without a database grant: PostgreSQL refuses, and says what to grant.
+    // A policy on a table whose grant was revoked: PostgreSQL refuses, and says what to grant.
     let (status, body) = call(
         &basalt,
         anon,

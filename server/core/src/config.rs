@@ -88,6 +88,14 @@ pub struct DatabaseConfig {
     pub ca_file: String,
     /// How long start-up waits for the database before giving up.
     pub startup_timeout_ms: u64,
+    /// The login role of the data API's pool: it can only become the API
+    /// roles (`authz.db_role_*`), never Basalt's own database user.
+    pub api_role: String,
+    /// Its password. Empty: Basalt creates the role (or resets it) with a
+    /// password derived from the JWT secret; set: the operator manages the role.
+    pub api_password: Secret,
+    /// Maximum connections of the data API's pool per replica.
+    pub api_pool_size: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +183,10 @@ pub struct RestConfig {
     pub idempotency_ttl_secs: u64,
     /// The most operations one `POST /rest/v1/batch` may hold.
     pub batch_max_operations: u64,
+    /// Whether the API roles get privileges on the exposed schemas' tables,
+    /// sequences and functions (existing ones at start-up, new ones as they
+    /// are created), so that Basalt's policies are the gate.
+    pub grant_api_roles: bool,
 }
 
 impl Default for RestConfig {
@@ -187,6 +199,7 @@ impl Default for RestConfig {
             allow_unfiltered_writes: false,
             idempotency_ttl_secs: 86_400,
             batch_max_operations: 100,
+            grant_api_roles: true,
         }
     }
 }
@@ -201,6 +214,8 @@ pub struct AuthzConfig {
     pub db_role_anon: String,
     /// The database role data queries of signed-in users run as (RLS).
     pub db_role_authenticated: String,
+    /// The database role data queries with the service_role key run as.
+    pub db_role_service: String,
     /// Roles declared in the config file (`[[authz.roles]]`), reconciled at start-up.
     pub roles: Vec<RoleDecl>,
     /// Policies declared in the config file (`[[authz.policies]]`), reconciled at start-up.
@@ -213,6 +228,7 @@ impl Default for AuthzConfig {
             roles_claim: "roles".into(),
             db_role_anon: "anon".into(),
             db_role_authenticated: "authenticated".into(),
+            db_role_service: "service_role".into(),
             roles: Vec::new(),
             policies: Vec::new(),
         }
@@ -424,6 +440,9 @@ impl Default for DatabaseConfig {
             recycling: "fast".into(),
             ca_file: String::new(),
             startup_timeout_ms: 60_000,
+            api_role: "authenticator".into(),
+            api_password: Secret::default(),
+            api_pool_size: 16,
         }
     }
 }
@@ -860,6 +879,13 @@ impl Config {
             &fail,
             "database.pool_size",
             self.database.pool_size.into(),
+            1,
+            1000,
+        )?;
+        range(
+            &fail,
+            "database.api_pool_size",
+            self.database.api_pool_size.into(),
             1,
             1000,
         )?;
@@ -1403,6 +1429,8 @@ impl Config {
                 "authz.db_role_authenticated",
                 &self.authz.db_role_authenticated,
             ),
+            ("authz.db_role_service", &self.authz.db_role_service),
+            ("database.api_role", &self.database.api_role),
         ] {
             let plain = !role.is_empty()
                 && role.len() <= 63
@@ -1414,6 +1442,21 @@ impl Config {
                     "use a role such as anon or authenticated",
                 ));
             }
+        }
+        let api_roles = [
+            &self.authz.db_role_anon,
+            &self.authz.db_role_authenticated,
+            &self.authz.db_role_service,
+        ];
+        if api_roles.contains(&&self.database.api_role) {
+            return Err(fail(
+                "database.api_role",
+                format!(
+                    "`{}` is also one of the roles it switches to",
+                    self.database.api_role
+                ),
+                "use a login role of its own, such as authenticator",
+            ));
         }
         let declared: Vec<&str> = self.authz.roles.iter().map(|r| r.name.as_str()).collect();
         let known = |name: &str| BUILTIN_ROLES.contains(&name) || declared.contains(&name);

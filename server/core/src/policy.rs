@@ -92,6 +92,38 @@ pub fn policy_problem(
     None
 }
 
+/// One matching policy's share of a decision: its row condition (`None`:
+/// every row) and columns (`None`: all).
+pub type Grant = (Option<crate::filter::Expr>, Option<Vec<String>>);
+
+/// The columns of `row` that `grants` show (`Some(None)`: all), or `None`
+/// when no grant's condition holds on it. Policies combine per row: a
+/// broad policy with few columns and a narrow one with many never show the
+/// many columns of every row. A condition that cannot be decided in memory
+/// does not hold.
+pub fn visible_columns(
+    grants: &[Grant],
+    row: &serde_json::Value,
+    caller: &crate::filter::sql::Caller,
+) -> Option<Option<Vec<String>>> {
+    let mut visible = false;
+    let mut columns: Vec<String> = Vec::new();
+    for (condition, granted) in grants {
+        let holds = condition.as_ref().is_none_or(|condition| {
+            crate::filter::eval::matches(condition, row, caller) == Some(true)
+        });
+        if !holds {
+            continue;
+        }
+        visible = true;
+        match granted {
+            None => return Some(None),
+            Some(granted) => columns.extend(granted.iter().cloned()),
+        }
+    }
+    visible.then_some(Some(columns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

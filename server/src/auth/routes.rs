@@ -102,14 +102,18 @@ async fn signup(
     let mut client = state.pool.get().await.map_err(db::unavailable)?;
     let transaction = client.transaction().await.map_err(db::failed)?;
     // A new address is inserted; an unconfirmed account (perhaps made by
-    // someone else) takes the new password and data, as a fresh sign-up.
+    // someone else) takes the new password, data and spelling of the address,
+    // as a fresh sign-up (its answer then matches a new one's and the
+    // look-alike of a confirmed one: same casing, same timestamps).
     let row = transaction
         .query_opt(
             "INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data)
              VALUES ($1, $2, CASE WHEN $4 THEN NULL ELSE now() END, $3)
              ON CONFLICT (lower(email)) DO UPDATE SET
+                email = EXCLUDED.email,
                 encrypted_password = EXCLUDED.encrypted_password,
                 raw_user_meta_data = EXCLUDED.raw_user_meta_data,
+                created_at = now(),
                 updated_at = now()
              WHERE auth.users.email_confirmed_at IS NULL AND $4
              RETURNING id",

@@ -102,6 +102,21 @@ pub struct Decision {
     pub subjects: Vec<String>,
 }
 
+impl Decision {
+    /// Each allowing policy's condition and columns, kept apart for
+    /// per-row combination (`basalt_core::policy::visible_columns`); the
+    /// service_role key, which no policy names, sees every row and column.
+    pub fn grants(&self) -> Vec<basalt_core::policy::Grant> {
+        if self.policies.is_empty() {
+            return vec![(None, None)];
+        }
+        self.policies
+            .iter()
+            .map(|policy| (policy.parsed.clone(), policy.columns.clone()))
+            .collect()
+    }
+}
+
 /// Everything a decision needs, precomputed when policies are loaded.
 struct Snapshot {
     /// For every member of the role graph (users and roles): all roles it

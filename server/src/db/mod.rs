@@ -5,6 +5,7 @@ pub mod listen;
 pub mod migrate;
 pub mod pool;
 pub mod rls;
+pub mod roles;
 
 use crate::http::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};

@@ -110,6 +110,7 @@ pub fn build(
     pg: tokio_postgres::Config,
     tls: Tls,
     config: &DatabaseConfig,
+    max_size: u32,
 ) -> anyhow::Result<Pool> {
     let recycling_method = match config.recycling.as_str() {
         "verified" => RecyclingMethod::Verified,
@@ -123,7 +124,7 @@ pub fn build(
     );
     let connect = Duration::from_millis(config.connect_timeout_ms);
     Pool::builder(manager)
-        .max_size(config.pool_size as usize)
+        .max_size(max_size as usize)
         .wait_timeout(Some(Duration::from_millis(config.pool_wait_timeout_ms)))
         .create_timeout(Some(connect))
         .recycle_timeout(Some(connect))

@@ -8,8 +8,7 @@
 use basalt_core::config::AuthzConfig;
 
 /// The database role a request acts as: the configured role for anonymous or
-/// signed-in callers. (service_role requests bypass policies and keep the
-/// connection's own role.)
+/// signed-in callers (service_role requests act as `authz.db_role_service`).
 pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
     if signed_in {
         &config.db_role_authenticated
@@ -22,7 +21,3 @@ pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
 /// `$1` visible to RLS.
 pub const ACT_AS: &str =
     "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)";
-
-/// Exposes the claims `$1` to `auth.jwt()` for the rest of the transaction
-/// without changing its role (the service_role key keeps the connection's role).
-pub const SET_CLAIMS: &str = "SELECT set_config('request.jwt.claims', $1, true)";

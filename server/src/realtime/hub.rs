@@ -29,29 +29,14 @@ pub struct Identity {
 #[derive(Debug, Clone)]
 pub struct Access {
     /// `(condition, columns)`; `None` condition: every row; `None` columns: all.
-    pub grants: Vec<(Option<Expr>, Option<Vec<String>>)>,
+    pub grants: Vec<basalt_core::policy::Grant>,
 }
 
 impl Access {
     /// The columns of `row` the subscriber may see (`Some(None)`: all), or
     /// `None` when the row is not visible.
     fn visible(&self, row: &Value, variables: &Variables) -> Option<Option<Vec<String>>> {
-        let mut visible = false;
-        let mut columns: Vec<String> = Vec::new();
-        for (condition, granted) in &self.grants {
-            let holds = condition
-                .as_ref()
-                .is_none_or(|condition| matches(condition, row, variables) == Some(true));
-            if !holds {
-                continue;
-            }
-            visible = true;
-            match granted {
-                None => return Some(None),
-                Some(granted) => columns.extend(granted.iter().cloned()),
-            }
-        }
-        visible.then_some(Some(columns))
+        basalt_core::policy::visible_columns(&self.grants, row, variables)
     }
 
     /// The columns every grant allows (what a filter may read).

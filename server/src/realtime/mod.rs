@@ -421,17 +421,9 @@ fn table_access(
     if !decision.allowed {
         return Err(decision.reason);
     }
-    // The service_role key: no policies, every row and column.
-    let grants = if decision.policies.is_empty() {
-        vec![(None, None)]
-    } else {
-        decision
-            .policies
-            .iter()
-            .map(|policy| (policy.parsed.clone(), policy.columns.clone()))
-            .collect()
-    };
-    Ok(Access { grants })
+    Ok(Access {
+        grants: decision.grants(),
+    })
 }
 
 /// Handles one client message; returns the replies (and replayed changes)

@@ -172,7 +172,7 @@ pub async fn batch(
 ) -> Result<HttpResponse, HttpError> {
     let prefer = Prefer::of(&request)?;
     let profile = super::profile(&state, &request)?;
-    let idempotency = Idempotency::of(&request, &caller, body.to_string().as_bytes())?;
+    let idempotency = Idempotency::of(&request, &state, &caller, body.to_string().as_bytes())?;
     let batch: Batch = serde_json::from_value(body.into_inner()).map_err(|error| {
         HttpError::from(
             ApiError::new(ErrorCode::InvalidJson)

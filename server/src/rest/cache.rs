@@ -113,7 +113,7 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
     for row in client
         .query(
             "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
-                    pg_get_expr(d.adbin, d.adrelid)
+                    pg_get_expr(d.adbin, d.adrelid), c.relrowsecurity OR c.relkind = 'v'
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -131,6 +131,7 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
             .or_insert_with(|| Table {
                 schema: name.to_owned(),
                 name: table_name,
+                hides_rows: row.get(4),
                 ..Table::default()
             });
         let column: String = row.get(1);

@@ -1,6 +1,8 @@
 //! `Idempotency-Key` on data API writes. The key is claimed, and the reply
-//! stored, inside the write's own transaction (as Basalt's connection role,
-//! not the caller's): a retry finds the committed reply and replays it,
+//! stored, inside the write's own transaction, through two SECURITY DEFINER
+//! functions (migration V12) under an id that is an HMAC of the caller and
+//! the key, so SQL running in a request cannot reach another caller's keys
+//! or replies. A retry finds the committed reply and replays it,
 //! writing nothing; a concurrent request with the same key blocks on the
 //! key's unique index until the first one commits (then replays its reply) or
 //! rolls back (then runs itself), so two requests never both write. A key
@@ -15,14 +17,15 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use basalt_core::errors::{ApiError, ErrorCode};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 /// The longest key accepted (Stripe's limit).
 const MAX_KEY_LENGTH: usize = 255;
 
 pub struct Idempotency {
-    owner: String,
-    key: String,
+    /// HMAC(server secret, owner NUL key), hex.
+    id: String,
     fingerprint: String,
 }
 
@@ -30,6 +33,7 @@ impl Idempotency {
     /// The request's key, if it sent one.
     pub fn of(
         request: &HttpRequest,
+        state: &AppState,
         caller: &Caller,
         body: &[u8],
     ) -> Result<Option<Idempotency>, HttpError> {
@@ -79,9 +83,14 @@ impl Idempotency {
         }
         hash.update([0]);
         hash.update(body);
+        let mut id =
+            Hmac::<Sha256>::new_from_slice(state.refresh_key.as_bytes()).expect("any key length");
+        id.update(b"idempotency\0");
+        id.update(owner.as_bytes());
+        id.update(&[0]);
+        id.update(key.as_bytes());
         Ok(Some(Idempotency {
-            owner,
-            key: key.to_owned(),
+            id: hex::encode(id.finalize().into_bytes()),
             fingerprint: hex::encode(hash.finalize()),
         }))
     }
@@ -96,39 +105,25 @@ impl Idempotency {
     ) -> Result<Option<Reply>, HttpError> {
         let ttl = state.config.rest.idempotency_ttl_secs as f64;
         // An expired key that was not pruned yet is taken over.
-        let claimed = transaction
-            .query_opt(
-                "INSERT INTO basalt.idempotency_keys AS k (owner, key, fingerprint, expires_at)
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-                 ON CONFLICT (owner, key) DO UPDATE
-                    SET fingerprint = EXCLUDED.fingerprint, status = NULL, headers = NULL,
-                        body = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
-                    WHERE k.expires_at <= now()
-                 RETURNING 1",
-                &[&self.owner, &self.key, &self.fingerprint, &ttl],
-            )
-            .await
-            .map_err(db::failed)?;
-        if claimed.is_some() {
-            return Ok(None);
-        }
         let row = transaction
             .query_one(
-                "SELECT fingerprint, status, headers, body FROM basalt.idempotency_keys
-                 WHERE owner = $1 AND key = $2",
-                &[&self.owner, &self.key],
+                "SELECT * FROM basalt.idempotency_claim($1, $2, $3)",
+                &[&self.id, &self.fingerprint, &ttl],
             )
             .await
             .map_err(db::failed)?;
-        let fingerprint: String = row.get(0);
+        if row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let fingerprint: String = row.get(1);
         if fingerprint != self.fingerprint {
             return Err(ErrorCode::IdempotencyKeyReused.into());
         }
-        let Some(status) = row.get::<_, Option<i32>>(1) else {
+        let Some(status) = row.get::<_, Option<i32>>(2) else {
             // Committed rows always hold a reply; this is a guard, not a state.
             return Err(ErrorCode::IdempotencyKeyInProgress.into());
         };
-        let headers: serde_json::Value = row.get(2);
+        let headers: serde_json::Value = row.get(3);
         let mut reply = Reply::new(StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK));
         for pair in headers.as_array().into_iter().flatten() {
             if let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) {
@@ -136,7 +131,7 @@ impl Idempotency {
             }
         }
         reply = reply.header("idempotent-replayed", "true");
-        reply.body = row.get(3);
+        reply.body = row.get(4);
         Ok(Some(reply))
     }
 
@@ -159,11 +154,9 @@ impl Idempotency {
             .map_err(db::failed)?;
         transaction
             .execute(
-                "UPDATE basalt.idempotency_keys SET status = $3, headers = $4, body = $5
-                 WHERE owner = $1 AND key = $2",
+                "SELECT basalt.idempotency_store($1, $2, $3, $4)",
                 &[
-                    &self.owner,
-                    &self.key,
+                    &self.id,
                     &(reply.status.as_u16() as i32),
                     &headers,
                     &reply.body,

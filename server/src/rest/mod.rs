@@ -443,6 +443,11 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON {relation} TO {role}; and USAGE on its sequences (the ones it needs)"
             ))
             .into(),
+        // A new row broke the caller's policy (auth.check_policy, before
+        // any unique index was consulted).
+        "BA001" => ApiError::new(ErrorCode::RowViolatesPolicy)
+            .with_details(message)
+            .into(),
         "23502" => named(ApiError::new(ErrorCode::NotNullViolation)),
         "23514" => named(ApiError::new(ErrorCode::CheckViolation)),
         _ if code.starts_with("23") => named(ApiError::new(ErrorCode::ConstraintViolation)),
@@ -456,9 +461,10 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
             .with_details(message)
             .with_hint("Use an operator, cast and value that suit the column's type.")
             .into(),
-        // A stable or immutable function tried to write.
-        // An upsert whose rows repeat a conflict key; a statement too complex.
-        "21000" | "54001" => ApiError::new(ErrorCode::InvalidQuery)
+        // An upsert whose rows repeat a conflict key; a statement too
+        // complex or too large (program limits: 54001 stack depth, 54011
+        // too many columns, 54023 too many arguments).
+        _ if code == "21000" || code.starts_with("54") => ApiError::new(ErrorCode::InvalidQuery)
             .with_details(message)
             .with_hint("Send each key once per request, and simpler filters.")
             .into(),
@@ -542,7 +548,7 @@ pub async fn in_transaction(
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
-    let mut checkout = Checkout::new(state.pool.get().await.map_err(db::unavailable)?);
+    let mut checkout = Checkout::new(state.api_pool.get().await.map_err(db::unavailable)?);
     let result = run_steps(
         state,
         checkout.client(),
@@ -579,20 +585,22 @@ async fn run_steps(
     if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
         client.statement_cache.clear();
     }
-    let bypass = is_service_key(caller);
-    let role = rls::database_role(&state.config.authz, caller.user.is_some()).to_owned();
+    let role = if is_service_key(caller) {
+        state.config.authz.db_role_service.clone()
+    } else {
+        rls::database_role(&state.config.authz, caller.user.is_some()).to_owned()
+    };
     let begin = if read_only {
         "BEGIN READ ONLY"
     } else {
         "BEGIN"
     };
     let claims = caller.claims.to_string();
-    let (act_sql, act_params): (&str, Vec<&(dyn ToSql + Sync)>) = if bypass {
-        (rls::SET_CLAIMS, vec![&claims])
-    } else {
-        (rls::ACT_AS, vec![&claims, &role])
-    };
-    let act = client.prepare_cached(act_sql).await.map_err(db::failed)?;
+    let act_params: [&(dyn ToSql + Sync); 2] = [&claims, &role];
+    let act = client
+        .prepare_cached(rls::ACT_AS)
+        .await
+        .map_err(db::failed)?;
     let mut prepared = Vec::with_capacity(steps.len());
     for step in &steps {
         prepared.push(

@@ -103,7 +103,7 @@ pub async fn read(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let format = format(&request)?;
-    let (prefer, pairs, mut target) =
+    let (mut prefer, pairs, mut target) =
         table_request(&state, &caller, &request, &path, "select").await?;
     if let Some((offset, limit)) = range(&request)? {
         target.query.offset = target.query.offset.or(Some(offset));
@@ -164,6 +164,19 @@ pub async fn read(
         },
         &relation,
     )];
+    // The planner's estimates come from statistics over the whole table,
+    // hidden rows included: a filter on a value only another user's rows
+    // hold would show in them. They are given only when the caller sees
+    // every row; anyone else gets an exact count.
+    let sees_every_row = super::is_service_key(&caller)
+        || (decision.condition.is_none()
+            && !target.table.hides_rows
+            && !target.query.select.iter().any(
+                |item| matches!(item, basalt_core::rest::SelectItem::Embed(embed) if embed.inner),
+            ));
+    if !sees_every_row && matches!(prefer.count.as_deref(), Some("planned" | "estimated")) {
+        prefer.count = Some("exact".into());
+    }
     match prefer.count.as_deref() {
         Some("exact") => steps.push(Step::new(statements.count_exact(), &relation)),
         Some("planned") => steps.push(Step::new(statements.count_planned(), &relation)),

@@ -245,7 +245,7 @@ pub async fn call(
             .into());
     }
     let idempotency = match (post, plan.read_only) {
-        (true, false) => Idempotency::of(&request, &caller, &body)?,
+        (true, false) => Idempotency::of(&request, &state, &caller, &body)?,
         _ => None,
     };
     let void = plan.void;

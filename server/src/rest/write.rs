@@ -64,14 +64,23 @@ pub fn representation(
     if !select.allowed {
         return Ok("[]".into());
     }
-    let visible = |column: &str| {
-        select
-            .columns
-            .as_ref()
-            .is_none_or(|c| c.iter().any(|v| v == column))
-    };
+    // Per row, only what a GET could read: the columns of the policies
+    // whose condition holds on that row.
+    let grants = select.grants();
+    let uid = uid_of(caller);
+    let variables = variables(caller, &uid);
     let mut shaped = Vec::new();
     for row in rows {
+        let Some(columns) =
+            basalt_core::policy::visible_columns(&grants, &Value::Object(row.clone()), &variables)
+        else {
+            continue;
+        };
+        let visible = |column: &str| {
+            columns
+                .as_ref()
+                .is_none_or(|c| c.iter().any(|v| v == column))
+        };
         let mut out = Map::new();
         if target.query.selects_all() {
             for (column, value) in &row {
@@ -316,6 +325,42 @@ pub fn plan_insert(
     })
 }
 
+/// The target's filters, limited to the rows whose filtered columns a GET
+/// could read: the select decision for those columns (only policies that
+/// cover them all count) adds its row condition. Otherwise a filter on a
+/// column the caller may not read would probe its values, through
+/// `max-affected` or which rows changed. As in PostgreSQL, where an UPDATE's
+/// or DELETE's WHERE needs SELECT on the columns it reads.
+fn readable_filters(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+) -> Result<basalt_core::rest::ReadQuery, HttpError> {
+    let mut query = target.query.clone();
+    let filtered = query.filter_columns();
+    if filtered.is_empty() {
+        return Ok(query);
+    }
+    let readable = state.authz.authorize_columns(
+        &subject_of(state, caller),
+        &target.object,
+        "select",
+        &filtered,
+    );
+    if !readable.allowed {
+        return Err(ApiError::new(ErrorCode::Forbidden)
+            .with_message("Your policies do not allow this.")
+            .with_details(format!(
+                "the request filters on {}, which you may not read",
+                filtered.join(", ")
+            ))
+            .with_hint("filter on columns your policies let you read")
+            .into());
+    }
+    query.filters.extend(readable.condition);
+    Ok(query)
+}
+
 /// Plans a `PATCH` of the target's rows with `patch` (one object).
 pub fn plan_update(
     state: &AppState,
@@ -327,39 +372,11 @@ pub fn plan_update(
     if !patch.is_object() {
         return Err(FilterError::new("the body of an update must be one JSON object").into());
     }
-    // The decision covers the columns written. A column the filters read
-    // must be one the caller may also update or read: else a filter could
-    // probe its values (through max-affected or the count of rows changed).
+    // The decision covers the columns written; the filters read only what
+    // a GET could (see `readable_filters`).
     let set = body_columns(patch)?;
     let decision = decide(state, caller, &target.object, "update", &set)?;
-    let filtered: Vec<String> = target
-        .query
-        .named_columns()
-        .into_iter()
-        .filter(|column| !set.contains(column))
-        .collect();
-    if !filtered.is_empty() {
-        let subject = subject_of(state, caller);
-        let mut touched = set.clone();
-        touched.extend(filtered.iter().cloned());
-        let authz = &state.authz;
-        if !authz
-            .authorize_columns(&subject, &target.object, "update", &touched)
-            .allowed
-            && !authz
-                .authorize_columns(&subject, &target.object, "select", &filtered)
-                .allowed
-        {
-            return Err(ApiError::new(ErrorCode::Forbidden)
-                .with_message("Your policies do not allow this.")
-                .with_details(format!(
-                    "the update filters on {}, which you may neither update nor read",
-                    filtered.join(", ")
-                ))
-                .with_hint("filter on columns your policies let you read")
-                .into());
-        }
-    }
+    let query = readable_filters(state, caller, target)?;
     values_fit(&target.table, std::slice::from_ref(patch))?;
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
@@ -367,7 +384,7 @@ pub fn plan_update(
         &target.table,
         patch.to_string(),
         &set,
-        &target.query,
+        &query,
         decision.condition.as_ref(),
         &variables,
         shown(state, caller, target).as_ref(),
@@ -387,18 +404,13 @@ pub fn plan_delete(
     target: &Target,
 ) -> Result<WritePlan, HttpError> {
     require_filter(state, target)?;
-    let decision = decide(
-        state,
-        caller,
-        &target.object,
-        "delete",
-        &target.query.named_columns(),
-    )?;
+    let decision = decide(state, caller, &target.object, "delete", &[])?;
+    let query = readable_filters(state, caller, target)?;
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
     let statement = delete_sql(
         &target.table,
-        &target.query,
+        &query,
         decision.condition.as_ref(),
         &variables,
         shown(state, caller, target).as_ref(),
@@ -423,7 +435,7 @@ async fn run(
     body: &Value,
     status: StatusCode,
 ) -> Result<HttpResponse, HttpError> {
-    let idempotency = Idempotency::of(request, caller, body.to_string().as_bytes())?;
+    let idempotency = Idempotency::of(request, state, caller, body.to_string().as_bytes())?;
     let check = plan.check;
     let reply = in_transaction(
         state,

@@ -6,6 +6,11 @@ use super::{Expr, Filter, FilterError, IsValue, Op, Operand, Quantifier, Term};
 /// parameter may have: parsing recurses once per level.
 pub const MAX_NESTING: usize = 16;
 
+/// The most items one list may hold: `select=` columns (PostgreSQL answers
+/// at most 1,664 columns), `order=`, `in.(…)`, `or=(…)`, `on_conflict=`,
+/// `columns=`.
+pub const MAX_LIST_ITEMS: usize = 1000;
+
 /// Refuses text nested deeper than [`MAX_NESTING`] parentheses (outside
 /// double quotes), before anything recurses into it.
 pub(crate) fn check_nesting(text: &str) -> Result<(), FilterError> {
@@ -245,6 +250,15 @@ fn term(value: &str, unquote: bool) -> Result<Term, FilterError> {
 /// Splits on commas that are outside quotes, parentheses and braces.
 pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
     let mut parts = Vec::new();
+    let items = |parts: &Vec<&str>| -> Result<(), FilterError> {
+        if parts.len() >= MAX_LIST_ITEMS {
+            return Err(
+                FilterError::new(format!("a list holds more than {MAX_LIST_ITEMS} items"))
+                    .with_hint("split the request, or select fewer columns"),
+            );
+        }
+        Ok(())
+    };
     let mut depth = 0i32;
     let mut quoted = false;
     let mut escaped = false;
@@ -265,6 +279,7 @@ pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
                 }
             }
             ',' if !quoted && depth == 0 => {
+                items(&parts)?;
                 parts.push(&text[start..at]);
                 start = at + 1;
             }
@@ -276,6 +291,7 @@ pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
             "unbalanced quotes or brackets in `{text}`"
         )));
     }
+    items(&parts)?;
     parts.push(&text[start..]);
     Ok(parts)
 }

@@ -18,6 +18,10 @@ pub struct Table {
     pub primary_key: Vec<String>,
     /// Default expressions, as the catalog prints them.
     pub defaults: BTreeMap<String, String>,
+    /// Whether the database itself may hide rows from the caller: row-level
+    /// security is enabled, or it is a view (whose query may). The planner's
+    /// estimates cover hidden rows too, so they are not given for it.
+    pub hides_rows: bool,
 }
 
 pub fn quote(identifier: &str) -> String {
@@ -517,6 +521,7 @@ mod tests {
                 .collect(),
             primary_key: vec!["id".into()],
             defaults: BTreeMap::new(),
+            hides_rows: false,
         }
     }
 

@@ -136,7 +136,20 @@ impl ReadQuery {
     }
 }
 
-fn collect_columns(expr: &Expr, into: &mut Vec<String>) {
+impl ReadQuery {
+    /// The columns the filters read (what a write's `WHERE` reads).
+    pub fn filter_columns(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for filter in &self.filters {
+            collect_columns(filter, &mut names);
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+pub(crate) fn collect_columns(expr: &Expr, into: &mut Vec<String>) {
     match expr {
         Expr::Filter(filter) => into.push(json_path(&filter.column).0.to_owned()),
         Expr::Not(inner) => collect_columns(inner, into),

@@ -131,7 +131,7 @@ pub fn insert_sql(
                     .map(String::as_str)
                     .unwrap_or("NULL");
                 format!(
-                    "CASE WHEN (j.value::jsonb) ? ${}::text THEN (p).{column} ELSE {default} END",
+                    "CASE WHEN (j.value::jsonb) ? ${}::text THEN (p).{column} ELSE {default} END AS {column}",
                     params.len()
                 )
             })
@@ -147,6 +147,16 @@ pub fn insert_sql(
             table.qualified()
         )
     };
+    let source = checked_source(
+        table,
+        source,
+        &quoted,
+        columns,
+        condition,
+        options,
+        caller,
+        &mut params,
+    )?;
     let scope = Scope {
         table,
         alias: Some("t0"),
@@ -208,6 +218,79 @@ pub fn insert_sql(
             returning(table, violates, shown, caller, &mut params)?
         ),
         params,
+    ))
+}
+
+/// The rows to insert, each checked against the policy's condition before it
+/// is inserted: a row that breaks it raises `BA001` (`auth.check_policy`)
+/// before a unique index could answer that another, hidden row holds the
+/// same values. Columns the condition reads that the body does not give
+/// take their default, as the insert will. (The written rows are checked
+/// again after the insert, for what triggers change.) An upsert's row may
+/// instead merge into an existing row the caller may update: it passes when
+/// such a row exists.
+#[allow(clippy::too_many_arguments)]
+fn checked_source(
+    table: &Table,
+    source: String,
+    quoted: &[String],
+    columns: &[String],
+    condition: Option<&Expr>,
+    options: &InsertOptions,
+    caller: &Caller,
+    params: &mut Vec<Param>,
+) -> Result<String, FilterError> {
+    let Some(check) = condition else {
+        return Ok(source);
+    };
+    let mut read = Vec::new();
+    crate::rest::query::collect_columns(check, &mut read);
+    read.sort();
+    read.dedup();
+    let mut defaults = String::new();
+    for name in read.iter().filter(|name| !columns.contains(name)) {
+        let Some((_, type_name)) = table.columns.iter().find(|(column, _)| column == name) else {
+            continue;
+        };
+        let value = match table.defaults.get(name) {
+            Some(default) => format!("({default})::{type_name}"),
+            None => format!("NULL::{type_name}"),
+        };
+        defaults.push_str(&format!(", {value} AS {}", quote(name)));
+    }
+    let new = Scope {
+        table,
+        alias: Some("new"),
+    };
+    let mut allowed = format!(
+        "coalesce(({}), false)",
+        to_sql(check, &new, caller, params)?
+    );
+    if let Conflict::Merge { target, condition } = &options.conflict {
+        let mut matches: Vec<String> = checked_columns(table, target)?
+            .iter()
+            .map(|column| format!("\"old\".{column} = \"new\".{column}"))
+            .collect();
+        if let Some(update) = condition {
+            let old = Scope {
+                table,
+                alias: Some("old"),
+            };
+            matches.push(format!("({})", to_sql(update, &old, caller, params)?));
+        }
+        allowed = format!(
+            "{allowed} OR EXISTS (SELECT 1 FROM {} AS \"old\" WHERE {})",
+            table.qualified(),
+            matches.join(" AND ")
+        );
+    }
+    let list = quoted
+        .iter()
+        .map(|column| format!("\"new\".{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SELECT {list} FROM (SELECT s.*{defaults} FROM ({source}) AS s) AS \"new\" WHERE auth.check_policy({allowed})"
     ))
 }
 
@@ -333,12 +416,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             sql,
-            "WITH written AS (INSERT INTO \"public\".\"posts\" AS \"t0\" (\"owner\", \"title\") SELECT \"owner\", \"title\" FROM json_populate_recordset(NULL::\"public\".\"posts\", $1::text::json) RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce((\"owner\" = $2::text::uuid), false)), count(*) FROM written"
+            "WITH written AS (INSERT INTO \"public\".\"posts\" AS \"t0\" (\"owner\", \"title\") SELECT \"new\".\"owner\", \"new\".\"title\" FROM (SELECT s.* FROM (SELECT \"owner\", \"title\" FROM json_populate_recordset(NULL::\"public\".\"posts\", $1::text::json)) AS s) AS \"new\" WHERE auth.check_policy(coalesce((\"new\".\"owner\" = $2::text::uuid), false)) RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce((\"owner\" = $3::text::uuid), false)), count(*) FROM written"
         );
         assert_eq!(
             params,
             vec![
                 Param::Text(Some("[]".into())),
+                Param::Text(Some("u1".into())),
                 Param::Text(Some("u1".into()))
             ]
         );
@@ -401,9 +485,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             sql,
-            "WITH written AS (INSERT INTO \"public\".\"posts\" AS \"t0\" (\"id\", \"title\") SELECT CASE WHEN (j.value::jsonb) ? $2::text THEN (p).\"id\" ELSE NULL END, CASE WHEN (j.value::jsonb) ? $3::text THEN (p).\"title\" ELSE 'untitled'::text END FROM json_array_elements($1::text::json) AS j CROSS JOIN LATERAL (SELECT json_populate_record(NULL::\"public\".\"posts\", j.value) AS p) AS populated ON CONFLICT (\"id\") DO UPDATE SET \"id\" = EXCLUDED.\"id\", \"title\" = EXCLUDED.\"title\" WHERE \"t0\".\"owner\" = $4::text::uuid RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE CASE WHEN \"basalt inserted\" THEN NOT coalesce((\"owner\" = $5::text::uuid), false) ELSE NOT coalesce((\"owner\" = $6::text::uuid), false) END), count(*) FROM written"
+            "WITH written AS (INSERT INTO \"public\".\"posts\" AS \"t0\" (\"id\", \"title\") SELECT \"new\".\"id\", \"new\".\"title\" FROM (SELECT s.*, NULL::uuid AS \"owner\" FROM (SELECT CASE WHEN (j.value::jsonb) ? $2::text THEN (p).\"id\" ELSE NULL END AS \"id\", CASE WHEN (j.value::jsonb) ? $3::text THEN (p).\"title\" ELSE 'untitled'::text END AS \"title\" FROM json_array_elements($1::text::json) AS j CROSS JOIN LATERAL (SELECT json_populate_record(NULL::\"public\".\"posts\", j.value) AS p) AS populated) AS s) AS \"new\" WHERE auth.check_policy(coalesce((\"new\".\"owner\" = $4::text::uuid), false) OR EXISTS (SELECT 1 FROM \"public\".\"posts\" AS \"old\" WHERE \"old\".\"id\" = \"new\".\"id\" AND (\"old\".\"owner\" = $5::text::uuid))) ON CONFLICT (\"id\") DO UPDATE SET \"id\" = EXCLUDED.\"id\", \"title\" = EXCLUDED.\"title\" WHERE \"t0\".\"owner\" = $6::text::uuid RETURNING \"t0\".*, (xmax = 0) AS \"basalt inserted\") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT \"id\", \"owner\", \"title\" FROM written) r)::text, count(*) FILTER (WHERE CASE WHEN \"basalt inserted\" THEN NOT coalesce((\"owner\" = $7::text::uuid), false) ELSE NOT coalesce((\"owner\" = $8::text::uuid), false) END), count(*) FROM written"
         );
-        assert_eq!(params.len(), 6);
+        assert_eq!(params.len(), 8);
         let ignore = InsertOptions {
             conflict: Conflict::Ignore {
                 target: vec!["id".into()],
