@@ -230,6 +230,11 @@ async fn run(
     let storage = crate::storage::Storage::open(&config, jwt_secret.as_bytes())
         .await
         .context("cannot open the storage backend")?;
+    let revoked = Arc::new(crate::auth::revoked::Revoked::new(token_window(&config)));
+    revoked
+        .refresh(&pool)
+        .await
+        .context("cannot read the revoked sessions")?;
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle.set_migrated();
     let state = AppState {
@@ -238,6 +243,7 @@ async fn run(
         tls: database.tls.clone(),
         jwt: Arc::new(jwt),
         passwords: Passwords::new(&config.auth)?,
+        revoked: revoked.clone(),
         refresh_key: Arc::new(jwt_secret),
         rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
         trusted_proxies: Arc::new(config.trusted_proxies().expect("validated at start-up")),
@@ -265,6 +271,7 @@ async fn run(
             config.realtime.send_buffer as usize,
         )),
         realtime_replica: uuid::Uuid::new_v4(),
+        fairness: Arc::default(),
         storage: Arc::new(storage),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
@@ -299,6 +306,12 @@ async fn run(
         database.tls.clone(),
     ));
     crate::storage::cleanup::spawn(state.clone());
+    let revocations = tokio::spawn(crate::auth::revoked::follow(
+        revoked,
+        state.pool.clone(),
+        database.pg.clone(),
+        database.tls.clone(),
+    ));
     let realtime_tasks = [
         tokio::spawn(crate::realtime::follow_feed(
             state.clone(),
@@ -368,6 +381,7 @@ async fn run(
     let limiter = state.rate_limiter.clone();
     let pool = state.pool.clone();
     let retention = config.realtime.retention_secs;
+    let window = token_window(&config);
     let sweeper = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -378,6 +392,9 @@ async fn run(
             }
             if let Err(error) = crate::feed::prune(&pool, retention).await {
                 tracing::warn!("cannot prune the change feed: {error:#}");
+            }
+            if let Err(error) = crate::auth::revoked::prune(&pool, window).await {
+                tracing::warn!("cannot prune the revoked sessions: {error:#}");
             }
         }
     });
@@ -400,6 +417,7 @@ async fn run(
     sweeper.abort();
     signals.abort();
     policy_reloader.abort();
+    revocations.abort();
     schema_reloader.abort();
     for task in realtime_tasks {
         task.abort();
@@ -410,6 +428,11 @@ async fn run(
     served.context("the HTTP server failed")?;
     tracing::info!("HTTP server stopped");
     Ok(())
+}
+
+/// How long an access token can stay valid: its lifetime and the clock skew.
+fn token_window(config: &Config) -> Duration {
+    Duration::from_secs(config.auth.access_token_ttl_secs + config.auth.clock_skew_secs)
 }
 
 /// The data API's login role must be able to `SET ROLE` to each API role;

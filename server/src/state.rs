@@ -25,6 +25,8 @@ pub struct AppState {
     pub tls: Tls,
     pub jwt: Arc<Jwt>,
     pub passwords: Passwords,
+    /// Sessions revoked within an access token's lifetime (every replica).
+    pub revoked: Arc<crate::auth::revoked::Revoked>,
     /// Keys the HMAC that derives each refresh token's successor.
     pub refresh_key: Arc<String>,
     pub rate_limiter: Arc<RateLimiter>,
@@ -38,6 +40,8 @@ pub struct AppState {
     pub realtime: Arc<crate::realtime::hub::Hub>,
     /// This process's id among replicas (to recognise its own broadcasts).
     pub realtime_replica: uuid::Uuid,
+    /// How many data requests each caller has running (`rest/fairness.rs`).
+    pub fairness: Arc<crate::rest::fairness::Fairness>,
     /// The exposed schema as the data API sees it (reloaded on DDL).
     pub schema: Arc<crate::rest::cache::SchemaCache>,
     /// Storage's backend and URL signing key.

@@ -743,7 +743,7 @@ async fn forged_and_broken_tokens_get_401() {
     let claims = |changes: Value| {
         let mut claims = json!({
             "sub": session["user"]["id"], "session_id": uuid_of(&session), "aud": "authenticated",
-            "role": "authenticated", "iat": now, "exp": now + 600,
+            "role": "authenticated", "iss": "basalt", "iat": now, "exp": now + 600,
         });
         for (key, value) in changes.as_object().unwrap() {
             if value.is_null() {

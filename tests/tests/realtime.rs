@@ -548,6 +548,30 @@ async fn joining_needs_the_channel_policy_and_bad_messages_get_errors() {
     assert!(tokio_tungstenite::connect_async(url).await.is_err());
 }
 
+/// A topic with a control character (a NUL cannot go through pg_notify and
+/// broke presence) is refused at join and at broadcast.
+#[tokio::test]
+async fn topics_with_control_characters_are_refused() {
+    let basalt = Basalt::start().await;
+    let users = setup(&basalt).await;
+    let anon = basalt.keys().anon;
+    let mut client = Client::connect(&basalt, &anon, Some(&users[0].1)).await;
+    for topic in ["lobby\u{0}x", "lobby\nx", ""] {
+        let reply = client.join(topic, json!([]), None).await;
+        assert_eq!(reply["code"], "invalid_topic", "{topic:?}: {reply}");
+    }
+    assert_eq!(client.join("lobby", json!([]), None).await["status"], "ok");
+    let response = basalt
+        .http
+        .post(basalt.url("/realtime/v1/broadcast"))
+        .header("apikey", basalt.keys().service_role)
+        .json(&json!({"topic": "lobby\u{0}", "event": "x", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
 #[tokio::test]
 async fn presence_full_state_on_join_diffs_after_and_cleanup_on_disconnect_and_replica_death() {
     let basalt = Basalt::start().await;

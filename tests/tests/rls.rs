@@ -52,7 +52,11 @@ async fn rls_policies_see_the_callers_claims() {
         transaction
             .execute(
                 ACT_AS,
-                &[&claims.to_string(), &database_role(&config, signed_in)],
+                &[
+                    &claims.to_string(),
+                    &database_role(&config, signed_in),
+                    &"0",
+                ],
             )
             .await
             .unwrap();
@@ -88,7 +92,7 @@ async fn rls_policies_see_the_callers_claims() {
     // A role name is a parameter, never SQL: a hostile one is just an unknown role.
     let transaction = client.transaction().await.unwrap();
     let error = transaction
-        .execute(ACT_AS, &[&"{}", &"authenticated; DROP TABLE notes"])
+        .execute(ACT_AS, &[&"{}", &"authenticated; DROP TABLE notes", &"0"])
         .await
         .unwrap_err();
     let message = error

@@ -4,6 +4,7 @@
 use basalt_tests::{connect, Basalt};
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
 
 /// A caller of one server: an API key and, for a user, an access token.
 struct Client<'a> {
@@ -732,4 +733,524 @@ async fn oversized_lists_are_refused_with_a_clear_error() {
         "{}",
         basalt.logs()
     );
+}
+
+/// Finding 7: blobs on local disk are private to Basalt's user.
+#[tokio::test]
+async fn stored_blobs_are_private_to_basalts_user() {
+    let basalt = Basalt::start().await;
+    let admin = Client::service(&basalt);
+    let answer = admin
+        .send(
+            Method::POST,
+            "/storage/v1/bucket",
+            &[],
+            Some(json!({"id": "docs", "name": "docs"})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let response = basalt
+        .http
+        .post(basalt.url("/storage/v1/object/docs/a/b.txt"))
+        .header("apikey", &admin.key)
+        .header("content-type", "text/plain")
+        .body("private")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let root = basalt.data_dir().join("storage");
+    let mut seen_files = 0;
+    let mut folders = vec![root.clone()];
+    while let Some(folder) = folders.pop() {
+        let mode = std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", folder.display());
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", path.display());
+                seen_files += 1;
+            }
+        }
+    }
+    assert_eq!(seen_files, 1);
+}
+
+/// Concerns: answers that caches, other hosts or anonymous callers must not
+/// get more of than they should.
+#[tokio::test]
+async fn caches_hosts_and_anon_learn_nothing_extra() {
+    let basalt = Basalt::start().await;
+    let admin = Client::service(&basalt);
+    let anon = Client::anon(&basalt);
+    // Auth answers (tokens, users) are never cached.
+    let (user, _) = Client::user(&basalt, "cache@example.com").await;
+    let answer = anon
+        .send(
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            &[],
+            Some(json!({"email": "cache@example.com", "password": "a long passphrase 1"})),
+        )
+        .await;
+    assert_eq!(answer.header("cache-control"), "no-store");
+    assert_eq!(
+        user.send(Method::GET, "/auth/v1/user", &[], None)
+            .await
+            .header("cache-control"),
+        "no-store"
+    );
+
+    // Private objects are `private` for caches; public downloads keep theirs.
+    for (bucket, public) in [("secret", false), ("open", true)] {
+        let answer = admin
+            .send(
+                Method::POST,
+                "/storage/v1/bucket",
+                &[],
+                Some(json!({"id": bucket, "name": bucket, "public": public})),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let response = basalt
+            .http
+            .post(basalt.url(&format!("/storage/v1/object/{bucket}/f.txt")))
+            .header("apikey", &admin.key)
+            .header("content-type", "text/plain")
+            .header("cache-control", "public, max-age=600")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let answer = admin
+        .send(Method::GET, "/storage/v1/object/secret/f.txt", &[], None)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("cache-control"), "private, max-age=600");
+    let answer = anon
+        .send(
+            Method::GET,
+            "/storage/v1/object/public/open/f.txt",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.header("cache-control"), "public, max-age=600");
+
+    // The OpenAPI document names only the columns the caller may use, and
+    // its server URL is the configured one, whatever Host says.
+    let answer = basalt
+        .admin_sql("create table people (id int primary key, name text, salary int)")
+        .await;
+    assert_eq!(answer.status(), 200);
+    admin
+        .policy(json!({"subject": "anon", "object": "table:public.people", "action": "select", "columns": ["id", "name"]}))
+        .await;
+    let document = anon
+        .send(
+            Method::GET,
+            "/rest/v1/",
+            &[
+                ("host", "evil.example"),
+                ("x-forwarded-host", "evil.example"),
+            ],
+            None,
+        )
+        .await
+        .json();
+    let properties = &document["components"]["schemas"]["people"]["properties"];
+    assert!(properties["name"].is_object(), "{document}");
+    assert!(properties["salary"].is_null(), "{properties}");
+    let server = document["servers"][0]["url"].as_str().unwrap();
+    assert_eq!(server, format!("http://127.0.0.1:{}/rest/v1", basalt.port));
+
+    // Casts to reg* types would probe the catalog.
+    for cast in [
+        "regclass",
+        "regrole",
+        "regproc",
+        "pg_catalog.regnamespace",
+        "regtype[]",
+    ] {
+        let answer = anon
+            .send(
+                Method::GET,
+                &format!("/rest/v1/people?select=name::{cast}"),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{cast}: {}", answer.text);
+    }
+    let answer = admin
+        .send(
+            Method::GET,
+            "/rest/v1/people?select=name::regclass",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+}
+
+/// Concerns: weak passwords, malformed addresses and oversized metadata are
+/// refused with clear errors.
+#[tokio::test]
+async fn sign_ups_refuse_weak_passwords_odd_addresses_and_huge_metadata() {
+    let basalt = Basalt::start().await;
+    let anon = Client::anon(&basalt);
+    for (email, password, data, code) in [
+        ("a@example.com", "12345678", json!({}), "weak_password"),
+        ("a@example.com", "password", json!({}), "weak_password"),
+        (
+            "a@example..com",
+            "a long passphrase 1",
+            json!({}),
+            "validation_failed",
+        ),
+        (
+            "a@example.com",
+            "a long passphrase 1",
+            json!({"blob": "x".repeat(20_000)}),
+            "validation_failed",
+        ),
+    ] {
+        let answer = anon
+            .send(
+                Method::POST,
+                "/auth/v1/signup",
+                &[],
+                Some(json!({"email": email, "password": password, "data": data})),
+            )
+            .await;
+        assert!(
+            (400..500).contains(&answer.status) && answer.json()["code"] == code,
+            "{email} {password}: {} {}",
+            answer.status,
+            answer.text
+        );
+    }
+    let answer = anon
+        .send(
+            Method::POST,
+            "/auth/v1/signup",
+            &[],
+            Some(json!({"email": "a@example.com", "password": "a long passphrase 1"})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+}
+
+/// Concern: CSV exports can neutralize spreadsheet formulas.
+#[tokio::test]
+async fn csv_formulas_are_neutralized_when_asked() {
+    for neutralize in [false, true] {
+        let basalt = Basalt::builder()
+            .env(
+                "BASALT_REST_CSV_NEUTRALIZE_FORMULAS",
+                neutralize.to_string(),
+            )
+            .start()
+            .await;
+        let answer = basalt
+            .admin_sql(
+                "create table cells (id int primary key, label text, n int);
+                 insert into cells values (1, '=HYPERLINK(\"http://x\")', -5), (2, '@SUM(A1)', 3), (3, 'plain', 0)",
+            )
+            .await;
+        assert_eq!(answer.status(), 200);
+        let answer = Client::service(&basalt)
+            .send(
+                Method::GET,
+                "/rest/v1/cells?order=id",
+                &[("accept", "text/csv")],
+                None,
+            )
+            .await;
+        let expected = if neutralize {
+            "id,label,n\n1,\"'=HYPERLINK(\"\"http://x\"\")\",-5\n2,'@SUM(A1),3\n3,plain,0\n"
+        } else {
+            "id,label,n\n1,\"=HYPERLINK(\"\"http://x\"\")\",-5\n2,@SUM(A1),3\n3,plain,0\n"
+        };
+        assert_eq!(answer.text, expected, "neutralize={neutralize}");
+    }
+}
+
+/// Concerns: client errors are not logged at ERROR, and the embedded
+/// PostgreSQL's log lines carry neither row values nor statement text.
+#[tokio::test]
+async fn logs_keep_client_errors_low_and_values_out() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let basalt = Basalt::builder()
+        .embedded(&data.path().join("d"))
+        .start()
+        .await;
+    let answer = basalt
+        .admin_sql("create table accounts (id int primary key, balance int check (balance >= 0))")
+        .await;
+    assert_eq!(answer.status(), 200);
+    for sql in [
+        "insert into accounts values (1, -4242424)",
+        "select 'statement-text-1337'::int",
+        "insert into accounts values (1, 1); insert into accounts values (1, 7777777)",
+    ] {
+        let answer = basalt.admin_sql(sql).await;
+        assert_eq!(answer.status(), 400, "{sql}");
+    }
+    // Malformed requests from anyone.
+    let key = basalt.keys().anon;
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        ("application/json", "[1, 2"),
+        ("text/plain", "x"),
+    ] {
+        let response = basalt
+            .http
+            .post(basalt.url("/auth/v1/signup"))
+            .header("apikey", &key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error());
+    }
+    let logs = basalt.logs();
+    for secret in ["4242424", "statement-text-1337", "7777777"] {
+        assert!(!logs.contains(secret), "{secret} in the log:\n{logs}");
+    }
+    assert!(
+        !logs.contains("\"level\":\"ERROR\""),
+        "an ERROR line:\n{logs}"
+    );
+}
+
+/// Concern: after a sign-out, a ban or deleting the user, the access token
+/// stops working within seconds on every replica, for the data API and
+/// storage alike (not when it expires).
+#[tokio::test]
+async fn revoked_sessions_are_refused_within_seconds_on_every_replica() {
+    let first = Basalt::start().await;
+    let second = Basalt::builder()
+        .database_url(first.database_url().unwrap())
+        .start()
+        .await;
+    let answer = first
+        .admin_sql("create table notes (id int primary key)")
+        .await;
+    assert_eq!(answer.status(), 200);
+    let admin = Client::service(&first);
+    admin
+        .policy(
+            json!({"subject": "authenticated", "object": "table:public.notes", "action": "select"}),
+        )
+        .await;
+    let answer = admin
+        .send(
+            Method::POST,
+            "/storage/v1/bucket",
+            &[],
+            Some(json!({"id": "b", "name": "b"})),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let paths = ["/rest/v1/notes", "/storage/v1/bucket"];
+    let refused_everywhere = |token: String| {
+        let (first, second) = (&first, &second);
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            for basalt in [first, second] {
+                let client = Client {
+                    basalt,
+                    key: basalt.keys().anon,
+                    token: Some(token.clone()),
+                };
+                for path in paths {
+                    loop {
+                        let answer = client.send(Method::GET, path, &[], None).await;
+                        if answer.status == 401 {
+                            assert_eq!(answer.json()["code"], "session_expired", "{}", answer.text);
+                            break;
+                        }
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "{path} still answers {} after 5 s",
+                            answer.status
+                        );
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    };
+    // A signed-in user whose token works on both replicas.
+    let signed_in = |email: &'static str| {
+        let first = &first;
+        async move {
+            let (user, id) = Client::user(first, email).await;
+            for path in paths {
+                let answer = user.send(Method::GET, path, &[], None).await;
+                assert_eq!(answer.status, 200, "{path}: {}", answer.text);
+            }
+            (user.token.unwrap(), id)
+        }
+    };
+
+    let (token, _) = signed_in("logout@example.com").await;
+    let answer = Client {
+        basalt: &first,
+        key: first.keys().anon,
+        token: Some(token.clone()),
+    }
+    .send(Method::POST, "/auth/v1/logout", &[], None)
+    .await;
+    assert_eq!(answer.status, 204, "{}", answer.text);
+    refused_everywhere(token).await;
+
+    let (token, id) = signed_in("banned@example.com").await;
+    let answer = admin
+        .send(
+            Method::PUT,
+            &format!("/auth/v1/admin/users/{id}"),
+            &[],
+            Some(json!({"ban_duration": "24h"})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    refused_everywhere(token).await;
+
+    let (token, id) = signed_in("deleted@example.com").await;
+    let answer = admin
+        .send(
+            Method::DELETE,
+            &format!("/auth/v1/admin/users/{id}"),
+            &[],
+            None,
+        )
+        .await;
+    assert!(answer.status < 300, "{}", answer.text);
+    refused_everywhere(token).await;
+}
+
+/// Concern: a SECURITY INVOKER function returning a table's rows reads them
+/// under the table's select policy, as a GET would; a SECURITY DEFINER one
+/// returns what its owner's rights give (its `execute` policy grants them).
+#[tokio::test]
+async fn functions_returning_table_rows_answer_to_the_tables_policy() {
+    let basalt = Basalt::start().await;
+    let admin = Client::service(&basalt);
+    let (alice, alice_id) = Client::user(&basalt, "alice@example.com").await;
+    let psql = connect(basalt.database_url().unwrap()).await;
+    psql.batch_execute(&format!(
+        "create table diary (id int primary key, owner uuid, entry text, mood text);
+         insert into diary values (1, '{alice_id}', 'mine', 'ok'), (2, gen_random_uuid(), 'not mine', 'sad');
+         create function my_diary() returns setof diary language sql stable as 'select * from diary';
+         create function all_diary() returns setof diary language sql stable security definer as 'select * from diary';"
+    ))
+    .await
+    .unwrap();
+    for policy in [
+        json!({"object": "table:public.diary", "action": "select", "condition": "owner=eq.{auth.uid}", "columns": ["id", "owner", "entry"]}),
+        json!({"object": "function:public.my_diary", "action": "execute"}),
+        json!({"object": "function:public.all_diary", "action": "execute"}),
+    ] {
+        let mut policy = policy;
+        policy["subject"] = json!("authenticated");
+        admin.policy(policy).await;
+    }
+    let answer = alice
+        .send(
+            Method::GET,
+            "/rest/v1/rpc/my_diary?select=id,entry",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!([{"id": 1, "entry": "mine"}]),
+        "{}",
+        answer.text
+    );
+    // A column the table's policy does not give is refused, as for a GET.
+    let answer = alice
+        .send(Method::GET, "/rest/v1/rpc/my_diary?select=mood", &[], None)
+        .await;
+    assert_eq!(answer.status, 403, "{}", answer.text);
+    let answer = alice
+        .send(
+            Method::GET,
+            "/rest/v1/rpc/all_diary?select=id&order=id",
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!([{"id": 1}, {"id": 2}]),
+        "{}",
+        answer.text
+    );
+}
+
+/// Concern (fairness): one caller's parallel heavy queries cannot take the
+/// pool from others, and each statement is bounded in the database.
+#[tokio::test]
+async fn one_caller_cannot_starve_the_others() {
+    let basalt = Basalt::builder()
+        .env("BASALT_REST_MAX_CONCURRENT_PER_CALLER", "3")
+        .env("BASALT_REST_STATEMENT_TIMEOUT_MS", "2000")
+        .start()
+        .await;
+    let answer = basalt
+        .admin_sql("create function nap(s float8) returns int language sql volatile as 'select 1 from pg_sleep(s)'")
+        .await;
+    assert_eq!(answer.status(), 200);
+    let admin = Client::service(&basalt);
+    admin
+        .policy(json!({"subject": "authenticated", "object": "function:public.nap", "action": "execute"}))
+        .await;
+    let (greedy, _) = Client::user(&basalt, "greedy@example.com").await;
+    let (other, _) = Client::user(&basalt, "other@example.com").await;
+    async fn nap(client: &Client<'_>, seconds: f64) -> Answer {
+        client
+            .send(
+                Method::POST,
+                "/rest/v1/rpc/nap",
+                &[],
+                Some(json!({"s": seconds})),
+            )
+            .await
+    }
+    let (answers, others) = tokio::join!(
+        futures_util::future::join_all((0..6).map(|_| nap(&greedy, 1.0))),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            nap(&other, 0.0).await
+        }
+    );
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    let refused: Vec<&Answer> = answers.iter().filter(|a| a.status == 429).collect();
+    assert_eq!(
+        (ok, refused.len()),
+        (3, 3),
+        "{:?}",
+        answers.iter().map(|a| &a.text).collect::<Vec<_>>()
+    );
+    assert_eq!(refused[0].json()["code"], "too_many_concurrent_queries");
+    assert_eq!(refused[0].header("retry-after"), "1");
+    assert_eq!(others.status, 200, "{}", others.text);
+    // The statement timeout cancels a statement in the database.
+    let answer = nap(&other, 5.0).await;
+    assert_eq!(answer.status, 504, "{}", answer.text);
+    assert_eq!(answer.json()["code"], "request_timeout");
+    // The service_role key is not limited by either.
+    let answer = nap(&admin, 2.5).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
 }

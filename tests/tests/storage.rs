@@ -464,7 +464,11 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     assert_eq!(got.status, 200);
     assert_eq!(got.body, content);
     assert_eq!(got.header("content-type"), "text/plain; charset=utf-8");
-    assert_eq!(got.header("cache-control"), "max-age=60");
+    assert_eq!(
+        got.header("cache-control"),
+        "private, max-age=60",
+        "an authenticated download is not for shared caches"
+    );
     assert_eq!(got.header("x-content-type-options"), "nosniff");
     assert_eq!(got.header("content-length"), "5000");
     assert_eq!(
@@ -625,7 +629,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
     let svg = env.download(&key, "docs/x.svg", &[]).await;
     assert_eq!(svg.body, b"<svg onload=alert(1)>");
     assert_eq!(svg.header("content-type"), "image/svg+xml");
-    assert_eq!(svg.header("cache-control"), "max-age=120");
+    assert_eq!(svg.header("cache-control"), "private, max-age=120");
     assert!(svg.header("content-disposition").starts_with("attachment;"));
     assert!(svg.header("content-security-policy").contains("sandbox"));
     // One media type, never a list a browser could read another way.

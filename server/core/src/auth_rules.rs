@@ -32,7 +32,23 @@ pub fn policy_problem(config: &AuthConfig, password: &str) -> Option<String> {
             })
         })
         .collect();
-    (!missing.is_empty()).then(|| format!("the password must also contain: {}", missing.join(", ")))
+    if !missing.is_empty() {
+        return Some(format!(
+            "the password must also contain: {}",
+            missing.join(", ")
+        ));
+    }
+    // zxcvbn knows the most common passwords, keyboard walks, dates,
+    // repeats and sequences: score 0 is "guessed in under a thousand tries".
+    if config.password_min_score > 0 {
+        let score = u8::from(zxcvbn::zxcvbn(password, &[]).score());
+        if u64::from(score) < config.password_min_score {
+            return Some(
+                "the password is too common or too easy to guess; use a longer phrase".into(),
+            );
+        }
+    }
+    None
 }
 
 /// A plausible email address: ASCII, one `@`, a dot in the domain, ≤ 254
@@ -51,6 +67,9 @@ pub fn valid_email(email: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !email.contains("..")
         && !domain.contains('@')
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
@@ -110,6 +129,48 @@ fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn common_passwords_are_refused_and_phrases_pass() {
+        let config = AuthConfig::default();
+        for weak in [
+            "12345678",
+            "password",
+            "qwertyuiop",
+            "password1",
+            "iloveyou",
+            "11111111",
+        ] {
+            assert!(policy_problem(&config, weak).is_some(), "{weak}");
+        }
+        for fine in [
+            "password one",
+            "a long passphrase 1",
+            "correct horse battery staple",
+            "attacker pass",
+        ] {
+            assert_eq!(policy_problem(&config, fine), None, "{fine}");
+        }
+        let off = AuthConfig {
+            password_min_score: 0,
+            ..AuthConfig::default()
+        };
+        assert_eq!(policy_problem(&off, "12345678"), None);
+    }
+
+    #[test]
+    fn double_dots_are_not_an_address() {
+        for bad in [
+            "a@example..com",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+        assert!(valid_email("first.last@example.co.uk"));
+    }
+
     use super::*;
 
     #[test]
@@ -117,6 +178,7 @@ mod tests {
         let mut config = AuthConfig {
             password_min_length: 8,
             password_max_length: 12,
+            password_min_score: 0,
             ..AuthConfig::default()
         };
         assert!(policy_problem(&config, "short")

@@ -138,6 +138,9 @@ pub struct AuthConfig {
     pub password_max_length: u64,
     /// Character classes a password must contain: `lower`, `upper`, `digit`, `symbol`.
     pub password_required_classes: Vec<String>,
+    /// The lowest zxcvbn score (0–4) a password may have; 0 turns the
+    /// check off. 1 refuses the most common passwords.
+    pub password_min_score: u64,
     pub argon2_memory_kib: u64,
     pub argon2_iterations: u64,
     pub argon2_parallelism: u64,
@@ -187,6 +190,15 @@ pub struct RestConfig {
     /// sequences and functions (existing ones at start-up, new ones as they
     /// are created), so that Basalt's policies are the gate.
     pub grant_api_roles: bool,
+    /// Whether CSV answers prefix `'` to fields a spreadsheet would run as
+    /// a formula.
+    pub csv_neutralize_formulas: bool,
+    /// The most data API requests one caller (user or anonymous IP) may
+    /// have running at once; 0: no limit.
+    pub max_concurrent_per_caller: u64,
+    /// The statement timeout of anonymous and signed-in callers' data
+    /// transactions, in milliseconds; 0: none (the request timeout applies).
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for RestConfig {
@@ -200,6 +212,9 @@ impl Default for RestConfig {
             idempotency_ttl_secs: 86_400,
             batch_max_operations: 100,
             grant_api_roles: true,
+            csv_neutralize_formulas: false,
+            max_concurrent_per_caller: 8,
+            statement_timeout_ms: 15_000,
         }
     }
 }
@@ -464,6 +479,7 @@ impl Default for AuthConfig {
             password_min_length: 8,
             password_max_length: 128,
             password_required_classes: Vec::new(),
+            password_min_score: 1,
             // OWASP's recommended Argon2id parameters.
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
@@ -985,6 +1001,13 @@ impl Config {
                 ));
             }
         }
+        range(
+            &fail,
+            "auth.password_min_score",
+            auth.password_min_score,
+            0,
+            4,
+        )?;
         range(
             &fail,
             "auth.argon2_memory_kib",

@@ -103,6 +103,7 @@ error_codes! {
     UserAlreadyExists => (422, "user_already_exists", "A user with this email address already exists.", "Sign in instead, or reset the password."),
     WeakPassword => (422, "weak_password", "The password does not meet the password policy.", "Read `details` and choose a stronger password."),
     RateLimited => (429, "rate_limited", "Too many requests.", "Wait for the number of seconds in Retry-After before trying again."),
+    TooManyConcurrentQueries => (429, "too_many_concurrent_queries", "You already have as many database requests running as one caller may.", "Wait for your running requests to finish (Retry-After), or send fewer at once."),
     InternalError => (500, "internal_error", "Basalt failed to handle this request.", "Retry later; if it persists, report it with the X-Request-Id of this response."),
     DatabaseUnavailable => (503, "database_unavailable", "The database cannot be reached right now.", "Retry after the number of seconds in Retry-After; the server reconnects by itself."),
     NotReady => (503, "not_ready", "The server is not ready to serve requests.", "Retry after the number of seconds in Retry-After."),

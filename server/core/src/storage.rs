@@ -190,8 +190,17 @@ pub fn parse_range(header: Option<&str>, size: u64) -> ByteRange {
 /// `Content-Disposition` per RFC 6266: an ASCII `filename` (quotes,
 /// backslashes and non-ASCII replaced by `_`) and the exact name as UTF-8
 /// percent-encoded `filename*`.
+/// Bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and its kin) are
+/// replaced by `_` in both forms: `invoice\u{202E}fdp.exe` would otherwise show
+/// as `invoiceexe.pdf`.
 pub fn content_disposition(attachment: bool, filename: &str) -> String {
     let kind = if attachment { "attachment" } else { "inline" };
+    let bidi = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    let filename: String = filename
+        .chars()
+        .map(|c| if bidi(c) { '_' } else { c })
+        .collect();
+    let filename = filename.as_str();
     let ascii: String = filename
         .chars()
         .map(|c| {
@@ -211,6 +220,28 @@ pub fn content_disposition(attachment: bool, filename: &str) -> String {
         }
     }
     format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
+/// The `Cache-Control` of a download that only its caller may keep (an
+/// authenticated or signed download): shared caches must not store it, so
+/// `public` goes and `private` comes first (`no-store` stays as it is).
+pub fn private_cache_control(stored: &str) -> String {
+    let directives: Vec<&str> = stored
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("public"))
+        .filter(|d| !d.eq_ignore_ascii_case("private"))
+        .collect();
+    if directives
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case("no-store"))
+    {
+        return directives.join(", ");
+    }
+    std::iter::once("private")
+        .chain(directives)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The media type without parameters, lowercased: `Text/HTML; charset=x` → `text/html`.
@@ -489,6 +520,31 @@ mod tests {
         assert_eq!(parse_range(Some("items=0-1"), 10), ByteRange::Full);
         assert_eq!(parse_range(Some("bytes=x-1"), 10), ByteRange::Full);
         assert_eq!(parse_range(Some("bytes=0-0"), 0), ByteRange::Unsatisfiable);
+    }
+
+    #[test]
+    fn private_downloads_are_not_for_shared_caches() {
+        assert_eq!(
+            private_cache_control("max-age=3600"),
+            "private, max-age=3600"
+        );
+        assert_eq!(
+            private_cache_control("public, max-age=60, immutable"),
+            "private, max-age=60, immutable"
+        );
+        assert_eq!(
+            private_cache_control("private, max-age=5"),
+            "private, max-age=5"
+        );
+        assert_eq!(private_cache_control("no-store"), "no-store");
+    }
+
+    #[test]
+    fn bidi_controls_never_reach_a_file_name() {
+        let header = content_disposition(true, "invoice\u{202E}fdp.exe");
+        assert!(!header.contains('\u{202E}'));
+        assert!(!header.contains("%E2%80%AE"), "{header}");
+        assert!(header.contains("invoice_fdp.exe"), "{header}");
     }
 
     #[test]

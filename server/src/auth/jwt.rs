@@ -133,7 +133,10 @@ pub struct Jwt {
 impl Jwt {
     pub fn new(secret: &str, clock_skew_secs: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp"]);
+        // Only tokens this server issued: another service sharing the
+        // secret signs with its own `iss`.
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        validation.set_issuer(&[ISSUER]);
         validation.validate_aud = false;
         validation.validate_nbf = true;
         validation.leeway = clock_skew_secs;
@@ -227,6 +230,10 @@ impl Jwt {
                         ErrorCode::BadJwt,
                         "only HS256 tokens are accepted".to_owned(),
                     ),
+                    ErrorKind::InvalidIssuer => (
+                        ErrorCode::BadJwt,
+                        "the `iss` claim is not this server's".to_owned(),
+                    ),
                     ErrorKind::MissingRequiredClaim(claim) => {
                         (ErrorCode::BadJwt, format!("the `{claim}` claim is missing"))
                     }
@@ -305,6 +312,7 @@ mod tests {
             "session_id": uuid::Uuid::new_v4().to_string(),
             "aud": "authenticated",
             "role": "authenticated",
+            "iss": "basalt",
             "iat": now,
             "exp": now + 600,
         });
@@ -438,6 +446,26 @@ mod tests {
                 ),
                 ErrorCode::BadJwt,
                 "exp",
+            ),
+            (
+                "another issuer",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"iss": "another-service"})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "iss",
+            ),
+            (
+                "missing iss",
+                encode_raw(
+                    &hs256,
+                    &user_claims(serde_json::json!({"iss": null})),
+                    SECRET,
+                ),
+                ErrorCode::BadJwt,
+                "iss",
             ),
             (
                 "malformed",

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod email;
 pub mod jwt;
 pub mod passwords;
+pub mod revoked;
 pub mod routes;
 pub mod sessions;
 pub mod users;
@@ -56,6 +57,8 @@ pub struct Caller {
     pub user: Option<(uuid::Uuid, uuid::Uuid)>,
     /// The token's claims.
     pub claims: serde_json::Value,
+    /// The client's address (behind trusted proxies), when it came over HTTP.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl Caller {
@@ -83,10 +86,18 @@ impl Caller {
         let verified = state
             .jwt
             .verify(bearer.or(apikey).expect("one is present"))?;
+        if let Some((_, session)) = verified.user {
+            if state.revoked.contains(&session) {
+                return Err(ApiError::new(ErrorCode::SessionExpired)
+                    .with_details("the session of this access token was revoked")
+                    .into());
+            }
+        }
         Ok(Caller {
             role: verified.role,
             user: verified.user,
             claims: verified.claims,
+            ip: None,
         })
     }
 }
@@ -102,7 +113,16 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, HttpError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Caller::from_headers(state_of(request), request.headers()))
+        let state = state_of(request);
+        ready(
+            Caller::from_headers(state, request.headers()).map(|caller| Caller {
+                ip: Some(crate::http::security::request_ip(
+                    request,
+                    &state.trusted_proxies,
+                )),
+                ..caller
+            }),
+        )
     }
 }
 

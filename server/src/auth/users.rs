@@ -77,8 +77,22 @@ pub fn validate_metadata(field: &str, value: &Value) -> Result<(), HttpError> {
             .with_details(format!("{field}: text may not contain NUL characters"))
             .into());
     }
+    // Metadata travels in every access token: it must stay small.
+    let size = value.to_string().len();
+    if size > MAX_METADATA_BYTES {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details(format!(
+                "{field}: {size} bytes of JSON; at most {MAX_METADATA_BYTES} are allowed"
+            ))
+            .with_hint("keep large data in a table, and its id in the metadata")
+            .into());
+    }
     Ok(())
 }
+
+/// The largest `user_metadata` or `app_metadata`, as JSON text: it is copied
+/// into every access token, which travels in every request's headers.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Checks a new password against the policy and hashes it; `None` stays `None`.
 pub async fn hash_new_password(

@@ -18,6 +18,6 @@ pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
 }
 
 /// Makes the rest of the transaction run as `$2` (the role) with the claims
-/// `$1` visible to RLS.
-pub const ACT_AS: &str =
-    "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true)";
+/// `$1` visible to RLS, and its statements limited to `$3` milliseconds
+/// (`0`: no limit).
+pub const ACT_AS: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true), set_config('statement_timeout', $3, true)";

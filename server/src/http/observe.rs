@@ -68,7 +68,14 @@ pub async fn observe(
             // Only a middleware's own failure lands here (handlers' errors are
             // already responses); the framework renders it.
             let status = error.as_response_error().status_code().as_u16();
-            span.in_scope(|| tracing::error!(status, "request failed in middleware: {error}"));
+            // A client's error (a malformed request) is not the server's.
+            span.in_scope(|| {
+                if status >= 500 {
+                    tracing::error!(status, "request failed in middleware: {error}");
+                } else {
+                    tracing::info!(status, "request refused in middleware: {error}");
+                }
+            });
             record(&method, "unmatched", status, started.elapsed());
             return Err(error);
         }

@@ -107,6 +107,8 @@ pub async fn headers(
             HeaderName::from_static("x-supabase-api-version"),
             "2024-01-01".into(),
         );
+        // Tokens, sessions and user records: never kept by any cache.
+        default(header::CACHE_CONTROL, "no-store".into());
     }
     if tls && security.hsts_max_age_secs > 0 {
         default(

@@ -623,11 +623,11 @@ async fn join(
             ),
         )];
     }
-    if topic.is_empty() || topic.len() > 255 {
+    if !valid_topic(&topic) {
         return vec![error(
             &reference,
             "invalid_topic",
-            "a topic is 1 to 255 bytes".into(),
+            "a topic is 1 to 255 bytes without control characters".into(),
         )];
     }
     let decision = state.authz.authorize(
@@ -817,6 +817,12 @@ async fn replay(
     out
 }
 
+/// 1 to 255 bytes, no control character (a NUL cannot be stored or sent
+/// through `pg_notify`).
+fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty() && topic.len() <= 255 && !topic.chars().any(char::is_control)
+}
+
 /// Sends a broadcast to every member of `topic` on every replica.
 async fn send_broadcast(
     state: &AppState,
@@ -826,6 +832,11 @@ async fn send_broadcast(
     payload: Value,
     from: Option<u64>,
 ) -> Result<(), HttpError> {
+    if !valid_topic(topic) {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("topic: 1 to 255 bytes without control characters")
+            .into());
+    }
     let decision = state.authz.authorize(
         &subject_of(state, caller),
         &format!("channel:{topic}"),

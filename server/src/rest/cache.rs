@@ -200,7 +200,8 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
                     coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
                     p.pronargdefaults::int, format_type(p.prorettype, NULL), p.proretset,
                     p.provolatile::text,
-                    (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.typrelid AND c.relnamespace = n.oid)
+                    (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.typrelid AND c.relnamespace = n.oid),
+                    p.prosecdef
              FROM pg_proc p
              JOIN pg_namespace n ON n.oid = p.pronamespace
              JOIN pg_type t ON t.oid = p.prorettype
@@ -224,6 +225,7 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
             returns_set: row.get(5),
             volatility: row.get::<_, String>(6).chars().next().unwrap_or('v'),
             returns_table: row.get(7),
+            security_definer: row.get(8),
         };
         functions
             .entry(function.name.clone())

@@ -10,6 +10,7 @@
 
 mod batch;
 pub mod cache;
+pub mod fairness;
 mod idempotency;
 mod read;
 mod rpc;
@@ -64,17 +65,29 @@ async fn openapi_document(
 ) -> Result<HttpResponse, HttpError> {
     let profile = profile(&state, &request)?;
     let subject = subject_of(&state, &caller);
+    // The configured address, never the request's Host or X-Forwarded-Host.
     let base = if state.config.public_url.is_empty() {
-        let info = request.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
+        format!("http://{}", state.config.http)
     } else {
         state.config.public_url.trim_end_matches('/').to_owned()
+    };
+    // The columns any of the caller's decisions on the table names.
+    let columns = |object: &str| -> Option<Vec<String>> {
+        let mut union: Vec<String> = Vec::new();
+        for action in ["select", "insert", "update"] {
+            let decision = state.authz.authorize(&subject, object, action);
+            if decision.allowed {
+                union.extend(decision.columns?);
+            }
+        }
+        Some(union)
     };
     let document = basalt_core::rest::openapi(
         &state.schema.profile(&profile).expect("an exposed schema"),
         &format!("{base}/rest/v1"),
         env!("CARGO_PKG_VERSION"),
         &|object, action| state.authz.authorize(&subject, object, action).allowed,
+        &columns,
     );
     Ok(HttpResponse::Ok()
         .content_type("application/openapi+json")
@@ -296,6 +309,28 @@ async fn table_of(
 /// Parses the query, decides `action` on the table coarsely (before looking
 /// it up, so an answer never tells a caller without access whether a table
 /// exists), then finds the table.
+/// The query string as a read, refusing casts to the `reg*` types for all
+/// but the service_role key: `::regclass`, `::regrole`, `::regproc` turn text
+/// into catalog lookups, a way to probe for tables, roles and functions.
+pub fn parse_query(caller: &Caller, pairs: &[(String, String)]) -> Result<ReadQuery, HttpError> {
+    let query = parse_read(pairs)?;
+    if !is_service_key(caller) {
+        if let Some(cast) = query.casts().into_iter().find(|cast| {
+            let base = cast.rsplit('.').next().unwrap_or(cast);
+            base.trim_matches('"')
+                .trim_start_matches('_')
+                .to_ascii_lowercase()
+                .starts_with("reg")
+        }) {
+            return Err(ApiError::new(ErrorCode::InvalidQuery)
+                .with_details(format!("casts to `{cast}` look names up in the catalog"))
+                .with_hint("cast to text, a number or a date type")
+                .into());
+        }
+    }
+    Ok(query)
+}
+
 pub async fn target(
     state: &AppState,
     caller: &Caller,
@@ -304,7 +339,7 @@ pub async fn target(
     name: &str,
     action: &str,
 ) -> Result<Target, HttpError> {
-    let query = parse_read(pairs)?;
+    let query = parse_query(caller, pairs)?;
     let object = format!("table:{profile}.{name}");
     let coarse = state
         .authz
@@ -548,6 +583,9 @@ pub async fn in_transaction(
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
+    let _slot = state
+        .fairness
+        .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
     let mut checkout = Checkout::new(state.api_pool.get().await.map_err(db::unavailable)?);
     let result = run_steps(
         state,
@@ -596,7 +634,14 @@ async fn run_steps(
         "BEGIN"
     };
     let claims = caller.claims.to_string();
-    let act_params: [&(dyn ToSql + Sync); 2] = [&claims, &role];
+    // Callers' statements are bounded in the database too (not the
+    // service_role key's): `0` leaves the server's request timeout alone.
+    let statement_timeout = if is_service_key(caller) {
+        "0".to_owned()
+    } else {
+        state.config.rest.statement_timeout_ms.to_string()
+    };
+    let act_params: [&(dyn ToSql + Sync); 3] = [&claims, &role, &statement_timeout];
     let act = client
         .prepare_cached(rls::ACT_AS)
         .await

@@ -78,8 +78,18 @@ fn range(request: &HttpRequest) -> Result<Option<(u64, Option<u64>)>, HttpError>
 }
 
 /// CSV (RFC 4180) of a JSON array of objects: a header of the first row's
-/// keys; null is an empty field, nested values are JSON text.
-pub fn csv(body: &str) -> String {
+/// keys; null is an empty field, nested values are JSON text. With
+/// `neutralize` (`rest.csv_neutralize_formulas`), a field a spreadsheet would
+/// run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage
+/// return) is prefixed with `'` (OWASP's advice for CSV injection).
+pub fn csv(body: &str, neutralize: bool) -> String {
+    let cell = |text: String| {
+        if neutralize && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{text}")
+        } else {
+            text
+        }
+    };
     let rows: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_str(body).unwrap_or_default();
     let mut out = csv::Writer::from_writer(Vec::new());
@@ -88,8 +98,10 @@ pub fn csv(body: &str) -> String {
         for row in &rows {
             let _ = out.write_record(row.values().map(|value| match value {
                 serde_json::Value::Null => String::new(),
-                serde_json::Value::String(text) => text.clone(),
-                other => other.to_string(),
+                serde_json::Value::String(text) => cell(text.clone()),
+                // Numbers (a negative one starts with `-`) are data.
+                serde_json::Value::Number(number) => number.to_string(),
+                other => cell(other.to_string()),
             }));
         }
     }
@@ -189,6 +201,7 @@ pub async fn read(
     let offset = target.query.offset.unwrap_or(0) as i64;
     let page_size = target.query.limit.unwrap_or(default_rows).min(max_rows) as i64;
     let key = state.refresh_key.clone();
+    let neutralize = state.config.rest.csv_neutralize_formulas;
     let reply = in_transaction(&state, &caller, true, None, steps, |rows| {
         let (body, returned): (String, i64) = (rows[0].get(0), rows[0].get(1));
         let planned = |row: &tokio_postgres::Row| -> i64 {
@@ -252,7 +265,7 @@ pub async fn read(
             },
             Format::Csv => reply
                 .header("content-type", "text/csv; charset=utf-8")
-                .body(csv(&body)),
+                .body(csv(&body, neutralize)),
         })
     })
     .await?;

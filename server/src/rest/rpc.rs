@@ -18,7 +18,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::Param;
 use basalt_core::filter::FilterError;
-use basalt_core::rest::{parse_read, quote, read_sql, Function, Schema, Source};
+use basalt_core::rest::{quote, read_columns, read_sql, Function, Schema, Source};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -104,7 +104,7 @@ pub async fn plan_call(
     }
     let given: Vec<String> = args.keys().cloned().collect();
     let (schema, function) = function_of(state, profile, name, &given).await?;
-    let query = parse_read(pairs)?;
+    let query = super::parse_query(caller, pairs)?;
     let mut params = Vec::new();
     let arguments = function
         .args
@@ -147,7 +147,24 @@ pub async fn plan_call(
                 max_rows,
             };
             let access = Embedding { state, caller };
-            let (sql, read_params) = read_sql(source, &query, None, &access, &variables)?.read;
+            // A SECURITY INVOKER function reads the table as the caller: the
+            // table's select policy applies to its rows (and columns) as to
+            // a GET. A SECURITY DEFINER one runs with its owner's rights by
+            // design: the function's `execute` policy grants its rows.
+            let condition = if function.security_definer {
+                None
+            } else {
+                super::decide(
+                    state,
+                    caller,
+                    &format!("table:{}.{}", schema.name, table.name),
+                    "select",
+                    &read_columns(&schema, table, &query),
+                )?
+                .condition
+            };
+            let (sql, read_params) =
+                read_sql(source, &query, condition.as_ref(), &access, &variables)?.read;
             return Ok(CallPlan {
                 step: Step::new((sql, read_params), &relation),
                 read_only: function.read_only(),

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
@@ -83,9 +84,23 @@ pub struct Local {
     root: PathBuf,
 }
 
+/// Blobs are private to Basalt's user: folders 0700, files 0600.
+async fn private_dir(path: &Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .await
+}
+
 impl Local {
     pub async fn open(root: PathBuf) -> anyhow::Result<Local> {
-        tokio::fs::create_dir_all(root.join(".tmp")).await?;
+        private_dir(&root.join(".tmp")).await?;
+        // A root made by an earlier version (0755) is closed too: what is
+        // inside cannot be reached through it.
+        for dir in [&root, &root.join(".tmp")] {
+            tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).await?;
+        }
         Ok(Local { root })
     }
 
@@ -124,7 +139,7 @@ impl BlobWriter for LocalWriter {
             file.sync_all().await?;
             drop(file);
             let parent = self.target.parent().expect("keys have a folder");
-            tokio::fs::create_dir_all(parent).await?;
+            private_dir(parent).await?;
             tokio::fs::rename(&self.temp, &self.target).await?;
             tokio::fs::File::open(parent).await?.sync_all().await?;
             anyhow::Ok(())
@@ -149,7 +164,12 @@ impl Backend for Local {
             .root
             .join(".tmp")
             .join(uuid::Uuid::new_v4().to_string());
-        let file = tokio::fs::File::create(&temp).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .await?;
         Ok(Box::new(LocalWriter {
             file: Some(file),
             temp,

@@ -688,7 +688,7 @@ async fn download(
     };
     let (bucket, name) = target(&request, prefix)?;
     let (_, object) = authorized_object(&state, &caller, &bucket, &name, "read").await?;
-    send(&state, &request, &object, query.download.as_deref()).await
+    send(&state, &request, &object, query.download.as_deref(), false).await
 }
 
 /// Public buckets: no API key needed.
@@ -706,7 +706,7 @@ async fn public_download(
             .into());
     }
     let object = find_object(&state, &bucket.id, &name).await?;
-    send(&state, &request, &object, query.download.as_deref()).await
+    send(&state, &request, &object, query.download.as_deref(), true).await
 }
 
 fn if_none_match(request: &HttpRequest, etag: &str) -> Option<bool> {
@@ -721,11 +721,13 @@ fn if_none_match(request: &HttpRequest, etag: &str) -> Option<bool> {
 
 /// Sends an object: 304 when the client's copy is current, 206 for a range,
 /// 416 for a range past the end, else 200; HEAD gets the headers only.
+/// Only public downloads (`shared`) may be kept by shared caches.
 async fn send(
     state: &AppState,
     request: &HttpRequest,
     object: &Object,
     download: Option<&str>,
+    shared: bool,
 ) -> Result<HttpResponse, HttpError> {
     let etag = object.etag();
     let modified = SystemTime::from(object.updated_at);
@@ -744,7 +746,14 @@ async fn send(
     response
         .insert_header((header::ETAG, etag.clone()))
         .insert_header((header::LAST_MODIFIED, last_modified.to_string()))
-        .insert_header((header::CACHE_CONTROL, object.cache_control.clone()))
+        .insert_header((
+            header::CACHE_CONTROL,
+            if shared {
+                object.cache_control.clone()
+            } else {
+                rules::private_cache_control(&object.cache_control)
+            },
+        ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         // Stored bytes go out as stored: never recompressed, so ranges and
@@ -1436,7 +1445,7 @@ async fn signed_download(
     let (bucket, name) = target(&request, "/storage/v1/object/sign/")?;
     verify(&state, query.token.as_deref(), "download", &bucket, &name)?;
     let object = find_object(&state, &bucket, &name).await?;
-    send(&state, &request, &object, query.download.as_deref()).await
+    send(&state, &request, &object, query.download.as_deref(), false).await
 }
 
 /// A URL that uploads one object once, without an API key, within two hours.

@@ -36,10 +36,11 @@ fn type_schema(type_name: &str) -> Value {
     .unwrap_or_default()
 }
 
-fn table_schema(table: &Table) -> Value {
+fn table_schema(table: &Table, columns: Option<&[String]>) -> Value {
     let properties: Map<String, Value> = table
         .columns
         .iter()
+        .filter(|(name, _)| columns.is_none_or(|visible| visible.contains(name)))
         .map(|(name, type_name)| (name.clone(), type_schema(type_name)))
         .collect();
     json!({"type": "object", "properties": properties})
@@ -173,11 +174,15 @@ fn function_path(function: &Function) -> Value {
 }
 
 /// The document; `allowed(object, action)` answers for the caller.
+/// `allowed(object, action)` says whether the caller may act; `columns(object)`
+/// which columns their policies name (`None`: all), so that no column the
+/// caller may not use is named.
 pub fn openapi(
     schema: &Schema,
     server_url: &str,
     version: &str,
     allowed: &dyn Fn(&str, &str) -> bool,
+    columns: &dyn Fn(&str) -> Option<Vec<String>>,
 ) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
@@ -192,7 +197,10 @@ pub fn openapi(
         let item = table_paths(table, &|action| allowed(&object, action));
         if item.as_object().is_some_and(|o| !o.is_empty()) {
             paths.insert(format!("/{}", table.name), item);
-            schemas.insert(table.name.clone(), table_schema(table));
+            schemas.insert(
+                table.name.clone(),
+                table_schema(table, columns(&object).as_deref()),
+            );
         }
     }
     for (name, overloads) in &schema.functions {
@@ -244,9 +252,13 @@ mod tests {
             tables: [("posts".to_owned(), table)].into_iter().collect(),
             ..Schema::default()
         };
-        let document = openapi(&schema, "http://x/rest/v1", "1", &|_, action| {
-            action == "select"
-        });
+        let document = openapi(
+            &schema,
+            "http://x/rest/v1",
+            "1",
+            &|_, action| action == "select",
+            &|_| None,
+        );
         let item = &document["paths"]["/posts"];
         assert!(item["get"].is_object());
         assert!(item["post"].is_null() && item["delete"].is_null());
@@ -254,7 +266,13 @@ mod tests {
             document["components"]["schemas"]["posts"]["properties"]["tags"]["items"]["type"],
             "string"
         );
-        let none = openapi(&schema, "http://x/rest/v1", "1", &|_, _| false);
+        let none = openapi(&schema, "http://x/rest/v1", "1", &|_, _| false, &|_| None);
         assert_eq!(none["paths"], json!({}));
+        // Columns no policy names are not named.
+        let narrow = openapi(&schema, "http://x/rest/v1", "1", &|_, _| true, &|_| {
+            Some(vec!["id".into()])
+        });
+        let properties = &narrow["components"]["schemas"]["posts"]["properties"];
+        assert!(properties["id"].is_object() && properties["tags"].is_null());
     }
 }

@@ -137,6 +137,21 @@ impl ReadQuery {
 }
 
 impl ReadQuery {
+    /// Every cast's type name in `select=`, embedded resources included.
+    pub fn casts(&self) -> Vec<&str> {
+        let mut casts = Vec::new();
+        for item in &self.select {
+            match item {
+                SelectItem::Field(Field {
+                    cast: Some(cast), ..
+                }) => casts.push(cast.as_str()),
+                SelectItem::Embed(embed) => casts.extend(embed.query.casts()),
+                _ => {}
+            }
+        }
+        casts
+    }
+
     /// The columns the filters read (what a write's `WHERE` reads).
     pub fn filter_columns(&self) -> Vec<String> {
         let mut names = Vec::new();

@@ -29,6 +29,8 @@ pub struct Function {
     pub returns_table: Option<String>,
     /// `i`mmutable, `s`table or `v`olatile.
     pub volatility: char,
+    /// `SECURITY DEFINER`: runs with its owner's rights, deliberately.
+    pub security_definer: bool,
 }
 
 impl Function {
