@@ -848,6 +848,12 @@ async fn caches_hosts_and_anon_learn_nothing_extra() {
         .admin_sql("create table people (id int primary key, name text, salary int)")
         .await;
     assert_eq!(answer.status(), 200);
+    // The document is made from the schema cache: reload it now rather
+    // than wait for the DDL notification.
+    let answer = admin
+        .send(Method::POST, "/admin/v1/schema/reload", &[], None)
+        .await;
+    assert!(answer.status < 300, "{}", answer.text);
     admin
         .policy(json!({"subject": "anon", "object": "table:public.people", "action": "select", "columns": ["id", "name"]}))
         .await;
@@ -1003,6 +1009,15 @@ async fn logs_keep_client_errors_low_and_values_out() {
         let answer = basalt.admin_sql(sql).await;
         assert_eq!(answer.status(), 400, "{sql}");
     }
+    // Data requests work on the embedded cluster: Basalt made the login role
+    // (password authentication over its socket) and the grants.
+    Client::service(&basalt)
+        .policy(json!({"subject": "anon", "object": "table:public.accounts", "action": "select"}))
+        .await;
+    let answer = Client::anon(&basalt)
+        .send(Method::GET, "/rest/v1/accounts?select=id", &[], None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
     // Malformed requests from anyone.
     let key = basalt.keys().anon;
     for (content_type, body) in [
@@ -1253,4 +1268,62 @@ async fn one_caller_cannot_starve_the_others() {
     // The service_role key is not limited by either.
     let answer = nap(&admin, 2.5).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
+}
+
+/// On a managed database Basalt's user is no superuser: with CREATEROLE it
+/// still makes the login role; without it, the operator provides the role
+/// and its password, and start-up checks it.
+#[tokio::test]
+async fn least_privilege_works_without_a_superuser() {
+    let cluster = basalt_tests::PgServer::shared();
+    let admin = cluster.connect("postgres").await;
+    let suffix = std::process::id();
+    let (owner, login) = (format!("owner_{suffix}"), format!("api_login_{suffix}"));
+    let database = format!("managed_{suffix}");
+    for statement in [
+        format!("CREATE ROLE {owner} LOGIN CREATEROLE"),
+        format!("CREATE DATABASE {database} OWNER {owner}"),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    let url = format!("postgres://{owner}@127.0.0.1:{}/{database}", cluster.port);
+    let basalt = Basalt::builder()
+        .database_url(&url)
+        .env("BASALT_DATABASE_API_ROLE", login.clone())
+        .start()
+        .await;
+    let answer = basalt
+        .admin_sql("create table t (id int primary key); insert into t values (1)")
+        .await;
+    assert_eq!(answer.status(), 200);
+    Client::service(&basalt)
+        .policy(json!({"subject": "anon", "object": "table:public.t", "action": "select"}))
+        .await;
+    let answer = Client::anon(&basalt)
+        .send(Method::GET, "/rest/v1/t", &[], None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    drop(basalt);
+
+    // An operator-managed login role that could become more is refused.
+    admin
+        .batch_execute(&format!("GRANT {owner} TO {login}"))
+        .await
+        .unwrap();
+    let mut refused = Basalt::builder()
+        .database_url(&url)
+        .env("BASALT_DATABASE_API_ROLE", login.clone())
+        .env("BASALT_DATABASE_API_PASSWORD", "operator-set")
+        .no_wait()
+        .start()
+        .await;
+    assert!(!refused
+        .wait_exit(std::time::Duration::from_secs(30))
+        .await
+        .success());
+    assert!(
+        refused.logs().contains(&format!("can become `{owner}`")),
+        "{}",
+        refused.logs()
+    );
 }

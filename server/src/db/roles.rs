@@ -72,14 +72,7 @@ pub async fn provision(
     password: &str,
 ) -> anyhow::Result<()> {
     for (setting, role) in api_roles(config) {
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
-                &[&role],
-            )
-            .await?
-            .get(0);
-        if !exists {
+        if !role_exists(client, role).await? {
             bail!(
                 "{setting} = `{role}`: PostgreSQL has no such role; create it (CREATE ROLE {role} NOLOGIN) or fix the setting"
             );
@@ -103,6 +96,16 @@ pub async fn provision(
     }
 }
 
+async fn role_exists(client: &Client, role: &str) -> anyhow::Result<bool> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await?
+        .get(0))
+}
+
 /// A concurrent change of the same catalog row by another session.
 fn is_race(error: &anyhow::Error) -> bool {
     error
@@ -122,14 +125,11 @@ async fn provision_once(
     let role = &config.database.api_role;
     if managed && api.connect(tls.clone()).await.is_err() {
         // Missing, or its password or LOGIN is not what Basalt set.
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
-                &[role],
-            )
-            .await?
-            .get(0);
-        let verb = if exists { "ALTER" } else { "CREATE" };
+        let verb = if role_exists(client, role).await? {
+            "ALTER"
+        } else {
+            "CREATE"
+        };
         let sql: String = client
             .query_one(
                 &format!("SELECT format('{verb} ROLE %I LOGIN NOINHERIT PASSWORD %L', $1::text, $2::text)"),
