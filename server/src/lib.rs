@@ -2,10 +2,12 @@
 //! command line, and benchmarks reach the engines directly.
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod authz;
 pub mod db;
 pub mod embedded;
+pub mod error;
 pub mod feed;
 pub mod http;
 pub mod jobs;

@@ -352,7 +352,7 @@ async fn run(
         secs => KeepAlive::Timeout(Duration::from_secs(secs)),
     };
     let app_state = state.clone();
-    let server = HttpServer::new(move || crate::http::app(app_state.clone()))
+    let server = HttpServer::new(move || crate::app::app(app_state.clone()))
         .workers(workers)
         .max_connections(server_config.max_connections_per_worker as usize)
         .client_request_timeout(Duration::from_millis(server_config.header_read_timeout_ms))

@@ -5,7 +5,7 @@ mod tables;
 
 use crate::authz::{Admin, SchemaWrite, SqlWrite, SystemRead};
 use crate::db::{self, migrate, CancelOnDrop};
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json};

@@ -7,7 +7,7 @@
 use crate::auth::users::{self, Actor};
 use crate::authz::{Admin, RealtimeRead, SchemaRead, SchemaWrite};
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
 use crate::state::AppState;

@@ -4,7 +4,7 @@
 use super::users::{self, Actor, USER_JSON};
 use crate::authz::{Admin, AuditRead, UsersRead, UsersWrite};
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
 use crate::state::AppState;

@@ -4,7 +4,7 @@
 use super::sessions;
 use super::users::{self, Actor};
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::jobs;
 use crate::mail::{Email, Mailer};
 use crate::state::AppState;

@@ -6,7 +6,7 @@
 //! skew, requires `role` and `exp`, and requires `aud = authenticated` on user
 //! tokens. API keys carry no `aud`, like Supabase's.
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

@@ -11,7 +11,7 @@ pub mod routes;
 pub mod sessions;
 pub mod users;
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};

@@ -1,6 +1,6 @@
 //! Password hashing with Argon2id, off the request threads.
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use basalt_core::config::AuthConfig;

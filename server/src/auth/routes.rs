@@ -4,7 +4,7 @@ use super::sessions;
 use super::users::{self, Actor};
 use super::{email, Caller, SignedIn};
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
 use crate::state::AppState;

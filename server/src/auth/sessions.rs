@@ -11,7 +11,7 @@
 use super::jwt::{AccessClaims, AUDIENCE};
 use super::users::{self, Actor};
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use basalt_core::errors::{ApiError, ErrorCode};
 use base64::Engine;

@@ -2,7 +2,7 @@
 //! updating, and the audit log every auth event is written to.
 
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;

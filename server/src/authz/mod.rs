@@ -10,7 +10,7 @@ pub mod routes;
 pub use engine::Engine;
 
 use crate::auth::Caller;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};

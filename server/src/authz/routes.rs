@@ -9,7 +9,7 @@ use super::{Admin, AuthzRead, AuthzWrite};
 use crate::auth::users::{self, Actor};
 use crate::auth::Caller;
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
 use crate::state::AppState;

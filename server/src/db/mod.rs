@@ -7,7 +7,7 @@ pub mod pool;
 pub mod rls;
 pub mod roles;
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};
 
 /// A pool failure means the database is unreachable or saturated: 503, retry soon.

@@ -1,7 +1,7 @@
 //! Request limits: the body size limit (413, checked on `Content-Length` before
 //! reading and again while the body streams) and the request timeout (504).
 
-use super::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};

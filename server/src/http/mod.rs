@@ -1,14 +1,10 @@
-//! The HTTP foundation shared by every API: the composition root (`app`), the
-//! error type, and the middleware stack every request passes through.
+//! The HTTP foundation shared by every API: the middleware stack every
+//! request passes through, and how resources are made.
 
-pub mod app;
-pub mod error;
 pub mod limits;
 pub mod observe;
 pub mod rate_limit;
 pub mod security;
-
-pub use app::app;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};

@@ -3,7 +3,7 @@
 //! span, records the Prometheus request metrics, and makes sure every error
 //! leaves in the catalogue's JSON shape.
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};

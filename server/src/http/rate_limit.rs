@@ -6,8 +6,8 @@
 //! bucket's remaining count and reset time; the arithmetic is in
 //! `basalt_core::rate` and tested there.
 
-use super::error::HttpError;
 use super::limits::state;
+use crate::error::HttpError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};

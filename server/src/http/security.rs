@@ -1,8 +1,8 @@
 //! Security headers on every response, CORS, and who the client is (through
 //! trusted proxies only).
 
-use super::error::HttpError;
 use super::limits::state;
+use crate::error::HttpError;
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};

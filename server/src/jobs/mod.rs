@@ -5,7 +5,7 @@
 
 use crate::db;
 use crate::db::pool::Tls;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use basalt_core::config::JobsConfig;
 use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! not versioned (probes and scrapers expect fixed paths) and not rate limited.
 
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
 use actix_web::web::{self, Data};

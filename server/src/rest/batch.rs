@@ -11,7 +11,7 @@ use super::write::{
 };
 use super::{in_transaction, target, Prefer, Reply, Step, Target};
 use crate::auth::Caller;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};

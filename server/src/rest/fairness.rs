@@ -7,7 +7,7 @@
 //! (`rest.statement_timeout_ms`) bounds each of them in the database too.
 
 use crate::auth::Caller;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use basalt_core::errors::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

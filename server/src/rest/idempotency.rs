@@ -12,7 +12,7 @@
 use super::Reply;
 use crate::auth::Caller;
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::authz::routes::subject_of;
 use crate::db::{self, rls, CancelOnDrop, Checkout};
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
 use actix_web::http::{Method, StatusCode};

@@ -5,7 +5,7 @@
 
 use super::{decide, in_transaction, table_request, uid_of, variables, Embedding, Reply, Step};
 use crate::auth::Caller;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};

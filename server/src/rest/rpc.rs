@@ -10,7 +10,7 @@ use super::idempotency::Idempotency;
 use super::{in_transaction, query_pairs, refusal, Embedding, Reply, Step};
 use crate::auth::Caller;
 use crate::authz::routes::subject_of;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::{Bytes, Data, Path};

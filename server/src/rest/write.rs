@@ -7,7 +7,7 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::authz::routes::subject_of;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path};

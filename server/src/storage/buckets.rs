@@ -6,7 +6,7 @@
 use super::{decide, find_bucket, invalid, invalid_bucket, Bucket, BUCKET_COLUMNS};
 use crate::auth::Caller;
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json, Path};

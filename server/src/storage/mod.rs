@@ -19,7 +19,7 @@ pub use buckets::reconcile as reconcile_buckets;
 use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::web;
 use backend::Backend;

@@ -10,7 +10,7 @@ use super::{
 use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::db;
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue, HttpDate};

@@ -1,8 +1,8 @@
 //! The composition root: every feature's routes and the middleware stack, in one
 //! place. A feature lists its own routes in its folder's `routes` function.
 
-use super::error::{json_error, HttpError};
-use super::{limits, observe, rate_limit, security};
+use crate::error::{json_error, HttpError};
+use crate::http::{limits, observe, rate_limit, security};
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
