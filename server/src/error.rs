@@ -80,3 +80,35 @@ pub fn json_error(
     };
     HttpError::from(api).into()
 }
+
+/// The database unreachable or saturated: 503, retry soon.
+pub fn database_unavailable(error: impl std::fmt::Display) -> HttpError {
+    HttpError::from(ApiError::new(ErrorCode::DatabaseUnavailable).with_details(error.to_string()))
+        .retry_after(1)
+}
+
+/// No connection could be had from a pool (exhausted, or the database lost).
+impl From<deadpool_postgres::PoolError> for HttpError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        database_unavailable(error)
+    }
+}
+
+/// A failure of one of Basalt's own statements: a bug to log and answer with
+/// 500, or, when the connection broke, the database being unavailable. (The
+/// caller's own SQL and input are mapped by their features: the data API's
+/// `query_failed`, admin SQL's `statement_error`.)
+impl From<tokio_postgres::Error> for HttpError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let Some(db) = error.as_db_error() else {
+            return database_unavailable(error);
+        };
+        // PostgreSQL's DETAIL can quote row values (emails): log the code and message only.
+        tracing::error!(
+            sqlstate = db.code().code(),
+            "statement failed: {}",
+            db.message()
+        );
+        HttpError::new(ErrorCode::InternalError)
+    }
+}

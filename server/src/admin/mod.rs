@@ -4,12 +4,13 @@
 mod tables;
 
 use crate::authz::{Admin, SchemaWrite, SqlWrite, SystemRead};
-use crate::db::{self, migrate, CancelOnDrop};
-use crate::error::HttpError;
+use crate::db::{migrate, CancelOnDrop};
+use crate::error::{database_unavailable, HttpError};
 use crate::http::resource;
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json};
 use actix_web::HttpResponse;
+use basalt_core::errors::{ApiError, ErrorCode};
 use deadpool_postgres::Object;
 use futures_util::{pin_mut, TryStreamExt};
 use serde::Deserialize;
@@ -53,12 +54,11 @@ async fn reload_schema(
         .schema
         .reload(&state.pool)
         .await
-        .map_err(db::unavailable)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+        .map_err(database_unavailable)?;
+    let client = state.pool.get().await?;
     client
         .execute("SELECT pg_notify('basalt_schema', '')", &[])
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let schema = state.schema.get();
     Ok(HttpResponse::Ok().json(json!({
         "schema": schema.name,
@@ -68,17 +68,17 @@ async fn reload_schema(
 }
 
 async fn status(_: Admin<SystemRead>, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let mut client = state.pool.get().await?;
     let row = client
         .query_one(
             "SELECT current_setting('server_version'), instance_id::text, to_jsonb(created_at) #>> '{}' FROM basalt.instance",
             &[],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let applied = migrate::applied(&mut client)
         .await
-        .map_err(db::unavailable)?;
+        .map_err(database_unavailable)?;
     Ok(HttpResponse::Ok().json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": row.get::<_, String>(1),
@@ -108,19 +108,19 @@ async fn sql(
     state: Data<AppState>,
     body: Json<SqlRequest>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = Object::take(state.pool.get().await.map_err(db::unavailable)?);
+    let client = Object::take(state.pool.get().await?);
     let mut cancel = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
     let stream = client
         .simple_query_raw(&body.query)
         .await
-        .map_err(db::statement_error)?;
+        .map_err(statement_error)?;
     pin_mut!(stream);
     let mut results = Vec::new();
     let mut columns: Vec<String> = Vec::new();
     let mut rows: Vec<Vec<Option<String>>> = Vec::new();
     let mut total_rows = 0;
     let mut truncated = false;
-    while let Some(message) = stream.try_next().await.map_err(db::statement_error)? {
+    while let Some(message) = stream.try_next().await.map_err(statement_error)? {
         match message {
             SimpleQueryMessage::RowDescription(description) => {
                 columns = description.iter().map(|c| c.name().to_owned()).collect();
@@ -158,4 +158,25 @@ async fn sql(
         "truncated": truncated,
         "max_rows": SQL_MAX_ROWS,
     })))
+}
+
+/// Maps a failed statement the caller wrote (admin SQL): the server's own error is the caller's to fix (400),
+/// a broken connection is the database being unavailable (503).
+fn statement_error(error: tokio_postgres::Error) -> HttpError {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut api = ApiError::new(ErrorCode::SqlError)
+                .with_message(db.message().to_owned())
+                .with_details(format!(
+                    "SQLSTATE {}{}",
+                    db.code().code(),
+                    db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+                ));
+            if let Some(hint) = db.hint() {
+                api = api.with_hint(hint.to_owned());
+            }
+            api.into()
+        }
+        None => database_unavailable(error),
+    }
 }

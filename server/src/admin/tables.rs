@@ -6,8 +6,7 @@
 
 use crate::auth::users::{self, Actor};
 use crate::authz::{Admin, RealtimeRead, SchemaRead, SchemaWrite};
-use crate::db;
-use crate::error::HttpError;
+use crate::error::{database_unavailable, HttpError};
 use crate::http::resource;
 use crate::http::security::request_ip;
 use crate::state::AppState;
@@ -93,7 +92,7 @@ async fn known(state: &AppState, name: &str) -> Result<Table, HttpError> {
 /// DDL errors: the admin's input, worded by PostgreSQL.
 fn ddl_failed(error: tokio_postgres::Error) -> HttpError {
     let Some(db) = error.as_db_error() else {
-        return db::failed(error);
+        return HttpError::from(error);
     };
     let code = db.code().code();
     let api = match code {
@@ -106,7 +105,7 @@ fn ddl_failed(error: tokio_postgres::Error) -> HttpError {
         {
             ApiError::new(ErrorCode::ValidationFailed)
         }
-        _ => return db::failed(error),
+        _ => return HttpError::from(error),
     };
     api.with_details(db.message().to_owned()).into()
 }
@@ -120,8 +119,8 @@ async fn apply(
     name: String,
     statements: Vec<String>,
 ) -> Result<Value, HttpError> {
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     for statement in &statements {
         transaction
             .batch_execute(statement)
@@ -139,7 +138,7 @@ async fn apply(
             &[&name, &sql, &applied_by],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .get(0);
     let actor = Actor {
         id: caller.user.map(|(user, _)| user),
@@ -157,14 +156,13 @@ async fn apply(
     // Replicas without the event trigger (no superuser) still hear of it.
     transaction
         .execute("SELECT pg_notify('basalt_schema', '')", &[])
-        .await
-        .map_err(db::failed)?;
-    transaction.commit().await.map_err(db::failed)?;
+        .await?;
+    transaction.commit().await?;
     state
         .schema
         .reload(&state.pool)
         .await
-        .map_err(db::unavailable)?;
+        .map_err(database_unavailable)?;
     Ok(json!({"version": version, "name": name, "sql": sql}))
 }
 
@@ -299,15 +297,14 @@ async fn migrations(
     _: Admin<SchemaRead>,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(
             "SELECT version, name, statements, to_jsonb(applied_at) #>> '{}', applied_by
              FROM basalt.app_migrations ORDER BY version",
             &[],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let list: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -375,10 +372,9 @@ async fn realtime_tables(
     _: Admin<SchemaRead>,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let tables: Vec<String> = crate::feed::enabled_tables(&client)
-        .await
-        .map_err(db::failed)?
+        .await?
         .into_iter()
         .map(|(schema, table)| format!("{schema}.{table}"))
         .collect();
@@ -410,11 +406,8 @@ async fn changes(
             .with_details("after: a position (0 or more); limit: 1 to 1000")
             .into());
     }
-    let client = state.pool.get().await.map_err(db::unavailable)?;
-    match crate::feed::read_after(&client, page.after, page.limit)
-        .await
-        .map_err(db::failed)?
-    {
+    let client = state.pool.get().await?;
+    match crate::feed::read_after(&client, page.after, page.limit).await? {
         crate::feed::Page::Changes(changes) => {
             let next = changes.last().map_or(page.after, |c| c.position);
             Ok(HttpResponse::Ok().json(json!({ "changes": changes, "next": next })))

@@ -3,7 +3,6 @@
 
 use super::users::{self, Actor, USER_JSON};
 use crate::authz::{Admin, AuditRead, UsersRead, UsersWrite};
-use crate::db;
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
@@ -70,18 +69,17 @@ async fn list(
 ) -> Result<HttpResponse, HttpError> {
     let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
     let per_page = query.per_page.unwrap_or(50).clamp(1, 1000);
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(
             &format!("SELECT {USER_JSON} FROM auth.users u ORDER BY u.created_at DESC, u.id LIMIT $1 OFFSET $2"),
             &[&per_page, &((page - 1) * per_page)],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let total: i64 = client
         .query_one("SELECT count(*) FROM auth.users", &[])
-        .await
-        .map_err(db::failed)?
+        .await?
         .get(0);
     let users: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
     Ok(HttpResponse::Ok()
@@ -171,8 +169,8 @@ async fn create(
     let email = users::validate_email(body.email.as_deref().unwrap_or(""))?;
     validate_fields(&body)?;
     let hash = users::hash_new_password(&state, body.password.as_ref()).await?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let user_metadata = Value::Object(body.user_metadata.clone().unwrap_or_default());
     let app_metadata = body.app_metadata.clone().map(Value::Object);
     let row = transaction
@@ -185,7 +183,7 @@ async fn create(
             &[&email, &hash, &body.email_confirm.unwrap_or(false), &user_metadata, &app_metadata, &body.role],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .ok_or_else(|| HttpError::new(ErrorCode::UserAlreadyExists))?;
     let id: Uuid = row.get(0);
     if let Some(ban) = &body.ban_duration {
@@ -200,7 +198,7 @@ async fn create(
     )
     .await?;
     let user = users::by_id(&transaction, id).await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(user))
 }
 
@@ -215,7 +213,7 @@ async fn set_ban(
             &[&id, &seconds],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     // A banned user's sessions end now; their refresh tokens stop working.
     if seconds.is_some() {
         client
@@ -224,7 +222,7 @@ async fn set_ban(
                 &[&id],
             )
             .await
-            .map_err(db::failed)?;
+            ?;
     }
     Ok(())
 }
@@ -235,7 +233,7 @@ async fn get(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = user_id(&path)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let user = users::by_id(&client, id)
         .await?
         .ok_or_else(|| HttpError::new(ErrorCode::UserNotFound))?;
@@ -257,8 +255,8 @@ async fn update(
         .transpose()?;
     validate_fields(&body)?;
     let hash = users::hash_new_password(&state, body.password.as_ref()).await?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let updated = transaction
         .execute(
             "UPDATE auth.users SET
@@ -299,14 +297,13 @@ async fn update(
                 &[&id],
             )
             .await
-            .map_err(db::failed)?;
+            ?;
         transaction
             .execute(
                 "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND used_at IS NULL",
                 &[&id],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
     }
     users::audit(
         &transaction,
@@ -317,7 +314,7 @@ async fn update(
     )
     .await?;
     let user = users::by_id(&transaction, id).await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(user))
 }
 
@@ -328,19 +325,17 @@ async fn delete(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = user_id(&path)?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     transaction
         .execute(
             "DELETE FROM basalt.policies WHERE subject = 'user:' || $1::uuid::text",
             &[&id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let deleted = transaction
         .execute("DELETE FROM auth.users WHERE id = $1", &[&id])
-        .await
-        .map_err(db::failed)?;
+        .await?;
     if deleted == 0 {
         return Err(ErrorCode::UserNotFound.into());
     }
@@ -352,7 +347,7 @@ async fn delete(
         json!({}),
     )
     .await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
@@ -363,7 +358,7 @@ async fn list_sessions(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = user_id(&path)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     if users::by_id(&client, id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
@@ -379,7 +374,7 @@ async fn list_sessions(
             &[&id, &inactivity],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let sessions: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
     Ok(HttpResponse::Ok().json(json!({"sessions": sessions})))
 }
@@ -392,7 +387,7 @@ async fn revoke_sessions(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = user_id(&path)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     if users::by_id(&client, id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
@@ -402,7 +397,7 @@ async fn revoke_sessions(
             &[&id],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     users::audit(
         &client,
         "admin_sessions_revoked",
@@ -430,7 +425,7 @@ async fn audit_log(
     query: Query<AuditQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(
             "SELECT jsonb_build_object('id', id, 'event', event, 'actor_id', actor_id, 'actor_role', actor_role,
@@ -443,7 +438,7 @@ async fn audit_log(
             &[&limit, &query.before, &query.user_id, &query.event],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let entries: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
     Ok(HttpResponse::Ok().json(json!({"entries": entries})))
 }

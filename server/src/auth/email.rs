@@ -3,7 +3,6 @@
 
 use super::sessions;
 use super::users::{self, Actor};
-use crate::db;
 use crate::error::HttpError;
 use crate::jobs;
 use crate::mail::{Email, Mailer};
@@ -108,7 +107,7 @@ pub async fn enqueue(
     request: &EmailRequest,
 ) -> Result<(), HttpError> {
     let payload = serde_json::to_value(request).expect("requests serialize");
-    state.jobs.enqueue(client, QUEUE, &payload).await
+    Ok(state.jobs.enqueue(client, QUEUE, &payload).await?)
 }
 
 /// The worker side of [`QUEUE`].
@@ -247,8 +246,7 @@ async fn issue_token(
             "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND kind = $2 AND used_at IS NULL",
             &[&user_id, &kind.as_str()],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     client
         .execute(
             "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, new_email, redirect_to, expires_at)
@@ -263,7 +261,7 @@ async fn issue_token(
             ],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let mut link = url::Url::parse(&format!("{}/auth/v1/verify", state.config.public_url()))
         .map_err(|_| HttpError::new(ErrorCode::InternalError))?;
     link.query_pairs_mut()
@@ -290,8 +288,8 @@ pub async fn verify(
     actor_ip: std::net::IpAddr,
     user_agent: Option<&str>,
 ) -> Result<Verified, HttpError> {
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let row = transaction
         .query_opt(
             "UPDATE auth.one_time_tokens SET used_at = now()
@@ -299,8 +297,7 @@ pub async fn verify(
              RETURNING user_id, new_email, redirect_to",
             &[&hash(token), &kind.as_str()],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .ok_or_else(|| HttpError::new(ErrorCode::OtpExpired))?;
     let user_id: Uuid = row.get(0);
     let new_email: Option<String> = row.get(1);
@@ -311,7 +308,7 @@ pub async fn verify(
             &[&user_id],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .get(0);
     if banned {
         return Err(ErrorCode::UserBanned.into());
@@ -331,8 +328,7 @@ pub async fn verify(
                 "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND used_at IS NULL",
                 &[&user_id],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
     } else {
         // Following a link sent to the address proves the user owns it. If the
         // account was never confirmed, whoever created it (maybe not the
@@ -347,7 +343,7 @@ pub async fn verify(
                 &[&user_id, &(kind != Kind::Signup)],
             )
             .await
-            .map_err(db::failed)?;
+            ?;
     }
     let actor = Actor {
         id: Some(user_id),
@@ -363,7 +359,7 @@ pub async fn verify(
     )
     .await?;
     let session = sessions::start(state, &transaction, user_id, actor, user_agent).await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(Verified {
         session,
         redirect_to,

@@ -3,7 +3,6 @@
 use super::sessions;
 use super::users::{self, Actor};
 use super::{email, Caller, SignedIn};
-use crate::db;
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
@@ -99,8 +98,8 @@ async fn signup(
     users::validate_metadata("data", &metadata)?;
     let confirm = state.config.email_confirmation();
     let hash = state.passwords.hash(body.password.clone()).await?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     // A new address is inserted; an unconfirmed account (perhaps made by
     // someone else) takes the new password, data and spelling of the address,
     // as a fresh sign-up (its answer then matches a new one's and the
@@ -120,7 +119,7 @@ async fn signup(
             &[&email, &hash, &metadata, &confirm],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     if confirm {
         email::enqueue(
             &state,
@@ -139,7 +138,7 @@ async fn signup(
         .await?;
     }
     let Some(row) = row else {
-        transaction.commit().await.map_err(db::failed)?;
+        transaction.commit().await?;
         if !confirm {
             // A session is the answer to a new sign-up, so this cannot be hidden.
             return Err(ErrorCode::UserAlreadyExists.into());
@@ -156,7 +155,7 @@ async fn signup(
     } else {
         sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?
     };
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -175,7 +174,7 @@ async fn look_alike_user(
     let digest = mac.finalize().into_bytes();
     let id =
         uuid::Builder::from_random_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid();
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let row = client
         .query_one(
             &format!(
@@ -189,7 +188,7 @@ async fn look_alike_user(
             &[&id, &email, metadata],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     Ok(row.get(0))
 }
 #[derive(Deserialize)]
@@ -246,7 +245,7 @@ async fn password_grant(
     state
         .rate_limiter
         .check_email("token", &email, Instant::now())?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
+    let mut client = state.pool.get().await?;
     // An address that cannot exist is looked up nowhere, but pays the same hash.
     let found = if basalt_core::auth_rules::valid_email(email.trim()) {
         client
@@ -256,8 +255,7 @@ async fn password_grant(
                  FROM auth.users WHERE lower(email) = lower($1)",
                 &[&email.trim()],
             )
-            .await
-            .map_err(db::failed)?
+            .await?
     } else {
         None
     };
@@ -292,19 +290,19 @@ async fn password_grant(
         .await?;
         return Err(code.into());
     }
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let transaction = client.transaction().await?;
     let actor = actor(&state, &request, Some(user_id), &caller.role);
     users::audit(&transaction, "login", actor, Some(user_id), json!({})).await?;
     let issued =
         sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(issued))
 }
 
 /// The signed-in user; a revoked or ended session is refused even while its
 /// access token has not expired.
 async fn get_user(user: SignedIn, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     if !sessions::is_live(&state, &client, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
@@ -335,8 +333,8 @@ async fn update_user(
         .map(users::validate_email)
         .transpose()?;
     let new_hash = users::hash_new_password(&state, body.password.as_ref()).await?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     if !sessions::is_live(&state, &transaction, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }
@@ -356,8 +354,7 @@ async fn update_user(
              WHERE id = $1",
             &[&user.user_id, &new_hash, &data],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     if new_hash.is_some() {
         // A new password ends every other session: a stolen refresh token dies with it.
         transaction
@@ -366,8 +363,7 @@ async fn update_user(
                  WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
                 &[&user.user_id, &user.session_id],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         let actor = actor(&state, &request, Some(user.user_id), "authenticated");
         users::audit(
             &transaction,
@@ -379,7 +375,7 @@ async fn update_user(
         .await?;
     }
     let json = users::by_id(&transaction, user.user_id).await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(json))
 }
 
@@ -408,8 +404,7 @@ async fn change_email(
                 "UPDATE auth.users SET new_email = $2, email_change_sent_at = now() WHERE id = $1",
                 &[&user_id, &new_email],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         let email_request = email::EmailRequest {
             kind: "email_change".into(),
             email: new_email.to_owned(),
@@ -490,7 +485,7 @@ async fn queue_email(
     state
         .rate_limiter
         .check_email(action, &email, Instant::now())?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let email_request = email::EmailRequest {
         kind: kind.into(),
         email,
@@ -659,7 +654,7 @@ async fn logout(
     query: Query<LogoutQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let scope = query.scope.as_deref().unwrap_or("global");
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     if !sessions::is_live(&state, &client, user.user_id, user.session_id).await? {
         return Err(ErrorCode::SessionExpired.into());
     }

@@ -10,7 +10,6 @@
 
 use super::jwt::{AccessClaims, AUDIENCE};
 use super::users::{self, Actor};
-use crate::db;
 use crate::error::HttpError;
 use crate::state::AppState;
 use basalt_core::errors::{ApiError, ErrorCode};
@@ -105,7 +104,7 @@ pub async fn start(
             &[&user_id, &max_lifetime, &user_agent, &actor.ip],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .get(0);
     let refresh_token = new_root_token();
     client
@@ -113,15 +112,13 @@ pub async fn start(
             "INSERT INTO auth.refresh_tokens (token_hash, session_id) VALUES ($1, $2)",
             &[&hash(&refresh_token), &session_id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     client
         .execute(
             "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
             &[&user_id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let (access, expires_at, user) = access_token(state, client, user_id, session_id).await?;
     Ok(issued_json(
         access,
@@ -138,8 +135,8 @@ pub async fn refresh(
     token: &str,
     ip: std::net::IpAddr,
 ) -> Result<Value, HttpError> {
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let row = transaction
         .query_opt(
             "SELECT rt.id, rt.session_id, s.user_id, rt.spent_at IS NOT NULL,
@@ -156,7 +153,7 @@ pub async fn refresh(
             &[&hash(token), &(state.config.auth.session_inactivity_timeout_secs as f64)],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .ok_or_else(|| HttpError::new(ErrorCode::RefreshTokenNotFound))?;
     let token_id: i64 = row.get(0);
     let session_id: Uuid = row.get(1);
@@ -179,7 +176,7 @@ pub async fn refresh(
     }
     if expired {
         revoke(&transaction, session_id, "expired").await?;
-        transaction.commit().await.map_err(db::failed)?;
+        transaction.commit().await?;
         return Err(HttpError::new(ErrorCode::SessionExpired));
     }
     let successor = successor_of(state, token);
@@ -190,7 +187,7 @@ pub async fn refresh(
                 &[&token_id, &hash(&successor)],
             )
             .await
-            .map_err(db::failed)?
+            ?
             .get(0);
         let within_grace = seconds_since_spent <= state.config.auth.refresh_reuse_grace_secs as f64;
         if !(live_child && within_grace) {
@@ -203,7 +200,7 @@ pub async fn refresh(
                 json!({"session_id": session_id}),
             )
             .await?;
-            transaction.commit().await.map_err(db::failed)?;
+            transaction.commit().await?;
             return Err(HttpError::new(ErrorCode::RefreshTokenAlreadyUsed));
         }
         // A concurrent refresh from the same client: the same successor again.
@@ -213,23 +210,21 @@ pub async fn refresh(
                 "UPDATE auth.refresh_tokens SET spent_at = now() WHERE id = $1",
                 &[&token_id],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         transaction
             .execute(
                 "INSERT INTO auth.refresh_tokens (token_hash, session_id, parent_id) VALUES ($1, $2, $3)",
                 &[&hash(&successor), &session_id, &token_id],
             )
             .await
-            .map_err(db::failed)?;
+            ?;
     }
     transaction
         .execute(
             "UPDATE auth.sessions SET refreshed_at = now() WHERE id = $1",
             &[&session_id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     users::audit(
         &transaction,
         "token_refreshed",
@@ -239,7 +234,7 @@ pub async fn refresh(
     )
     .await?;
     let (access, expires_at, user) = access_token(state, &transaction, user_id, session_id).await?;
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(issued_json(
         access,
         state.config.auth.access_token_ttl_secs,
@@ -260,7 +255,7 @@ pub async fn revoke(
             &[&session_id, &reason],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     Ok(())
 }
 
@@ -281,7 +276,7 @@ pub async fn is_live(
             &[&session_id, &user_id, &inactivity],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .is_some())
 }
 
@@ -311,7 +306,7 @@ pub async fn logout(
             &[&user_id, &session_id],
         )
         .await
-        .map_err(db::failed)
+        .map_err(HttpError::from)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Users: the JSON shape clients see (GoTrue's), sign-up, reading and
 //! updating, and the audit log every auth event is written to.
 
-use crate::db;
 use crate::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};
 use deadpool_postgres::GenericClient;
@@ -24,8 +23,7 @@ pub async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<Value
             &format!("SELECT {USER_JSON} FROM auth.users u WHERE u.id = $1"),
             &[&id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     Ok(row.map(|row| row.get(0)))
 }
 
@@ -112,7 +110,7 @@ pub async fn hash_new_password(
 pub fn email_taken_or_failed(error: tokio_postgres::Error) -> HttpError {
     match error.as_db_error().map(|e| e.code().code()) {
         Some("23505") => HttpError::new(ErrorCode::UserAlreadyExists),
-        _ => db::failed(error),
+        _ => HttpError::from(error),
     }
 }
 
@@ -149,6 +147,6 @@ pub async fn audit(
             &[&event, &actor.id, &actor.role, &target, &actor.ip, &details],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     Ok(())
 }

@@ -8,7 +8,6 @@ use super::engine::Subject;
 use super::{Admin, AuthzRead, AuthzWrite};
 use crate::auth::users::{self, Actor};
 use crate::auth::Caller;
-use crate::db;
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
@@ -128,9 +127,8 @@ async fn commit_change(
     users::audit(&transaction, event, actor, None, details).await?;
     transaction
         .execute("SELECT pg_notify('basalt_policies', '')", &[])
-        .await
-        .map_err(db::failed)?;
-    transaction.commit().await.map_err(db::failed)?;
+        .await?;
+    transaction.commit().await?;
     // The change is saved; if this reload fails, the NOTIFY makes the
     // listener of every replica, this one included, load it again.
     if let Err(error) = state.authz.reload(&state.pool).await {
@@ -153,12 +151,12 @@ fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
         Some("23503") => ApiError::new(ErrorCode::RoleNotFound)
             .with_details(what.to_owned())
             .into(),
-        _ => db::failed(error),
+        _ => HttpError::from(error),
     }
 }
 
 async fn list_roles(_: Admin<AuthzRead>, state: Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(
             "SELECT jsonb_build_object('name', r.name, 'description', r.description, 'source', r.source,
@@ -167,7 +165,7 @@ async fn list_roles(_: Admin<AuthzRead>, state: Data<AppState>) -> Result<HttpRe
             &[],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let roles: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
     Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
 }
@@ -190,8 +188,8 @@ async fn create_role(
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
     valid_role_name(&body.name)?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     transaction
         .execute(
             "INSERT INTO basalt.roles (name, description) VALUES ($1, $2)",
@@ -228,8 +226,7 @@ async fn link_parent(
     }
     let source: Option<String> = client
         .query_opt("SELECT source FROM basalt.roles WHERE name = $1", &[&role])
-        .await
-        .map_err(db::failed)?
+        .await?
         .map(|row| row.get(0));
     not_declared(source.as_deref().unwrap_or("api"), &format!("role {role}"))?;
     let cycle: bool = client
@@ -239,7 +236,7 @@ async fn link_parent(
             &[&parent, &role],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .get(0);
     if cycle || role == parent {
         return Err(invalid(format!(
@@ -271,15 +268,14 @@ async fn update_role(
     body: Json<RoleUpdate>,
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let source: String = transaction
         .query_opt(
             "SELECT source FROM basalt.roles WHERE name = $1 FOR UPDATE",
             &[&path.as_str()],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .ok_or_else(|| HttpError::new(ErrorCode::RoleNotFound))?
         .get(0);
     if source == "builtin" {
@@ -293,8 +289,7 @@ async fn update_role(
             "UPDATE basalt.roles SET description = $2 WHERE name = $1",
             &[&path.as_str(), &body.description],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let details = json!({"role": path.as_str(), "description": body.description});
     commit_change(
         &state,
@@ -315,15 +310,14 @@ async fn delete_role(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let source: Option<String> = transaction
         .query_opt(
             "SELECT source FROM basalt.roles WHERE name = $1",
             &[&path.as_str()],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .map(|row| row.get(0));
     match source.as_deref() {
         None => return Err(ErrorCode::RoleNotFound.into()),
@@ -339,15 +333,13 @@ async fn delete_role(
             "DELETE FROM basalt.policies WHERE subject = $1",
             &[&path.as_str()],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     transaction
         .execute(
             "DELETE FROM basalt.roles WHERE name = $1",
             &[&path.as_str()],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     commit_change(
         &state,
         transaction,
@@ -374,8 +366,8 @@ async fn add_parent(
     body: Json<ParentBody>,
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     link_parent(&transaction, &path, &body.parent).await?;
     commit_change(
         &state,
@@ -397,15 +389,14 @@ async fn remove_parent(
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
     let (role, parent) = path.into_inner();
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let source: Option<String> = transaction
         .query_opt(
             "SELECT source FROM basalt.role_parents WHERE role = $1 AND parent = $2",
             &[&role, &parent],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .map(|row| row.get(0));
     let Some(source) = source else {
         return Err(ApiError::new(ErrorCode::RoleNotFound)
@@ -418,8 +409,7 @@ async fn remove_parent(
             "DELETE FROM basalt.role_parents WHERE role = $1 AND parent = $2",
             &[&role, &parent],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     commit_change(
         &state,
         transaction,
@@ -442,14 +432,13 @@ async fn user_roles(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = user_id(&path)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let roles: Vec<String> = client
         .query(
             "SELECT role FROM basalt.user_roles WHERE user_id = $1 ORDER BY role",
             &[&id],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .iter()
         .map(|row| row.get(0))
         .collect();
@@ -476,8 +465,8 @@ async fn assign_role(
             "role: service_role is the server key's role and cannot be given to a user",
         ));
     }
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     if users::by_id(&transaction, id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
@@ -513,15 +502,14 @@ async fn unassign_role(
     let caller = admin.caller;
     let (id, role) = path.into_inner();
     let id = user_id(&id)?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let removed = transaction
         .execute(
             "DELETE FROM basalt.user_roles WHERE user_id = $1 AND role = $2",
             &[&id, &role],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     if removed == 0 {
         return Err(ApiError::new(ErrorCode::RoleNotFound)
             .with_details(format!("the user does not have role {role}"))
@@ -543,14 +531,13 @@ async fn list_policies(
     _: Admin<AuthzRead>,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(
             &format!("SELECT {POLICY_JSON} FROM basalt.policies ORDER BY created_at, id"),
             &[],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let policies: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
     Ok(HttpResponse::Ok().json(json!({ "policies": policies })))
 }
@@ -561,14 +548,13 @@ async fn get_policy(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let row = client
         .query_opt(
             &format!("SELECT {POLICY_JSON} FROM basalt.policies WHERE id = $1"),
             &[&id],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?;
     Ok(HttpResponse::Ok().json(row.get::<_, Value>(0)))
 }
@@ -630,8 +616,7 @@ async fn known_subject(client: &impl GenericClient, subject: &str) -> Result<(),
             "SELECT EXISTS (SELECT 1 FROM basalt.roles WHERE name = $1)",
             &[&subject],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .get(0);
     if known {
         Ok(())
@@ -662,8 +647,8 @@ async fn create_policy(
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
     validate_policy(&body)?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     known_subject(&transaction, &body.subject).await?;
     check_condition_columns(&transaction, &body).await?;
     let row = transaction
@@ -675,7 +660,7 @@ async fn create_policy(
             &[&body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let policy: Value = row.get(0);
     commit_change(
         &state,
@@ -700,15 +685,14 @@ async fn update_policy(
     let caller = admin.caller;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     validate_policy(&body)?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let source: String = transaction
         .query_opt(
             "SELECT source FROM basalt.policies WHERE id = $1 FOR UPDATE",
             &[&id],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?
         .get(0);
     not_declared(&source, &format!("policy {id}"))?;
@@ -724,7 +708,7 @@ async fn update_policy(
             &[&id, &body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let policy: Value = row.get(0);
     commit_change(
         &state,
@@ -746,19 +730,17 @@ async fn delete_policy(
 ) -> Result<HttpResponse, HttpError> {
     let caller = admin.caller;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let source: String = transaction
         .query_opt("SELECT source FROM basalt.policies WHERE id = $1", &[&id])
-        .await
-        .map_err(db::failed)?
+        .await?
         .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?
         .get(0);
     not_declared(&source, &format!("policy {id}"))?;
     transaction
         .execute("DELETE FROM basalt.policies WHERE id = $1", &[&id])
-        .await
-        .map_err(db::failed)?;
+        .await?;
     commit_change(
         &state,
         transaction,
@@ -811,7 +793,7 @@ async fn catalog(client: &impl GenericClient, object: &str) -> Result<Option<Cat
             &[&schema, &name],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     Ok((!rows.is_empty())
         .then(|| Catalog(rows.iter().map(|row| (row.get(0), row.get(1))).collect())))
 }
@@ -823,7 +805,7 @@ async fn explain(
     state: Data<AppState>,
     body: Json<ExplainBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let (subject, claims) = match body.subject.strip_prefix("user:") {
         Some(id) => {
             let id: Uuid = id.parse().map_err(|_| invalid("subject: user:<uuid>"))?;

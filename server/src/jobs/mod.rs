@@ -3,9 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED`, retried with exponential backoff and marked failed
 //! after `jobs.max_attempts`. A handler per queue does the work.
 
-use crate::db;
 use crate::db::pool::Tls;
-use crate::error::HttpError;
 use basalt_core::config::JobsConfig;
 use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
@@ -58,15 +56,14 @@ impl Queue {
         client: &impl GenericClient,
         queue: &str,
         payload: &Value,
-    ) -> Result<(), HttpError> {
+    ) -> Result<(), tokio_postgres::Error> {
         client
             .execute(
                 "WITH job AS (INSERT INTO basalt.jobs (queue, payload, max_attempts) VALUES ($1, $2, $3) RETURNING id)
                  SELECT pg_notify('basalt_jobs', $1) FROM job",
                 &[&queue, payload, &self.max_attempts],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         Ok(())
     }
 }

@@ -861,11 +861,10 @@ async fn send_broadcast(
             ))
             .into());
     }
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     client
         .execute("SELECT pg_notify($1, $2)", &[&BROADCAST_CHANNEL, &message])
-        .await
-        .map_err(db::failed)?;
+        .await?;
     Ok(())
 }
 

@@ -11,7 +11,6 @@
 
 use super::Reply;
 use crate::auth::Caller;
-use crate::db;
 use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -110,8 +109,7 @@ impl Idempotency {
                 "SELECT * FROM basalt.idempotency_claim($1, $2, $3)",
                 &[&self.id, &self.fingerprint, &ttl],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         if row.get::<_, bool>(0) {
             return Ok(None);
         }
@@ -148,10 +146,7 @@ impl Idempotency {
                 .map(|(name, value)| serde_json::json!([name, value]))
                 .collect(),
         );
-        transaction
-            .batch_execute("RESET ROLE")
-            .await
-            .map_err(db::failed)?;
+        transaction.batch_execute("RESET ROLE").await?;
         transaction
             .execute(
                 "SELECT basalt.idempotency_store($1, $2, $3, $4)",
@@ -162,8 +157,7 @@ impl Idempotency {
                     &reply.body,
                 ],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         Ok(())
     }
 }

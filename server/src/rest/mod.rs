@@ -19,7 +19,7 @@ mod write;
 use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::authz::routes::subject_of;
-use crate::db::{self, rls, CancelOnDrop, Checkout};
+use crate::db::{rls, CancelOnDrop, Checkout};
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
@@ -452,7 +452,7 @@ pub fn uid_of(caller: &Caller) -> Option<String> {
 /// constraint or column named.
 pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) -> HttpError {
     let Some(db) = error.as_db_error() else {
-        return db::failed(error);
+        return HttpError::from(error);
     };
     let code = db.code().code();
     let message = db.message().to_owned();
@@ -522,7 +522,7 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
         "P0001" => ApiError::new(ErrorCode::InvalidRequest)
             .with_details(message)
             .into(),
-        _ => db::failed(error),
+        _ => HttpError::from(error),
     }
 }
 
@@ -586,7 +586,7 @@ pub async fn in_transaction(
     let _slot = state
         .fairness
         .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
-    let mut checkout = Checkout::new(state.api_pool.get().await.map_err(db::unavailable)?);
+    let mut checkout = Checkout::new(state.api_pool.get().await?);
     let result = run_steps(
         state,
         checkout.client(),
@@ -642,10 +642,7 @@ async fn run_steps(
         state.config.rest.statement_timeout_ms.to_string()
     };
     let act_params: [&(dyn ToSql + Sync); 3] = [&claims, &role, &statement_timeout];
-    let act = client
-        .prepare_cached(rls::ACT_AS)
-        .await
-        .map_err(db::failed)?;
+    let act = client.prepare_cached(rls::ACT_AS).await?;
     let mut prepared = Vec::with_capacity(steps.len());
     for step in &steps {
         prepared.push(
@@ -681,32 +678,29 @@ async fn run_steps(
             client.batch_execute("ROLLBACK")
         );
         running.disarm();
-        began.map_err(db::failed)?;
-        acted.map_err(db::failed)?;
+        began?;
+        acted?;
         let mut rows = Vec::with_capacity(results.len());
         for (result, step) in results.into_iter().zip(&steps) {
             rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
         }
-        rolled_back.map_err(db::failed)?;
+        rolled_back?;
         return respond(&rows);
     }
     let outcome = async {
         if let Some(key) = idempotency {
-            client.batch_execute(begin).await.map_err(db::failed)?;
+            client.batch_execute(begin).await?;
             if let Some(stored) = key.claim(client, state).await? {
                 return Ok(Err(stored));
             }
-            client
-                .execute(&act, &act_params)
-                .await
-                .map_err(db::failed)?;
+            client.execute(&act, &act_params).await?;
         } else {
             let (began, acted) = futures_util::join!(
                 client.batch_execute(begin),
                 client.execute(&act, &act_params)
             );
-            began.map_err(db::failed)?;
-            acted.map_err(db::failed)?;
+            began?;
+            acted?;
         }
         let mut rows = Vec::with_capacity(steps.len());
         for ((step, statement), values) in steps.iter().zip(&prepared).zip(&all_values) {
@@ -736,11 +730,11 @@ async fn run_steps(
             Ok(reply)
         }
         Ok(Ok(reply)) | Ok(Err(reply)) => {
-            client.batch_execute("ROLLBACK").await.map_err(db::failed)?;
+            client.batch_execute("ROLLBACK").await?;
             Ok(reply)
         }
         Err(error) => {
-            client.batch_execute("ROLLBACK").await.map_err(db::failed)?;
+            client.batch_execute("ROLLBACK").await?;
             Err(error)
         }
     }

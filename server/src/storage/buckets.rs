@@ -5,7 +5,6 @@
 
 use super::{decide, find_bucket, invalid, invalid_bucket, Bucket, BUCKET_COLUMNS};
 use crate::auth::Caller;
-use crate::db;
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
@@ -64,14 +63,13 @@ fn check_manage(state: &AppState, caller: &Caller, id: &str) -> Result<(), HttpE
 }
 
 async fn list(state: Data<AppState>, caller: Caller) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(
             &format!("SELECT {BUCKET_COLUMNS} FROM storage.buckets ORDER BY id"),
             &[],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let buckets: Vec<Value> = rows
         .iter()
         .map(Bucket::from_row)
@@ -152,7 +150,7 @@ async fn create(
     check_bucket_id(&id).map_err(invalid_bucket)?;
     validate(&settings)?;
     check_manage(&state, &caller, &id)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let types = settings.allowed_mime_types.flatten().unwrap_or_default();
     let inserted = client
         .execute(
@@ -165,8 +163,7 @@ async fn create(
                 &types,
             ],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     if inserted == 0 {
         return Err(ApiError::new(ErrorCode::AlreadyExists)
             .with_details(format!("bucket `{id}`"))
@@ -196,7 +193,7 @@ async fn update(
     check_manage(&state, &caller, &id)?;
     let bucket = find_bucket(&state, &id).await?;
     not_declared(&bucket)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     client
         .execute(
             "UPDATE storage.buckets SET public = $2, file_size_limit = $3,
@@ -211,8 +208,7 @@ async fn update(
                     .unwrap_or(bucket.allowed_mime_types),
             ],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "message": "Successfully updated" })))
 }
 
@@ -224,23 +220,21 @@ async fn delete(
     check_manage(&state, &caller, &id)?;
     let bucket = find_bucket(&state, &id).await?;
     not_declared(&bucket)?;
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     // Locks the bucket against uploads committing meanwhile.
     transaction
         .execute(
             "SELECT 1 FROM storage.buckets WHERE id = $1 FOR UPDATE",
             &[&bucket.id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let objects: i64 = transaction
         .query_one(
             "SELECT count(*) FROM storage.objects WHERE bucket_id = $1",
             &[&bucket.id],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .get(0);
     if objects > 0 {
         return Err(ApiError::new(ErrorCode::BucketNotEmpty)
@@ -249,9 +243,8 @@ async fn delete(
     }
     transaction
         .execute("DELETE FROM storage.buckets WHERE id = $1", &[&bucket.id])
-        .await
-        .map_err(db::failed)?;
-    transaction.commit().await.map_err(db::failed)?;
+        .await?;
+    transaction.commit().await?;
     Ok(HttpResponse::Ok().json(json!({ "message": "Successfully deleted" })))
 }
 
@@ -265,7 +258,7 @@ async fn empty(
     let bucket = find_bucket(&state, &id).await?;
     let mut deleted = 0u64;
     loop {
-        let client = state.pool.get().await.map_err(db::unavailable)?;
+        let client = state.pool.get().await?;
         let blobs: Vec<String> = client
             .query(
                 "DELETE FROM storage.objects WHERE id IN (
@@ -273,8 +266,7 @@ async fn empty(
                  RETURNING blob",
                 &[&bucket.id],
             )
-            .await
-            .map_err(db::failed)?
+            .await?
             .iter()
             .map(|row| row.get(0))
             .collect();

@@ -18,7 +18,6 @@ pub use buckets::reconcile as reconcile_buckets;
 
 use crate::auth::Caller;
 use crate::authz::engine::Decision;
-use crate::db;
 use crate::error::HttpError;
 use crate::state::AppState;
 use actix_web::web;
@@ -128,14 +127,13 @@ impl Bucket {
 }
 
 async fn find_bucket(state: &AppState, id: &str) -> Result<Bucket, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let row = client
         .query_opt(
             &format!("SELECT {BUCKET_COLUMNS} FROM storage.buckets WHERE id = $1"),
             &[&id],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     row.map(|row| Bucket::from_row(&row)).ok_or_else(|| {
         ApiError::new(ErrorCode::BucketNotFound)
             .with_details(id.to_owned())

@@ -9,7 +9,6 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::authz::engine::Decision;
-use crate::db;
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
@@ -95,7 +94,7 @@ pub(super) async fn object_row(
     bucket: &str,
     name: &str,
 ) -> Result<Option<Object>, HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let row = client
         .query_opt(
             &format!(
@@ -103,8 +102,7 @@ pub(super) async fn object_row(
             ),
             &[&bucket, &name],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     Ok(row.map(|row| Object::from_row(&row)))
 }
 
@@ -544,15 +542,15 @@ async fn commit_metadata(
     } else {
         content.metadata.clone()
     };
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let existing = transaction
         .query_opt(
             &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE"),
             &[&bucket.id, &name],
         )
         .await
-        .map_err(db::failed)?
+        ?
         .map(|row| Object::from_row(&row));
     if let Writer::Token(token) = writer {
         let spent = transaction
@@ -561,8 +559,7 @@ async fn commit_metadata(
                  VALUES ($1, to_timestamp($2)) ON CONFLICT DO NOTHING",
                 &[&token.id, &(token.exp as f64)],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         if spent == 0 {
             return Err(ErrorCode::SignedUploadUsed.into());
         }
@@ -592,8 +589,7 @@ async fn commit_metadata(
                         &metadata,
                     ],
                 )
-                .await
-                .map_err(db::failed)?;
+                .await?;
             (Object::from_row(&row), Some(old.blob))
         }
         (None, _) => {
@@ -619,8 +615,7 @@ async fn commit_metadata(
                         &metadata,
                     ],
                 )
-                .await
-                .map_err(db::failed)?
+                .await?
                 .ok_or_else(|| {
                     HttpError::from(
                         ApiError::new(ErrorCode::BucketNotFound).with_details(bucket.id.clone()),
@@ -629,7 +624,7 @@ async fn commit_metadata(
             (Object::from_row(&row), None)
         }
     };
-    transaction.commit().await.map_err(db::failed)?;
+    transaction.commit().await?;
     Ok(saved)
 }
 
@@ -992,11 +987,10 @@ async fn list(
          LIMIT $4::text::bigint OFFSET $5::text::bigint"
     );
     let values = crate::rest::boxed(params);
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let rows = client
         .query(&statement, &crate::rest::references(&values))
-        .await
-        .map_err(db::failed)?;
+        .await?;
     let entries: Vec<Value> = rows
         .iter()
         .map(|row| {
@@ -1111,7 +1105,7 @@ async fn move_object(
     body: Json<Transfer>,
 ) -> Result<HttpResponse, HttpError> {
     let ends = endpoints(&state, &caller, &body, "delete").await?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let moved = client
         .execute(
             "UPDATE storage.objects SET bucket_id = $2, name = $3, updated_at = now()
@@ -1124,7 +1118,7 @@ async fn move_object(
             Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
                 exists_error(&ends.destination.id, &ends.name)
             }
-            _ => db::failed(error),
+            _ => HttpError::from(error),
         })?;
     if moved == 0 {
         return Err(exists_error(&ends.destination.id, &ends.name));
@@ -1243,15 +1237,15 @@ async fn delete_objects(
             )
         })
         .collect();
-    let mut client = state.pool.get().await.map_err(db::unavailable)?;
-    let transaction = client.transaction().await.map_err(db::failed)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
     let rows = transaction
         .query(
             &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2) FOR UPDATE"),
             &[&bucket.id, &names],
         )
         .await
-        .map_err(db::failed)?;
+        ?;
     let allowed: Vec<Object> = rows
         .iter()
         .map(Object::from_row)
@@ -1264,9 +1258,8 @@ async fn delete_objects(
     let ids: Vec<Uuid> = allowed.iter().map(|object| object.id).collect();
     transaction
         .execute("DELETE FROM storage.objects WHERE id = ANY($1)", &[&ids])
-        .await
-        .map_err(db::failed)?;
-    transaction.commit().await.map_err(db::failed)?;
+        .await?;
+    transaction.commit().await?;
     drop(client);
     for object in &allowed {
         discard(state, &object.blob).await;
@@ -1370,14 +1363,14 @@ async fn sign_many(
     let bucket = find_bucket(&state, &bucket).await.ok();
     let mut objects: HashMap<String, Object> = HashMap::new();
     if let Some(bucket) = &bucket {
-        let client = state.pool.get().await.map_err(db::unavailable)?;
+        let client = state.pool.get().await?;
         for row in client
             .query(
                 &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2)"),
                 &[&bucket.id, &body.paths],
             )
             .await
-            .map_err(db::failed)?
+            ?
         {
             let object = Object::from_row(&row);
             objects.insert(object.name.clone(), object);
@@ -1494,14 +1487,13 @@ async fn signed_upload(
     let (bucket, name) = target(&request, "/storage/v1/object/upload/sign/")?;
     let token = verify(&state, query.token.as_deref(), "upload", &bucket, &name)?;
     {
-        let client = state.pool.get().await.map_err(db::unavailable)?;
+        let client = state.pool.get().await?;
         let spent = client
             .query_opt(
                 "SELECT 1 FROM storage.spent_upload_tokens WHERE id = $1",
                 &[&token.id],
             )
-            .await
-            .map_err(db::failed)?;
+            .await?;
         if spent.is_some() {
             return Err(ErrorCode::SignedUploadUsed.into());
         }

@@ -18,7 +18,6 @@ use super::{
     backend_failed, decide, denied, find_bucket, invalid, invalid_name, policy_row, row_allowed,
 };
 use crate::auth::Caller;
-use crate::db;
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::state::AppState;
@@ -140,7 +139,7 @@ async fn create(
             .into());
     }
     let id = Uuid::new_v4();
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let expires: chrono::DateTime<chrono::Utc> = client
         .query_one(
             "INSERT INTO storage.resumable_uploads (id, bucket_id, name, owner, upsert,
@@ -159,8 +158,7 @@ async fn create(
                 &(state.config.storage.resumable_ttl_secs as f64),
             ],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .get(0);
     Ok(tus(StatusCode::CREATED)
         .insert_header((
@@ -194,7 +192,7 @@ struct Upload {
 async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, HttpError> {
     let missing = || HttpError::from(ErrorCode::UploadNotFound);
     let id: Uuid = id.parse().map_err(|_| missing())?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let row = client
         .query_opt(
             "SELECT id, bucket_id, name, owner, upsert, content_type, cache_control, length,
@@ -202,8 +200,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, Htt
              FROM storage.resumable_uploads WHERE id = $1 AND expires_at > now()",
             &[&id],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .ok_or_else(missing)?;
     let owner: Option<Uuid> = row.get(3);
     let creator = match owner {
@@ -294,7 +291,7 @@ async fn patch(
         writer.write(chunk).await.map_err(backend_failed)?;
     }
     writer.finish().await.map_err(backend_failed)?;
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let moved = client
         .query_opt(
             "UPDATE storage.resumable_uploads
@@ -302,8 +299,7 @@ async fn patch(
              WHERE id = $1 AND \"offset\" = $2 RETURNING \"offset\", part_keys",
             &[&upload.id, &upload.offset, &(received as i64), &key],
         )
-        .await
-        .map_err(db::failed)?;
+        .await?;
     drop(client);
     let Some(moved) = moved else {
         // Another PATCH got there first: this part never counted.
@@ -378,14 +374,13 @@ async fn finish(
 /// Deletes an upload's row and its parts (parts of `PATCH`es that never
 /// counted are left to the cleanup task).
 async fn remove(state: &AppState, id: Uuid) -> Result<(), HttpError> {
-    let client = state.pool.get().await.map_err(db::unavailable)?;
+    let client = state.pool.get().await?;
     let parts: Vec<String> = client
         .query_opt(
             "DELETE FROM storage.resumable_uploads WHERE id = $1 RETURNING part_keys",
             &[&id],
         )
-        .await
-        .map_err(db::failed)?
+        .await?
         .map(|row| row.get(0))
         .unwrap_or_default();
     drop(client);
