@@ -1,8 +1,8 @@
 //! The composition root: every feature's routes and the middleware stack, in one
 //! place. A feature lists its own routes in its folder's `routes` function.
 
-use crate::error::{json_error, HttpError};
-use crate::http::{limits, observe, rate_limit, security};
+use crate::error::HttpError;
+use crate::http::{observe, rate_limit, security};
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -44,7 +44,6 @@ pub fn app(
         // headers (and the origin check) → CORS → rate limit → body limit →
         // routing → the resource's timeout → handler. CORS sits outside the
         // limiter so a browser can read a 429.
-        .wrap(from_fn(limits::body_limit))
         .wrap(from_fn(rate_limit::middleware))
         .wrap(cors)
         .wrap(from_fn(security::headers))
@@ -58,4 +57,27 @@ async fn route_not_found(
     Err(ApiError::new(ErrorCode::RouteNotFound)
         .with_details(format!("{} {}", request.method(), request.path()))
         .into())
+}
+
+/// Maps the framework's body and JSON extractor failures into the catalogue.
+pub fn json_error(
+    error: actix_web::error::JsonPayloadError,
+    request: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::{JsonPayloadError as J, PayloadError as P};
+    let api = match &error {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } | J::Payload(P::Overflow) => {
+            let limit = request
+                .app_data::<actix_web::web::Data<AppState>>()
+                .map(|state| state.config.server.body_limit_bytes)
+                .unwrap_or_default();
+            ApiError::new(ErrorCode::PayloadTooLarge).with_details(format!("limit: {limit} bytes"))
+        }
+        J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType),
+        J::Deserialize(cause) => {
+            ApiError::new(ErrorCode::InvalidJson).with_details(cause.to_string())
+        }
+        other => ApiError::new(ErrorCode::InvalidRequest).with_details(other.to_string()),
+    };
+    HttpError::from(api).into()
 }

@@ -2,7 +2,7 @@
 //! `{"code", "message", "details", "hint"}` body with the right status and headers.
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 use basalt_core::errors::{ApiError, ErrorCode};
 
 #[derive(Debug)]
@@ -56,29 +56,6 @@ impl ResponseError for HttpError {
         }
         response.json(&self.error)
     }
-}
-
-/// Maps the framework's body and JSON extractor failures into the catalogue.
-pub fn json_error(
-    error: actix_web::error::JsonPayloadError,
-    request: &HttpRequest,
-) -> actix_web::Error {
-    use actix_web::error::{JsonPayloadError as J, PayloadError as P};
-    let api = match &error {
-        J::Overflow { .. } | J::OverflowKnownLength { .. } | J::Payload(P::Overflow) => {
-            let limit = request
-                .app_data::<actix_web::web::Data<crate::state::AppState>>()
-                .map(|state| state.config.server.body_limit_bytes)
-                .unwrap_or_default();
-            ApiError::new(ErrorCode::PayloadTooLarge).with_details(format!("limit: {limit} bytes"))
-        }
-        J::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType),
-        J::Deserialize(cause) => {
-            ApiError::new(ErrorCode::InvalidJson).with_details(cause.to_string())
-        }
-        other => ApiError::new(ErrorCode::InvalidRequest).with_details(other.to_string()),
-    };
-    HttpError::from(api).into()
 }
 
 /// The database unreachable or saturated: 503, retry soon.

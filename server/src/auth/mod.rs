@@ -12,41 +12,14 @@ pub mod sessions;
 pub mod users;
 
 use crate::error::HttpError;
+use crate::http::keys::{apikey_header, bearer};
 use crate::state::AppState;
 use actix_web::dev::Payload;
-use actix_web::http::header::{HeaderMap, AUTHORIZATION};
+use actix_web::http::header::HeaderMap;
 use actix_web::web::Data;
 use actix_web::{FromRequest, HttpRequest};
 use basalt_core::errors::{ApiError, ErrorCode};
 use std::future::{ready, Ready};
-
-fn apikey_header(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("apikey")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|key| !key.is_empty())
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|key| !key.is_empty())
-}
-
-/// The key that identifies the caller for rate limiting: `apikey`, else the bearer.
-pub fn presented_key(headers: &HeaderMap) -> Option<String> {
-    apikey_header(headers)
-        .or_else(|| bearer(headers))
-        .map(str::to_owned)
-}
 
 /// Who is calling: the role of the bearer token (a user's access token or an
 /// API key), else of the `apikey` header. Both, when sent, must be valid.

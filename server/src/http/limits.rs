@@ -1,5 +1,6 @@
-//! Request limits: the body size limit (413, checked on `Content-Length` before
-//! reading and again while the body streams) and the request timeout (504).
+//! Request limits, per resource (see [`crate::http::limited_resource`]): the
+//! body size limit (413, checked on `Content-Length` before reading and again
+//! while the body streams) and the request timeout (504).
 
 use crate::error::HttpError;
 use crate::state::AppState;
@@ -12,7 +13,6 @@ use actix_web::web::Data;
 use actix_web::ResponseError;
 use basalt_core::errors::{ApiError, ErrorCode};
 use futures_util::StreamExt;
-use std::time::Duration;
 
 fn too_large(limit: u64) -> HttpError {
     ApiError::new(ErrorCode::PayloadTooLarge)
@@ -23,14 +23,9 @@ fn too_large(limit: u64) -> HttpError {
 pub async fn body_limit(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    limits: super::Limits,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let config = &state(&request).config;
-    // Objects have their own limit, enforced again by storage while streaming.
-    let limit = if crate::storage::is_transfer(request.path()) {
-        config.storage.max_file_size_bytes + 64 * 1024
-    } else {
-        config.server.body_limit_bytes
-    };
+    let limit = (limits.body_bytes)(&state(&request).config);
     let declared = request
         .headers()
         .get(CONTENT_LENGTH)
@@ -62,19 +57,15 @@ pub async fn body_limit(
         .map(ServiceResponse::map_into_boxed_body)
 }
 
-/// Registered on each resource (see [`crate::http::resource`]), after routing:
-/// routing needs the request unshared, and this keeps a handle to it to answer
-/// with when the handler runs out of time.
+/// Registered on each resource, after routing: routing needs the request
+/// unshared, and this keeps a handle to it to answer with when the handler
+/// runs out of time.
 pub async fn timeout(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+    limits: super::Limits,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let config = &state(&request).config;
-    let limit = if crate::storage::is_transfer(request.path()) {
-        Duration::from_secs(config.storage.transfer_timeout_secs)
-    } else {
-        Duration::from_millis(config.server.request_timeout_ms)
-    };
+    let limit = (limits.time)(&state(&request).config);
     let http_request = request.request().clone();
     match tokio::time::timeout(limit, next.call(request)).await {
         Ok(result) => result.map(ServiceResponse::map_into_boxed_body),

@@ -248,7 +248,7 @@ pub async fn middleware(
     };
     let state = state(&request);
     let ip = super::security::client_ip(&request, &state.trusted_proxies);
-    let api_key = crate::auth::presented_key(request.headers());
+    let api_key = super::keys::presented_key(request.headers());
     let verdict = state
         .rate_limiter
         .check(group, ip, api_key.as_deref(), Instant::now());

@@ -69,16 +69,29 @@ pub fn routes(config: &mut web::ServiceConfig) {
     objects::routes(config);
 }
 
-/// Paths whose requests carry objects: the body limit and the time limit of
-/// these are storage's (`storage.max_file_size_bytes`,
-/// `storage.transfer_timeout_secs`), not the server's.
-pub fn is_transfer(path: &str) -> bool {
-    let json_route = path.starts_with("/storage/v1/object/list/")
-        || path.starts_with("/storage/v1/object/info/")
-        || path == "/storage/v1/object/move"
-        || path == "/storage/v1/object/copy";
-    (path.starts_with("/storage/v1/object/") || path.starts_with("/storage/v1/upload/"))
-        && !json_route
+/// The limits of requests that carry objects (uploads, downloads, signed
+/// and resumable transfers): storage's (`storage.max_file_size_bytes`, with
+/// room for a multipart form's envelope, and `storage.transfer_timeout_secs`),
+/// not the server's. The JSON routes (list, info, move, copy) keep the
+/// server's. Storage enforces each bucket's own limit again while streaming.
+pub const TRANSFER_LIMITS: crate::http::Limits = crate::http::Limits {
+    body_bytes: |config| config.storage.max_file_size_bytes + 64 * 1024,
+    time: |config| std::time::Duration::from_secs(config.storage.transfer_timeout_secs),
+};
+
+/// A resource under storage's transfer limits.
+fn transfer(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    crate::http::limited_resource(path, TRANSFER_LIMITS)
 }
 
 #[derive(Debug, Clone)]
@@ -284,30 +297,4 @@ fn invalid_bucket(problem: String) -> HttpError {
 fn backend_failed(error: anyhow::Error) -> HttpError {
     tracing::error!("storage backend: {error:#}");
     HttpError::from(ErrorCode::StorageUnavailable).retry_after(1)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn transfer_paths() {
-        for path in [
-            "/storage/v1/object/b/x.png",
-            "/storage/v1/object/moveit/x.png",
-            "/storage/v1/object/copybook/x",
-            "/storage/v1/object/upload/sign/b/x",
-            "/storage/v1/upload/resumable/1",
-        ] {
-            assert!(super::is_transfer(path), "{path}");
-        }
-        for path in [
-            "/storage/v1/object/move",
-            "/storage/v1/object/copy",
-            "/storage/v1/object/list/b",
-            "/storage/v1/object/info/b/x",
-            "/storage/v1/bucket",
-            "/rest/v1/posts",
-        ] {
-            assert!(!super::is_transfer(path), "{path}");
-        }
-    }
 }

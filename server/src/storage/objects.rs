@@ -37,32 +37,36 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/storage/v1/object/list/{bucket}").route(web::post().to(list)))
         .service(resource("/storage/v1/object/move").route(web::post().to(move_object)))
         .service(resource("/storage/v1/object/copy").route(web::post().to(copy_object)))
-        .service(resource("/storage/v1/object/sign/{bucket}").route(web::post().to(sign_many)))
         .service(
-            resource("/storage/v1/object/sign/{bucket}/{name:.*}")
+            super::transfer("/storage/v1/object/sign/{bucket}").route(web::post().to(sign_many)),
+        )
+        .service(
+            super::transfer("/storage/v1/object/sign/{bucket}/{name:.*}")
                 .route(web::post().to(sign))
                 .route(web::get().to(signed_download))
                 .route(web::head().to(signed_download)),
         )
         .service(
-            resource("/storage/v1/object/upload/sign/{bucket}/{name:.*}")
+            super::transfer("/storage/v1/object/upload/sign/{bucket}/{name:.*}")
                 .route(web::post().to(sign_upload))
                 .route(web::put().to(signed_upload)),
         )
         .service(resource("/storage/v1/object/info/{bucket}/{name:.*}").route(web::get().to(info)))
         .service(
-            resource("/storage/v1/object/public/{bucket}/{name:.*}")
+            super::transfer("/storage/v1/object/public/{bucket}/{name:.*}")
                 .route(web::get().to(public_download))
                 .route(web::head().to(public_download)),
         )
         .service(
-            resource("/storage/v1/object/authenticated/{bucket}/{name:.*}")
+            super::transfer("/storage/v1/object/authenticated/{bucket}/{name:.*}")
                 .route(web::get().to(download))
                 .route(web::head().to(download)),
         )
-        .service(resource("/storage/v1/object/{bucket}").route(web::delete().to(delete_many)))
         .service(
-            resource("/storage/v1/object/{bucket}/{name:.*}")
+            super::transfer("/storage/v1/object/{bucket}").route(web::delete().to(delete_many)),
+        )
+        .service(
+            super::transfer("/storage/v1/object/{bucket}/{name:.*}")
                 .route(web::post().to(upload_create))
                 .route(web::put().to(upload_replace))
                 .route(web::get().to(download))

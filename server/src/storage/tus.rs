@@ -19,7 +19,6 @@ use super::{
 };
 use crate::auth::Caller;
 use crate::error::HttpError;
-use crate::http::resource;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Payload};
@@ -34,12 +33,12 @@ use uuid::Uuid;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
-            resource("/storage/v1/upload/resumable")
+            super::transfer("/storage/v1/upload/resumable")
                 .route(web::post().to(create))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
         )
         .service(
-            resource("/storage/v1/upload/resumable/{id}")
+            super::transfer("/storage/v1/upload/resumable/{id}")
                 .route(web::head().to(head))
                 .route(web::patch().to(patch))
                 .route(web::delete().to(terminate))
