@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod db;
@@ -10,6 +11,7 @@ pub mod embedded;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod identity;
 pub mod jobs;
 pub mod mail;
 pub mod ops;

@@ -1,15 +1,15 @@
 //! The lifecycle of the subcommands that need the database: open it (embedded
 //! or external), migrate, serve HTTP, and shut down gracefully.
 
-use crate::auth::jwt::{self, Jwt, SigningKey};
 use crate::auth::passwords::Passwords;
 use crate::db::{self, migrate};
 use crate::embedded::EmbeddedPostgres;
 use crate::http::rate_limit::RateLimiter;
+use crate::identity::jwt::{self, Jwt, SigningKey};
 use crate::jobs;
 use crate::mail::Mailer;
 use crate::secrets;
-use crate::state::{AppState, Lifecycle};
+use crate::state::{AppState, Lifecycle, Services};
 use actix_web::http::KeepAlive;
 use actix_web::HttpServer;
 use anyhow::Context;
@@ -95,7 +95,7 @@ async fn reload_policies_on_change(
     let reloading = async {
         loop {
             wake.notified().await;
-            if let Err(error) = state.authz.reload(&state.pool).await {
+            if let Err(error) = state.authz().reload(&state.pool).await {
                 tracing::error!("cannot reload policies: {error:#}");
             }
         }
@@ -230,33 +230,27 @@ async fn run(
     let storage = crate::storage::Storage::open(&config, jwt_secret.as_bytes())
         .await
         .context("cannot open the storage backend")?;
-    let revoked = Arc::new(crate::auth::revoked::Revoked::new(token_window(&config)));
+    let revoked = Arc::new(crate::identity::revoked::Revoked::new(token_window(
+        &config,
+    )));
     revoked
         .refresh(&pool)
         .await
         .context("cannot read the revoked sessions")?;
     let lifecycle = Arc::new(Lifecycle::default());
     lifecycle.set_migrated();
-    let state = AppState {
-        pool: pool.clone(),
-        api_pool,
-        tls: database.tls.clone(),
-        jwt: Arc::new(jwt),
-        passwords: Passwords::new(&config.auth)?,
-        revoked: revoked.clone(),
-        refresh_key: Arc::new(jwt_secret),
-        rate_limiter: Arc::new(RateLimiter::new(&config.rate_limit)),
-        trusted_proxies: Arc::new(config.trusted_proxies().expect("validated at start-up")),
-        metrics: crate::telemetry::metrics_handle(),
-        lifecycle: lifecycle.clone(),
-        embedded: database.embedded.is_some(),
-        jobs: jobs::Queue::new(&config.jobs),
-        authz: Arc::new(
+    // Each feature's service, found by type (see `state::Services`).
+    let services = Services::default()
+        .with(Arc::new(jwt))
+        .with(Arc::new(Passwords::new(&config.auth)?))
+        .with(revoked.clone())
+        .with(Arc::new(RateLimiter::new(&config.rate_limit)))
+        .with(Arc::new(
             crate::authz::Engine::load(&pool)
                 .await
                 .context("cannot load the policies")?,
-        ),
-        schema: Arc::new(
+        ))
+        .with(Arc::new(
             crate::rest::cache::SchemaCache::load(
                 &pool,
                 std::iter::once(config.rest.schema.clone())
@@ -265,16 +259,27 @@ async fn run(
             )
             .await
             .context("cannot read the exposed schema")?,
-        ),
-        realtime: Arc::new(crate::realtime::hub::Hub::new(
+        ))
+        .with(Arc::new(crate::realtime::hub::Hub::new(
             crate::feed::head(&*pool.get().await?).await?,
             config.realtime.send_buffer as usize,
-        )),
+        )))
+        .with(Arc::new(crate::rest::fairness::Fairness::default()))
+        .with(Arc::new(storage));
+    let state = AppState {
+        pool: pool.clone(),
+        api_pool,
+        tls: database.tls.clone(),
+        refresh_key: Arc::new(jwt_secret),
+        trusted_proxies: Arc::new(config.trusted_proxies().expect("validated at start-up")),
+        metrics: crate::telemetry::metrics_handle(),
+        lifecycle: lifecycle.clone(),
+        embedded: database.embedded.is_some(),
+        jobs: jobs::Queue::new(&config.jobs),
         realtime_replica: uuid::Uuid::new_v4(),
-        fairness: Arc::default(),
-        storage: Arc::new(storage),
         email_enabled: !config.smtp.host.is_empty(),
         config: Arc::new(config.clone()),
+        services,
     };
     let mut handlers: HashMap<&'static str, jobs::Handler> = HashMap::new();
     if state.email_enabled {
@@ -300,13 +305,13 @@ async fn run(
         database.tls.clone(),
     ));
     let schema_reloader = tokio::spawn(crate::rest::cache::reload_on_change(
-        state.schema.clone(),
+        state.schema().clone(),
         state.pool.clone(),
         database.pg.clone(),
         database.tls.clone(),
     ));
     crate::storage::cleanup::spawn(state.clone());
-    let revocations = tokio::spawn(crate::auth::revoked::follow(
+    let revocations = tokio::spawn(crate::identity::revoked::follow(
         revoked,
         state.pool.clone(),
         database.pg.clone(),
@@ -378,7 +383,7 @@ async fn run(
     let server = server.run();
     let handle = server.handle();
 
-    let limiter = state.rate_limiter.clone();
+    let limiter = state.rate_limiter().clone();
     let pool = state.pool.clone();
     let retention = config.realtime.retention_secs;
     let window = token_window(&config);
@@ -393,7 +398,7 @@ async fn run(
             if let Err(error) = crate::feed::prune(&pool, retention).await {
                 tracing::warn!("cannot prune the change feed: {error:#}");
             }
-            if let Err(error) = crate::auth::revoked::prune(&pool, window).await {
+            if let Err(error) = crate::identity::revoked::prune(&pool, window).await {
                 tracing::warn!("cannot prune the revoked sessions: {error:#}");
             }
         }

@@ -1,14 +1,16 @@
-//! What every handler can reach: the configuration, the pool, the key verifier,
-//! the rate limiter and the server's lifecycle flags.
+//! What every handler can reach: the configuration, the pools, the server's
+//! lifecycle flags, and the features' services. This module names no
+//! feature: each feature registers its service in [`Services`] at start-up
+//! (the composition root does, in `serve.rs`) and adds its own accessor to
+//! `AppState` in its own module (`impl AppState { pub fn authz(&self) … }`).
 
-use crate::auth::jwt::Jwt;
-use crate::auth::passwords::Passwords;
 use crate::db::pool::Tls;
-use crate::http::rate_limit::RateLimiter;
 use basalt_core::config::Config;
 use deadpool_postgres::Pool;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -23,32 +25,40 @@ pub struct AppState {
     pub api_pool: Pool,
     /// The TLS connector, also needed to send cancel requests.
     pub tls: Tls,
-    pub jwt: Arc<Jwt>,
-    pub passwords: Passwords,
-    /// Sessions revoked within an access token's lifetime (every replica).
-    pub revoked: Arc<crate::auth::revoked::Revoked>,
     /// Keys the HMAC that derives each refresh token's successor.
     pub refresh_key: Arc<String>,
-    pub rate_limiter: Arc<RateLimiter>,
     pub trusted_proxies: Arc<Vec<IpNet>>,
     pub metrics: PrometheusHandle,
     pub lifecycle: Arc<Lifecycle>,
     pub jobs: crate::jobs::Queue,
-    /// The policy engine (reloaded when any replica changes policies).
-    pub authz: Arc<crate::authz::Engine>,
-    /// Realtime connections and subscriptions on this replica.
-    pub realtime: Arc<crate::realtime::hub::Hub>,
     /// This process's id among replicas (to recognise its own broadcasts).
     pub realtime_replica: uuid::Uuid,
-    /// How many data requests each caller has running (`rest/fairness.rs`).
-    pub fairness: Arc<crate::rest::fairness::Fairness>,
-    /// The exposed schema as the data API sees it (reloaded on DDL).
-    pub schema: Arc<crate::rest::cache::SchemaCache>,
-    /// Storage's backend and URL signing key.
-    pub storage: Arc<crate::storage::Storage>,
     /// Whether an SMTP server is configured (emails can be sent).
     pub email_enabled: bool,
     pub embedded: bool,
+    pub services: Services,
+}
+
+/// The features' services by type, registered once at start-up.
+#[derive(Clone, Default)]
+pub struct Services(Arc<HashMap<TypeId, Box<dyn Any + Send + Sync>>>);
+
+impl Services {
+    /// Registers `service` (before the state is shared).
+    pub fn with<T: Send + Sync + 'static>(mut self, service: Arc<T>) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("services are registered before the state is shared")
+            .insert(TypeId::of::<T>(), Box::new(service));
+        self
+    }
+
+    /// The service of type `T`; every one is registered at start-up.
+    pub fn get<T: Send + Sync + 'static>(&self) -> &Arc<T> {
+        self.0
+            .get(&TypeId::of::<T>())
+            .and_then(|service| service.downcast_ref::<Arc<T>>())
+            .unwrap_or_else(|| panic!("{} is registered at start-up", std::any::type_name::<T>()))
+    }
 }
 
 /// Start-up and shutdown as the readiness probe sees them.

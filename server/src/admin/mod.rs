@@ -31,7 +31,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// Runs storage's cleanup task now (service_role only) and says what it removed.
 async fn storage_cleanup(
-    _: crate::auth::ServiceRole,
+    _: crate::identity::ServiceRole,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let swept = crate::storage::cleanup::sweep(&state)
@@ -51,7 +51,7 @@ async fn reload_schema(
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     state
-        .schema
+        .schema()
         .reload(&state.pool)
         .await
         .map_err(database_unavailable)?;
@@ -59,7 +59,7 @@ async fn reload_schema(
     client
         .execute("SELECT pg_notify('basalt_schema', '')", &[])
         .await?;
-    let schema = state.schema.get();
+    let schema = state.schema().get();
     Ok(HttpResponse::Ok().json(json!({
         "schema": schema.name,
         "tables": schema.tables.len(),

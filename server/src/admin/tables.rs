@@ -4,7 +4,7 @@
 //! and an audit entry; the schema cache is reloaded before the answer, and
 //! the event trigger tells the other replicas.
 
-use crate::auth::users::{self, Actor};
+use crate::audit::{self, Actor};
 use crate::authz::{Admin, RealtimeRead, SchemaRead, SchemaWrite};
 use crate::error::{database_unavailable, HttpError};
 use crate::http::resource;
@@ -56,7 +56,7 @@ fn invalid(error: FilterError) -> HttpError {
 
 /// A table as the schema cache knows it, with its foreign keys.
 fn describe(state: &AppState, name: &str) -> Option<Value> {
-    let schema = state.schema.get();
+    let schema = state.schema().get();
     let table = schema.tables.get(name)?;
     let foreign_keys: Vec<Value> = schema
         .foreign_keys
@@ -79,7 +79,7 @@ fn describe(state: &AppState, name: &str) -> Option<Value> {
 
 /// The table in the default schema (reloading the cache once if it is new).
 async fn known(state: &AppState, name: &str) -> Result<Table, HttpError> {
-    let default = state.schema.names()[0].clone();
+    let default = state.schema().names()[0].clone();
     let schema =
         crate::rest::snapshot(state, &default, |schema| schema.tables.contains_key(name)).await;
     schema.tables.get(name).cloned().ok_or_else(|| {
@@ -114,7 +114,7 @@ fn ddl_failed(error: tokio_postgres::Error) -> HttpError {
 /// transaction, then reloads the schema cache.
 async fn apply(
     state: &AppState,
-    caller: &crate::auth::Caller,
+    caller: &crate::identity::Caller,
     request: &HttpRequest,
     name: String,
     statements: Vec<String>,
@@ -145,7 +145,7 @@ async fn apply(
         role: &caller.role,
         ip: request_ip(request, &state.trusted_proxies),
     };
-    users::audit(
+    audit::audit(
         &transaction,
         "schema_changed",
         actor,
@@ -159,7 +159,7 @@ async fn apply(
         .await?;
     transaction.commit().await?;
     state
-        .schema
+        .schema()
         .reload(&state.pool)
         .await
         .map_err(database_unavailable)?;
@@ -167,7 +167,7 @@ async fn apply(
 }
 
 async fn list(_: Admin<SchemaRead>, state: Data<AppState>) -> HttpResponse {
-    let names: Vec<String> = state.schema.get().tables.keys().cloned().collect();
+    let names: Vec<String> = state.schema().get().tables.keys().cloned().collect();
     let tables: Vec<Value> = names
         .iter()
         .filter_map(|name| describe(&state, name))

@@ -1,7 +1,8 @@
 //! The admin user API (`/auth/v1/admin/users`, service_role key only) and the
 //! audit log reader (`/admin/v1/audit`).
 
-use super::users::{self, Actor, USER_JSON};
+use super::users::{self, USER_JSON};
+use crate::audit::{self, Actor};
 use crate::authz::{Admin, AuditRead, UsersRead, UsersWrite};
 use crate::error::HttpError;
 use crate::http::resource;
@@ -189,7 +190,7 @@ async fn create(
     if let Some(ban) = &body.ban_duration {
         set_ban(&transaction, id, ban_seconds(ban)?).await?;
     }
-    users::audit(
+    audit::audit(
         &transaction,
         "admin_user_created",
         admin_actor(&state, &request, &admin),
@@ -305,7 +306,7 @@ async fn update(
             )
             .await?;
     }
-    users::audit(
+    audit::audit(
         &transaction,
         "admin_user_updated",
         admin_actor(&state, &request, &admin),
@@ -339,7 +340,7 @@ async fn delete(
     if deleted == 0 {
         return Err(ErrorCode::UserNotFound.into());
     }
-    users::audit(
+    audit::audit(
         &transaction,
         "admin_user_deleted",
         admin_actor(&state, &request, &admin),
@@ -398,7 +399,7 @@ async fn revoke_sessions(
         )
         .await
         ?;
-    users::audit(
+    audit::audit(
         &client,
         "admin_sessions_revoked",
         admin_actor(&state, &request, &admin),

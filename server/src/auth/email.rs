@@ -2,7 +2,8 @@
 //! carry them (rendered from `templates.*`, queued as jobs), and verification.
 
 use super::sessions;
-use super::users::{self, Actor};
+use super::users;
+use crate::audit::{self, Actor};
 use crate::error::HttpError;
 use crate::jobs;
 use crate::mail::{Email, Mailer};
@@ -183,7 +184,7 @@ async fn process(
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
     };
     let event = format!("{}_email_sent", kind.as_str());
-    users::audit(
+    audit::audit(
         &transaction,
         &event,
         actor,
@@ -350,7 +351,7 @@ pub async fn verify(
         role: "authenticated",
         ip: actor_ip,
     };
-    users::audit(
+    audit::audit(
         &transaction,
         &format!("verified_{}", kind.as_str()),
         actor,

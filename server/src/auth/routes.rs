@@ -1,11 +1,13 @@
 //! The `/auth/v1/` endpoints a client app calls (GoTrue's set and shapes).
 
+use super::email;
 use super::sessions;
-use super::users::{self, Actor};
-use super::{email, Caller, SignedIn};
+use super::users;
+use crate::audit::{self, Actor};
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
+use crate::identity::{Caller, SignedIn};
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json, Query};
 use actix_web::{HttpRequest, HttpResponse};
@@ -84,7 +86,7 @@ async fn signup(
     users::check_password(&state.config.auth, &body.password)?;
     email::check_redirect(&state, query.redirect_to.as_deref())?;
     state
-        .rate_limiter
+        .rate_limiter()
         .check_email("signup", &email, Instant::now())?;
     let metadata = match &body.data {
         None | Some(Value::Null) => json!({}),
@@ -97,7 +99,7 @@ async fn signup(
     };
     users::validate_metadata("data", &metadata)?;
     let confirm = state.config.email_confirmation();
-    let hash = state.passwords.hash(body.password.clone()).await?;
+    let hash = state.passwords().hash(body.password.clone()).await?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
     // A new address is inserted; an unconfirmed account (perhaps made by
@@ -147,7 +149,7 @@ async fn signup(
     };
     let user_id: uuid::Uuid = row.get(0);
     let actor = actor(&state, &request, Some(user_id), &caller.role);
-    users::audit(&transaction, "signup", actor, Some(user_id), json!({})).await?;
+    audit::audit(&transaction, "signup", actor, Some(user_id), json!({})).await?;
     let answer = if confirm {
         users::by_id(&transaction, user_id)
             .await?
@@ -243,7 +245,7 @@ async fn password_grant(
             .into());
     };
     state
-        .rate_limiter
+        .rate_limiter()
         .check_email("token", &email, Instant::now())?;
     let mut client = state.pool.get().await?;
     // An address that cannot exist is looked up nowhere, but pays the same hash.
@@ -262,11 +264,11 @@ async fn password_grant(
     let hash = found
         .as_ref()
         .and_then(|row| row.get::<_, Option<String>>(1));
-    let matched = state.passwords.verify(password, hash).await;
+    let matched = state.passwords().verify(password, hash).await;
     let user_id = found.as_ref().map(|row| row.get::<_, uuid::Uuid>(0));
     if !matched {
         let actor = actor(&state, &request, None, &caller.role);
-        users::audit(&client, "login_failed", actor, user_id, json!({})).await?;
+        audit::audit(&client, "login_failed", actor, user_id, json!({})).await?;
         return Err(ErrorCode::InvalidCredentials.into());
     }
     let row = found.expect("a match means the user exists");
@@ -280,7 +282,7 @@ async fn password_grant(
     };
     if let Some((code, reason)) = refusal {
         let actor = actor(&state, &request, Some(user_id), &caller.role);
-        users::audit(
+        audit::audit(
             &client,
             "login_refused",
             actor,
@@ -292,7 +294,7 @@ async fn password_grant(
     }
     let transaction = client.transaction().await?;
     let actor = actor(&state, &request, Some(user_id), &caller.role);
-    users::audit(&transaction, "login", actor, Some(user_id), json!({})).await?;
+    audit::audit(&transaction, "login", actor, Some(user_id), json!({})).await?;
     let issued =
         sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?;
     transaction.commit().await?;
@@ -365,7 +367,7 @@ async fn update_user(
             )
             .await?;
         let actor = actor(&state, &request, Some(user.user_id), "authenticated");
-        users::audit(
+        audit::audit(
             &transaction,
             "password_changed",
             actor,
@@ -397,7 +399,7 @@ async fn change_email(
         });
         email::check_redirect(state, redirect_to.as_deref())?;
         state
-            .rate_limiter
+            .rate_limiter()
             .check_email("email_change", new_email, Instant::now())?;
         client
             .execute(
@@ -483,7 +485,7 @@ async fn queue_email(
         "magiclink"
     };
     state
-        .rate_limiter
+        .rate_limiter()
         .check_email(action, &email, Instant::now())?;
     let client = state.pool.get().await?;
     let email_request = email::EmailRequest {
@@ -660,7 +662,7 @@ async fn logout(
     }
     let ended = sessions::logout(&client, user.user_id, user.session_id, scope).await?;
     let actor = actor(&state, &request, Some(user.user_id), "authenticated");
-    users::audit(
+    audit::audit(
         &client,
         "logout",
         actor,
@@ -675,7 +677,7 @@ async fn logout(
 async fn jwks(state: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "public, max-age=600"))
-        .json(state.jwt.jwks())
+        .json(state.jwt().jwks())
 }
 
 async fn settings(_: Caller, state: Data<AppState>) -> HttpResponse {

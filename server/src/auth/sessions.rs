@@ -8,9 +8,10 @@
 //! reuse of a spent token revokes the whole session. Tokens are stored as
 //! SHA-256 hashes only.
 
-use super::jwt::{AccessClaims, AUDIENCE};
-use super::users::{self, Actor};
+use super::users;
+use crate::audit::{self, Actor};
 use crate::error::HttpError;
+use crate::identity::jwt::{AccessClaims, AUDIENCE};
 use crate::state::AppState;
 use basalt_core::errors::{ApiError, ErrorCode};
 use base64::Engine;
@@ -84,7 +85,7 @@ async fn access_token(
         app_metadata: user["app_metadata"].clone(),
         user_metadata: user["user_metadata"].clone(),
     };
-    Ok((state.jwt.mint_access(&claims), now + ttl, user))
+    Ok((state.jwt().mint_access(&claims), now + ttl, user))
 }
 
 /// Opens a session for a user who just proved who they are.
@@ -192,7 +193,7 @@ pub async fn refresh(
         let within_grace = seconds_since_spent <= state.config.auth.refresh_reuse_grace_secs as f64;
         if !(live_child && within_grace) {
             revoke(&transaction, session_id, "refresh_token_reused").await?;
-            users::audit(
+            audit::audit(
                 &transaction,
                 "token_reuse_detected",
                 actor,
@@ -225,7 +226,7 @@ pub async fn refresh(
             &[&session_id],
         )
         .await?;
-    users::audit(
+    audit::audit(
         &transaction,
         "token_refreshed",
         actor,

@@ -5,7 +5,6 @@ use crate::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
-use std::net::IpAddr;
 use uuid::Uuid;
 
 /// A user as JSON, built by PostgreSQL from `auth.users u`.
@@ -100,7 +99,7 @@ pub async fn hash_new_password(
     match password {
         Some(password) => {
             check_password(&state.config.auth, password)?;
-            Ok(Some(state.passwords.hash(password.clone()).await?))
+            Ok(Some(state.passwords().hash(password.clone()).await?))
         }
         None => Ok(None),
     }
@@ -124,29 +123,4 @@ pub fn check_password(
             .with_details(problem)
             .into()),
     }
-}
-
-/// Who did something, for the audit log.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub id: Option<Uuid>,
-    pub role: &'a str,
-    pub ip: IpAddr,
-}
-
-pub async fn audit(
-    client: &impl GenericClient,
-    event: &str,
-    actor: Actor<'_>,
-    target: Option<Uuid>,
-    details: Value,
-) -> Result<(), HttpError> {
-    client
-        .execute(
-            "INSERT INTO auth.audit_log (event, actor_id, actor_role, target_user_id, ip, details) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&event, &actor.id, &actor.role, &target, &actor.ip, &details],
-        )
-        .await
-        ?;
-    Ok(())
 }

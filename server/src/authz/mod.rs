@@ -9,8 +9,8 @@ pub mod routes;
 
 pub use engine::Engine;
 
-use crate::auth::Caller;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
@@ -61,7 +61,7 @@ impl<A: AdminArea> Admin<A> {
         let object = format!("admin:{}", A::AREA);
         let decision =
             state
-                .authz
+                .authz()
                 .authorize(&routes::subject_of(state, &caller), &object, A::ACTION);
         if decision.allowed {
             Ok(Admin {
@@ -92,5 +92,12 @@ impl<A: AdminArea> FromRequest for Admin<A> {
             Err(error) => return ready(Err(error)),
         };
         ready(Admin::check(state, caller))
+    }
+}
+
+impl crate::state::AppState {
+    /// The policy engine (reloaded when any replica changes policies).
+    pub fn authz(&self) -> &std::sync::Arc<Engine> {
+        self.services.get()
     }
 }

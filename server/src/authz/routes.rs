@@ -6,11 +6,11 @@
 
 use super::engine::Subject;
 use super::{Admin, AuthzRead, AuthzWrite};
-use crate::auth::users::{self, Actor};
-use crate::auth::Caller;
+use crate::audit::{self, Actor};
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::http::security::request_ip;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json, Path};
 use actix_web::{HttpRequest, HttpResponse};
@@ -124,14 +124,14 @@ async fn commit_change(
         role: &caller.role,
         ip: request_ip(request, &state.trusted_proxies),
     };
-    users::audit(&transaction, event, actor, None, details).await?;
+    audit::audit(&transaction, event, actor, None, details).await?;
     transaction
         .execute("SELECT pg_notify('basalt_policies', '')", &[])
         .await?;
     transaction.commit().await?;
     // The change is saved; if this reload fails, the NOTIFY makes the
     // listener of every replica, this one included, load it again.
-    if let Err(error) = state.authz.reload(&state.pool).await {
+    if let Err(error) = state.authz().reload(&state.pool).await {
         tracing::error!("cannot reload policies: {error:#}");
     }
     Ok(())
@@ -467,7 +467,7 @@ async fn assign_role(
     }
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    if users::by_id(&transaction, id).await?.is_none() {
+    if user_record(&transaction, id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
     transaction
@@ -809,7 +809,7 @@ async fn explain(
     let (subject, claims) = match body.subject.strip_prefix("user:") {
         Some(id) => {
             let id: Uuid = id.parse().map_err(|_| invalid("subject: user:<uuid>"))?;
-            let user = users::by_id(&client, id)
+            let user = user_record(&client, id)
                 .await?
                 .ok_or_else(|| HttpError::new(ErrorCode::UserNotFound))?;
             let claims = json!({
@@ -836,10 +836,12 @@ async fn explain(
     let decision = match &body.columns {
         Some(columns) => {
             state
-                .authz
+                .authz()
                 .authorize_columns(&subject, &body.object, &body.action, columns)
         }
-        None => state.authz.authorize(&subject, &body.object, &body.action),
+        None => state
+            .authz()
+            .authorize(&subject, &body.object, &body.action),
     };
     let uid = subject.user_id.map(|id| id.to_string());
     let variables = sql::Caller {
@@ -894,4 +896,21 @@ fn param_json(param: &sql::Param) -> Value {
         sql::Param::Text(text) => json!(text),
         sql::Param::TextArray(items) => json!(items),
     }
+}
+
+/// What the explainer and role assignments read of a user (their role,
+/// address and metadata), from auth's table.
+async fn user_record(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+) -> Result<Option<Value>, HttpError> {
+    Ok(client
+        .query_opt(
+            "SELECT jsonb_build_object('role', role, 'email', email,
+                    'app_metadata', raw_app_meta_data, 'user_metadata', raw_user_meta_data)
+             FROM auth.users WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .map(|row| row.get(0)))
 }

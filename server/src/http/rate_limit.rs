@@ -250,7 +250,7 @@ pub async fn middleware(
     let ip = super::security::client_ip(&request, &state.trusted_proxies);
     let api_key = super::keys::presented_key(request.headers());
     let verdict = state
-        .rate_limiter
+        .rate_limiter()
         .check(group, ip, api_key.as_deref(), Instant::now());
     let Some(verdict) = verdict else {
         return next
@@ -272,6 +272,12 @@ pub async fn middleware(
     let mut response = next.call(request).await?.map_into_boxed_body();
     set_headers(response.headers_mut(), &verdict);
     Ok(response)
+}
+
+impl crate::state::AppState {
+    pub fn rate_limiter(&self) -> &std::sync::Arc<RateLimiter> {
+        self.services.get()
+    }
 }
 
 #[cfg(test)]

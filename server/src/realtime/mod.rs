@@ -9,12 +9,12 @@
 
 pub mod hub;
 
-use crate::auth::Caller;
 use crate::authz::routes::subject_of;
 use crate::db;
 use crate::error::HttpError;
 use crate::feed::{self, Page};
 use crate::http::resource;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json};
 use actix_web::{HttpRequest, HttpResponse};
@@ -85,7 +85,7 @@ async fn websocket(
     let token = param("access_token");
     let caller = Caller::from_keys(&state, apikey.as_deref(), token.as_deref())?;
     if !state
-        .realtime
+        .realtime()
         .reserve(state.config.realtime.max_connections)
     {
         return Err(HttpError::from(
@@ -96,7 +96,7 @@ async fn websocket(
         .retry_after(5));
     }
     let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
-        state.realtime.release();
+        state.realtime().release();
         HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(error.to_string()))
     })?;
     let state = state.get_ref().clone();
@@ -193,7 +193,7 @@ async fn connection(
     let mut stream = stream.max_frame_size(config.max_message_bytes as usize);
     let (sender, mut queued) = mpsc::channel::<String>(config.send_buffer as usize);
     let kill = Arc::new(Notify::new());
-    let hub = state.realtime.clone();
+    let hub = state.realtime().clone();
     let id = hub.connect(
         sender,
         kill.clone(),
@@ -400,7 +400,7 @@ pub async fn relay_presence(state: AppState, pg: tokio_postgres::Config, tls: db
                 continue;
             };
             diff["type"] = json!("presence_diff");
-            state.realtime.broadcast(&topic, &diff.to_string(), None);
+            state.realtime().broadcast(&topic, &diff.to_string(), None);
         }
     };
     tokio::join!(listening, relaying);
@@ -413,7 +413,7 @@ fn table_access(
     schema: &str,
     table: &str,
 ) -> Result<Access, String> {
-    let decision = state.authz.authorize(
+    let decision = state.authz().authorize(
         &subject_of(state, caller),
         &format!("table:{schema}.{table}"),
         "select",
@@ -518,7 +518,7 @@ async fn handle(
                     format!("join {topic} first"),
                 )];
             }
-            let decision = state.authz.authorize(
+            let decision = state.authz().authorize(
                 &subject_of(state, caller),
                 &format!("channel:{topic}"),
                 "presence",
@@ -630,7 +630,7 @@ async fn join(
             "a topic is 1 to 255 bytes without control characters".into(),
         )];
     }
-    let decision = state.authz.authorize(
+    let decision = state.authz().authorize(
         &subject_of(state, caller),
         &format!("channel:{topic}"),
         "subscribe",
@@ -644,7 +644,7 @@ async fn join(
             .schema
             .clone()
             .unwrap_or_else(|| state.config.rest.schema.clone());
-        if !state.schema.names().contains(&schema) {
+        if !state.schema().names().contains(&schema) {
             return vec![error(
                 &reference,
                 "unknown_schema",
@@ -837,7 +837,7 @@ async fn send_broadcast(
             .with_details("topic: 1 to 255 bytes without control characters")
             .into());
     }
-    let decision = state.authz.authorize(
+    let decision = state.authz().authorize(
         &subject_of(state, caller),
         &format!("channel:{topic}"),
         "broadcast",
@@ -912,12 +912,12 @@ pub async fn follow_feed(state: AppState, pg: tokio_postgres::Config, tls: db::p
                 continue;
             };
             loop {
-                let position = state.realtime.position();
+                let position = state.realtime().position();
                 match feed::read_after(&client, position, 500).await {
                     Ok(Page::Changes(changes)) => {
                         let full = changes.len() == 500;
                         for change in &changes {
-                            state.realtime.dispatch(change);
+                            state.realtime().dispatch(change);
                         }
                         if !full {
                             break;
@@ -929,8 +929,8 @@ pub async fn follow_feed(state: AppState, pg: tokio_postgres::Config, tls: db::p
                         // are disconnected to resynchronize (a resume then
                         // answers feed_gap).
                         tracing::warn!(pruned_through, "realtime fell behind the feed's retention");
-                        state.realtime.cut_all("feed_gap");
-                        state.realtime.skip_to(pruned_through);
+                        state.realtime().cut_all("feed_gap");
+                        state.realtime().skip_to(pruned_through);
                     }
                     Err(error) => {
                         tracing::warn!("cannot read the change feed: {error}");
@@ -959,7 +959,9 @@ pub async fn relay_broadcasts(state: AppState, pg: tokio_postgres::Config, tls: 
             };
             let own = envelope["replica"].as_str() == Some(&state.realtime_replica.to_string());
             let from = if own { envelope["from"].as_u64() } else { None };
-            state.realtime.broadcast(topic, &message.to_string(), from);
+            state
+                .realtime()
+                .broadcast(topic, &message.to_string(), from);
         }
     };
     tokio::join!(listening, relaying);
@@ -971,7 +973,7 @@ pub async fn cut_revoked_sessions(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(2));
     loop {
         every.tick().await;
-        let sessions = state.realtime.sessions();
+        let sessions = state.realtime().sessions();
         if sessions.is_empty() {
             continue;
         }
@@ -994,9 +996,16 @@ pub async fn cut_revoked_sessions(state: AppState) {
             let ended: uuid::Uuid = row.get(0);
             for (conn, session) in &sessions {
                 if *session == ended {
-                    state.realtime.cut(*conn, "session_revoked");
+                    state.realtime().cut(*conn, "session_revoked");
                 }
             }
         }
+    }
+}
+
+impl crate::state::AppState {
+    /// Realtime connections and subscriptions on this replica.
+    pub fn realtime(&self) -> &std::sync::Arc<hub::Hub> {
+        self.services.get()
     }
 }

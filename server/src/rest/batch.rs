@@ -10,8 +10,8 @@ use super::write::{
     insert_rows, plan_delete, plan_insert, plan_update, representation, WriteCheck,
 };
 use super::{in_transaction, target, Prefer, Reply, Step, Target};
-use crate::auth::Caller;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};

@@ -6,8 +6,8 @@
 //! key is not limited. A statement timeout per transaction
 //! (`rest.statement_timeout_ms`) bounds each of them in the database too.
 
-use crate::auth::Caller;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use basalt_core::errors::ErrorCode;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

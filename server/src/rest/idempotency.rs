@@ -10,8 +10,8 @@
 //! Expired keys are pruned by a background task.
 
 use super::Reply;
-use crate::auth::Caller;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;

@@ -16,12 +16,12 @@ mod read;
 mod rpc;
 mod write;
 
-use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::authz::routes::subject_of;
 use crate::db::{rls, CancelOnDrop, Checkout};
 use crate::error::HttpError;
 use crate::http::resource;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web;
@@ -75,7 +75,7 @@ async fn openapi_document(
     let columns = |object: &str| -> Option<Vec<String>> {
         let mut union: Vec<String> = Vec::new();
         for action in ["select", "insert", "update"] {
-            let decision = state.authz.authorize(&subject, object, action);
+            let decision = state.authz().authorize(&subject, object, action);
             if decision.allowed {
                 union.extend(decision.columns?);
             }
@@ -83,10 +83,10 @@ async fn openapi_document(
         Some(union)
     };
     let document = basalt_core::rest::openapi(
-        &state.schema.profile(&profile).expect("an exposed schema"),
+        &state.schema().profile(&profile).expect("an exposed schema"),
         &format!("{base}/rest/v1"),
         env!("CARGO_PKG_VERSION"),
-        &|object, action| state.authz.authorize(&subject, object, action).allowed,
+        &|object, action| state.authz().authorize(&subject, object, action).allowed,
         &columns,
     );
     Ok(HttpResponse::Ok()
@@ -244,7 +244,7 @@ pub fn profile(state: &AppState, request: &HttpRequest) -> Result<String, HttpEr
     } else {
         "content-profile"
     };
-    let names = state.schema.names();
+    let names = state.schema().names();
     match request
         .headers()
         .get(header)
@@ -270,9 +270,9 @@ pub async fn snapshot(
     has: impl Fn(&Schema) -> bool,
 ) -> Arc<Schema> {
     let looked = std::time::Instant::now();
-    let schema = state.schema.profile(profile).expect("an exposed schema");
-    if !has(&schema) && state.schema.reload_after_miss(&state.pool, looked).await {
-        return state.schema.profile(profile).expect("an exposed schema");
+    let schema = state.schema().profile(profile).expect("an exposed schema");
+    if !has(&schema) && state.schema().reload_after_miss(&state.pool, looked).await {
+        return state.schema().profile(profile).expect("an exposed schema");
     }
     schema
 }
@@ -342,7 +342,7 @@ pub async fn target(
     let query = parse_query(caller, pairs)?;
     let object = format!("table:{profile}.{name}");
     let coarse = state
-        .authz
+        .authz()
         .authorize(&subject_of(state, caller), &object, action);
     if !coarse.allowed {
         return Err(refusal(
@@ -408,12 +408,12 @@ pub fn decide(
 ) -> Result<Decision, HttpError> {
     let subject = subject_of(state, caller);
     let decision = state
-        .authz
+        .authz()
         .authorize_columns(&subject, object, action, columns);
     if decision.allowed {
         return Ok(decision);
     }
-    let broader = state.authz.authorize(&subject, object, action);
+    let broader = state.authz().authorize(&subject, object, action);
     let hint = match (broader.allowed, &broader.columns) {
         (true, Some(allowed)) => format!("You may {action} these columns: {}.", allowed.join(", ")),
         _ => "An admin can see why with POST /admin/v1/policies/explain.".into(),
@@ -584,7 +584,7 @@ pub async fn in_transaction(
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
     let _slot = state
-        .fairness
+        .fairness()
         .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
     let mut checkout = Checkout::new(state.api_pool.get().await?);
     let result = run_steps(
@@ -747,4 +747,16 @@ fn labelled(mut error: HttpError, step: &Step) -> HttpError {
         error.error.details = Some(format!("{label}: {details}"));
     }
     error
+}
+
+impl crate::state::AppState {
+    /// How many data requests each caller has running.
+    pub fn fairness(&self) -> &std::sync::Arc<fairness::Fairness> {
+        self.services.get()
+    }
+
+    /// The exposed schemas as the data API sees them (reloaded on DDL).
+    pub fn schema(&self) -> &std::sync::Arc<cache::SchemaCache> {
+        self.services.get()
+    }
 }

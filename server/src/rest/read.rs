@@ -4,8 +4,8 @@
 //! JSON, single-object or CSV output.
 
 use super::{decide, in_transaction, table_request, uid_of, variables, Embedding, Reply, Step};
-use crate::auth::Caller;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};

@@ -8,9 +8,9 @@
 
 use super::idempotency::Idempotency;
 use super::{in_transaction, query_pairs, refusal, Embedding, Reply, Step};
-use crate::auth::Caller;
 use crate::authz::routes::subject_of;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::{Bytes, Data, Path};
@@ -93,7 +93,7 @@ pub async fn plan_call(
 ) -> Result<CallPlan, HttpError> {
     let object = format!("function:{profile}.{name}");
     let decision = state
-        .authz
+        .authz()
         .authorize(&subject_of(state, caller), &object, "execute");
     if !decision.allowed {
         return Err(refusal(
@@ -221,7 +221,7 @@ pub async fn call(
     // the result. Decided first: only callers who may call the function make
     // the server look for it.
     let profile = super::profile(&state, &request)?;
-    let decision = state.authz.authorize(
+    let decision = state.authz().authorize(
         &subject_of(&state, &caller),
         &format!("function:{profile}.{name}"),
         "execute",

@@ -5,9 +5,9 @@ use super::idempotency::Idempotency;
 use super::{
     decide, in_transaction, table_request, uid_of, variables, Prefer, Reply, Step, Target,
 };
-use crate::auth::Caller;
 use crate::authz::routes::subject_of;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path};
@@ -59,7 +59,7 @@ pub fn representation(
     rows: Vec<Map<String, Value>>,
 ) -> Result<String, HttpError> {
     let select = state
-        .authz
+        .authz()
         .authorize(&subject_of(state, caller), &target.object, "select");
     if !select.allowed {
         return Ok("[]".into());
@@ -142,7 +142,7 @@ pub fn reply(
         Some("headers-only") => {
             let mut reply = Reply::new(empty);
             let may_read = state
-                .authz
+                .authz()
                 .authorize(&subject_of(state, caller), &target.object, "select")
                 .allowed;
             if let ([row], false, true) = (&rows[..], target.table.primary_key.is_empty(), may_read)
@@ -275,7 +275,7 @@ fn values_fit(table: &Table, objects: &[Value]) -> Result<(), HttpError> {
 /// representation shows (the columns are limited in [`representation`]).
 fn shown(state: &AppState, caller: &Caller, target: &Target) -> Option<Expr> {
     let select = state
-        .authz
+        .authz()
         .authorize(&subject_of(state, caller), &target.object, "select");
     select.condition.filter(|_| select.allowed)
 }
@@ -341,7 +341,7 @@ fn readable_filters(
     if filtered.is_empty() {
         return Ok(query);
     }
-    let readable = state.authz.authorize_columns(
+    let readable = state.authz().authorize_columns(
         &subject_of(state, caller),
         &target.object,
         "select",

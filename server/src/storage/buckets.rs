@@ -4,9 +4,9 @@
 //! those who may manage it or `read` in it, and to everyone when public.
 
 use super::{decide, find_bucket, invalid, invalid_bucket, Bucket, BUCKET_COLUMNS};
-use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::http::resource;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::web::{self, Data, Json, Path};
 use actix_web::HttpResponse;
@@ -35,7 +35,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 fn may_manage(state: &AppState, caller: &Caller, id: &str) -> bool {
     state
-        .authz
+        .authz()
         .authorize(
             &crate::authz::routes::subject_of(state, caller),
             &format!("bucket:{id}"),
@@ -277,7 +277,7 @@ async fn empty(
         deleted += blobs.len() as u64;
         // A blob not removed here is an orphan the cleanup task removes.
         for blob in blobs {
-            if let Err(error) = state.storage.backend.delete(&blob).await {
+            if let Err(error) = state.storage().backend.delete(&blob).await {
                 tracing::warn!("emptying bucket: {error:#}");
             }
         }

@@ -20,7 +20,7 @@ pub struct Swept {
 }
 
 pub async fn sweep(state: &AppState) -> anyhow::Result<Swept> {
-    let backend = &state.storage.backend;
+    let backend = &state.storage().backend;
     let grace = Duration::from_secs(state.config.storage.orphan_grace_secs);
     let before = SystemTime::now() - grace;
     let mut swept = Swept::default();

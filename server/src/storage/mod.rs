@@ -16,9 +16,9 @@ mod tus;
 
 pub use buckets::reconcile as reconcile_buckets;
 
-use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::web;
 use backend::Backend;
@@ -245,7 +245,7 @@ fn policy_row(
 
 /// `read`, `write` or `delete` on `bucket:<id>/<path>` (a path prefix for listings).
 fn decide(state: &AppState, caller: &Caller, bucket: &str, path: &str, action: &str) -> Decision {
-    state.authz.authorize(
+    state.authz().authorize(
         &crate::authz::routes::subject_of(state, caller),
         &format!("bucket:{bucket}/{path}"),
         action,
@@ -297,4 +297,11 @@ fn invalid_bucket(problem: String) -> HttpError {
 fn backend_failed(error: anyhow::Error) -> HttpError {
     tracing::error!("storage backend: {error:#}");
     HttpError::from(ErrorCode::StorageUnavailable).retry_after(1)
+}
+
+impl crate::state::AppState {
+    /// Storage's backend and URL signing key.
+    pub fn storage(&self) -> &std::sync::Arc<Storage> {
+        self.services.get()
+    }
 }

@@ -7,10 +7,10 @@ use super::{
     backend_failed, decide, denied, find_bucket, invalid, invalid_bucket, invalid_name, policy_row,
     row_allowed, Bucket, Object, OBJECT_COLUMNS,
 };
-use crate::auth::Caller;
 use crate::authz::engine::Decision;
 use crate::error::HttpError;
 use crate::http::resource;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue, HttpDate};
 use actix_web::http::{Method, StatusCode};
@@ -289,7 +289,7 @@ async fn receive(
 ) -> Result<(String, i64, String), HttpError> {
     let key = new_object_key();
     let mut writer: Box<dyn BlobWriter> = state
-        .storage
+        .storage()
         .backend
         .writer(&key)
         .await
@@ -480,7 +480,7 @@ async fn discard_unreferenced(state: &AppState, key: &str) {
 /// Removes a blob no committed row refers to (best effort: the cleanup task
 /// removes what this misses).
 pub(super) async fn discard(state: &AppState, key: &str) {
-    if let Err(error) = state.storage.backend.delete(key).await {
+    if let Err(error) = state.storage().backend.delete(key).await {
         tracing::warn!("removing blob {key}: {error:#}");
     }
 }
@@ -825,7 +825,7 @@ async fn send(
             .streaming(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
     }
     let stream = state
-        .storage
+        .storage()
         .backend
         .read(&object.blob, range)
         .await
@@ -1148,7 +1148,7 @@ async fn copy_object(
     }
     let key = new_object_key();
     state
-        .storage
+        .storage()
         .backend
         .copy(&ends.source.blob, &key)
         .await
@@ -1335,7 +1335,7 @@ fn download_url(state: &AppState, bucket: &str, name: &str, expires_in: i64) -> 
         upsert: false,
         service: false,
     };
-    let signed = rules::sign_token(&state.storage.token_key, &token);
+    let signed = rules::sign_token(&state.storage().token_key, &token);
     let url = format!("/object/sign/{}?token={signed}", encode_path(bucket, name));
     (url, token.exp)
 }
@@ -1422,7 +1422,7 @@ fn verify(
         HttpError::from(ApiError::new(ErrorCode::InvalidSignature).with_details("no token"))
     })?;
     let token =
-        rules::verify_token(&state.storage.token_key, text, now()).map_err(
+        rules::verify_token(&state.storage().token_key, text, now()).map_err(
             |error| match error {
                 TokenError::Expired => HttpError::from(ErrorCode::SignedUrlExpired),
                 TokenError::Invalid => HttpError::from(ErrorCode::InvalidSignature),
@@ -1472,9 +1472,9 @@ async fn sign_upload(
         id: new_token_id(),
         owner: owner.map(|o| o.to_string()),
         upsert: upsert_header(&request),
-        service: caller.role == crate::auth::jwt::SERVICE_ROLE,
+        service: caller.role == crate::identity::jwt::SERVICE_ROLE,
     };
-    let signed = rules::sign_token(&state.storage.token_key, &token);
+    let signed = rules::sign_token(&state.storage().token_key, &token);
     Ok(HttpResponse::Ok().json(json!({
         "url": format!("/object/upload/sign/{}?token={signed}", encode_path(&bucket.id, &name)),
         "token": signed,

@@ -17,8 +17,8 @@ use super::objects::{
 use super::{
     backend_failed, decide, denied, find_bucket, invalid, invalid_name, policy_row, row_allowed,
 };
-use crate::auth::Caller;
 use crate::error::HttpError;
+use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path, Payload};
@@ -89,7 +89,7 @@ async fn create(
 ) -> Result<HttpResponse, HttpError> {
     check_version(&request)?;
     // An upload is continued by whoever created it: a user, or the service_role key.
-    if caller.user.is_none() && caller.role != crate::auth::jwt::SERVICE_ROLE {
+    if caller.user.is_none() && caller.role != crate::identity::jwt::SERVICE_ROLE {
         return Err(ErrorCode::LoginRequired.into());
     }
     let length: u64 = header_text(&request, "upload-length")
@@ -204,7 +204,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Upload, Htt
     let owner: Option<Uuid> = row.get(3);
     let creator = match owner {
         Some(_) => owner == caller.user.map(|(user, _)| user),
-        None => caller.role == crate::auth::jwt::SERVICE_ROLE,
+        None => caller.role == crate::identity::jwt::SERVICE_ROLE,
     };
     if !creator {
         return Err(missing());
@@ -274,7 +274,7 @@ async fn patch(
     // Store the body as a new part; a cut-off body stores nothing.
     let key = format!("uploads/{}/{}", upload.id, Uuid::new_v4().simple());
     let mut writer: Box<dyn BlobWriter> = state
-        .storage
+        .storage()
         .backend
         .writer(&key)
         .await
@@ -325,7 +325,7 @@ async fn finish(
     let decision = decide(state, caller, &bucket.id, &upload.name, "write");
     let key = new_object_key();
     let mut writer: Box<dyn BlobWriter> = state
-        .storage
+        .storage()
         .backend
         .writer(&key)
         .await
@@ -334,7 +334,7 @@ async fn finish(
     let mut assembled: i64 = 0;
     for part in parts {
         let mut stream = state
-            .storage
+            .storage()
             .backend
             .read(part, None)
             .await
