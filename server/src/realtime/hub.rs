@@ -4,6 +4,7 @@
 //! in memory, so a change costs no database query per subscriber.
 
 use crate::feed::Change;
+use basalt_core::errors::ErrorCode;
 use basalt_core::filter::eval::matches;
 use basalt_core::filter::sql::Caller as Variables;
 use basalt_core::filter::Expr;
@@ -77,7 +78,7 @@ struct Subscription {
 struct Connection {
     sender: mpsc::Sender<String>,
     kill: Arc<Notify>,
-    reason: Option<&'static str>,
+    reason: Option<ErrorCode>,
     identity: Identity,
     session: Option<uuid::Uuid>,
     paused: bool,
@@ -103,7 +104,7 @@ pub struct Hub {
 }
 
 /// What a connection learns when it is cut off.
-pub const SLOW_CONSUMER: &str = "slow_consumer";
+pub const SLOW_CONSUMER: ErrorCode = ErrorCode::RealtimeSlowConsumer;
 
 impl Hub {
     pub fn new(position: i64, buffer_limit: usize) -> Self {
@@ -187,19 +188,19 @@ impl Hub {
     }
 
     /// Why the connection was cut off, if it was.
-    pub fn reason(&self, conn: u64) -> Option<&'static str> {
+    pub fn reason(&self, conn: u64) -> Option<ErrorCode> {
         self.lock().connections.get(&conn).and_then(|c| c.reason)
     }
 
     /// Cuts off every connection (they must resynchronize).
-    pub fn cut_all(&self, reason: &'static str) {
+    pub fn cut_all(&self, reason: ErrorCode) {
         for connection in self.lock().connections.values_mut() {
             connection.reason = Some(reason);
             connection.kill.notify_one();
         }
     }
 
-    pub fn cut(&self, conn: u64, reason: &'static str) {
+    pub fn cut(&self, conn: u64, reason: ErrorCode) {
         if let Some(connection) = self.lock().connections.get_mut(&conn) {
             connection.reason = Some(reason);
             connection.kill.notify_one();

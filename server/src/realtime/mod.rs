@@ -175,8 +175,8 @@ fn ok(reference: &Option<Value>, extra: Value) -> String {
     reply.to_string()
 }
 
-fn error(reference: &Option<Value>, code: &str, message: String) -> String {
-    json!({"type": "reply", "ref": reference, "status": "error", "code": code, "message": message})
+fn error(reference: &Option<Value>, code: ErrorCode, message: String) -> String {
+    json!({"type": "reply", "ref": reference, "status": "error", "code": code.code(), "message": message})
         .to_string()
 }
 
@@ -228,14 +228,14 @@ async fn connection(
                 }
                 Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
                 Some(Ok(Message::Binary(_))) => {
-                    let _ = session.text(error(&None, "invalid_message", "send JSON text frames".into())).await;
+                    let _ = session.text(error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into())).await;
                 }
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(error)) => {
                     // Too large a frame, or a protocol violation.
                     break Some(CloseReason {
                         code: CloseCode::Size,
-                        description: Some(format!("message_too_large: {error}")),
+                        description: Some(format!("{}: {error}", ErrorCode::RealtimeMessageTooLarge.code())),
                     });
                 }
                 Some(Ok(_)) => {}
@@ -246,7 +246,7 @@ async fn connection(
                 }
             }
             _ = kill.notified() => {
-                let reason = hub.reason(id).unwrap_or("closed");
+                let reason = hub.reason(id).unwrap_or(ErrorCode::RealtimeClosed).code();
                 break Some(CloseReason {
                     code: CloseCode::Policy,
                     description: Some(reason.to_owned()),
@@ -254,7 +254,7 @@ async fn connection(
             }
             _ = pings.tick() => {
                 if last_heard.elapsed() > IDLE {
-                    break Some(CloseReason { code: CloseCode::Normal, description: Some("idle".into()) });
+                    break Some(CloseReason { code: CloseCode::Normal, description: Some(ErrorCode::RealtimeIdle.code().into()) });
                 }
                 if session.ping(b"").await.is_err() {
                     break None;
@@ -263,7 +263,7 @@ async fn connection(
             _ = async { tokio::time::sleep_until(expires.expect("guarded")).await }, if expires.is_some() => {
                 expires = None;
                 hub.pause(id);
-                let message = json!({"type": "system", "event": "token_expired",
+                let message = json!({"type": "system", "event": ErrorCode::RealtimeTokenExpired.code(),
                     "message": "Delivery is paused; send a fresh access_token to resume (missed changes are replayed)."});
                 if session.text(message.to_string()).await.is_err() {
                     break None;
@@ -439,7 +439,13 @@ async fn handle(
 ) -> Vec<String> {
     let message: ClientMessage = match serde_json::from_str(text) {
         Ok(message) => message,
-        Err(problem) => return vec![error(&None, "invalid_message", problem.to_string())],
+        Err(problem) => {
+            return vec![error(
+                &None,
+                ErrorCode::RealtimeInvalidMessage,
+                problem.to_string(),
+            )]
+        }
     };
     // With an expired token, only a fresh token, heartbeats and leaving.
     let allowed_while_paused = matches!(
@@ -451,7 +457,7 @@ async fn handle(
     if !allowed_while_paused && hub.paused(id) {
         return vec![error(
             &None,
-            "token_expired",
+            ErrorCode::RealtimeTokenExpired,
             "send a fresh access_token first".into(),
         )];
     }
@@ -491,7 +497,7 @@ async fn handle(
             if !hub.joined(id, &topic) {
                 return vec![error(
                     &reference,
-                    "not_joined",
+                    ErrorCode::RealtimeNotJoined,
                     format!("join {topic} first"),
                 )];
             }
@@ -499,7 +505,7 @@ async fn handle(
                 Ok(()) => vec![ok(&reference, json!({"topic": topic}))],
                 Err(problem) => vec![error(
                     &reference,
-                    problem.error.code,
+                    problem.error.kind,
                     problem.error.details.unwrap_or(problem.error.message),
                 )],
             }
@@ -514,7 +520,7 @@ async fn handle(
             if !hub.joined(id, &topic) {
                 return vec![error(
                     &reference,
-                    "not_joined",
+                    ErrorCode::RealtimeNotJoined,
                     format!("join {topic} first"),
                 )];
             }
@@ -524,7 +530,7 @@ async fn handle(
                 "presence",
             );
             if !decision.allowed {
-                return vec![error(&reference, "forbidden", decision.reason)];
+                return vec![error(&reference, ErrorCode::Forbidden, decision.reason)];
             }
             // A key names the member: a user's own keys are prefixed with
             // the user id (no one can appear as someone else); anonymous
@@ -536,7 +542,7 @@ async fn handle(
                 (Some(_), Some(_)) => {
                     return vec![error(
                         &reference,
-                        "invalid_key",
+                        ErrorCode::RealtimeInvalidKey,
                         "a presence key is at most 100 bytes".into(),
                     )]
                 }
@@ -554,7 +560,11 @@ async fn handle(
             };
             match outcome {
                 Ok(()) => vec![ok(&reference, json!({"topic": topic}))],
-                Err(problem) => vec![error(&reference, "presence_failed", problem)],
+                Err(problem) => vec![error(
+                    &reference,
+                    ErrorCode::RealtimePresenceFailed,
+                    problem,
+                )],
             }
         }
         ClientMessage::AccessToken { reference, token } => {
@@ -563,7 +573,7 @@ async fn handle(
                 Err(problem) => {
                     return vec![error(
                         &reference,
-                        problem.error.code,
+                        problem.error.kind,
                         problem.error.details.unwrap_or(problem.error.message),
                     )]
                 }
@@ -575,7 +585,7 @@ async fn handle(
             {
                 return vec![error(
                     &reference,
-                    "wrong_user",
+                    ErrorCode::RealtimeWrongUser,
                     "a refreshed token must belong to the same user".into(),
                 )];
             }
@@ -610,14 +620,14 @@ async fn join(
     if hub.joined(id, &topic) {
         return vec![error(
             &reference,
-            "already_joined",
+            ErrorCode::RealtimeAlreadyJoined,
             format!("{topic} is joined"),
         )];
     }
     if hub.topics(id) >= limit {
         return vec![error(
             &reference,
-            "too_many_channels",
+            ErrorCode::RealtimeTooManyChannels,
             format!(
                 "a connection may join {limit} channels (realtime.max_channels_per_connection)"
             ),
@@ -626,7 +636,7 @@ async fn join(
     if !valid_topic(&topic) {
         return vec![error(
             &reference,
-            "invalid_topic",
+            ErrorCode::RealtimeInvalidTopic,
             "a topic is 1 to 255 bytes without control characters".into(),
         )];
     }
@@ -636,7 +646,7 @@ async fn join(
         "subscribe",
     );
     if !decision.allowed {
-        return vec![error(&reference, "forbidden", decision.reason)];
+        return vec![error(&reference, ErrorCode::Forbidden, decision.reason)];
     }
     let mut subscriptions = Vec::new();
     for spec in specs {
@@ -647,7 +657,7 @@ async fn join(
         if !state.schema().names().contains(&schema) {
             return vec![error(
                 &reference,
-                "unknown_schema",
+                ErrorCode::RealtimeUnknownSchema,
                 format!("{schema} is not exposed"),
             )];
         }
@@ -657,7 +667,7 @@ async fn join(
             Some(other) => {
                 return vec![error(
                     &reference,
-                    "invalid_event",
+                    ErrorCode::RealtimeInvalidEvent,
                     format!("`{other}` is not INSERT, UPDATE, DELETE or *"),
                 )]
             }
@@ -668,12 +678,12 @@ async fn join(
             .contains_key(&spec.table);
         let access = match table_access(state, caller, &schema, &spec.table) {
             Ok(access) => access,
-            Err(reason) => return vec![error(&reference, "forbidden", reason)],
+            Err(reason) => return vec![error(&reference, ErrorCode::Forbidden, reason)],
         };
         if !known {
             return vec![error(
                 &reference,
-                "table_not_found",
+                ErrorCode::TableNotFound,
                 format!("{schema}.{}", spec.table),
             )];
         }
@@ -682,9 +692,17 @@ async fn join(
             Some(text) => match parse_condition(text) {
                 Ok(filter) => match basalt_core::filter::eval::evaluable(&filter) {
                     Ok(()) => Some(filter),
-                    Err(problem) => return vec![error(&reference, "invalid_filter", problem)],
+                    Err(problem) => {
+                        return vec![error(&reference, ErrorCode::RealtimeInvalidFilter, problem)]
+                    }
                 },
-                Err(problem) => return vec![error(&reference, "invalid_filter", problem.message)],
+                Err(problem) => {
+                    return vec![error(
+                        &reference,
+                        ErrorCode::RealtimeInvalidFilter,
+                        problem.message,
+                    )]
+                }
             },
         };
         // A filter may only read columns the caller may read.
@@ -697,7 +715,7 @@ async fn join(
             if let Some(hidden) = used.iter().find(|c| !columns.contains(c)) {
                 return vec![error(
                     &reference,
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     format!("the filter reads `{hidden}`, which you may not read"),
                 )];
             }
@@ -718,7 +736,7 @@ async fn join(
             Err(problem) => {
                 return vec![error(
                     &reference,
-                    "database_unavailable",
+                    ErrorCode::DatabaseUnavailable,
                     problem.to_string(),
                 )]
             }
@@ -727,12 +745,12 @@ async fn join(
             Ok(Page::Gap { pruned_through }) => {
                 return vec![error(
                     &reference,
-                    "feed_gap",
+                    ErrorCode::FeedGap,
                     format!("changes up to position {pruned_through} are no longer kept; refetch, then join without resume_from"),
                 )]
             }
             Ok(_) => {}
-            Err(problem) => return vec![error(&reference, "database_unavailable", problem.to_string())],
+            Err(problem) => return vec![error(&reference, ErrorCode::DatabaseUnavailable, problem.to_string())],
         }
     }
     let position = hub.join(id, &topic, broadcast_self, subscriptions, resume_from);
@@ -789,17 +807,21 @@ async fn replay(
                 Ok(Page::Gap { pruned_through }) => {
                     out.push(error(
                         &None,
-                        "feed_gap",
+                        ErrorCode::FeedGap,
                         format!("changes up to position {pruned_through} are no longer kept"),
                     ));
-                    hub.cut(id, "feed_gap");
+                    hub.cut(id, ErrorCode::FeedGap);
                     return out;
                 }
                 Ok(_) => break,
                 Err(problem) => {
                     // Never go live over a hole: the client resumes later.
-                    out.push(error(&None, "database_unavailable", problem.to_string()));
-                    hub.cut(id, "replay_failed");
+                    out.push(error(
+                        &None,
+                        ErrorCode::DatabaseUnavailable,
+                        problem.to_string(),
+                    ));
+                    hub.cut(id, ErrorCode::RealtimeReplayFailed);
                     return out;
                 }
             }
@@ -807,10 +829,10 @@ async fn replay(
     } else {
         out.push(error(
             &None,
-            "database_unavailable",
+            ErrorCode::DatabaseUnavailable,
             "no database connection".into(),
         ));
-        hub.cut(id, "replay_failed");
+        hub.cut(id, ErrorCode::RealtimeReplayFailed);
         return out;
     }
     hub.go_live(id, topic, to);
@@ -929,7 +951,7 @@ pub async fn follow_feed(state: AppState, pg: tokio_postgres::Config, tls: db::p
                         // are disconnected to resynchronize (a resume then
                         // answers feed_gap).
                         tracing::warn!(pruned_through, "realtime fell behind the feed's retention");
-                        state.realtime().cut_all("feed_gap");
+                        state.realtime().cut_all(ErrorCode::FeedGap);
                         state.realtime().skip_to(pruned_through);
                     }
                     Err(error) => {
@@ -996,7 +1018,9 @@ pub async fn cut_revoked_sessions(state: AppState) {
             let ended: uuid::Uuid = row.get(0);
             for (conn, session) in &sessions {
                 if *session == ended {
-                    state.realtime().cut(*conn, "session_revoked");
+                    state
+                        .realtime()
+                        .cut(*conn, ErrorCode::RealtimeSessionRevoked);
                 }
             }
         }
