@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod background;
 pub mod db;
 pub mod embedded;
 pub mod error;

@@ -2,6 +2,7 @@
 //! or external), migrate, serve HTTP, and shut down gracefully.
 
 use crate::auth::passwords::Passwords;
+use crate::background::Background;
 use crate::db::{self, migrate};
 use crate::embedded::EmbeddedPostgres;
 use crate::http::rate_limit::RateLimiter;
@@ -19,7 +20,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 
 /// The database Basalt works on, and the embedded cluster if it runs one.
 struct Database {
@@ -299,52 +299,59 @@ async fn run(
             "no SMTP server is configured (smtp.host): sign-ups are confirmed automatically; password recovery, magic links and email confirmation are off"
         );
     }
-    let policy_reloader = tokio::spawn(reload_policies_on_change(
-        state.clone(),
-        database.pg.clone(),
-        database.tls.clone(),
-    ));
-    let schema_reloader = tokio::spawn(crate::rest::cache::reload_on_change(
-        state.schema().clone(),
-        state.pool.clone(),
-        database.pg.clone(),
-        database.tls.clone(),
-    ));
-    crate::storage::cleanup::spawn(state.clone());
-    let revocations = tokio::spawn(crate::identity::revoked::follow(
-        revoked,
-        state.pool.clone(),
-        database.pg.clone(),
-        database.tls.clone(),
-    ));
-    let realtime_tasks = [
-        tokio::spawn(crate::realtime::follow_feed(
-            state.clone(),
-            database.pg.clone(),
-            database.tls.clone(),
-        )),
-        tokio::spawn(crate::realtime::relay_broadcasts(
-            state.clone(),
-            database.pg.clone(),
-            database.tls.clone(),
-        )),
-        tokio::spawn(crate::realtime::cut_revoked_sessions(state.clone())),
-        tokio::spawn(crate::realtime::relay_presence(
-            state.clone(),
-            database.pg.clone(),
-            database.tls.clone(),
-        )),
-        tokio::spawn(crate::realtime::keep_presence(state.clone())),
-    ];
-    let (stop_jobs, stop_jobs_rx) = watch::channel(false);
-    let job_worker = tokio::spawn(jobs::run(
-        state.pool.clone(),
-        state.jobs.clone(),
-        config.jobs.clone(),
-        handlers,
-        (database.pg.clone(), database.tls.clone()),
-        stop_jobs_rx,
-    ));
+    let mut background = Background::default();
+    let (pg, tls) = (&database.pg, &database.tls);
+    background.spawn(
+        "policy reloader",
+        reload_policies_on_change(state.clone(), pg.clone(), tls.clone()),
+    );
+    background.spawn(
+        "schema reloader",
+        crate::rest::cache::reload_on_change(
+            state.schema().clone(),
+            state.pool.clone(),
+            pg.clone(),
+            tls.clone(),
+        ),
+    );
+    background.spawn(
+        "storage cleanup",
+        crate::storage::cleanup::run(state.clone()),
+    );
+    background.spawn(
+        "revoked sessions",
+        crate::identity::revoked::follow(revoked, state.pool.clone(), pg.clone(), tls.clone()),
+    );
+    background.spawn(
+        "realtime feed",
+        crate::realtime::follow_feed(state.clone(), pg.clone(), tls.clone()),
+    );
+    background.spawn(
+        "realtime broadcasts",
+        crate::realtime::relay_broadcasts(state.clone(), pg.clone(), tls.clone()),
+    );
+    background.spawn(
+        "realtime sessions",
+        crate::realtime::cut_revoked_sessions(state.clone()),
+    );
+    background.spawn(
+        "realtime presence",
+        crate::realtime::relay_presence(state.clone(), pg.clone(), tls.clone()),
+    );
+    background.spawn(
+        "presence liveness",
+        crate::realtime::keep_presence(state.clone()),
+    );
+    background.spawn_graceful("job worker", |stop| {
+        jobs::run(
+            state.pool.clone(),
+            state.jobs.clone(),
+            config.jobs.clone(),
+            handlers,
+            (pg.clone(), tls.clone()),
+            stop,
+        )
+    });
     metrics::gauge!("basalt_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
     let server_config = &config.server;
@@ -387,7 +394,7 @@ async fn run(
     let pool = state.pool.clone();
     let retention = config.realtime.retention_secs;
     let window = token_window(&config);
-    let sweeper = tokio::spawn(async move {
+    background.spawn("sweeper", async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
             every.tick().await;
@@ -404,7 +411,7 @@ async fn run(
         }
     });
     let drain = Duration::from_millis(server_config.shutdown_drain_ms);
-    let signals = tokio::spawn(async move {
+    background.spawn("signals", async move {
         let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
         let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let name = tokio::select! {
@@ -419,16 +426,7 @@ async fn run(
     });
 
     let served = server.await;
-    sweeper.abort();
-    signals.abort();
-    policy_reloader.abort();
-    revocations.abort();
-    schema_reloader.abort();
-    for task in realtime_tasks {
-        task.abort();
-    }
-    let _ = stop_jobs.send(true);
-    let _ = job_worker.await;
+    background.stop().await;
     state.pool.close();
     served.context("the HTTP server failed")?;
     tracing::info!("HTTP server stopped");

@@ -112,22 +112,20 @@ fn forget(result: anyhow::Result<()>) -> bool {
 }
 
 /// Runs [`sweep`] every `storage.cleanup_interval_secs` until shutdown.
-pub fn spawn(state: AppState) {
+pub async fn run(state: AppState) {
     let every = Duration::from_secs(state.config.storage.cleanup_interval_secs);
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            if state.lifecycle.shutting_down() {
-                return;
-            }
-            match sweep(&state).await {
-                Ok(swept) => {
-                    if swept.orphaned_blobs + swept.incomplete_writes + swept.expired_uploads > 0 {
-                        tracing::info!(?swept, "storage cleanup");
-                    }
-                }
-                Err(error) => tracing::warn!("storage cleanup failed: {error:#}"),
-            }
+    loop {
+        tokio::time::sleep(every).await;
+        if state.lifecycle.shutting_down() {
+            continue;
         }
-    });
+        match sweep(&state).await {
+            Ok(swept) => {
+                if swept.orphaned_blobs + swept.incomplete_writes + swept.expired_uploads > 0 {
+                    tracing::info!(?swept, "storage cleanup");
+                }
+            }
+            Err(error) => tracing::warn!("storage cleanup failed: {error:#}"),
+        }
+    }
 }
