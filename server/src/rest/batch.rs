@@ -18,6 +18,7 @@ use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::FilterError;
+use basalt_core::rest::request::Resolution;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -126,14 +127,11 @@ async fn plan(
             let (columns, objects) = insert_rows(rows)?;
             let on = on_conflict.unwrap_or_else(|| target.table.primary_key.clone());
             let resolution = Prefer {
-                resolution: Some(
-                    if ignore_duplicates {
-                        "ignore-duplicates"
-                    } else {
-                        "merge-duplicates"
-                    }
-                    .into(),
-                ),
+                resolution: Some(if ignore_duplicates {
+                    Resolution::IgnoreDuplicates
+                } else {
+                    Resolution::MergeDuplicates
+                }),
                 ..prefer.clone()
             };
             let plan = plan_insert(
@@ -170,7 +168,7 @@ pub async fn batch(
     request: HttpRequest,
     body: web::Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
-    let prefer = Prefer::of(&request)?;
+    let prefer = super::prefer(&request)?;
     let profile = super::profile(&state, &request)?;
     let idempotency = Idempotency::of(&request, &state, &caller, body.to_string().as_bytes())?;
     let batch: Batch = serde_json::from_value(body.into_inner()).map_err(|error| {

@@ -29,6 +29,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::{Caller as Variables, Param};
 use basalt_core::filter::{Expr, FilterError};
+use basalt_core::rest::request::Prefer;
 use basalt_core::rest::{parse_read, Access, ReadQuery, Schema, Table};
 pub use idempotency::prune as prune_idempotency_keys;
 use idempotency::Idempotency;
@@ -150,73 +151,14 @@ impl Reply {
     }
 }
 
-/// `Prefer` as RFC 7240 and PostgREST define it; preferences Basalt does not
-/// know are ignored (and not listed in `Preference-Applied`).
-#[derive(Debug, Default, Clone)]
-pub struct Prefer {
-    pub return_: Option<String>,
-    pub count: Option<String>,
-    pub resolution: Option<String>,
-    pub missing_default: bool,
-    pub max_affected: Option<i64>,
-}
-
-impl Prefer {
-    pub fn of(request: &HttpRequest) -> Result<Prefer, HttpError> {
-        let mut prefer = Prefer::default();
-        let items = request
+/// The request's `Prefer` headers (see `basalt_core::rest::request`).
+pub fn prefer(request: &HttpRequest) -> Result<Prefer, HttpError> {
+    Ok(Prefer::parse(
+        request
             .headers()
             .get_all("prefer")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim);
-        for item in items {
-            let (name, value) = item.split_once('=').unwrap_or((item, ""));
-            let value = value.trim().to_owned();
-            match name.trim() {
-                "return" if ["minimal", "headers-only", "representation"].contains(&&*value) => {
-                    prefer.return_ = Some(value)
-                }
-                "count" if ["exact", "planned", "estimated"].contains(&&*value) => {
-                    prefer.count = Some(value)
-                }
-                "resolution" if ["merge-duplicates", "ignore-duplicates"].contains(&&*value) => {
-                    prefer.resolution = Some(value)
-                }
-                "missing" if value == "default" => prefer.missing_default = true,
-                "max-affected" => {
-                    prefer.max_affected = Some(value.parse().map_err(|_| {
-                        HttpError::from(FilterError::new(format!(
-                            "`max-affected={value}` is not a whole number"
-                        )))
-                    })?)
-                }
-                _ => {}
-            }
-        }
-        Ok(prefer)
-    }
-
-    /// The `Preference-Applied` header's value.
-    pub fn applied(&self) -> String {
-        let mut applied = Vec::new();
-        if let Some(value) = &self.return_ {
-            applied.push(format!("return={value}"));
-        }
-        if let Some(value) = &self.count {
-            applied.push(format!("count={value}"));
-        }
-        if let Some(value) = &self.resolution {
-            applied.push(format!("resolution={value}"));
-        }
-        if self.missing_default {
-            applied.push("missing=default".into());
-        }
-        if let Some(value) = self.max_affected {
-            applied.push(format!("max-affected={value}"));
-        }
-        applied.join(", ")
-    }
+            .filter_map(|value| value.to_str().ok()),
+    )?)
 }
 
 /// The query string as decoded pairs.
@@ -309,6 +251,21 @@ async fn table_of(
 /// Parses the query, decides `action` on the table coarsely (before looking
 /// it up, so an answer never tells a caller without access whether a table
 /// exists), then finds the table.
+/// PostgreSQL's object identifier types, whose input looks names up.
+const REG_TYPES: &[&str] = &[
+    "regclass",
+    "regcollation",
+    "regconfig",
+    "regdictionary",
+    "regnamespace",
+    "regoper",
+    "regoperator",
+    "regproc",
+    "regprocedure",
+    "regrole",
+    "regtype",
+];
+
 /// The query string as a read, refusing casts to the `reg*` types for all
 /// but the service_role key: `::regclass`, `::regrole`, `::regproc` turn text
 /// into catalog lookups, a way to probe for tables, roles and functions.
@@ -317,10 +274,9 @@ pub fn parse_query(caller: &Caller, pairs: &[(String, String)]) -> Result<ReadQu
     if !is_service_key(caller) {
         if let Some(cast) = query.casts().into_iter().find(|cast| {
             let base = cast.rsplit('.').next().unwrap_or(cast);
-            base.trim_matches('"')
-                .trim_start_matches('_')
-                .to_ascii_lowercase()
-                .starts_with("reg")
+            let base = base.trim_matches('"').trim_start_matches('_');
+            let base = base.trim_end_matches("[]").to_ascii_lowercase();
+            REG_TYPES.contains(&base.as_str())
         }) {
             return Err(ApiError::new(ErrorCode::InvalidQuery)
                 .with_details(format!("casts to `{cast}` look names up in the catalog"))
@@ -369,7 +325,7 @@ pub async fn table_request(
     name: &str,
     action: &str,
 ) -> Result<(Prefer, Vec<(String, String)>, Target), HttpError> {
-    let prefer = Prefer::of(request)?;
+    let prefer = prefer(request)?;
     let pairs = query_pairs(request);
     let target = target(
         state,

@@ -12,69 +12,37 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::FilterError;
+use basalt_core::rest::request::{self, Count, Format, RangeError, OBJECT};
 use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
 
-/// The output formats a read can produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Object,
-    Csv,
-}
-
-const OBJECT: &str = "application/vnd.pgrst.object+json";
-
-/// The first media type in `Accept` that Basalt produces (q-values are not
-/// weighed); none of them → 406.
-pub fn format(request: &HttpRequest) -> Result<Format, HttpError> {
-    let Some(accept) = request
+/// The format `Accept` asks for (406 when Basalt produces none of it).
+fn format(request: &HttpRequest) -> Result<Format, HttpError> {
+    let accept = request
         .headers()
         .get(actix_web::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Ok(Format::Json);
-    };
-    for media in accept.split(',') {
-        let media = media.split(';').next().unwrap_or_default().trim();
-        match media {
-            "" | "*/*" | "application/*" | "application/json" => return Ok(Format::Json),
-            OBJECT => return Ok(Format::Object),
-            "text/csv" | "text/*" => return Ok(Format::Csv),
-            _ => {}
-        }
-    }
-    Err(ApiError::new(ErrorCode::NotAcceptable)
-        .with_details(format!("Accept: {accept}"))
-        .into())
+        .and_then(|v| v.to_str().ok());
+    request::format(accept).ok_or_else(|| {
+        ApiError::new(ErrorCode::NotAcceptable)
+            .with_details(format!("Accept: {}", accept.unwrap_or_default()))
+            .into()
+    })
 }
 
-/// `Range: <first>-[<last>]` as `(offset, limit)`; `None` without the header.
+/// The `Range` header as `(offset, limit)`.
 fn range(request: &HttpRequest) -> Result<Option<(u64, Option<u64>)>, HttpError> {
-    let Some(value) = request.headers().get("range").and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let value = value.trim().trim_start_matches("items=");
-    let bad = || -> HttpError {
-        ApiError::new(ErrorCode::InvalidQuery)
-            .with_details(format!("`Range: {value}` is not a range of rows"))
+    let header = request.headers().get("range").and_then(|v| v.to_str().ok());
+    request::range(header).map_err(|error| match error {
+        RangeError::Malformed => ApiError::new(ErrorCode::InvalidQuery)
+            .with_details(format!(
+                "`Range: {}` is not a range of rows",
+                header.unwrap_or_default()
+            ))
             .with_hint("write Range: 0-9 for the first ten rows")
-            .into()
-    };
-    let (first, last) = value.split_once('-').ok_or_else(bad)?;
-    let first: u64 = first.trim().parse().map_err(|_| bad())?;
-    let last = match last.trim() {
-        "" => None,
-        last => Some(last.parse::<u64>().map_err(|_| bad())?),
-    };
-    match last {
-        Some(last) if last < first => Err(ApiError::new(ErrorCode::RangeNotSatisfiable)
+            .into(),
+        RangeError::Backwards { first, last } => ApiError::new(ErrorCode::RangeNotSatisfiable)
             .with_details(format!("the range {first}-{last} ends before it starts"))
-            .into()),
-        _ => Ok(Some((
-            first,
-            last.map(|last| (last - first).saturating_add(1)),
-        ))),
-    }
+            .into(),
+    })
 }
 
 /// CSV (RFC 4180) of a JSON array of objects: a header of the first row's
@@ -186,13 +154,13 @@ pub async fn read(
             && !target.query.select.iter().any(
                 |item| matches!(item, basalt_core::rest::SelectItem::Embed(embed) if embed.inner),
             ));
-    if !sees_every_row && matches!(prefer.count.as_deref(), Some("planned" | "estimated")) {
-        prefer.count = Some("exact".into());
+    if !sees_every_row && matches!(prefer.count, Some(Count::Planned | Count::Estimated)) {
+        prefer.count = Some(Count::Exact);
     }
-    match prefer.count.as_deref() {
-        Some("exact") => steps.push(Step::new(statements.count_exact(), &relation)),
-        Some("planned") => steps.push(Step::new(statements.count_planned(), &relation)),
-        Some("estimated") => {
+    match prefer.count {
+        Some(Count::Exact) => steps.push(Step::new(statements.count_exact(), &relation)),
+        Some(Count::Planned) => steps.push(Step::new(statements.count_planned(), &relation)),
+        Some(Count::Estimated) => {
             steps.push(Step::new(statements.count_bounded(max_rows), &relation));
             steps.push(Step::new(statements.count_planned(), &relation));
         }
@@ -208,10 +176,10 @@ pub async fn read(
             let plan: serde_json::Value = row.get(0);
             plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64
         };
-        let total: Option<i64> = match prefer.count.as_deref() {
-            Some("exact") => Some(rows[1].get(0)),
-            Some("planned") => Some(planned(&rows[1])),
-            Some("estimated") => {
+        let total: Option<i64> = match prefer.count {
+            Some(Count::Exact) => Some(rows[1].get(0)),
+            Some(Count::Planned) => Some(planned(&rows[1])),
+            Some(Count::Estimated) => {
                 let bounded: i64 = rows[1].get(0);
                 Some(if bounded as u64 > max_rows {
                     planned(&rows[2]).max(bounded)

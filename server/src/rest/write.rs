@@ -14,6 +14,7 @@ use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::{Expr, FilterError, Op, Operand, Term};
+use basalt_core::rest::request::{Resolution, Return};
 use basalt_core::rest::{
     body_columns, check_values, delete_sql, insert_sql, update_sql, Conflict, InsertOptions,
     SelectItem, Table,
@@ -137,9 +138,11 @@ pub fn reply(
     } else {
         StatusCode::NO_CONTENT
     };
-    let mut reply = match prefer.return_.as_deref() {
-        Some("representation") => Reply::json(status, representation(state, caller, target, rows)?),
-        Some("headers-only") => {
+    let mut reply = match prefer.return_ {
+        Some(Return::Representation) => {
+            Reply::json(status, representation(state, caller, target, rows)?)
+        }
+        Some(Return::HeadersOnly) => {
             let mut reply = Reply::new(empty);
             let may_read = state
                 .authz()
@@ -294,8 +297,8 @@ pub fn plan_insert(
     let decision = decide(state, caller, &target.object, "insert", &columns)?;
     values_fit(&target.table, &objects)?;
     let count = objects.len() as i64;
-    let conflict = match (prefer.resolution.as_deref(), conflict_on) {
-        (Some("ignore-duplicates"), Some(on)) => Conflict::Ignore { target: on },
+    let conflict = match (prefer.resolution, conflict_on) {
+        (Some(Resolution::IgnoreDuplicates), Some(on)) => Conflict::Ignore { target: on },
         (_, Some(on)) => Conflict::Merge {
             target: on,
             condition: decide(state, caller, &target.object, "update", &columns)?.condition,
@@ -576,7 +579,7 @@ pub async fn put(
     let mut columns: Vec<String> = object.keys().cloned().collect();
     columns.sort();
     let merge = Prefer {
-        resolution: Some("merge-duplicates".into()),
+        resolution: Some(Resolution::MergeDuplicates),
         ..prefer.clone()
     };
     let body = Value::Object(object);

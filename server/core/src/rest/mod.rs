@@ -8,6 +8,7 @@ pub mod ddl;
 mod openapi;
 mod plan;
 mod query;
+pub mod request;
 mod schema;
 mod write;
 
