@@ -1,0 +1,237 @@
+//! The transaction runner of the data API: a request's statements in one
+//! transaction on the data API's pool, as the caller's database role with
+//! their claims and statement timeout, with `Idempotency-Key` claimed and
+//! answered inside it, and a statement cancelled (its connection closed)
+//! when the request is dropped.
+
+use super::idempotency::Idempotency;
+use super::{is_service_key, query_failed, Reply};
+use crate::db::{rls, CancelOnDrop, Checkout};
+use crate::error::HttpError;
+use crate::identity::Caller;
+use crate::state::AppState;
+use basalt_core::filter::sql::Param;
+use tokio_postgres::types::ToSql;
+
+pub(crate) type Values = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Parameters as the driver takes them: text, or arrays of text.
+pub(crate) fn boxed(params: Vec<Param>) -> Values {
+    params
+        .into_iter()
+        .map(|param| -> Box<dyn ToSql + Sync + Send> {
+            match param {
+                Param::Text(text) => Box::new(text),
+                Param::TextArray(items) => Box::new(items),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn references(values: &Values) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// One statement of a request: its SQL, parameters, and the relation it is
+/// about (for error messages).
+pub struct Step {
+    pub sql: String,
+    pub params: Vec<Param>,
+    pub relation: String,
+    /// Prefixed to the details of an error this step raises (in a batch).
+    pub label: Option<String>,
+}
+
+impl Step {
+    pub fn new((sql, params): (String, Vec<Param>), relation: &str) -> Step {
+        Step {
+            sql,
+            params,
+            relation: relation.to_owned(),
+            label: None,
+        }
+    }
+}
+
+/// Runs `steps` in one transaction as the caller (read-only for reads), each
+/// returning one row; `respond` turns the rows into the reply or refuses
+/// (which rolls everything back). With an `Idempotency-Key`, the key is
+/// claimed first and the reply stored before the commit; a key already used
+/// replays its reply instead (see `idempotency.rs`). A request dropped
+/// mid-way (a timeout) cancels its statement and closes its connection.
+pub async fn in_transaction(
+    state: &AppState,
+    caller: &Caller,
+    read_only: bool,
+    idempotency: Option<&Idempotency>,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    let _slot = state
+        .fairness()
+        .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
+    let mut checkout = Checkout::new(state.api_pool.get().await?);
+    let result = run_steps(
+        state,
+        checkout.client(),
+        caller,
+        read_only,
+        idempotency,
+        steps,
+        respond,
+    )
+    .await;
+    checkout.release();
+    result
+}
+
+/// Prepared statements each pooled connection keeps (per distinct SQL text:
+/// one per query shape); past this the cache is emptied and refilled, so
+/// endless shapes cannot grow a connection's memory without bound.
+const STATEMENT_CACHE_LIMIT: usize = 256;
+
+/// Each statement is prepared once per connection and reused. The
+/// transaction is driven with plain `BEGIN`/`COMMIT`/`ROLLBACK` so that
+/// `BEGIN` and the switch to the caller's role travel in one round trip
+/// (pipelined); a request dropped half-way leaves no open transaction behind,
+/// because its connection is then closed (see [`Checkout`]).
+async fn run_steps(
+    state: &AppState,
+    client: &mut deadpool_postgres::Object,
+    caller: &Caller,
+    read_only: bool,
+    idempotency: Option<&Idempotency>,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
+        client.statement_cache.clear();
+    }
+    let role = if is_service_key(caller) {
+        state.config.authz.db_role_service.clone()
+    } else {
+        rls::database_role(&state.config.authz, caller.user.is_some()).to_owned()
+    };
+    let begin = if read_only {
+        "BEGIN READ ONLY"
+    } else {
+        "BEGIN"
+    };
+    let claims = caller.claims.to_string();
+    // Callers' statements are bounded in the database too (not the
+    // service_role key's): `0` leaves the server's request timeout alone.
+    let statement_timeout = if is_service_key(caller) {
+        "0".to_owned()
+    } else {
+        state.config.rest.statement_timeout_ms.to_string()
+    };
+    let act_params: [&(dyn ToSql + Sync); 3] = [&claims, &role, &statement_timeout];
+    let act = client.prepare_cached(rls::ACT_AS).await?;
+    let mut prepared = Vec::with_capacity(steps.len());
+    for step in &steps {
+        prepared.push(
+            client
+                .prepare_cached(&step.sql)
+                .await
+                .map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
+        );
+    }
+    let client: &tokio_postgres::Client = client;
+    let token = client.cancel_token();
+    let all_values: Vec<Values> = steps
+        .iter()
+        .map(|step| boxed(step.params.clone()))
+        .collect();
+    if read_only && idempotency.is_none() {
+        // A read is one round trip: BEGIN READ ONLY, the role switch, the
+        // statements and ROLLBACK are pipelined. Rows are used only when
+        // BEGIN and the switch succeeded; in a read-only transaction that is
+        // rolled back, statements that ran regardless change nothing.
+        let mut running = CancelOnDrop::new(token, state.tls.clone());
+        let arguments: Vec<_> = all_values.iter().map(references).collect();
+        let queries = futures_util::future::join_all(
+            prepared
+                .iter()
+                .zip(&arguments)
+                .map(|(statement, values)| client.query_one(statement, values)),
+        );
+        let (began, acted, results, rolled_back) = futures_util::join!(
+            client.batch_execute(begin),
+            client.execute(&act, &act_params),
+            queries,
+            client.batch_execute("ROLLBACK")
+        );
+        running.disarm();
+        began?;
+        acted?;
+        let mut rows = Vec::with_capacity(results.len());
+        for (result, step) in results.into_iter().zip(&steps) {
+            rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
+        }
+        rolled_back?;
+        return respond(&rows);
+    }
+    let outcome = async {
+        if let Some(key) = idempotency {
+            client.batch_execute(begin).await?;
+            if let Some(stored) = key.claim(client, state).await? {
+                return Ok(Err(stored));
+            }
+            client.execute(&act, &act_params).await?;
+        } else {
+            let (began, acted) = futures_util::join!(
+                client.batch_execute(begin),
+                client.execute(&act, &act_params)
+            );
+            began?;
+            acted?;
+        }
+        let mut rows = Vec::with_capacity(steps.len());
+        for ((step, statement), values) in steps.iter().zip(&prepared).zip(&all_values) {
+            // Armed only while the statement runs: if the request is dropped
+            // then (a timeout), the statement is cancelled.
+            let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
+            let result = client.query_one(statement, &references(values)).await;
+            running.disarm();
+            rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
+        }
+        let reply = respond(&rows)?;
+        if !read_only {
+            if let Some(key) = idempotency {
+                key.store(client, &reply).await?;
+            }
+        }
+        Ok::<_, HttpError>(Ok(reply))
+    }
+    .await;
+    match outcome {
+        Ok(Ok(reply)) if !read_only => {
+            // Deferred constraints are checked here.
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| query_failed(e, &role, "the transaction"))?;
+            Ok(reply)
+        }
+        Ok(Ok(reply)) | Ok(Err(reply)) => {
+            client.batch_execute("ROLLBACK").await?;
+            Ok(reply)
+        }
+        Err(error) => {
+            client.batch_execute("ROLLBACK").await?;
+            Err(error)
+        }
+    }
+}
+
+/// Prefixes an error's details with its step's label (in a batch).
+fn labelled(mut error: HttpError, step: &Step) -> HttpError {
+    if let Some(label) = &step.label {
+        let details = error.error.details.take().unwrap_or_default();
+        error.error.details = Some(format!("{label}: {details}"));
+    }
+    error
+}
