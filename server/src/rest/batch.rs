@@ -9,7 +9,7 @@ use super::rpc::{call_reply, plan_call};
 use super::write::{
     insert_rows, plan_delete, plan_insert, plan_update, representation, WriteCheck,
 };
-use super::{in_transaction, target, Prefer, Reply, Step, Target};
+use super::{target, Prefer, Reply, Step, Target};
 use crate::error::HttpError;
 use crate::identity::Caller;
 use crate::state::AppState;
@@ -199,50 +199,43 @@ pub async fn batch(
         steps.push(step);
         planned.push(how);
     }
-    let reply = in_transaction(
-        &state,
-        &caller,
-        false,
-        idempotency.as_ref(),
-        steps,
-        |rows| {
-            let mut results = Vec::new();
-            for (index, (row, how)) in rows.iter().zip(&planned).enumerate() {
-                results.push(match how {
-                    Planned::Write {
-                        kind,
-                        target,
-                        check,
-                    } => {
-                        check.check(row, &prefer).map_err(|e| at(index, e))?;
-                        let written: Vec<Map<String, Value>> =
-                            serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default();
-                        let shown = representation(&state, &caller, target, written)
-                            .map_err(|e| at(index, e))?;
-                        serde_json::json!({
-                            "op": kind,
-                            "table": target.table.name,
-                            "rows": serde_json::from_str::<Value>(&shown).unwrap_or_default(),
-                        })
-                    }
-                    Planned::Call { void } => {
-                        let reply = call_reply(*void, row);
-                        serde_json::json!({
-                            "op": "rpc",
-                            "result": reply
-                                .body
-                                .and_then(|body| serde_json::from_str::<Value>(&body).ok())
-                                .unwrap_or(Value::Null),
-                        })
-                    }
-                });
-            }
-            Ok(Reply::json(
-                StatusCode::OK,
-                serde_json::json!({ "results": results }).to_string(),
-            ))
-        },
-    )
+    let reply = super::tx::write(&state, &caller, idempotency.as_ref(), steps, |rows| {
+        let mut results = Vec::new();
+        for (index, (row, how)) in rows.iter().zip(&planned).enumerate() {
+            results.push(match how {
+                Planned::Write {
+                    kind,
+                    target,
+                    check,
+                } => {
+                    check.check(row, &prefer).map_err(|e| at(index, e))?;
+                    let written: Vec<Map<String, Value>> =
+                        serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default();
+                    let shown = representation(&state, &caller, target, written)
+                        .map_err(|e| at(index, e))?;
+                    serde_json::json!({
+                        "op": kind,
+                        "table": target.table.name,
+                        "rows": serde_json::from_str::<Value>(&shown).unwrap_or_default(),
+                    })
+                }
+                Planned::Call { void } => {
+                    let reply = call_reply(*void, row);
+                    serde_json::json!({
+                        "op": "rpc",
+                        "result": reply
+                            .body
+                            .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+                            .unwrap_or(Value::Null),
+                    })
+                }
+            });
+        }
+        Ok(Reply::json(
+            StatusCode::OK,
+            serde_json::json!({ "results": results }).to_string(),
+        ))
+    })
     .await?;
     Ok(reply.into_response())
 }

@@ -3,7 +3,7 @@
 //! `limit`/`offset`, the `Range` header (206/416) or a keyset cursor, and
 //! JSON, single-object or CSV output.
 
-use super::{decide, in_transaction, table_request, uid_of, variables, Embedding, Reply, Step};
+use super::{decide, table_request, tx, uid_of, variables, Embedding, Reply, Step};
 use crate::error::HttpError;
 use crate::identity::Caller;
 use crate::state::AppState;
@@ -170,7 +170,7 @@ pub async fn read(
     let page_size = target.query.limit.unwrap_or(default_rows).min(max_rows) as i64;
     let key = state.refresh_key.clone();
     let neutralize = state.config.rest.csv_neutralize_formulas;
-    let reply = in_transaction(&state, &caller, true, None, steps, |rows| {
+    let reply = tx::read(&state, &caller, steps, |rows| {
         let (body, returned): (String, i64) = (rows[0].get(0), rows[0].get(1));
         let planned = |row: &tokio_postgres::Row| -> i64 {
             let plan: serde_json::Value = row.get(0);

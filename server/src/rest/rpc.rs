@@ -7,7 +7,7 @@
 //! `offset` as a read of that table.
 
 use super::idempotency::Idempotency;
-use super::{in_transaction, query_pairs, refusal, Embedding, Reply, Step};
+use super::{query_pairs, refusal, Embedding, Reply, Step};
 use crate::authz::routes::subject_of;
 use crate::error::HttpError;
 use crate::identity::Caller;
@@ -266,14 +266,18 @@ pub async fn call(
         _ => None,
     };
     let void = plan.void;
-    let reply = in_transaction(
-        &state,
-        &caller,
-        plan.read_only,
-        idempotency.as_ref(),
-        vec![plan.step],
-        |rows| Ok(call_reply(void, &rows[0])),
-    )
-    .await?;
+    let respond = |rows: &[tokio_postgres::Row]| Ok(call_reply(void, &rows[0]));
+    let reply = if plan.read_only {
+        super::tx::read(&state, &caller, vec![plan.step], respond).await?
+    } else {
+        super::tx::write(
+            &state,
+            &caller,
+            idempotency.as_ref(),
+            vec![plan.step],
+            respond,
+        )
+        .await?
+    };
     Ok(reply.into_response())
 }

@@ -56,33 +56,66 @@ impl Step {
     }
 }
 
-/// Runs `steps` in one transaction as the caller (read-only for reads), each
-/// returning one row; `respond` turns the rows into the reply or refuses
-/// (which rolls everything back). With an `Idempotency-Key`, the key is
-/// claimed first and the reply stored before the commit; a key already used
-/// replays its reply instead (see `idempotency.rs`). A request dropped
-/// mid-way (a timeout) cancels its statement and closes its connection.
-pub async fn in_transaction(
+/// What the statements of a request turn into: their rows, or the refusal
+/// of `respond`.
+type Respond<'a> = Box<dyn FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError> + 'a>;
+
+/// Runs `steps` in one read-only transaction as the caller, each returning
+/// one row, and answers with `respond`. One round trip: `BEGIN READ ONLY`,
+/// the role switch, the statements and `ROLLBACK` are pipelined. Rows are
+/// used only when `BEGIN` and the switch succeeded; in a read-only
+/// transaction that is rolled back, statements that ran regardless change
+/// nothing.
+pub async fn read(
     state: &AppState,
     caller: &Caller,
-    read_only: bool,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    with_connection(state, caller, steps, None, Box::new(respond), true).await
+}
+
+/// Runs `steps` in one transaction as the caller, each returning one row;
+/// `respond` turns the rows into the reply or refuses (which rolls
+/// everything back), else the transaction commits. With an
+/// `Idempotency-Key`, the key is claimed first and the reply stored before
+/// the commit; a key already used replays its reply instead (see
+/// `idempotency.rs`).
+pub async fn write(
+    state: &AppState,
+    caller: &Caller,
     idempotency: Option<&Idempotency>,
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    with_connection(state, caller, steps, idempotency, Box::new(respond), false).await
+}
+
+/// A slot among the caller's running requests and a connection of the data
+/// API's pool, given back when the request ends; a request dropped mid-way
+/// (a timeout) cancels its statement and closes its connection.
+async fn with_connection(
+    state: &AppState,
+    caller: &Caller,
+    steps: Vec<Step>,
+    idempotency: Option<&Idempotency>,
+    respond: Respond<'_>,
+    read_only: bool,
 ) -> Result<Reply, HttpError> {
     let _slot = state
         .fairness()
         .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
     let mut checkout = Checkout::new(state.api_pool.get().await?);
-    let result = run_steps(
-        state,
-        checkout.client(),
-        caller,
-        read_only,
-        idempotency,
-        steps,
-        respond,
-    )
+    let result = async {
+        let prepared = Prepared::new(state, checkout.client(), caller, steps).await?;
+        if read_only {
+            prepared.read(state, checkout.client(), respond).await
+        } else {
+            prepared
+                .write(state, checkout.client(), idempotency, respond)
+                .await
+        }
+    }
     .await;
     checkout.release();
     result
@@ -93,74 +126,98 @@ pub async fn in_transaction(
 /// endless shapes cannot grow a connection's memory without bound.
 const STATEMENT_CACHE_LIMIT: usize = 256;
 
-/// Each statement is prepared once per connection and reused. The
-/// transaction is driven with plain `BEGIN`/`COMMIT`/`ROLLBACK` so that
-/// `BEGIN` and the switch to the caller's role travel in one round trip
-/// (pipelined); a request dropped half-way leaves no open transaction behind,
-/// because its connection is then closed (see [`Checkout`]).
-async fn run_steps(
-    state: &AppState,
-    client: &mut deadpool_postgres::Object,
-    caller: &Caller,
-    read_only: bool,
-    idempotency: Option<&Idempotency>,
+/// A request's statements prepared on its connection, with the role switch.
+/// Each statement is prepared once per connection and reused. Transactions
+/// are driven with plain `BEGIN`/`COMMIT`/`ROLLBACK` so that `BEGIN` and the
+/// switch to the caller's role travel in one round trip (pipelined); a
+/// request dropped half-way leaves no open transaction behind, because its
+/// connection is then closed (see [`Checkout`]).
+struct Prepared {
     steps: Vec<Step>,
-    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
-) -> Result<Reply, HttpError> {
-    if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
-        client.statement_cache.clear();
+    statements: Vec<tokio_postgres::Statement>,
+    values: Vec<Values>,
+    act: tokio_postgres::Statement,
+    /// The claims, the role and the statement timeout of the role switch.
+    act_values: [String; 3],
+}
+
+impl Prepared {
+    async fn new(
+        state: &AppState,
+        client: &mut deadpool_postgres::Object,
+        caller: &Caller,
+        steps: Vec<Step>,
+    ) -> Result<Prepared, HttpError> {
+        if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
+            client.statement_cache.clear();
+        }
+        let service = is_service_key(caller);
+        let role = if service {
+            state.config.authz.db_role_service.clone()
+        } else {
+            rls::database_role(&state.config.authz, caller.user.is_some()).to_owned()
+        };
+        // Callers' statements are bounded in the database too (not the
+        // service_role key's): `0` leaves the server's request timeout alone.
+        let statement_timeout = if service {
+            "0".to_owned()
+        } else {
+            state.config.rest.statement_timeout_ms.to_string()
+        };
+        let act = client.prepare_cached(rls::ACT_AS).await?;
+        let mut statements = Vec::with_capacity(steps.len());
+        for step in &steps {
+            statements.push(
+                client
+                    .prepare_cached(&step.sql)
+                    .await
+                    .map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
+            );
+        }
+        let values = steps
+            .iter()
+            .map(|step| boxed(step.params.clone()))
+            .collect();
+        Ok(Prepared {
+            steps,
+            statements,
+            values,
+            act,
+            act_values: [caller.claims.to_string(), role, statement_timeout],
+        })
     }
-    let role = if is_service_key(caller) {
-        state.config.authz.db_role_service.clone()
-    } else {
-        rls::database_role(&state.config.authz, caller.user.is_some()).to_owned()
-    };
-    let begin = if read_only {
-        "BEGIN READ ONLY"
-    } else {
-        "BEGIN"
-    };
-    let claims = caller.claims.to_string();
-    // Callers' statements are bounded in the database too (not the
-    // service_role key's): `0` leaves the server's request timeout alone.
-    let statement_timeout = if is_service_key(caller) {
-        "0".to_owned()
-    } else {
-        state.config.rest.statement_timeout_ms.to_string()
-    };
-    let act_params: [&(dyn ToSql + Sync); 3] = [&claims, &role, &statement_timeout];
-    let act = client.prepare_cached(rls::ACT_AS).await?;
-    let mut prepared = Vec::with_capacity(steps.len());
-    for step in &steps {
-        prepared.push(
-            client
-                .prepare_cached(&step.sql)
-                .await
-                .map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
-        );
+
+    fn role(&self) -> &str {
+        &self.act_values[1]
     }
-    let client: &tokio_postgres::Client = client;
-    let token = client.cancel_token();
-    let all_values: Vec<Values> = steps
-        .iter()
-        .map(|step| boxed(step.params.clone()))
-        .collect();
-    if read_only && idempotency.is_none() {
-        // A read is one round trip: BEGIN READ ONLY, the role switch, the
-        // statements and ROLLBACK are pipelined. Rows are used only when
-        // BEGIN and the switch succeeded; in a read-only transaction that is
-        // rolled back, statements that ran regardless change nothing.
-        let mut running = CancelOnDrop::new(token, state.tls.clone());
-        let arguments: Vec<_> = all_values.iter().map(references).collect();
+
+    fn act_params(&self) -> [&(dyn ToSql + Sync); 3] {
+        let [claims, role, timeout] = &self.act_values;
+        [claims, role, timeout]
+    }
+
+    fn failed(&self, error: tokio_postgres::Error, step: &Step) -> HttpError {
+        labelled(query_failed(error, self.role(), &step.relation), step)
+    }
+
+    async fn read(
+        &self,
+        state: &AppState,
+        client: &tokio_postgres::Client,
+        respond: Respond<'_>,
+    ) -> Result<Reply, HttpError> {
+        let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
+        let act_params = self.act_params();
+        let arguments: Vec<_> = self.values.iter().map(references).collect();
         let queries = futures_util::future::join_all(
-            prepared
+            self.statements
                 .iter()
                 .zip(&arguments)
                 .map(|(statement, values)| client.query_one(statement, values)),
         );
         let (began, acted, results, rolled_back) = futures_util::join!(
-            client.batch_execute(begin),
-            client.execute(&act, &act_params),
+            client.batch_execute("BEGIN READ ONLY"),
+            client.execute(&self.act, &act_params),
             queries,
             client.batch_execute("ROLLBACK")
         );
@@ -168,61 +225,73 @@ async fn run_steps(
         began?;
         acted?;
         let mut rows = Vec::with_capacity(results.len());
-        for (result, step) in results.into_iter().zip(&steps) {
-            rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
+        for (result, step) in results.into_iter().zip(&self.steps) {
+            rows.push(result.map_err(|e| self.failed(e, step))?);
         }
         rolled_back?;
-        return respond(&rows);
+        respond(&rows)
     }
-    let outcome = async {
-        if let Some(key) = idempotency {
-            client.batch_execute(begin).await?;
-            if let Some(stored) = key.claim(client, state).await? {
-                return Ok(Err(stored));
+
+    async fn write(
+        &self,
+        state: &AppState,
+        client: &tokio_postgres::Client,
+        idempotency: Option<&Idempotency>,
+        respond: Respond<'_>,
+    ) -> Result<Reply, HttpError> {
+        let act_params = self.act_params();
+        let outcome = async {
+            if let Some(key) = idempotency {
+                client.batch_execute("BEGIN").await?;
+                if let Some(stored) = key.claim(client, state).await? {
+                    return Ok(Err(stored));
+                }
+                client.execute(&self.act, &act_params).await?;
+            } else {
+                let (began, acted) = futures_util::join!(
+                    client.batch_execute("BEGIN"),
+                    client.execute(&self.act, &act_params)
+                );
+                began?;
+                acted?;
             }
-            client.execute(&act, &act_params).await?;
-        } else {
-            let (began, acted) = futures_util::join!(
-                client.batch_execute(begin),
-                client.execute(&act, &act_params)
-            );
-            began?;
-            acted?;
-        }
-        let mut rows = Vec::with_capacity(steps.len());
-        for ((step, statement), values) in steps.iter().zip(&prepared).zip(&all_values) {
-            // Armed only while the statement runs: if the request is dropped
-            // then (a timeout), the statement is cancelled.
-            let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
-            let result = client.query_one(statement, &references(values)).await;
-            running.disarm();
-            rows.push(result.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?);
-        }
-        let reply = respond(&rows)?;
-        if !read_only {
+            let mut rows = Vec::with_capacity(self.steps.len());
+            let token = client.cancel_token();
+            for ((step, statement), values) in
+                self.steps.iter().zip(&self.statements).zip(&self.values)
+            {
+                // Armed only while the statement runs: if the request is
+                // dropped then (a timeout), the statement is cancelled.
+                let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
+                let result = client.query_one(statement, &references(values)).await;
+                running.disarm();
+                rows.push(result.map_err(|e| self.failed(e, step))?);
+            }
+            let reply = respond(&rows)?;
             if let Some(key) = idempotency {
                 key.store(client, &reply).await?;
             }
+            Ok::<_, HttpError>(Ok(reply))
         }
-        Ok::<_, HttpError>(Ok(reply))
-    }
-    .await;
-    match outcome {
-        Ok(Ok(reply)) if !read_only => {
-            // Deferred constraints are checked here.
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(|e| query_failed(e, &role, "the transaction"))?;
-            Ok(reply)
-        }
-        Ok(Ok(reply)) | Ok(Err(reply)) => {
-            client.batch_execute("ROLLBACK").await?;
-            Ok(reply)
-        }
-        Err(error) => {
-            client.batch_execute("ROLLBACK").await?;
-            Err(error)
+        .await;
+        match outcome {
+            Ok(Ok(reply)) => {
+                // Deferred constraints are checked here.
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(|e| query_failed(e, self.role(), "the transaction"))?;
+                Ok(reply)
+            }
+            // A replayed reply: nothing of this request was written.
+            Ok(Err(reply)) => {
+                client.batch_execute("ROLLBACK").await?;
+                Ok(reply)
+            }
+            Err(error) => {
+                client.batch_execute("ROLLBACK").await?;
+                Err(error)
+            }
         }
     }
 }

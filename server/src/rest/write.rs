@@ -2,9 +2,7 @@
 //! `PATCH` and `DELETE` on `/rest/v1/<table>`.
 
 use super::idempotency::Idempotency;
-use super::{
-    decide, in_transaction, table_request, uid_of, variables, Prefer, Reply, Step, Target,
-};
+use super::{decide, table_request, tx, uid_of, variables, Prefer, Reply, Step, Target};
 use crate::authz::routes::subject_of;
 use crate::error::HttpError;
 use crate::identity::Caller;
@@ -440,10 +438,9 @@ async fn run(
 ) -> Result<HttpResponse, HttpError> {
     let idempotency = Idempotency::of(request, state, caller, body.to_string().as_bytes())?;
     let check = plan.check;
-    let reply = in_transaction(
+    let reply = tx::write(
         state,
         caller,
-        false,
         idempotency.as_ref(),
         vec![plan.step],
         |rows| {
