@@ -1036,6 +1036,67 @@ async fn logs_keep_client_errors_low_and_values_out() {
             .unwrap();
         assert!(response.status().is_client_error());
     }
+    // Bad input on every API: answered 4xx, never logged as the server's error.
+    let service = basalt.keys().service_role;
+    let bad: [(Method, &str, &str, Option<Value>); 8] = [
+        (
+            Method::GET,
+            "/auth/v1/admin/users/not-a-uuid",
+            &service,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/auth/v1/admin/users/00000000-0000-4000-8000-000000000000",
+            &service,
+            None,
+        ),
+        (
+            Method::POST,
+            "/storage/v1/bucket",
+            &service,
+            Some(json!({"id": 5})),
+        ),
+        (
+            Method::GET,
+            "/rest/v1/accounts?id=eq.not-a-number",
+            &key,
+            None,
+        ),
+        (Method::GET, "/rest/v1/accounts?select=nope", &key, None),
+        (
+            Method::POST,
+            "/realtime/v1/broadcast",
+            &service,
+            Some(json!({"topic": 1})),
+        ),
+        (
+            Method::POST,
+            "/auth/v1/token?grant_type=refresh_token",
+            &key,
+            Some(json!({"refresh_token": "garbage"})),
+        ),
+        (
+            Method::POST,
+            "/admin/v1/policies",
+            &service,
+            Some(json!({"subject": "x", "object": "nope", "action": "fly"})),
+        ),
+    ];
+    for (method, path, apikey, body) in bad {
+        let client = Client {
+            basalt: &basalt,
+            key: apikey.to_owned(),
+            token: None,
+        };
+        let answer = client.send(method.clone(), path, &[], body).await;
+        assert!(
+            (400..500).contains(&answer.status),
+            "{method} {path}: {} {}",
+            answer.status,
+            answer.text
+        );
+    }
     let logs = basalt.logs();
     for secret in ["4242424", "statement-text-1337", "7777777"] {
         assert!(!logs.contains(secret), "{secret} in the log:\n{logs}");

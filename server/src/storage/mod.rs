@@ -79,21 +79,6 @@ pub const TRANSFER_LIMITS: crate::http::Limits = crate::http::Limits {
     time: |config| std::time::Duration::from_secs(config.storage.transfer_timeout_secs),
 };
 
-/// A resource under storage's transfer limits.
-fn transfer(
-    path: &str,
-) -> actix_web::Resource<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    >,
-> {
-    crate::http::limited_resource(path, TRANSFER_LIMITS)
-}
-
 #[derive(Debug, Clone)]
 pub struct Bucket {
     pub id: String,

@@ -3,13 +3,14 @@
 //! listing, move, copy, delete and signed URLs.
 
 use super::backend::{new_object_key, BlobWriter};
+use super::TRANSFER_LIMITS;
 use super::{
     backend_failed, decide, denied, find_bucket, invalid, invalid_bucket, invalid_name, policy_row,
     row_allowed, Bucket, Object, OBJECT_COLUMNS,
 };
 use crate::authz::engine::Decision;
 use crate::error::HttpError;
-use crate::http::resource;
+use crate::http::{limited_resource, resource};
 use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::header::{self, HeaderValue, HttpDate};
@@ -38,35 +39,49 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/storage/v1/object/move").route(web::post().to(move_object)))
         .service(resource("/storage/v1/object/copy").route(web::post().to(copy_object)))
         .service(
-            super::transfer("/storage/v1/object/sign/{bucket}").route(web::post().to(sign_many)),
+            limited_resource("/storage/v1/object/sign/{bucket}", TRANSFER_LIMITS)
+                .route(web::post().to(sign_many)),
         )
         .service(
-            super::transfer("/storage/v1/object/sign/{bucket}/{name:.*}")
-                .route(web::post().to(sign))
-                .route(web::get().to(signed_download))
-                .route(web::head().to(signed_download)),
+            limited_resource(
+                "/storage/v1/object/sign/{bucket}/{name:.*}",
+                TRANSFER_LIMITS,
+            )
+            .route(web::post().to(sign))
+            .route(web::get().to(signed_download))
+            .route(web::head().to(signed_download)),
         )
         .service(
-            super::transfer("/storage/v1/object/upload/sign/{bucket}/{name:.*}")
-                .route(web::post().to(sign_upload))
-                .route(web::put().to(signed_upload)),
+            limited_resource(
+                "/storage/v1/object/upload/sign/{bucket}/{name:.*}",
+                TRANSFER_LIMITS,
+            )
+            .route(web::post().to(sign_upload))
+            .route(web::put().to(signed_upload)),
         )
         .service(resource("/storage/v1/object/info/{bucket}/{name:.*}").route(web::get().to(info)))
         .service(
-            super::transfer("/storage/v1/object/public/{bucket}/{name:.*}")
-                .route(web::get().to(public_download))
-                .route(web::head().to(public_download)),
+            limited_resource(
+                "/storage/v1/object/public/{bucket}/{name:.*}",
+                TRANSFER_LIMITS,
+            )
+            .route(web::get().to(public_download))
+            .route(web::head().to(public_download)),
         )
         .service(
-            super::transfer("/storage/v1/object/authenticated/{bucket}/{name:.*}")
-                .route(web::get().to(download))
-                .route(web::head().to(download)),
+            limited_resource(
+                "/storage/v1/object/authenticated/{bucket}/{name:.*}",
+                TRANSFER_LIMITS,
+            )
+            .route(web::get().to(download))
+            .route(web::head().to(download)),
         )
         .service(
-            super::transfer("/storage/v1/object/{bucket}").route(web::delete().to(delete_many)),
+            limited_resource("/storage/v1/object/{bucket}", TRANSFER_LIMITS)
+                .route(web::delete().to(delete_many)),
         )
         .service(
-            super::transfer("/storage/v1/object/{bucket}/{name:.*}")
+            limited_resource("/storage/v1/object/{bucket}/{name:.*}", TRANSFER_LIMITS)
                 .route(web::post().to(upload_create))
                 .route(web::put().to(upload_replace))
                 .route(web::get().to(download))

@@ -14,10 +14,12 @@ use super::objects::{
     object_row, payload_error, stored_type, too_large, upsert_header, Content, Mode, NewBlob,
     Writer,
 };
+use super::TRANSFER_LIMITS;
 use super::{
     backend_failed, decide, denied, find_bucket, invalid, invalid_name, policy_row, row_allowed,
 };
 use crate::error::HttpError;
+use crate::http::limited_resource;
 use crate::identity::Caller;
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -33,12 +35,12 @@ use uuid::Uuid;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
-            super::transfer("/storage/v1/upload/resumable")
+            limited_resource("/storage/v1/upload/resumable", TRANSFER_LIMITS)
                 .route(web::post().to(create))
                 .route(web::method(actix_web::http::Method::OPTIONS).to(options)),
         )
         .service(
-            super::transfer("/storage/v1/upload/resumable/{id}")
+            limited_resource("/storage/v1/upload/resumable/{id}", TRANSFER_LIMITS)
                 .route(web::head().to(head))
                 .route(web::patch().to(patch))
                 .route(web::delete().to(terminate))
