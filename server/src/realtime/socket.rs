@@ -1,0 +1,159 @@
+//! The WebSocket upgrade (API key and token checked) and the connection loop: client messages, queued deliveries, pings, token expiry, being cut off.
+
+use super::*;
+
+pub(super) fn identity(caller: &Caller) -> Identity {
+    Identity {
+        uid: caller.user.map(|(user, _)| user.to_string()),
+        role: caller.role.clone(),
+        claims: caller.claims.clone(),
+    }
+}
+
+pub(super) fn expiry(caller: &Caller) -> Option<tokio::time::Instant> {
+    let exp = caller.claims.get("exp")?.as_i64()?;
+    let now = chrono::Utc::now().timestamp();
+    // At most a year away: a far-future `exp` must not overflow the clock.
+    let left = Duration::from_secs(exp.saturating_sub(now).clamp(0, 365 * 86_400) as u64);
+    tokio::time::Instant::now().checked_add(left)
+}
+
+/// `GET /realtime/v1/websocket?apikey=…[&access_token=…]` (or the headers).
+pub(super) async fn websocket(
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, HttpError> {
+    let pairs = crate::rest::query_pairs(&request);
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let header = request
+        .headers()
+        .get("apikey")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let apikey = param("apikey").or(header);
+    let token = param("access_token");
+    let caller = Caller::from_keys(&state, apikey.as_deref(), token.as_deref())?;
+    if !state
+        .realtime()
+        .reserve(state.config.realtime.max_connections)
+    {
+        return Err(HttpError::from(
+            ApiError::new(ErrorCode::DatabaseUnavailable)
+                .with_message("This server holds as many realtime connections as it allows.")
+                .with_details("realtime.max_connections reached"),
+        )
+        .retry_after(5));
+    }
+    let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
+        state.realtime().release();
+        HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(error.to_string()))
+    })?;
+    let state = state.get_ref().clone();
+    actix_web::rt::spawn(connection(state, caller, apikey, session, stream));
+    Ok(response)
+}
+
+/// One connection's loop: client messages, queued deliveries, pings,
+/// token expiry, and being cut off.
+pub(super) async fn connection(
+    state: AppState,
+    mut caller: Caller,
+    apikey: Option<String>,
+    mut session: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+) {
+    let config = state.config.realtime.clone();
+    let mut stream = stream.max_frame_size(config.max_message_bytes as usize);
+    let (sender, mut queued) = mpsc::channel::<String>(config.send_buffer as usize);
+    let kill = Arc::new(Notify::new());
+    let hub = state.realtime().clone();
+    let id = hub.connect(
+        sender,
+        kill.clone(),
+        identity(&caller),
+        caller.user.map(|(_, session)| session),
+    );
+    let mut expires = expiry(&caller);
+    let mut pings = tokio::time::interval(PING_EVERY);
+    let mut last_heard = Instant::now();
+    let close = loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    last_heard = Instant::now();
+                    let replies = handle(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, &text).await;
+                    let mut failed = false;
+                    for reply in replies {
+                        if session.text(reply).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Ping(bytes))) => {
+                    last_heard = Instant::now();
+                    if session.pong(&bytes).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
+                Some(Ok(Message::Binary(_))) => {
+                    let _ = session.text(error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into())).await;
+                }
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(error)) => {
+                    // Too large a frame, or a protocol violation.
+                    break Some(CloseReason {
+                        code: CloseCode::Size,
+                        description: Some(format!("{}: {error}", ErrorCode::RealtimeMessageTooLarge.code())),
+                    });
+                }
+                Some(Ok(_)) => {}
+            },
+            Some(out) = queued.recv() => {
+                if session.text(out).await.is_err() {
+                    break None;
+                }
+            }
+            _ = kill.notified() => {
+                let reason = hub.reason(id).unwrap_or(ErrorCode::RealtimeClosed).code();
+                break Some(CloseReason {
+                    code: CloseCode::Policy,
+                    description: Some(reason.to_owned()),
+                });
+            }
+            _ = pings.tick() => {
+                if last_heard.elapsed() > IDLE {
+                    break Some(CloseReason { code: CloseCode::Normal, description: Some(ErrorCode::RealtimeIdle.code().into()) });
+                }
+                if session.ping(b"").await.is_err() {
+                    break None;
+                }
+            }
+            _ = async { tokio::time::sleep_until(expires.expect("guarded")).await }, if expires.is_some() => {
+                expires = None;
+                hub.pause(id);
+                let message = json!({"type": "system", "event": ErrorCode::RealtimeTokenExpired.code(),
+                    "message": "Delivery is paused; send a fresh access_token to resume (missed changes are replayed)."});
+                if session.text(message.to_string()).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    hub.disconnect(id);
+    hub.release();
+    if let Err(problem) = untrack(&state, Some(id), None).await {
+        tracing::warn!("cannot remove a closed connection's presence: {problem}");
+    }
+    let _ = session.close(close).await;
+}
