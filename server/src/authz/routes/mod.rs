@@ -104,13 +104,7 @@ fn invalid(details: impl Into<String>) -> HttpError {
 }
 
 fn valid_role_name(name: &str) -> Result<(), HttpError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
+    if basalt_core::policy::valid_role_name(name) {
         Ok(())
     } else {
         Err(invalid(
