@@ -8,6 +8,22 @@ impl Config {
     pub(super) fn validate(&self, origins: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         let fail =
             |setting: &str, problem: String, fix: &str| failure(origins, setting, problem, fix);
+        self.validate_basics(&fail)?;
+        self.validate_database(&fail)?;
+        self.validate_auth(&fail)?;
+        self.validate_declarations(origins)?;
+        self.validate_smtp(&fail)?;
+        self.validate_rest_and_realtime(&fail)?;
+        self.validate_jobs(&fail)?;
+        self.validate_server(&fail)?;
+        Ok(())
+    }
+
+    /// The rules of the listen address, the data directory and the log.
+    fn validate_basics<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
         if self.http.parse::<std::net::SocketAddr>().is_err() {
             return Err(fail(
                 "http",
@@ -36,6 +52,14 @@ impl Config {
                 "use a level such as info or debug",
             ));
         }
+        Ok(())
+    }
+
+    /// The rules of the database and the embedded cluster.
+    fn validate_database<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
         let url = self.database.url.expose();
         let url_shaped = url.is_empty()
             || url.starts_with("postgres://")
@@ -49,35 +73,35 @@ impl Config {
             ));
         }
         range(
-            &fail,
+            fail,
             "database.pool_size",
             self.database.pool_size.into(),
             1,
             1000,
         )?;
         range(
-            &fail,
+            fail,
             "database.api_pool_size",
             self.database.api_pool_size.into(),
             1,
             1000,
         )?;
         range(
-            &fail,
+            fail,
             "database.pool_wait_timeout_ms",
             self.database.pool_wait_timeout_ms,
             1,
             600_000,
         )?;
         range(
-            &fail,
+            fail,
             "database.connect_timeout_ms",
             self.database.connect_timeout_ms,
             100,
             600_000,
         )?;
         range(
-            &fail,
+            fail,
             "database.startup_timeout_ms",
             self.database.startup_timeout_ms,
             0,
@@ -97,6 +121,14 @@ impl Config {
                 "name an unprivileged system user, such as postgres",
             ));
         }
+        Ok(())
+    }
+
+    /// The rules of the JWT secret, auth and the site and public URLs.
+    fn validate_auth<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
         let secret = self.jwt.secret.expose();
         if !secret.is_empty() && secret.len() < 32 {
             return Err(fail(
@@ -107,43 +139,43 @@ impl Config {
         }
         let auth = &self.auth;
         range(
-            &fail,
+            fail,
             "auth.access_token_ttl_secs",
             auth.access_token_ttl_secs,
             30,
             7 * 86_400,
         )?;
         range(
-            &fail,
+            fail,
             "auth.refresh_reuse_grace_secs",
             auth.refresh_reuse_grace_secs,
             0,
             300,
         )?;
         range(
-            &fail,
+            fail,
             "auth.session_inactivity_timeout_secs",
             auth.session_inactivity_timeout_secs,
             0,
             10 * 365 * 86_400,
         )?;
         range(
-            &fail,
+            fail,
             "auth.session_max_lifetime_secs",
             auth.session_max_lifetime_secs,
             0,
             10 * 365 * 86_400,
         )?;
-        range(&fail, "auth.clock_skew_secs", auth.clock_skew_secs, 0, 300)?;
+        range(fail, "auth.clock_skew_secs", auth.clock_skew_secs, 0, 300)?;
         range(
-            &fail,
+            fail,
             "auth.password_min_length",
             auth.password_min_length,
             6,
             1024,
         )?;
         range(
-            &fail,
+            fail,
             "auth.password_max_length",
             auth.password_max_length,
             auth.password_min_length,
@@ -159,28 +191,28 @@ impl Config {
             }
         }
         range(
-            &fail,
+            fail,
             "auth.password_min_score",
             auth.password_min_score,
             0,
             4,
         )?;
         range(
-            &fail,
+            fail,
             "auth.argon2_memory_kib",
             auth.argon2_memory_kib,
             8 * auth.argon2_parallelism.max(1),
             4 * 1024 * 1024,
         )?;
         range(
-            &fail,
+            fail,
             "auth.argon2_iterations",
             auth.argon2_iterations,
             1,
             100,
         )?;
         range(
-            &fail,
+            fail,
             "auth.argon2_parallelism",
             auth.argon2_parallelism,
             1,
@@ -201,7 +233,7 @@ impl Config {
             ));
         }
         range(
-            &fail,
+            fail,
             "auth.email_token_ttl_secs",
             auth.email_token_ttl_secs,
             60,
@@ -231,7 +263,14 @@ impl Config {
                 ));
             }
         }
-        self.validate_declarations(origins)?;
+        Ok(())
+    }
+
+    /// The rules of SMTP.
+    fn validate_smtp<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
         let smtp = &self.smtp;
         if !["starttls", "tls", "none"].contains(&smtp.tls.as_str()) {
             return Err(fail(
@@ -240,8 +279,8 @@ impl Config {
                 "use starttls (port 587), tls (port 465) or none (local relays only)",
             ));
         }
-        range(&fail, "smtp.port", smtp.port, 1, 65_535)?;
-        range(&fail, "smtp.timeout_secs", smtp.timeout_secs, 1, 600)?;
+        range(fail, "smtp.port", smtp.port, 1, 65_535)?;
+        range(fail, "smtp.timeout_secs", smtp.timeout_secs, 1, 600)?;
         if !smtp.host.is_empty() && !smtp.sender.contains('@') {
             return Err(fail(
                 "smtp.sender",
@@ -249,23 +288,31 @@ impl Config {
                 "use an address such as `Acme <no-reply@acme.test>`",
             ));
         }
-        range(&fail, "rest.max_rows", self.rest.max_rows, 1, 1_000_000)?;
+        Ok(())
+    }
+
+    /// The rules of the data API, realtime and storage.
+    fn validate_rest_and_realtime<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
+        range(fail, "rest.max_rows", self.rest.max_rows, 1, 1_000_000)?;
         range(
-            &fail,
+            fail,
             "rest.default_limit",
             self.rest.default_limit,
             1,
             1_000_000,
         )?;
         range(
-            &fail,
+            fail,
             "rest.idempotency_ttl_secs",
             self.rest.idempotency_ttl_secs,
             60,
             30 * 86_400,
         )?;
         range(
-            &fail,
+            fail,
             "rest.batch_max_operations",
             self.rest.batch_max_operations,
             1,
@@ -286,41 +333,41 @@ impl Config {
             }
         }
         range(
-            &fail,
+            fail,
             "realtime.retention_secs",
             self.realtime.retention_secs,
             60,
             90 * 86_400,
         )?;
         range(
-            &fail,
+            fail,
             "realtime.max_connections",
             self.realtime.max_connections,
             1,
             1_000_000,
         )?;
         range(
-            &fail,
+            fail,
             "realtime.max_channels_per_connection",
             self.realtime.max_channels_per_connection,
             1,
             10_000,
         )?;
         range(
-            &fail,
+            fail,
             "realtime.max_message_bytes",
             self.realtime.max_message_bytes,
             256,
             16 * 1024 * 1024,
         )?;
         range(
-            &fail,
+            fail,
             "realtime.send_buffer",
             self.realtime.send_buffer,
             1,
             1_000_000,
         )?;
-        self.validate_storage(&fail)?;
+        self.validate_storage(fail)?;
         for table in &self.realtime.tables {
             let ok = !table.is_empty()
                 && table.split('.').count() <= 2
@@ -333,23 +380,31 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// The rules of the job queue and the per-address auth rate.
+    fn validate_jobs<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
         range(
-            &fail,
+            fail,
             "jobs.poll_interval_ms",
             self.jobs.poll_interval_ms,
             10,
             600_000,
         )?;
-        range(&fail, "jobs.max_attempts", self.jobs.max_attempts, 1, 1000)?;
+        range(fail, "jobs.max_attempts", self.jobs.max_attempts, 1, 1000)?;
         range(
-            &fail,
+            fail,
             "jobs.retry_base_ms",
             self.jobs.retry_base_ms,
             10,
             86_400_000,
         )?;
         range(
-            &fail,
+            fail,
             "jobs.retry_max_ms",
             self.jobs.retry_max_ms,
             self.jobs.retry_base_ms,
@@ -362,52 +417,60 @@ impl Config {
                 "write `<count>/<period>` such as 5/1h, or `off`",
             ));
         }
+        Ok(())
+    }
+
+    /// The rules of the HTTP server, proxies, CORS, security headers and rate limits.
+    fn validate_server<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
         let server = &self.server;
         range(
-            &fail,
+            fail,
             "server.body_limit_bytes",
             server.body_limit_bytes,
             1024,
             1 << 40,
         )?;
         range(
-            &fail,
+            fail,
             "server.request_timeout_ms",
             server.request_timeout_ms,
             100,
             86_400_000,
         )?;
         range(
-            &fail,
+            fail,
             "server.header_read_timeout_ms",
             server.header_read_timeout_ms,
             100,
             600_000,
         )?;
         range(
-            &fail,
+            fail,
             "server.keep_alive_secs",
             server.keep_alive_secs,
             0,
             3600,
         )?;
         range(
-            &fail,
+            fail,
             "server.max_connections_per_worker",
             server.max_connections_per_worker,
             1,
             1_000_000,
         )?;
-        range(&fail, "server.workers", server.workers, 0, 1024)?;
+        range(fail, "server.workers", server.workers, 0, 1024)?;
         range(
-            &fail,
+            fail,
             "server.shutdown_timeout_ms",
             server.shutdown_timeout_ms,
             0,
             3_600_000,
         )?;
         range(
-            &fail,
+            fail,
             "server.shutdown_drain_ms",
             server.shutdown_drain_ms,
             0,
