@@ -9,6 +9,8 @@
 //! Every child process is spawned from one long-lived thread with a parent-death
 //! signal, so nothing outlives a crashed test run.
 
+pub mod client;
+
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use std::net::TcpListener;

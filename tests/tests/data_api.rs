@@ -5,8 +5,8 @@
 //! too), batches, RPC, error mapping, the schema cache following DDL, and
 //! policy conditions inside embedded resources and counts.
 
+use basalt_tests::client::Client as Api;
 use basalt_tests::Basalt;
-use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -42,65 +42,6 @@ insert into post_tags values (1, 1), (1, 2), (2, 2);
 /// The posts table in a path, and (quoted, its quote escaped) in select=.
 const POSTS: &str = "we%22ird%3B%20tab.le";
 const POSTS_QUOTED: &str = "%22we%5C%22ird%3B%20tab.le%22";
-
-struct Api<'a> {
-    basalt: &'a Basalt,
-    key: String,
-    token: Option<String>,
-}
-
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-}
-
-impl Api<'_> {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Value>,
-    ) -> Answer {
-        let mut request = self
-            .basalt
-            .http
-            .request(method, self.basalt.url(path))
-            .header("apikey", &self.key);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path, &[], None).await
-    }
-}
 
 async fn fixture() -> (Basalt, String) {
     let basalt = Basalt::start().await;
