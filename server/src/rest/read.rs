@@ -4,6 +4,7 @@
 //! JSON, single-object or CSV output.
 
 use super::{decide, table_request, tx, uid_of, variables, Embedding, Reply, Step};
+use crate::authz::engine::Decision;
 use crate::error::HttpError;
 use crate::identity::Caller;
 use crate::state::AppState;
@@ -12,7 +13,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::FilterError;
-use basalt_core::rest::request::{self, Count, Format, RangeError, OBJECT};
+use basalt_core::rest::request::{self, Count, Format, Prefer, RangeError, OBJECT};
 use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
 
 /// The format `Accept` asks for (406 when Basalt produces none of it).
@@ -82,34 +83,12 @@ pub async fn read(
     request: HttpRequest,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
+    // Extract.
     let format = format(&request)?;
-    let (mut prefer, pairs, mut target) =
+    let (prefer, pairs, mut target) =
         table_request(&state, &caller, &request, &path, "select").await?;
-    if let Some((offset, limit)) = range(&request)? {
-        target.query.offset = target.query.offset.or(Some(offset));
-        target.query.limit = match (target.query.limit, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    // `cursor=` (empty for the first page) turns on keyset pagination.
-    let cursor = match pairs.iter().find(|(key, _)| key == "cursor") {
-        Some((_, token)) => Some(
-            Cursor::open(
-                token,
-                &target.query,
-                &target.table,
-                state.refresh_key.as_bytes(),
-            )
-            .map_err(|error: FilterError| {
-                HttpError::from(ApiError::new(ErrorCode::InvalidCursor).with_details(error.message))
-            })?,
-        ),
-        None => None,
-    };
-    if let Some(cursor) = &cursor {
-        cursor.apply(&mut target.query);
-    }
+    let cursor = page(&state, &request, &pairs, &mut target)?;
+    // Decide.
     let decision = decide(
         &state,
         &caller,
@@ -117,12 +96,68 @@ pub async fn read(
         "select",
         &read_columns(&target.schema, &target.table, &target.query),
     )?;
-    let uid = uid_of(&caller);
-    let variables = variables(&caller, &uid);
-    let access = Embedding {
-        state: &state,
-        caller: &caller,
+    // Plan.
+    let mut plan = plan(&state, &caller, &target, &decision, prefer, cursor, format)?;
+    // Run and respond.
+    let steps = std::mem::take(&mut plan.steps);
+    let reply = tx::read(&state, &caller, steps, |rows| plan.respond(&state, rows)).await?;
+    Ok(reply.into_response())
+}
+
+/// The page: `Range` narrows `limit`/`offset`; `cursor=` (empty for the
+/// first page) turns on keyset pagination.
+fn page(
+    state: &AppState,
+    request: &HttpRequest,
+    pairs: &[(String, String)],
+    target: &mut super::Target,
+) -> Result<Option<Cursor>, HttpError> {
+    if let Some((offset, limit)) = range(request)? {
+        target.query.offset = target.query.offset.or(Some(offset));
+        target.query.limit = match (target.query.limit, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let Some((_, token)) = pairs.iter().find(|(key, _)| key == "cursor") else {
+        return Ok(None);
     };
+    let cursor = Cursor::open(
+        token,
+        &target.query,
+        &target.table,
+        state.refresh_key.as_bytes(),
+    )
+    .map_err(|error: FilterError| {
+        HttpError::from(ApiError::new(ErrorCode::InvalidCursor).with_details(error.message))
+    })?;
+    cursor.apply(&mut target.query);
+    Ok(Some(cursor))
+}
+
+/// A read planned: its statements (the page, then the count the caller
+/// gets) and what the answer needs of the request.
+struct ReadPlan {
+    steps: Vec<Step>,
+    prefer: Prefer,
+    cursor: Option<Cursor>,
+    format: Format,
+    offset: i64,
+    page_size: i64,
+}
+
+fn plan(
+    state: &AppState,
+    caller: &Caller,
+    target: &super::Target,
+    decision: &Decision,
+    mut prefer: Prefer,
+    cursor: Option<Cursor>,
+    format: Format,
+) -> Result<ReadPlan, HttpError> {
+    let uid = uid_of(caller);
+    let variables = variables(caller, &uid);
+    let access = Embedding { state, caller };
     let max_rows = state.config.rest.max_rows;
     let default_rows = state.config.rest.default_limit.min(max_rows);
     let source = Source {
@@ -148,7 +183,7 @@ pub async fn read(
     // hidden rows included: a filter on a value only another user's rows
     // hold would show in them. They are given only when the caller sees
     // every row; anyone else gets an exact count.
-    let sees_every_row = super::is_service_key(&caller)
+    let sees_every_row = super::is_service_key(caller)
         || (decision.condition.is_none()
             && !target.table.hides_rows
             && !target.query.select.iter().any(
@@ -164,30 +199,40 @@ pub async fn read(
             steps.push(Step::new(statements.count_bounded(max_rows), &relation));
             steps.push(Step::new(statements.count_planned(), &relation));
         }
-        _ => {}
+        None => {}
     }
-    let offset = target.query.offset.unwrap_or(0) as i64;
-    let page_size = target.query.limit.unwrap_or(default_rows).min(max_rows) as i64;
-    let key = state.refresh_key.clone();
-    let neutralize = state.config.rest.csv_neutralize_formulas;
-    let reply = tx::read(&state, &caller, steps, |rows| {
+    Ok(ReadPlan {
+        steps,
+        prefer,
+        cursor,
+        format,
+        offset: target.query.offset.unwrap_or(0) as i64,
+        page_size: target.query.limit.unwrap_or(default_rows).min(max_rows) as i64,
+    })
+}
+
+impl ReadPlan {
+    /// The response stage: status, `Content-Range`, `Preference-Applied`, the
+    /// next cursor, and the body as JSON, a single object or CSV.
+    fn respond(&self, state: &AppState, rows: &[tokio_postgres::Row]) -> Result<Reply, HttpError> {
         let (body, returned): (String, i64) = (rows[0].get(0), rows[0].get(1));
+        let offset = self.offset;
         let planned = |row: &tokio_postgres::Row| -> i64 {
             let plan: serde_json::Value = row.get(0);
             plan[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64
         };
-        let total: Option<i64> = match prefer.count {
+        let total: Option<i64> = match self.prefer.count {
             Some(Count::Exact) => Some(rows[1].get(0)),
             Some(Count::Planned) => Some(planned(&rows[1])),
             Some(Count::Estimated) => {
                 let bounded: i64 = rows[1].get(0);
-                Some(if bounded as u64 > max_rows {
+                Some(if bounded as u64 > state.config.rest.max_rows {
                     planned(&rows[2]).max(bounded)
                 } else {
                     bounded
                 })
             }
-            _ => None,
+            None => None,
         };
         let total_text = total.map_or("*".to_owned(), |t| t.to_string());
         if let (Some(total), true) = (total, offset > 0) {
@@ -203,20 +248,23 @@ pub async fn read(
         };
         // Partial content when the page is known to hold fewer than all rows.
         let status = match total {
-            Some(total) if returned < total && cursor.is_none() => StatusCode::PARTIAL_CONTENT,
+            Some(total) if returned < total && self.cursor.is_none() => StatusCode::PARTIAL_CONTENT,
             _ => StatusCode::OK,
         };
         let mut reply = Reply::new(status).header("content-range", content_range);
-        if prefer.count.is_some() {
-            reply = reply.header("preference-applied", prefer.applied());
+        if self.prefer.count.is_some() {
+            reply = reply.header("preference-applied", self.prefer.applied());
         }
-        if let Some(cursor) = &cursor {
+        if let Some(cursor) = &self.cursor {
             let last: Option<String> = rows[0].get(2);
-            if let (Some(last), true) = (last, returned == page_size) {
-                reply = reply.header("basalt-next-cursor", cursor.next(&last, key.as_bytes()));
+            if let (Some(last), true) = (last, returned == self.page_size) {
+                reply = reply.header(
+                    "basalt-next-cursor",
+                    cursor.next(&last, state.refresh_key.as_bytes()),
+                );
             }
         }
-        Ok(match format {
+        Ok(match self.format {
             Format::Json => reply.header("content-type", "application/json").body(body),
             // The array of one object without its brackets: the object as
             // PostgreSQL wrote it, keys in the selected order.
@@ -233,9 +281,7 @@ pub async fn read(
             },
             Format::Csv => reply
                 .header("content-type", "text/csv; charset=utf-8")
-                .body(csv(&body, neutralize)),
+                .body(csv(&body, state.config.rest.csv_neutralize_formulas)),
         })
-    })
-    .await?;
-    Ok(reply.into_response())
+    }
 }
