@@ -20,6 +20,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The body as JSON, or `null` when it is not JSON.
+    pub fn json_or_null(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
     }

@@ -2,6 +2,7 @@
 //! explainer, the admin API's checks, propagation between two servers sharing
 //! one database, and admin access granted by policy.
 
+use basalt_tests::client::Client;
 use basalt_tests::{Basalt, PgServer};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -33,19 +34,13 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = basalt
-        .http
-        .request(method, basalt.url(path))
-        .header("apikey", key)
-        .bearer_auth(key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
+    let client = Client {
+        basalt,
+        key: key.to_owned(),
+        token: Some(key.to_owned()),
+    };
+    let answer = client.send(method, path, &[], body).await;
+    (answer.status, answer.json_or_null())
 }
 
 /// Replaces `{name}` placeholders with user ids, in strings at any depth.

@@ -2,6 +2,7 @@
 //! in force: row conditions in the SQL, column lists, 401/403, and RLS as a
 //! second layer that still hides rows the policies allow.
 
+use basalt_tests::client::Client;
 use basalt_tests::Basalt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -14,21 +15,13 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = basalt
-        .http
-        .request(method, basalt.url(path))
-        .header("apikey", key);
-    if let Some(token) = bearer {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
+    let client = Client {
+        basalt,
+        key: key.to_owned(),
+        token: bearer.map(str::to_owned),
+    };
+    let answer = client.send(method, path, &[], body).await;
+    (answer.status, answer.json_or_null())
 }
 
 fn titles(rows: &Value) -> Vec<&str> {
