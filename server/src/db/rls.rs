@@ -1,9 +1,10 @@
 //! Acting as the caller inside a data transaction, so PostgreSQL's row-level
 //! security applies as a second layer behind the policy engine: the
-//! transaction takes the caller's database role (`SET LOCAL ROLE`) and exposes
-//! the JWT claims to `auth.uid()`, `auth.role()` and `auth.jwt()`. Both are set
-//! with `set_config(…, true)`, so they end with the transaction and the role
-//! name travels as a bound parameter, never as SQL text.
+//! transaction switches from the data API's login role (`db/roles.rs`) to the
+//! caller's database role and exposes the JWT claims to `auth.uid()`,
+//! `auth.role()` and `auth.jwt()`. All are set with `set_config(…, true)`, so
+//! they end with the transaction, and the role name travels as a bound
+//! parameter, never as SQL text.
 
 use basalt_core::config::AuthzConfig;
 
