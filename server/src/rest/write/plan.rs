@@ -1,0 +1,239 @@
+//! Planning a write: the body's rows and columns, the conflict target, the policy decision with the columns touched, the filters a write may read, and the statement.
+
+use super::*;
+
+/// An insert's body (one object or an array of objects) as the union of
+/// its keys and the list of objects.
+pub fn insert_rows(body: Value) -> Result<(Vec<String>, Vec<Value>), HttpError> {
+    let columns = body_columns(&body)?;
+    let objects = match body {
+        Value::Array(items) => items,
+        object => vec![object],
+    };
+    Ok((columns, objects))
+}
+
+/// `columns=a,b`: the keys an insert reads (others in the body are ignored).
+pub(in crate::rest) fn listed_columns(pairs: &[(String, String)]) -> Option<Vec<String>> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == "columns")
+        .map(|(_, list)| {
+            let mut columns: Vec<String> = list
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_owned())
+                .filter(|c| !c.is_empty())
+                .collect();
+            columns.sort();
+            columns.dedup();
+            columns
+        })
+}
+
+/// `on_conflict=a,b`, or the primary key.
+pub(in crate::rest) fn conflict_target(
+    pairs: &[(String, String)],
+    table: &Table,
+) -> Result<Vec<String>, HttpError> {
+    let target = match pairs.iter().find(|(key, _)| key == "on_conflict") {
+        Some((_, list)) => list.split(',').map(|c| c.trim().to_owned()).collect(),
+        None => table.primary_key.clone(),
+    };
+    if target.is_empty() {
+        return Err(FilterError::new(format!(
+            "`{}` has no primary key to resolve conflicts on",
+            table.name
+        ))
+        .with_hint("name a unique column: on_conflict=email")
+        .into());
+    }
+    Ok(target)
+}
+
+/// A write's statement and what its result must show.
+pub struct WritePlan {
+    pub step: Step,
+    pub check: WriteCheck,
+}
+
+/// 400 `invalid_value` naming the column whose value does not fit its type.
+pub(in crate::rest) fn values_fit(table: &Table, objects: &[Value]) -> Result<(), HttpError> {
+    check_values(table, objects).map_err(|error| {
+        let mut api = ApiError::new(ErrorCode::InvalidValue).with_details(error.message);
+        if let Some(hint) = error.hint {
+            api = api.with_hint(hint);
+        }
+        HttpError::from(api)
+    })
+}
+
+/// The caller's `select` row condition, which limits the rows a
+/// representation shows (the columns are limited in [`representation`]).
+pub(in crate::rest) fn shown(state: &AppState, caller: &Caller, target: &Target) -> Option<Expr> {
+    let select = state
+        .authz()
+        .authorize(&subject_of(state, caller), &target.object, "select");
+    select.condition.filter(|_| select.allowed)
+}
+
+/// Plans an insert (or upsert on `conflict_on`) of `objects`.
+pub fn plan_insert(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+    prefer: &Prefer,
+    objects: Vec<Value>,
+    columns: Vec<String>,
+    conflict_on: Option<Vec<String>>,
+) -> Result<WritePlan, HttpError> {
+    // Only policies granting every written column count: no mass assignment.
+    let decision = decide(state, caller, &target.object, "insert", &columns)?;
+    values_fit(&target.table, &objects)?;
+    let count = objects.len() as i64;
+    let conflict = match (prefer.resolution, conflict_on) {
+        (Some(Resolution::IgnoreDuplicates), Some(on)) => Conflict::Ignore { target: on },
+        (_, Some(on)) => Conflict::Merge {
+            target: on,
+            condition: decide(state, caller, &target.object, "update", &columns)?.condition,
+        },
+        (_, None) => Conflict::Fail,
+    };
+    let merging = matches!(conflict, Conflict::Merge { .. });
+    let uid = uid_of(caller);
+    let variables = variables(caller, &uid);
+    let statement = insert_sql(
+        &target.table,
+        Value::Array(objects).to_string(),
+        &columns,
+        decision.condition.as_ref(),
+        &variables,
+        &InsertOptions {
+            conflict,
+            missing_default: prefer.missing_default,
+        },
+        shown(state, caller, target).as_ref(),
+    )?;
+    Ok(WritePlan {
+        step: Step::new(statement, &target.table.qualified()),
+        check: WriteCheck {
+            merged_objects: merging.then_some(count),
+        },
+    })
+}
+
+/// The target's filters, limited to the rows whose filtered columns a GET
+/// could read: the select decision for those columns (only policies that
+/// cover them all count) adds its row condition. Otherwise a filter on a
+/// column the caller may not read would probe its values, through
+/// `max-affected` or which rows changed. As in PostgreSQL, where an UPDATE's
+/// or DELETE's WHERE needs SELECT on the columns it reads.
+pub(in crate::rest) fn readable_filters(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+) -> Result<basalt_core::rest::ReadQuery, HttpError> {
+    let mut query = target.query.clone();
+    let filtered = query.filter_columns();
+    if filtered.is_empty() {
+        return Ok(query);
+    }
+    let readable = state.authz().authorize_columns(
+        &subject_of(state, caller),
+        &target.object,
+        "select",
+        &filtered,
+    );
+    if !readable.allowed {
+        return Err(ApiError::new(ErrorCode::Forbidden)
+            .with_message("Your policies do not allow this.")
+            .with_details(format!(
+                "the request filters on {}, which you may not read",
+                filtered.join(", ")
+            ))
+            .with_hint("filter on columns your policies let you read")
+            .into());
+    }
+    query.filters.extend(readable.condition);
+    Ok(query)
+}
+
+/// Plans a `PATCH` of the target's rows with `patch` (one object).
+pub fn plan_update(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+    patch: &Value,
+) -> Result<WritePlan, HttpError> {
+    require_filter(state, target)?;
+    if !patch.is_object() {
+        return Err(FilterError::new("the body of an update must be one JSON object").into());
+    }
+    // The decision covers the columns written; the filters read only what
+    // a GET could (see `readable_filters`).
+    let set = body_columns(patch)?;
+    let decision = decide(state, caller, &target.object, "update", &set)?;
+    let query = readable_filters(state, caller, target)?;
+    values_fit(&target.table, std::slice::from_ref(patch))?;
+    let uid = uid_of(caller);
+    let variables = variables(caller, &uid);
+    let statement = update_sql(
+        &target.table,
+        patch.to_string(),
+        &set,
+        &query,
+        decision.condition.as_ref(),
+        &variables,
+        shown(state, caller, target).as_ref(),
+    )?;
+    Ok(WritePlan {
+        step: Step::new(statement, &target.table.qualified()),
+        check: WriteCheck {
+            merged_objects: None,
+        },
+    })
+}
+
+/// Plans a `DELETE` of the target's rows.
+pub fn plan_delete(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+) -> Result<WritePlan, HttpError> {
+    require_filter(state, target)?;
+    let decision = decide(state, caller, &target.object, "delete", &[])?;
+    let query = readable_filters(state, caller, target)?;
+    let uid = uid_of(caller);
+    let variables = variables(caller, &uid);
+    let statement = delete_sql(
+        &target.table,
+        &query,
+        decision.condition.as_ref(),
+        &variables,
+        shown(state, caller, target).as_ref(),
+    )?;
+    Ok(WritePlan {
+        step: Step::new(statement, &target.table.qualified()),
+        check: WriteCheck {
+            merged_objects: None,
+        },
+    })
+}
+
+/// A `PATCH` or `DELETE` needs a filter (unless the config allows none),
+/// and takes no `order`, `limit` or `offset`: refused rather than ignored,
+/// so `limit=1` never silently changes every matching row.
+pub(in crate::rest) fn require_filter(state: &AppState, target: &Target) -> Result<(), HttpError> {
+    let query = &target.query;
+    if !query.order.is_empty() || query.limit.is_some() || query.offset.is_some() {
+        return Err(FilterError::new(
+            "order, limit and offset do not apply to updates and deletes",
+        )
+        .with_hint("select the rows with filters, e.g. id=eq.1")
+        .into());
+    }
+    if query.filters.is_empty() && !state.config.rest.allow_unfiltered_writes {
+        Err(ErrorCode::FilterRequired.into())
+    } else {
+        Ok(())
+    }
+}
