@@ -1,0 +1,218 @@
+//! The emailed flows: recovery, magic links and OTPs (`/recover`, `/otp`), and their verification (`/verify`, by POST or by following the link).
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct EmailBody {
+    email: String,
+    #[serde(default)]
+    create_user: Option<bool>,
+    #[serde(default)]
+    data: Option<serde_json::Map<String, Value>>,
+}
+
+pub(super) fn require_email(state: &AppState) -> Result<(), HttpError> {
+    if state.email_enabled {
+        Ok(())
+    } else {
+        Err(ErrorCode::EmailNotConfigured.into())
+    }
+}
+
+/// Sends a password reset link. Known and unknown addresses get the same
+/// answer after the same work (one queued job; the worker looks the address up).
+pub(super) async fn recover(
+    _: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<RedirectQuery>,
+    body: Json<EmailBody>,
+) -> Result<HttpResponse, HttpError> {
+    queue_email(
+        &state,
+        &request,
+        "recovery",
+        &body,
+        query.redirect_to.clone(),
+    )
+    .await
+}
+
+pub(super) async fn queue_email(
+    state: &AppState,
+    request: &HttpRequest,
+    kind: &str,
+    body: &EmailBody,
+    redirect_to: Option<String>,
+) -> Result<HttpResponse, HttpError> {
+    require_email(state)?;
+    let email = users::validate_email(&body.email)?;
+    email::check_redirect(state, redirect_to.as_deref())?;
+    let data = body.data.clone().map(Value::Object);
+    if let Some(data) = &data {
+        users::validate_metadata("data", data)?;
+    }
+    let action = if kind == "recovery" {
+        "recovery"
+    } else {
+        "magiclink"
+    };
+    state
+        .rate_limiter()
+        .check_email(action, &email, Instant::now())?;
+    let client = state.pool.get().await?;
+    let email_request = email::EmailRequest {
+        kind: kind.into(),
+        email,
+        user_id: None,
+        new_email: None,
+        redirect_to,
+        create_user: body.create_user.unwrap_or(true),
+        data,
+        ip: Some(request_ip(request, &state.trusted_proxies)),
+    };
+    email::enqueue(state, &client, &email_request).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// Sends a magic sign-in link, creating the user first unless
+/// `create_user: false`. The answer never tells whether the address is known.
+pub(super) async fn otp(
+    _: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<RedirectQuery>,
+    body: Json<EmailBody>,
+) -> Result<HttpResponse, HttpError> {
+    queue_email(
+        &state,
+        &request,
+        "magiclink",
+        &body,
+        query.redirect_to.clone(),
+    )
+    .await
+}
+/// `token` or `token_hash` (supabase-js `verifyOtp({token_hash, type})`).
+#[derive(Deserialize)]
+pub(super) struct VerifyBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(alias = "token_hash")]
+    token: String,
+}
+
+/// `email` (GoTrue's name for a link sent to the address) covers sign-up
+/// confirmations and magic links.
+pub(super) fn kinds_of(text: &str) -> Result<Vec<email::Kind>, HttpError> {
+    if text == "email" {
+        return Ok(vec![email::Kind::Signup, email::Kind::MagicLink]);
+    }
+    kind_of(text).map(|kind| vec![kind])
+}
+
+pub(super) async fn verify_any(
+    state: &AppState,
+    kinds: &[email::Kind],
+    token: &str,
+    request: &HttpRequest,
+) -> Result<email::Verified, HttpError> {
+    let ip = request_ip(request, &state.trusted_proxies);
+    let mut outcome = Err(HttpError::new(ErrorCode::OtpExpired));
+    for kind in kinds {
+        outcome = email::verify(state, *kind, token, ip, user_agent(request)).await;
+        if !matches!(&outcome, Err(error) if error.error.kind == ErrorCode::OtpExpired) {
+            break;
+        }
+    }
+    outcome
+}
+
+pub(super) fn kind_of(text: &str) -> Result<email::Kind, HttpError> {
+    email::Kind::parse(text).ok_or_else(|| {
+        ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("type: use signup, recovery, magiclink, email_change or email")
+            .into()
+    })
+}
+
+/// Spends an emailed token and answers with a session.
+pub(super) async fn verify_post(
+    _: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: Json<VerifyBody>,
+) -> Result<HttpResponse, HttpError> {
+    let kinds = kinds_of(&body.kind)?;
+    let verified = verify_any(&state, &kinds, &body.token, &request).await?;
+    Ok(HttpResponse::Ok().json(verified.session))
+}
+
+#[derive(Deserialize)]
+pub(super) struct VerifyQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(alias = "token_hash")]
+    token: Option<String>,
+    redirect_to: Option<String>,
+}
+
+/// The link in the email: spends the token and redirects (303) to the app with
+/// the session in the URL fragment, or with `error` and `error_code` on failure.
+/// Needs no API key: a mail client opens it.
+pub(super) async fn verify_get(
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<VerifyQuery>,
+) -> HttpResponse {
+    let requested = query
+        .redirect_to
+        .clone()
+        .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
+    let kind = query.kind.clone().unwrap_or_default();
+    let outcome = match (kinds_of(&kind), &query.token) {
+        (Ok(kinds), Some(token)) => verify_any(&state, &kinds, token, &request).await,
+        (Err(error), _) => Err(error),
+        (_, None) => Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("token: required")
+            .into()),
+    };
+    let (base, fragment) = match outcome {
+        Ok(verified) => {
+            let session = &verified.session;
+            let mut fragment = url::form_urlencoded::Serializer::new(String::new());
+            for key in [
+                "access_token",
+                "refresh_token",
+                "expires_in",
+                "expires_at",
+                "token_type",
+            ] {
+                let value = match &session[key] {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                fragment.append_pair(key, &value);
+            }
+            fragment.append_pair("type", &kind);
+            let stored = verified
+                .redirect_to
+                .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
+            (requested.or(stored), fragment.finish())
+        }
+        Err(error) => {
+            let fragment = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("error", "access_denied")
+                .append_pair("error_code", error.error.code)
+                .append_pair("error_description", &error.error.message)
+                .finish();
+            (requested, fragment)
+        }
+    };
+    let base = base.unwrap_or_else(|| state.config.site_url.clone());
+    let base = base.split('#').next().unwrap_or_default().to_owned();
+    HttpResponse::SeeOther()
+        .insert_header(("location", format!("{base}#{fragment}")))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+}
