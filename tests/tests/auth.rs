@@ -1,6 +1,7 @@
 //! Auth end to end over HTTP: sign-up, sign-in, refresh rotation and reuse
 //! detection, logout scopes, user updates, the admin user API and the audit log.
 
+use basalt_tests::client::Client as Shared;
 use basalt_tests::Basalt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -28,21 +29,13 @@ impl<'a> Client<'a> {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .basalt
-            .http
-            .request(method, self.basalt.url(path))
-            .header("apikey", &self.anon);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let client = Shared {
+            basalt: self.basalt,
+            key: self.anon.clone(),
+            token: bearer.map(str::to_owned),
+        };
+        let answer = client.send(method, path, &[], body).await;
+        (answer.status, answer.json_or_null())
     }
 
     async fn signup(&self, email: &str, password: &str) -> Value {
@@ -79,19 +72,13 @@ impl<'a> Client<'a> {
     }
 
     async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .basalt
-            .http
-            .request(method, self.basalt.url(path))
-            .header("apikey", &self.service);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        let client = Shared {
+            basalt: self.basalt,
+            key: self.service.clone(),
+            token: None,
+        };
+        let answer = client.send(method, path, &[], body).await;
+        (answer.status, answer.json_or_null())
     }
 }
 
