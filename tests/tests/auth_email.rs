@@ -1,7 +1,9 @@
 //! Auth's email flows against a real SMTP server (aiosmtpd on loopback): the
 //! tests read the received messages and follow their links.
 
+use basalt_tests::client::Client;
 use basalt_tests::{Basalt, SmtpServer};
+use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -45,38 +47,29 @@ impl<'a> Api<'a> {
         }
     }
 
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let client = Client {
+            basalt: self.basalt,
+            key: self.anon.clone(),
+            token: bearer.map(str::to_owned),
+        };
+        let answer = client.send(method, path, &[], Some(body)).await;
+        (answer.status, answer.json_or_null())
+    }
+
     async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> (u16, Value) {
-        let mut request = self
-            .basalt
-            .http
-            .post(self.basalt.url(path))
-            .header("apikey", &self.anon)
-            .json(&body);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
+        self.send(Method::POST, path, bearer, body).await
     }
 
     async fn put_user(&self, bearer: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .basalt
-            .http
-            .put(self.basalt.url("/auth/v1/user"))
-            .header("apikey", &self.anon)
-            .bearer_auth(bearer)
-            .json(&body)
-            .send()
+        self.send(Method::PUT, "/auth/v1/user", Some(bearer), body)
             .await
-            .unwrap();
-        (
-            response.status().as_u16(),
-            response.json().await.unwrap_or(Value::Null),
-        )
     }
 
     async fn login(&self, email: &str, password: &str) -> (u16, Value) {
