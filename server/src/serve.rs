@@ -90,17 +90,10 @@ async fn reload_policies_on_change(
     pg: tokio_postgres::Config,
     tls: db::pool::Tls,
 ) {
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let listening = db::listen::listen(pg, tls, "basalt_policies", wake.clone());
-    let reloading = async {
-        loop {
-            wake.notified().await;
-            if let Err(error) = state.authz().reload(&state.pool).await {
-                tracing::error!("cannot reload policies: {error:#}");
-            }
-        }
-    };
-    tokio::join!(listening, reloading);
+    db::listen::on_notify(pg, tls, "basalt_policies", None, || {
+        state.authz().reload(&state.pool)
+    })
+    .await
 }
 
 /// The JWT secret: configured, or generated once and kept in the data directory.
@@ -219,7 +212,7 @@ async fn run(
         &config.database,
         config.database.api_pool_size,
     )?;
-    check_db_roles(&api_pool, &config).await?;
+    check_api_login(&api_pool, &config).await?;
     crate::authz::declared::reconcile(&pool, &config.authz)
         .await
         .context("cannot apply the roles and policies declared in the config file")?;
@@ -438,31 +431,16 @@ fn token_window(config: &Config) -> Duration {
     Duration::from_secs(config.auth.access_token_ttl_secs + config.auth.clock_skew_secs)
 }
 
-/// The data API's login role must be able to `SET ROLE` to each API role;
-/// otherwise every data request would fail.
-async fn check_db_roles(api_pool: &deadpool_postgres::Pool, config: &Config) -> anyhow::Result<()> {
-    let client = api_pool.get().await.with_context(|| {
+/// The data API's pool can log in (its memberships were made or checked by
+/// `db::roles::provision`); otherwise every data request would fail.
+async fn check_api_login(
+    api_pool: &deadpool_postgres::Pool,
+    config: &Config,
+) -> anyhow::Result<()> {
+    api_pool.get().await.map(drop).with_context(|| {
         format!(
             "cannot log in as database.api_role `{}`",
             config.database.api_role
         )
-    })?;
-    for (setting, role) in db::roles::api_roles(config) {
-        let member: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1
-                                AND pg_has_role(current_user, oid, 'MEMBER'))",
-                &[&role],
-            )
-            .await?
-            .get(0);
-        if !member {
-            anyhow::bail!(
-                "{setting} = `{role}`: database.api_role `{}` cannot SET ROLE to it; GRANT {role} TO {}",
-                config.database.api_role,
-                config.database.api_role
-            );
-        }
-    }
-    Ok(())
+    })
 }

@@ -116,18 +116,16 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, &[], None).await
+    }
+
     /// Adds a policy through the admin API (this client must be allowed to).
     pub async fn policy(&self, policy: Value) {
         let answer = self
             .send(Method::POST, "/admin/v1/policies", &[], Some(policy))
             .await;
         assert_eq!(answer.status, 201, "{}", answer.text);
-    }
-}
-
-impl<'a> Client<'a> {
-    /// GET `path`.
-    pub async fn get(&self, path: &str) -> Answer {
-        self.send(Method::GET, path, &[], None).await
     }
 }

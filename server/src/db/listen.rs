@@ -81,3 +81,35 @@ pub async fn listen_payloads(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// Runs `action` on every notification on `channel` (and after each
+/// reconnect of the listener), and at least every `poll` when one is given,
+/// for a notification that was lost. A failing action is logged and retried
+/// at the next wake-up.
+pub async fn on_notify<F, Fut>(
+    pg: tokio_postgres::Config,
+    tls: Tls,
+    channel: &'static str,
+    poll: Option<Duration>,
+    mut action: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let wake = Arc::new(Notify::new());
+    let listening = listen(pg, tls, channel, wake.clone());
+    let acting = async {
+        loop {
+            match poll {
+                Some(poll) => {
+                    let _ = tokio::time::timeout(poll, wake.notified()).await;
+                }
+                None => wake.notified().await,
+            }
+            if let Err(error) = action().await {
+                tracing::error!(channel, "cannot act on a notification: {error:#}");
+            }
+        }
+    };
+    tokio::join!(listening, acting);
+}

@@ -16,6 +16,7 @@
 
 use anyhow::{bail, Context};
 use basalt_core::config::Config;
+use basalt_core::rest::quote;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
@@ -144,16 +145,14 @@ async fn provision_once(
             )
         })?;
     }
-    let sql: String = client
-        .query_one(
-            "SELECT format('GRANT USAGE ON SCHEMA basalt, auth TO %1$I;
-                GRANT EXECUTE ON FUNCTION basalt.idempotency_claim(text, text, double precision),
-                    basalt.idempotency_store(text, integer, jsonb, text) TO %1$I', $1::text)",
-            &[role],
-        )
-        .await?
-        .get(0);
-    client.batch_execute(&sql).await?;
+    let login = quote(role);
+    client
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA basalt, auth TO {login};
+             GRANT EXECUTE ON FUNCTION basalt.idempotency_claim(text, text, double precision),
+                 basalt.idempotency_store(text, integer, jsonb, text) TO {login}"
+        ))
+        .await?;
     for (_, member_of) in api_roles(config) {
         let granted: bool = client
             .query_one(
@@ -165,14 +164,9 @@ async fn provision_once(
             .await?
             .get(0);
         if !granted && managed {
-            let sql: String = client
-                .query_one(
-                    "SELECT format('GRANT %I TO %I', $1::text, $2::text)",
-                    &[&member_of, role],
-                )
-                .await?
-                .get(0);
-            client.batch_execute(&sql).await?;
+            client
+                .batch_execute(&format!("GRANT {} TO {login}", quote(member_of)))
+                .await?;
         } else if !granted {
             bail!(
                 "database.api_role `{role}` is not a member of `{member_of}`: GRANT {member_of} TO {role}"
@@ -280,25 +274,19 @@ async fn grant_api_roles(client: &Client, config: &Config) -> anyhow::Result<()>
         if !existing.contains(&schema) {
             continue;
         }
-        let statements: Vec<String> = client
-            .query_one(
-                "SELECT CASE WHEN $3 THEN ARRAY[format('GRANT USAGE ON SCHEMA %I TO %I', $1::text, $2::text)]
-                 ELSE ARRAY[
-                   format('GRANT USAGE ON SCHEMA %I TO %I', $1::text, $2::text),
-                   format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I', $1::text, $2::text),
-                   format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I', $1::text, $2::text),
-                   format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA %I TO %I', $1::text, $2::text),
-                   format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', $1::text, $2::text),
-                   format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT USAGE, SELECT ON SEQUENCES TO %I', $1::text, $2::text),
-                   format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT EXECUTE ON ROUTINES TO %I', $1::text, $2::text)]
-                 END",
-                &[&schema, &role, &schema_only],
-            )
-            .await?
-            .get(0);
-        for statement in statements {
-            client.batch_execute(&statement).await?;
+        let (schema, role) = (quote(schema), quote(role));
+        let mut statements = format!("GRANT USAGE ON SCHEMA {schema} TO {role};");
+        if !schema_only {
+            statements.push_str(&format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role};
+                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};
+                 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA {schema} TO {role};
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role};
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT USAGE, SELECT ON SEQUENCES TO {role};
+                 ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT EXECUTE ON ROUTINES TO {role};"
+            ));
         }
+        client.batch_execute(&statements).await?;
     }
     Ok(())
 }

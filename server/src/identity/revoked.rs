@@ -98,17 +98,10 @@ pub async fn follow(
     pg: tokio_postgres::Config,
     tls: db::pool::Tls,
 ) {
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let listening = db::listen::listen(pg, tls, "basalt_revoked", wake.clone());
-    let reading = async {
-        loop {
-            let _ = tokio::time::timeout(POLL, wake.notified()).await;
-            if let Err(error) = revoked.refresh(&pool).await {
-                tracing::warn!("cannot read revoked sessions: {error:#}");
-            }
-        }
-    };
-    tokio::join!(listening, reading);
+    db::listen::on_notify(pg, tls, "basalt_revoked", Some(POLL), || {
+        revoked.refresh(&pool)
+    })
+    .await
 }
 
 /// Deletes records past the window (run periodically).

@@ -244,15 +244,5 @@ pub async fn reload_on_change(
     pg: tokio_postgres::Config,
     tls: db::pool::Tls,
 ) {
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let listening = db::listen::listen(pg, tls, "basalt_schema", wake.clone());
-    let reloading = async {
-        loop {
-            wake.notified().await;
-            if let Err(error) = cache.reload(&pool).await {
-                tracing::error!("cannot reload the schema cache: {error:#}");
-            }
-        }
-    };
-    tokio::join!(listening, reloading);
+    db::listen::on_notify(pg, tls, "basalt_schema", None, || cache.reload(&pool)).await
 }
