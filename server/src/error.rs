@@ -58,6 +58,28 @@ impl ResponseError for HttpError {
     }
 }
 
+/// The errors of core's pure stages, each rendered the one way
+/// ([`ApiError::from_problem`]): its code, its text as `details`, its hint.
+macro_rules! problems {
+    ($($problem:ty),+) => {$(
+        impl From<$problem> for HttpError {
+            fn from(problem: $problem) -> Self {
+                ApiError::from_problem(&problem).into()
+            }
+        }
+    )+};
+}
+
+problems!(
+    basalt_core::filter::FilterError,
+    basalt_core::rest::QueryError,
+    basalt_core::rest::CursorError,
+    basalt_core::rest::WriteError,
+    basalt_core::rest::DdlError,
+    basalt_core::rest::RangeError,
+    basalt_core::storage::RuleError
+);
+
 /// The database unreachable or saturated: 503, retry soon.
 pub fn database_unavailable(error: impl std::fmt::Display) -> HttpError {
     HttpError::from(ApiError::new(ErrorCode::DatabaseUnavailable).with_details(error.to_string()))

@@ -19,7 +19,12 @@ impl Columns for Catalog {
                 sql: format!("\"{}\"", column.replace('"', "\"\"")),
                 type_name: ty.clone(),
             })
-            .ok_or_else(|| FilterError::new(format!("no column `{name}`")))
+            .ok_or_else(|| FilterError::UnknownColumn {
+                table: "items".into(),
+                column: name.into(),
+                suggestion: None,
+                columns: self.0.iter().map(|(c, _)| c.clone()).collect(),
+            })
     }
 }
 

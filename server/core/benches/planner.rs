@@ -3,8 +3,10 @@
 //! no database. Run with `cargo bench -p basalt-core --bench planner`.
 
 use basalt_core::filter::sql::Caller;
-use basalt_core::filter::{parse_condition, Expr, FilterError};
-use basalt_core::rest::{parse_read, read_sql, Access, ForeignKey, Schema, Source, Table};
+use basalt_core::filter::{parse_condition, Expr};
+use basalt_core::rest::{
+    parse_read, read_sql, Access, ForeignKey, QueryError, Schema, Source, Table,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 
@@ -60,8 +62,8 @@ fn schema() -> Schema {
 struct Everyone;
 
 impl Access for Everyone {
-    type Error = FilterError;
-    fn select(&self, _: &Table, _: &[String]) -> Result<Option<Expr>, FilterError> {
+    type Error = QueryError;
+    fn select(&self, _: &Table, _: &[String]) -> Result<Option<Expr>, QueryError> {
         Ok(None)
     }
 }

@@ -187,6 +187,28 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// An error of one of core's pure stages (parsing, planning, validating). It
+/// knows its catalogue entry; its `Display` is the `details` and `hint` says
+/// what to do. [`ApiError::from_problem`] renders every one of them.
+pub trait Problem: std::fmt::Display {
+    fn code(&self) -> ErrorCode;
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+impl ApiError {
+    /// The one rendering of a stage's error: its code, `details` from its
+    /// text, and its hint when it has one.
+    pub fn from_problem(problem: &dyn Problem) -> ApiError {
+        let error = ApiError::new(problem.code()).with_details(problem.to_string());
+        match problem.hint() {
+            Some(hint) => error.with_hint(hint),
+            None => error,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

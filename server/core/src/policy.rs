@@ -76,8 +76,10 @@ pub fn policy_problem(
             crate::filter::sql::check_literals(&parsed)
         });
         if let Err(error) = checked {
-            let hint = error.hint.map(|h| format!(" ({h})")).unwrap_or_default();
-            return Some(("condition", format!("{}{hint}", error.message)));
+            let hint = crate::errors::Problem::hint(&error)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            return Some(("condition", format!("{error}{hint}")));
         }
     }
     if let Some(columns) = columns {

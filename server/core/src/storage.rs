@@ -24,7 +24,7 @@ pub const RESERVED_BUCKETS: &[&str] = &[
 ];
 
 /// A bucket id: 1-63 of `[a-z0-9._-]`, starting with a letter or digit.
-pub fn check_bucket_id(id: &str) -> Result<(), String> {
+pub fn check_bucket_id(id: &str) -> Result<(), RuleError> {
     let ok = !id.is_empty()
         && id.len() <= 63
         && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
@@ -32,18 +32,18 @@ pub fn check_bucket_id(id: &str) -> Result<(), String> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
     if !ok {
-        return Err("a bucket id is 1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit".into());
+        return Err(RuleError::BucketId);
     }
     if RESERVED_BUCKETS.contains(&id) {
-        return Err(format!("`{id}` is a reserved word"));
+        return Err(RuleError::ReservedBucket { id: id.into() });
     }
     Ok(())
 }
 
 /// Decodes the percent-encoded object path of a URL, then checks it with [`check_name`].
-pub fn name_from_url(raw: &str) -> Result<String, String> {
-    let bytes = percent_decode(raw.as_bytes()).ok_or("a `%` is not followed by two hex digits")?;
-    let name = String::from_utf8(bytes).map_err(|_| "the path is not UTF-8")?;
+pub fn name_from_url(raw: &str) -> Result<String, RuleError> {
+    let bytes = percent_decode(raw.as_bytes()).ok_or(RuleError::BadPercent)?;
+    let name = String::from_utf8(bytes).map_err(|_| RuleError::PathNotUtf8)?;
     check_name(&name)?;
     Ok(name)
 }
@@ -53,42 +53,42 @@ pub fn name_from_url(raw: &str) -> Result<String, String> {
 /// (NUL included), no percent-encoded form of these (a name is decoded once;
 /// one still holding `%2e`, `%2f`, `%5c`, `%00`… was encoded twice), at most
 /// [`MAX_NAME_BYTES`].
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), RuleError> {
     if name.is_empty() {
-        return Err("the object path is empty".into());
+        return Err(RuleError::EmptyPath);
     }
     if name.len() > MAX_NAME_BYTES {
-        return Err(format!("the object path is over {MAX_NAME_BYTES} bytes"));
+        return Err(RuleError::LongPath);
     }
     if name.starts_with('/') {
-        return Err("the object path is absolute (starts with `/`)".into());
+        return Err(RuleError::AbsolutePath);
     }
     if name.contains('\\') {
-        return Err("the object path holds a backslash".into());
+        return Err(RuleError::Backslash);
     }
     if name.chars().any(char::is_control) {
-        return Err("the object path holds a control character".into());
+        return Err(RuleError::ControlCharacter);
     }
     let first = name.split('/').next().unwrap_or_default();
     let bytes = first.as_bytes();
     if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
-        return Err("the object path starts with a drive letter".into());
+        return Err(RuleError::DriveLetter);
     }
     for segment in name.split('/') {
         match segment {
-            "" => {
-                return Err("the object path has an empty segment (`//` or a trailing `/`)".into())
+            "" => return Err(RuleError::EmptySegment),
+            "." | ".." => {
+                return Err(RuleError::DotSegment {
+                    segment: segment.into(),
+                })
             }
-            "." | ".." => return Err(format!("the object path has a `{segment}` segment")),
             _ => {}
         }
     }
     let lower = name.to_ascii_lowercase();
     for encoded in ["%2e", "%2f", "%5c", "%00", "%25"] {
         if lower.contains(encoded) {
-            return Err(format!(
-                "the object path holds `{encoded}`, an encoded separator, dot or NUL"
-            ));
+            return Err(RuleError::EncodedPath { encoded });
         }
     }
     Ok(())
@@ -96,7 +96,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// A listing prefix: empty, or a folder path (a trailing `/` is optional);
 /// answered with a trailing `/`.
-pub fn list_prefix(prefix: &str) -> Result<String, String> {
+pub fn list_prefix(prefix: &str) -> Result<String, RuleError> {
     let trimmed = prefix.trim_end_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
@@ -305,9 +305,9 @@ pub fn inline_safe(content_type: &str) -> bool {
 /// A stored content type: one `type/subtype` with optional `; name=value`
 /// parameters, printable ASCII, no list (a comma would let a browser pick
 /// another type than the one checked). Answers it lowercased in its type.
-pub fn content_type(text: &str) -> Result<String, String> {
+pub fn content_type(text: &str) -> Result<String, RuleError> {
     let text = text.trim();
-    let bad = || format!("`{text}` is not one media type such as image/png");
+    let bad = || RuleError::NotAMediaType { text: text.into() };
     if text.len() > 255 || text.contains(',') || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(bad());
     }
@@ -340,10 +340,10 @@ pub fn content_type(text: &str) -> Result<String, String> {
 
 /// A `Cache-Control` value to store: printable ASCII only; a bare number of
 /// seconds (as supabase-js sends it) becomes `max-age=<n>`.
-pub fn cache_control(text: &str) -> Result<String, String> {
+pub fn cache_control(text: &str) -> Result<String, RuleError> {
     let text = text.trim();
     if text.is_empty() || text.len() > 256 || !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        return Err(format!("`{text}` is not a Cache-Control value"));
+        return Err(RuleError::NotCacheControl { text: text.into() });
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
         Ok(format!("max-age={text}"))
@@ -415,7 +415,7 @@ pub fn verify_token(key: &[u8], text: &str, now: i64) -> Result<SignedToken, Tok
 }
 
 /// TUS `Upload-Metadata`: `key base64value` pairs separated by commas.
-pub fn tus_metadata(header: &str) -> Result<Vec<(String, String)>, String> {
+pub fn tus_metadata(header: &str) -> Result<Vec<(String, String)>, RuleError> {
     let mut pairs = Vec::new();
     for item in header.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (key, value) = match item.split_once(' ') {
@@ -424,12 +424,98 @@ pub fn tus_metadata(header: &str) -> Result<Vec<(String, String)>, String> {
         };
         let decoded = STANDARD
             .decode(value)
-            .map_err(|_| format!("the value of `{key}` is not base64"))?;
-        let text = String::from_utf8(decoded).map_err(|_| format!("`{key}` is not UTF-8"))?;
+            .map_err(|_| RuleError::MetadataNotBase64 { key: key.into() })?;
+        let text = String::from_utf8(decoded)
+            .map_err(|_| RuleError::MetadataNotUtf8 { key: key.into() })?;
         pairs.push((key.to_owned(), text));
     }
     Ok(pairs)
 }
+
+/// What a storage rule refused: a bucket id (`invalid_bucket_name`), an
+/// object path (`invalid_object_name`) or a header's value (`validation_failed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleError {
+    BucketId,
+    ReservedBucket {
+        id: String,
+    },
+    BadPercent,
+    PathNotUtf8,
+    EmptyPath,
+    LongPath,
+    AbsolutePath,
+    Backslash,
+    ControlCharacter,
+    DriveLetter,
+    EmptySegment,
+    DotSegment {
+        segment: String,
+    },
+    /// An encoded separator, dot or NUL left after decoding once.
+    EncodedPath {
+        encoded: &'static str,
+    },
+    NotAMediaType {
+        text: String,
+    },
+    NotCacheControl {
+        text: String,
+    },
+    MetadataNotBase64 {
+        key: String,
+    },
+    MetadataNotUtf8 {
+        key: String,
+    },
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use RuleError::*;
+        match self {
+            BucketId => f.write_str("a bucket id is 1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit"),
+            ReservedBucket { id } => write!(f, "`{id}` is a reserved word"),
+            BadPercent => f.write_str("a `%` is not followed by two hex digits"),
+            PathNotUtf8 => f.write_str("the path is not UTF-8"),
+            EmptyPath => f.write_str("the object path is empty"),
+            LongPath => write!(f, "the object path is over {MAX_NAME_BYTES} bytes"),
+            AbsolutePath => f.write_str("the object path is absolute (starts with `/`)"),
+            Backslash => f.write_str("the object path holds a backslash"),
+            ControlCharacter => f.write_str("the object path holds a control character"),
+            DriveLetter => f.write_str("the object path starts with a drive letter"),
+            EmptySegment => {
+                f.write_str("the object path has an empty segment (`//` or a trailing `/`)")
+            }
+            DotSegment { segment } => write!(f, "the object path has a `{segment}` segment"),
+            EncodedPath { encoded } => write!(
+                f,
+                "the object path holds `{encoded}`, an encoded separator, dot or NUL"
+            ),
+            NotAMediaType { text } => write!(f, "`{text}` is not one media type such as image/png"),
+            NotCacheControl { text } => write!(f, "`{text}` is not a Cache-Control value"),
+            MetadataNotBase64 { key } => write!(f, "the value of `{key}` is not base64"),
+            MetadataNotUtf8 { key } => write!(f, "`{key}` is not UTF-8"),
+        }
+    }
+}
+
+impl crate::errors::Problem for RuleError {
+    fn code(&self) -> crate::errors::ErrorCode {
+        use crate::errors::ErrorCode;
+        use RuleError::*;
+        match self {
+            BucketId | ReservedBucket { .. } => ErrorCode::InvalidBucketName,
+            NotAMediaType { .. }
+            | NotCacheControl { .. }
+            | MetadataNotBase64 { .. }
+            | MetadataNotUtf8 { .. } => ErrorCode::ValidationFailed,
+            _ => ErrorCode::InvalidObjectName,
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
 
 #[cfg(test)]
 #[path = "storage_tests.rs"]

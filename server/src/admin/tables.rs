@@ -13,7 +13,6 @@ use crate::state::AppState;
 use actix_web::web::{self, Data, Json, Path, Query};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::FilterError;
 use basalt_core::rest::ddl::{self, AlterTable, CreateForeignKey, CreateIndex, CreateTable};
 use basalt_core::rest::Table;
 use serde::Deserialize;
@@ -44,14 +43,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/admin/v1/realtime/tables").route(web::get().to(realtime_tables)))
         .service(resource("/admin/v1/changes").route(web::get().to(changes)))
         .service(resource("/admin/v1/migrations").route(web::get().to(migrations)));
-}
-
-fn invalid(error: FilterError) -> HttpError {
-    let mut api = ApiError::new(ErrorCode::ValidationFailed).with_details(error.message);
-    if let Some(hint) = error.hint {
-        api = api.with_hint(hint);
-    }
-    api.into()
 }
 
 /// A table as the schema cache knows it, with its foreign keys.
@@ -190,7 +181,7 @@ async fn create(
     request: HttpRequest,
     body: Json<CreateTable>,
 ) -> Result<HttpResponse, HttpError> {
-    let statements = ddl::create_table_sql(&state.config.rest.schema, &body).map_err(invalid)?;
+    let statements = ddl::create_table_sql(&state.config.rest.schema, &body)?;
     let mut answer = apply(
         &state,
         &admin.caller,
@@ -211,7 +202,7 @@ async fn alter(
     body: Json<AlterTable>,
 ) -> Result<HttpResponse, HttpError> {
     let table = known(&state, &path).await?;
-    let statements = ddl::alter_table_sql(&table, &body).map_err(invalid)?;
+    let statements = ddl::alter_table_sql(&table, &body)?;
     let mut answer = apply(
         &state,
         &admin.caller,
@@ -259,7 +250,7 @@ async fn index(
     body: Json<CreateIndex>,
 ) -> Result<HttpResponse, HttpError> {
     let table = known(&state, &path).await?;
-    let statement = ddl::create_index_sql(&table, &body).map_err(invalid)?;
+    let statement = ddl::create_index_sql(&table, &body)?;
     let answer = apply(
         &state,
         &admin.caller,
@@ -279,7 +270,7 @@ async fn foreign_key(
     body: Json<CreateForeignKey>,
 ) -> Result<HttpResponse, HttpError> {
     let table = known(&state, &path).await?;
-    let statement = ddl::create_foreign_key_sql(&table, &body).map_err(invalid)?;
+    let statement = ddl::create_foreign_key_sql(&table, &body)?;
     let mut answer = apply(
         &state,
         &admin.caller,

@@ -118,7 +118,7 @@ pub(super) async fn join(
                     return vec![error(
                         &reference,
                         ErrorCode::RealtimeInvalidFilter,
-                        problem.message,
+                        problem.to_string(),
                     )]
                 }
             },

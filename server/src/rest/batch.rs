@@ -17,8 +17,8 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::FilterError;
 use basalt_core::rest::request::Resolution;
+use basalt_core::rest::WriteError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -106,10 +106,7 @@ async fn plan(
         Operation::Insert { table, rows } | Operation::Upsert { table, rows, .. }
             if !rows.is_object() && !rows.is_array() =>
         {
-            return Err(FilterError::new(format!(
-                "`rows` for {table} must be an object or an array of objects"
-            ))
-            .into())
+            return Err(WriteError::BatchRows { table }.into())
         }
         Operation::Insert { table, rows } => {
             let target = target(state, caller, profile, &[], &table, "insert").await?;

@@ -29,7 +29,7 @@ use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::Caller as Variables;
-use basalt_core::filter::{Expr, FilterError};
+use basalt_core::filter::Expr;
 use basalt_core::rest::request::Prefer;
 use basalt_core::rest::{parse_read, Access, ReadQuery, Schema, Table};
 pub use idempotency::prune as prune_idempotency_keys;
@@ -92,16 +92,6 @@ async fn openapi_document(
     Ok(HttpResponse::Ok()
         .content_type("application/openapi+json")
         .body(document.to_string()))
-}
-
-impl From<FilterError> for HttpError {
-    fn from(error: FilterError) -> Self {
-        let mut api = ApiError::new(ErrorCode::InvalidQuery).with_details(error.message);
-        if let Some(hint) = error.hint {
-            api = api.with_hint(hint);
-        }
-        api.into()
-    }
 }
 
 /// A response built inside the transaction, so it can be stored with the

@@ -12,8 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::FilterError;
-use basalt_core::rest::request::{self, Count, Format, Prefer, RangeError, OBJECT};
+use basalt_core::rest::request::{self, Count, Format, Prefer, OBJECT};
 use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
 
 /// The format `Accept` asks for (406 when Basalt produces none of it).
@@ -32,18 +31,7 @@ fn format(request: &HttpRequest) -> Result<Format, HttpError> {
 /// The `Range` header as `(offset, limit)`.
 fn range(request: &HttpRequest) -> Result<Option<(u64, Option<u64>)>, HttpError> {
     let header = request.headers().get("range").and_then(|v| v.to_str().ok());
-    request::range(header).map_err(|error| match error {
-        RangeError::Malformed => ApiError::new(ErrorCode::InvalidQuery)
-            .with_details(format!(
-                "`Range: {}` is not a range of rows",
-                header.unwrap_or_default()
-            ))
-            .with_hint("write Range: 0-9 for the first ten rows")
-            .into(),
-        RangeError::Backwards { first, last } => ApiError::new(ErrorCode::RangeNotSatisfiable)
-            .with_details(format!("the range {first}-{last} ends before it starts"))
-            .into(),
-    })
+    Ok(request::range(header)?)
 }
 
 /// CSV (RFC 4180) of a JSON array of objects: a header of the first row's
@@ -127,10 +115,7 @@ fn page(
         &target.query,
         &target.table,
         state.refresh_key.as_bytes(),
-    )
-    .map_err(|error: FilterError| {
-        HttpError::from(ApiError::new(ErrorCode::InvalidCursor).with_details(error.message))
-    })?;
+    )?;
     cursor.apply(&mut target.query);
     Ok(Some(cursor))
 }

@@ -17,7 +17,7 @@ use actix_web::web::{Bytes, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::Param;
-use basalt_core::filter::FilterError;
+use basalt_core::rest::QueryError;
 use basalt_core::rest::{quote, read_columns, read_sql, Function, Schema, Source};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -53,14 +53,7 @@ async fn function_of(
 ) -> Result<(Arc<Schema>, Function), HttpError> {
     let schema =
         super::snapshot(state, profile, |schema| schema.functions.contains_key(name)).await;
-    let function = schema.function(name, given).map_err(|error| {
-        let mut api = ApiError::new(ErrorCode::FunctionNotFound).with_details(error.message);
-        if let Some(hint) = error.hint {
-            api = api.with_hint(hint);
-        }
-        HttpError::from(api)
-    })?;
-    let function = function.clone();
+    let function = schema.function(name, given)?.clone();
     Ok((schema, function))
 }
 
@@ -172,9 +165,9 @@ pub async fn plan_call(
             });
         }
         _ if shaped => {
-            return Err(FilterError::new(format!(
-                "`{name}` does not return rows of a table, so its result takes no filters"
-            ))
+            return Err(QueryError::NotRows {
+                function: name.into(),
+            }
             .into())
         }
         _ if function.returns_set => {
@@ -202,12 +195,7 @@ pub async fn call(
     let mut args: Map<String, Value> = if post && !body.is_empty() {
         match serde_json::from_slice(&body) {
             Ok(Value::Object(map)) => map,
-            Ok(_) => {
-                return Err(FilterError::new(
-                    "the body of an RPC call is one JSON object of arguments",
-                )
-                .into())
-            }
+            Ok(_) => return Err(QueryError::ArgumentsNotAnObject.into()),
             Err(error) => {
                 return Err(ApiError::new(ErrorCode::InvalidJson)
                     .with_details(error.to_string())

@@ -3,7 +3,7 @@
 //! service_role key or `manage` on `bucket:<id>`; a bucket is visible to
 //! those who may manage it or `read` in it, and to everyone when public.
 
-use super::{decide, find_bucket, invalid, invalid_bucket, Bucket, BUCKET_COLUMNS};
+use super::{decide, find_bucket, invalid, Bucket, BUCKET_COLUMNS};
 use crate::error::HttpError;
 use crate::http::resource;
 use crate::identity::Caller;
@@ -147,7 +147,7 @@ async fn create(
         .clone()
         .or_else(|| settings.name.clone())
         .ok_or_else(|| invalid("send the bucket's `id` (or `name`)"))?;
-    check_bucket_id(&id).map_err(invalid_bucket)?;
+    check_bucket_id(&id)?;
     validate(&settings)?;
     check_manage(&state, &caller, &id)?;
     let client = state.pool.get().await?;

@@ -266,18 +266,6 @@ fn invalid(details: impl Into<String>) -> HttpError {
         .into()
 }
 
-fn invalid_name(problem: String) -> HttpError {
-    ApiError::new(ErrorCode::InvalidObjectName)
-        .with_details(problem)
-        .into()
-}
-
-fn invalid_bucket(problem: String) -> HttpError {
-    ApiError::new(ErrorCode::InvalidBucketName)
-        .with_details(problem)
-        .into()
-}
-
 /// A backend failure: logged, answered 503 (the store may be down).
 fn backend_failed(error: anyhow::Error) -> HttpError {
     tracing::error!("storage backend: {error:#}");

@@ -15,9 +15,7 @@ use super::objects::{
     Writer,
 };
 use super::TRANSFER_LIMITS;
-use super::{
-    backend_failed, decide, denied, find_bucket, invalid, invalid_name, policy_row, row_allowed,
-};
+use super::{backend_failed, decide, denied, find_bucket, invalid, policy_row, row_allowed};
 use crate::error::HttpError;
 use crate::http::limited_resource;
 use crate::identity::Caller;
@@ -98,8 +96,7 @@ async fn create(
         .ok_or_else(|| invalid("send Upload-Length (Upload-Defer-Length is not supported)"))?
         .parse()
         .map_err(|_| invalid("Upload-Length is not a number"))?;
-    let metadata = rules::tus_metadata(header_text(&request, "upload-metadata").unwrap_or(""))
-        .map_err(invalid)?;
+    let metadata = rules::tus_metadata(header_text(&request, "upload-metadata").unwrap_or(""))?;
     let field = |key: &str| {
         metadata
             .iter()
@@ -108,8 +105,8 @@ async fn create(
     };
     let bucket = field("bucketName").ok_or_else(|| invalid("Upload-Metadata lacks bucketName"))?;
     let name = field("objectName").ok_or_else(|| invalid("Upload-Metadata lacks objectName"))?;
-    check_bucket_id(&bucket).map_err(super::invalid_bucket)?;
-    check_name(&name).map_err(invalid_name)?;
+    check_bucket_id(&bucket)?;
+    check_name(&name)?;
     let content_type = stored_type(field("contentType").as_deref())?;
     let cache_control = field("cacheControl")
         .map(|c| cache_control_value(&c))

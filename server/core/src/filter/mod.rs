@@ -4,10 +4,12 @@
 //! [`Expr`]; [`sql::to_sql`] turns it into SQL text with bound parameters,
 //! taking identifiers only from the caller's column resolver (the schema cache).
 
+mod error;
 pub mod eval;
 pub(crate) mod parse;
 pub mod sql;
 
+pub use error::FilterError;
 pub use parse::{parse_condition, parse_logical, parse_param};
 
 /// A boolean expression over columns.
@@ -153,35 +155,6 @@ pub enum Term {
     Literal(String),
     Variable(Vec<String>),
 }
-
-/// What went wrong, said so the caller can fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError {
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl FilterError {
-    pub fn new(message: impl Into<String>) -> Self {
-        FilterError {
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
-impl std::fmt::Display for FilterError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for FilterError {}
 
 #[cfg(test)]
 mod fuzz;

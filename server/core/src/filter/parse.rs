@@ -29,9 +29,7 @@ pub(crate) fn check_nesting(text: &str) -> Result<(), FilterError> {
         }
     }
     if deepest > MAX_NESTING {
-        Err(FilterError::new(format!(
-            "the parameter nests {deepest} levels deep; at most {MAX_NESTING} are allowed"
-        )))
+        Err(FilterError::TooDeep { depth: deepest })
     } else {
         Ok(())
     }
@@ -58,15 +56,14 @@ pub fn parse_condition(text: &str) -> Result<Expr, FilterError> {
         .split('&')
         .filter(|part| !part.trim().is_empty())
         .map(|part| {
-            let (key, value) = part.split_once('=').ok_or_else(|| {
-                FilterError::new(format!("`{part}` is not `column=op.value`"))
-                    .with_hint("write conditions like user_id=eq.{auth.uid} or or=(public.is.true,owner.eq.{auth.uid})")
-            })?;
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| FilterError::NotAParameter { part: part.into() })?;
             parse_param(key.trim(), value.trim())
         })
         .collect::<Result<_, _>>()?;
     match parts.len() {
-        0 => Err(FilterError::new("the condition is empty")),
+        0 => Err(FilterError::EmptyCondition),
         1 => Ok(parts.into_iter().next().expect("one")),
         _ => Ok(Expr::And(parts)),
     }
@@ -77,14 +74,12 @@ pub fn parse_logical(negated: bool, kind: &str, value: &str) -> Result<Expr, Fil
     let inner = value
         .strip_prefix('(')
         .and_then(|v| v.strip_suffix(')'))
-        .ok_or_else(|| {
-            FilterError::new(format!(
-                "`{kind}` takes a list in parentheses, not `{value}`"
-            ))
-            .with_hint("write or=(a.eq.1,b.is.null)")
+        .ok_or_else(|| FilterError::NotAGroup {
+            kind: kind.into(),
+            value: value.into(),
         })?;
     if inner.trim().is_empty() {
-        return Err(FilterError::new(format!("`{kind}=()` is empty")));
+        return Err(FilterError::EmptyGroup { kind: kind.into() });
     }
     let items = split_top_level(inner)?
         .into_iter()
@@ -116,16 +111,15 @@ fn parse_item(item: &str) -> Result<Expr, FilterError> {
     }
     let (column, rest) = if let Some(quoted) = item.strip_prefix('"') {
         let end = closing_quote(quoted)
-            .ok_or_else(|| FilterError::new(format!("unterminated quoted column in `{item}`")))?;
+            .ok_or_else(|| FilterError::UnterminatedColumnIn { item: item.into() })?;
         let rest = quoted[end + 1..]
             .strip_prefix('.')
-            .ok_or_else(|| FilterError::new(format!("`{item}` lacks an operator")))?;
+            .ok_or_else(|| FilterError::NoOperator { item: item.into() })?;
         (unquote_column(&item[..end + 2])?, rest)
     } else {
-        let (column, rest) = item.split_once('.').ok_or_else(|| {
-            FilterError::new(format!("`{item}` is not `column.op.value`"))
-                .with_hint("inside or=(…) write column.op.value, e.g. status.eq.done")
-        })?;
+        let (column, rest) = item
+            .split_once('.')
+            .ok_or_else(|| FilterError::NotAGroupItem { item: item.into() })?;
         (column.to_owned(), rest)
     };
     parse_filter(&column, rest, true)
@@ -134,30 +128,29 @@ fn parse_item(item: &str) -> Result<Expr, FilterError> {
 /// `[not.]op[(any|all)][(config)].value` for one column.
 fn parse_filter(column: &str, text: &str, nested: bool) -> Result<Expr, FilterError> {
     if column.is_empty() {
-        return Err(FilterError::new("a filter lacks its column name"));
+        return Err(FilterError::NoColumnName);
     }
     if let Some(rest) = text.strip_prefix("not.") {
         return Ok(Expr::Not(Box::new(parse_filter(column, rest, nested)?)));
     }
-    let (head, value) = text.split_once('.').ok_or_else(|| {
-        FilterError::new(format!("`{text}` is not `op.value` for column `{column}`"))
-            .with_hint("write e.g. eq.5, in.(1,2), is.null, ilike.*word*")
-    })?;
+    let (head, value) = text
+        .split_once('.')
+        .ok_or_else(|| FilterError::NotAnOperation {
+            column: column.into(),
+            text: text.into(),
+        })?;
     let (name, argument) = match head.split_once('(') {
         Some((name, arg)) => (
             name,
             Some(
                 arg.strip_suffix(')')
-                    .ok_or_else(|| FilterError::new(format!("unclosed `(` in `{head}`")))?,
+                    .ok_or_else(|| FilterError::UnclosedParenthesis { head: head.into() })?,
             ),
         ),
         None => (head, None),
     };
-    let op = Op::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = Op::NAMES.iter().map(|(n, _)| *n).collect();
-        FilterError::new(format!("`{name}` is not a filter operator"))
-            .with_hint(format!("use one of: {}", names.join(", ")))
-    })?;
+    let op =
+        Op::from_name(name).ok_or_else(|| FilterError::UnknownOperator { name: name.into() })?;
     let quantifier = match (op, argument) {
         (_, None) => None,
         (op, Some(q)) if op.quantifiable() && (q == "any" || q == "all") => Some(if q == "any" {
@@ -166,10 +159,12 @@ fn parse_filter(column: &str, text: &str, nested: bool) -> Result<Expr, FilterEr
             Quantifier::All
         }),
         (Op::Fts | Op::Plfts | Op::Phfts | Op::Wfts, Some(_)) => None,
-        (_, Some(arg)) => return Err(FilterError::new(format!("`{name}({arg})` is not allowed"))
-            .with_hint(
-                "(any) and (all) apply to eq, neq, gt, gte, lt, lte, like, ilike, match, imatch",
-            )),
+        (_, Some(arg)) => {
+            return Err(FilterError::QuantifierNotAllowed {
+                name: name.into(),
+                argument: arg.into(),
+            })
+        }
     };
     let operand = match op {
         Op::Is => Operand::Is(match value.to_ascii_lowercase().as_str() {
@@ -178,8 +173,9 @@ fn parse_filter(column: &str, text: &str, nested: bool) -> Result<Expr, FilterEr
             "false" => IsValue::False,
             "unknown" => IsValue::Unknown,
             _ => {
-                return Err(FilterError::new(format!("`is.{value}` is not allowed"))
-                    .with_hint("use is.null, is.true, is.false or is.unknown"))
+                return Err(FilterError::NotAnIsValue {
+                    value: value.into(),
+                })
             }
         }),
         Op::In => Operand::List(parse_list(value, '(', ')')?),
@@ -203,9 +199,10 @@ fn parse_list(value: &str, open: char, close: char) -> Result<Vec<Term>, FilterE
     let inner = value
         .strip_prefix(open)
         .and_then(|v| v.strip_suffix(close))
-        .ok_or_else(|| {
-            FilterError::new(format!("`{value}` is not a list in {open}{close}"))
-                .with_hint(format!("write {open}a,b,c{close}"))
+        .ok_or_else(|| FilterError::NotAList {
+            value: value.into(),
+            open,
+            close,
         })?;
     if inner.is_empty() {
         return Ok(Vec::new());
@@ -231,7 +228,7 @@ fn term(value: &str, unquote: bool) -> Result<Term, FilterError> {
         if let Some(quoted) = value.strip_prefix('"') {
             let body = quoted
                 .strip_suffix('"')
-                .ok_or_else(|| FilterError::new(format!("unterminated quote in `{value}`")))?;
+                .ok_or_else(|| FilterError::UnterminatedQuote { text: value.into() })?;
             let mut out = String::new();
             let mut chars = body.chars();
             while let Some(c) = chars.next() {
@@ -252,10 +249,7 @@ pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
     let mut parts = Vec::new();
     let items = |parts: &Vec<&str>| -> Result<(), FilterError> {
         if parts.len() >= MAX_LIST_ITEMS {
-            return Err(
-                FilterError::new(format!("a list holds more than {MAX_LIST_ITEMS} items"))
-                    .with_hint("split the request, or select fewer columns"),
-            );
+            return Err(FilterError::TooManyItems);
         }
         Ok(())
     };
@@ -275,7 +269,10 @@ pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
             ')' | '}' if !quoted => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err(FilterError::new(format!("unbalanced `{c}` in `{text}`")));
+                    return Err(FilterError::Unbalanced {
+                        bracket: c,
+                        text: text.into(),
+                    });
                 }
             }
             ',' if !quoted && depth == 0 => {
@@ -287,9 +284,7 @@ pub(crate) fn split_top_level(text: &str) -> Result<Vec<&str>, FilterError> {
         }
     }
     if quoted || depth != 0 {
-        return Err(FilterError::new(format!(
-            "unbalanced quotes or brackets in `{text}`"
-        )));
+        return Err(FilterError::UnbalancedText { text: text.into() });
     }
     items(&parts)?;
     parts.push(&text[start..]);
@@ -316,7 +311,9 @@ pub(crate) fn unquote_column(column: &str) -> Result<String, FilterError> {
         Some(rest) => rest
             .strip_suffix('"')
             .map(|inner| inner.replace("\\\"", "\"").replace("\\\\", "\\"))
-            .ok_or_else(|| FilterError::new(format!("unterminated quoted column `{column}`"))),
+            .ok_or_else(|| FilterError::UnterminatedColumn {
+                column: column.into(),
+            }),
         None => Ok(column.to_owned()),
     }
 }

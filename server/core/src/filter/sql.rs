@@ -108,8 +108,7 @@ pub fn check_literals(expr: &Expr) -> Result<(), FilterError> {
         Expr::And(items) | Expr::Or(items) => return items.iter().try_for_each(check_literals),
     };
     match found {
-        Some(text) => Err(FilterError::new(format!("`{text}` is not a variable"))
-            .with_hint("use {auth.uid}, {auth.role} or {auth.claims.<name>}")),
+        Some(text) => Err(FilterError::NotAVariable { text }),
         None => Ok(()),
     }
 }
@@ -139,9 +138,8 @@ fn value_of(term: &Term, caller: &Caller) -> Result<Option<String>, FilterError>
         };
         return Ok(Some(text.clone()));
     };
-    let unknown = || {
-        FilterError::new(format!("`{{{}}}` is not a variable", path.join(".")))
-            .with_hint("use {auth.uid}, {auth.role} or {auth.claims.<name>}")
+    let unknown = || FilterError::NotAVariable {
+        text: format!("{{{}}}", path.join(".")),
     };
     match path
         .iter()
@@ -184,9 +182,9 @@ fn checked_type(column: &Column) -> Result<&str, FilterError> {
     if ok {
         Ok(name)
     } else {
-        Err(FilterError::new(format!(
-            "column type `{name}` cannot be used in a filter"
-        )))
+        Err(FilterError::UnfilterableType {
+            type_name: name.into(),
+        })
     }
 }
 
@@ -306,9 +304,7 @@ fn comparison(op: Op) -> Result<&'static str, FilterError> {
         Op::Nxr => "&>",
         Op::Adj => "-|-",
         Op::In | Op::Is | Op::IsDistinct | Op::Fts | Op::Plfts | Op::Phfts | Op::Wfts => {
-            return Err(FilterError::new(
-                "this operator takes another kind of value",
-            ))
+            return Err(FilterError::WrongValueKind)
         }
     })
 }

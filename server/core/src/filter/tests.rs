@@ -4,6 +4,7 @@
 
 use super::sql::{to_sql, variables, Caller, Column, Columns, Param};
 use super::*;
+use crate::errors::Problem;
 use serde_json::json;
 
 struct Table;
@@ -19,8 +20,12 @@ impl Columns for Table {
             "title" | "body" | "status" | "we\"ird; col" | "odd, col (x)" => "text",
             "public" => "boolean",
             _ => {
-                return Err(FilterError::new(format!("no column `{name}`"))
-                    .with_hint("the table has id, age, owner, …"))
+                return Err(FilterError::UnknownColumn {
+                    table: "t".into(),
+                    column: name.into(),
+                    suggestion: None,
+                    columns: vec!["id".into(), "age".into(), "owner".into()],
+                })
             }
         };
         Ok(Column {
@@ -311,7 +316,7 @@ fn errors_say_what_to_fix() {
     ];
     for (key, value, message) in cases {
         let error = parse_param(key, value).expect_err(value);
-        let text = format!("{} {}", error.message, error.hint.unwrap_or_default());
+        let text = format!("{error} {}", error.hint().unwrap_or_default());
         assert!(text.contains(message), "{key}={value}: {text}");
     }
     let error = to_sql(
@@ -321,14 +326,16 @@ fn errors_say_what_to_fix() {
         &mut Vec::new(),
     )
     .unwrap_err();
-    assert!(error.message.contains("no column `nope`"));
+    assert!(error.to_string().contains("no column `nope`"));
     let unknown = parse_condition("age=eq.{auth.secret}").unwrap();
     let error = super::sql::check_variables(&unknown).unwrap_err();
     assert!(
-        error.message.contains("`{auth.secret}` is not a variable"),
+        error
+            .to_string()
+            .contains("`{auth.secret}` is not a variable"),
         "{error:?}"
     );
-    assert!(error.hint.unwrap().contains("{auth.uid}"));
+    assert!(error.hint().unwrap().contains("{auth.uid}"));
     assert!(to_sql(&unknown, &Table, &anon(), &mut Vec::new()).is_err());
     assert!(super::sql::check_variables(
         &parse_condition("owner=eq.{auth.uid}&age=eq.{auth.claims.a.b}").unwrap()
@@ -337,7 +344,7 @@ fn errors_say_what_to_fix() {
     assert!(parse_condition("").is_err());
     assert!(parse_condition("just-text")
         .unwrap_err()
-        .hint
+        .hint()
         .unwrap()
         .contains("user_id=eq.{auth.uid}"));
 }

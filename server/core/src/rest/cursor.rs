@@ -6,10 +6,11 @@
 //! row's key values and a fingerprint of the table, filters and order, signed
 //! with an HMAC of the server's secret.
 
+use super::error::CursorError;
 use super::plan::Table;
 use super::query::{json_path, Nulls, Order, ReadQuery, SelectItem};
 use crate::filter::sql::Param;
-use crate::filter::{Expr, Filter, FilterError, IsValue, Op, Operand, Term};
+use crate::filter::{Expr, Filter, IsValue, Op, Operand, Term};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -47,10 +48,9 @@ impl Cursor {
         query: &ReadQuery,
         table: &Table,
         key: &[u8],
-    ) -> Result<Cursor, FilterError> {
+    ) -> Result<Cursor, CursorError> {
         if query.offset.is_some() {
-            return Err(FilterError::new("cursor= and offset= cannot be combined")
-                .with_hint("drop offset=; the cursor says where the page starts"));
+            return Err(CursorError::WithOffset);
         }
         let mut order = query.order.clone();
         for column in &table.primary_key {
@@ -63,18 +63,15 @@ impl Cursor {
             }
         }
         if order.is_empty() {
-            return Err(FilterError::new(format!(
-                "`{}` has no primary key, so a cursor needs order= over unique columns",
-                table.name
-            )));
+            return Err(CursorError::NoKey {
+                table: table.name.clone(),
+            });
         }
         for o in &order {
             if !json_path(&o.column).1.is_empty() || !is_output(query, &o.column) {
-                return Err(FilterError::new(format!(
-                    "a cursor orders by `{}`, which the select= does not return as is",
-                    o.column
-                ))
-                .with_hint("select the order= and primary key columns (or *)"));
+                return Err(CursorError::OrderNotReturned {
+                    column: o.column.clone(),
+                });
             }
         }
         let fingerprint = hex(&Sha256::digest(format!(
@@ -89,7 +86,7 @@ impl Cursor {
         if token.is_empty() {
             return Ok(cursor);
         }
-        let invalid = || FilterError::new("the cursor was altered or belongs to another query");
+        let invalid = || CursorError::Altered;
         let (payload, signature) = token.split_once('.').ok_or_else(invalid)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid())?;
         sign(payload, key)
@@ -99,10 +96,7 @@ impl Cursor {
         let (fingerprint, values): (String, Vec<Option<String>>) =
             serde_json::from_slice(&payload).map_err(|_| invalid())?;
         if fingerprint != cursor.fingerprint || values.len() != cursor.order.len() {
-            return Err(
-                FilterError::new("the cursor belongs to a different order= or filters")
-                    .with_hint("keep the same filters and order= while paging"),
-            );
+            return Err(CursorError::OtherQuery);
         }
         cursor.after = Some(values);
         Ok(cursor)

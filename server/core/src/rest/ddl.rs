@@ -6,9 +6,10 @@
 //! data API's filter grammar. The text is also what the app's migration
 //! history records.
 
+use super::error::DdlError;
 use super::plan::{quote, Scope, Table};
+use crate::filter::parse_condition;
 use crate::filter::sql::{to_sql, Caller, Param};
-use crate::filter::{parse_condition, FilterError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -142,11 +143,12 @@ pub struct ForeignTarget {
 }
 
 /// A name PostgreSQL accepts (quoted): 1 to 63 bytes, no NUL.
-pub fn check_name(what: &str, name: &str) -> Result<(), FilterError> {
+pub fn check_name(what: &str, name: &str) -> Result<(), DdlError> {
     if name.is_empty() || name.len() > 63 || name.contains('\0') {
-        return Err(FilterError::new(format!(
-            "{what} `{name}` must be 1 to 63 bytes without NUL"
-        )));
+        return Err(DdlError::BadName {
+            what: what.into(),
+            name: name.into(),
+        });
     }
     Ok(())
 }
@@ -168,12 +170,10 @@ const MULTI_WORD_TYPES: &[&str] = &[
 /// then optionally `[]`. Nothing else (no other spaces, no quotes, no
 /// operators) passes, so the name cannot carry SQL; PostgreSQL rejects
 /// unknown types. Returns the name lowercased.
-pub fn checked_type_name(type_name: &str) -> Result<String, FilterError> {
+pub fn checked_type_name(type_name: &str) -> Result<String, DdlError> {
     let lower = type_name.trim().to_ascii_lowercase();
-    let refuse = || {
-        FilterError::new(format!("`{type_name}` is not a type name")).with_hint(
-            "use a PostgreSQL type such as text, integer, numeric(10,2), uuid, timestamptz, jsonb or text[]",
-        )
+    let refuse = || DdlError::NotAType {
+        type_name: type_name.into(),
     };
     let body = lower.strip_suffix("[]").unwrap_or(&lower);
     let (name, modifier) = match body.split_once('(') {
@@ -199,14 +199,14 @@ pub fn checked_type_name(type_name: &str) -> Result<String, FilterError> {
 }
 
 /// Checks a column type for DDL (see [`checked_type_name`]).
-pub fn check_type(type_name: &str) -> Result<(), FilterError> {
+pub fn check_type(type_name: &str) -> Result<(), DdlError> {
     checked_type_name(type_name).map(|_| ())
 }
 
 /// A quoted SQL literal (standard-conforming strings: `'` doubled).
-pub fn literal(text: &str) -> Result<String, FilterError> {
+pub fn literal(text: &str) -> Result<String, DdlError> {
     if text.contains('\0') {
-        return Err(FilterError::new("a value may not contain NUL"));
+        return Err(DdlError::Nul);
     }
     Ok(format!("'{}'", text.replace('\'', "''")))
 }
@@ -215,11 +215,9 @@ fn default_sql(
     type_name: &str,
     value: &Option<Value>,
     expression: &Option<String>,
-) -> Result<Option<String>, FilterError> {
+) -> Result<Option<String>, DdlError> {
     match (value, expression) {
-        (Some(_), Some(_)) => Err(FilterError::new(
-            "give either default or default_expression, not both",
-        )),
+        (Some(_), Some(_)) => Err(DdlError::TwoDefaults),
         (Some(Value::Null), None) => Ok(Some("NULL".into())),
         (Some(value), None) => {
             let text = match value {
@@ -233,20 +231,17 @@ fn default_sql(
             if DEFAULT_EXPRESSIONS.contains(&expression.as_str()) {
                 Ok(Some(expression))
             } else {
-                Err(FilterError::new(format!(
-                    "`{expression}` is not an allowed default expression"
-                ))
-                .with_hint(format!(
-                    "use one of {}, or a literal `default`",
-                    DEFAULT_EXPRESSIONS.join(", ")
-                )))
+                Err(DdlError::NotADefault {
+                    expression,
+                    allowed: DEFAULT_EXPRESSIONS,
+                })
             }
         }
         (None, None) => Ok(None),
     }
 }
 
-fn on_delete(action: &Option<String>) -> Result<String, FilterError> {
+fn on_delete(action: &Option<String>) -> Result<String, DdlError> {
     Ok(match action.as_deref() {
         None => String::new(),
         Some("cascade") => " ON DELETE CASCADE".into(),
@@ -254,17 +249,16 @@ fn on_delete(action: &Option<String>) -> Result<String, FilterError> {
         Some("restrict") => " ON DELETE RESTRICT".into(),
         Some("no action") => " ON DELETE NO ACTION".into(),
         Some(other) => {
-            return Err(
-                FilterError::new(format!("`{other}` is not an on_delete action"))
-                    .with_hint("use cascade, set null, restrict or no action"),
-            )
+            return Err(DdlError::NotAnOnDelete {
+                action: other.into(),
+            })
         }
     })
 }
 
 /// A check condition in the filter grammar as SQL with literal values,
 /// over the columns of `table`.
-fn check_sql(table: &Table, condition: &str) -> Result<String, FilterError> {
+fn check_sql(table: &Table, condition: &str) -> Result<String, DdlError> {
     let expr = parse_condition(condition)?;
     let nobody = Caller {
         uid: None,
@@ -274,7 +268,7 @@ fn check_sql(table: &Table, condition: &str) -> Result<String, FilterError> {
     let mut params = Vec::new();
     let sql = to_sql(&expr, &Scope { table, alias: None }, &nobody, &mut params)?;
     if !crate::filter::sql::variables(&expr).is_empty() {
-        return Err(FilterError::new("a check cannot use {auth.…} variables"));
+        return Err(DdlError::CheckWithVariables);
     }
     let values = params
         .iter()
@@ -292,7 +286,7 @@ fn check_sql(table: &Table, condition: &str) -> Result<String, FilterError> {
                 Ok(format!("ARRAY[{}]::text[]", items.join(", ")))
             }
         })
-        .collect::<Result<Vec<_>, FilterError>>()?;
+        .collect::<Result<Vec<_>, DdlError>>()?;
     // One pass over the SQL: `$n` outside quoted identifiers becomes its
     // literal; nothing substituted is scanned again.
     let mut out = String::new();
@@ -321,7 +315,7 @@ fn check_sql(table: &Table, condition: &str) -> Result<String, FilterError> {
 
 /// A column definition for CREATE TABLE / ADD COLUMN; `table` is the table
 /// as it will be (for check conditions).
-fn column_sql(table: &Table, column: &ColumnSpec) -> Result<String, FilterError> {
+fn column_sql(table: &Table, column: &ColumnSpec) -> Result<String, DdlError> {
     check_name("column", &column.name)?;
     check_type(&column.type_name)?;
     let mut sql = format!("{} {}", quote(&column.name), column.type_name);
@@ -370,10 +364,10 @@ fn described(schema: &str, name: &str, columns: &[ColumnSpec]) -> Table {
     }
 }
 
-pub fn create_table_sql(schema: &str, spec: &CreateTable) -> Result<Vec<String>, FilterError> {
+pub fn create_table_sql(schema: &str, spec: &CreateTable) -> Result<Vec<String>, DdlError> {
     check_name("table", &spec.name)?;
     if spec.columns.is_empty() {
-        return Err(FilterError::new("a table needs at least one column"));
+        return Err(DdlError::NoColumns);
     }
     let table = described(schema, &spec.name, &spec.columns);
     let columns = spec
@@ -390,7 +384,7 @@ pub fn create_table_sql(schema: &str, spec: &CreateTable) -> Result<Vec<String>,
 
 /// One statement per change, in a fixed order: renames of columns, drops,
 /// additions, alterations, constraints, and the table's rename last.
-pub fn alter_table_sql(table: &Table, change: &AlterTable) -> Result<Vec<String>, FilterError> {
+pub fn alter_table_sql(table: &Table, change: &AlterTable) -> Result<Vec<String>, DdlError> {
     let target = table.qualified();
     let mut statements = Vec::new();
     let mut after = table.clone();
@@ -452,8 +446,9 @@ pub fn alter_table_sql(table: &Table, change: &AlterTable) -> Result<Vec<String>
                     .find(|(name, _)| name == &alter.name)
                     .map(|(_, t)| t.clone())
             })
-            .ok_or_else(|| {
-                FilterError::new(format!("`{}` has no column `{}`", table.name, alter.name))
+            .ok_or_else(|| DdlError::UnknownColumn {
+                table: table.name.clone(),
+                column: alter.name.clone(),
             })?;
         if alter.drop_default {
             statements.push(format!(
@@ -469,7 +464,7 @@ pub fn alter_table_sql(table: &Table, change: &AlterTable) -> Result<Vec<String>
     }
     for columns in &change.add_unique {
         if columns.is_empty() {
-            return Err(FilterError::new("add_unique needs at least one column"));
+            return Err(DdlError::EmptyUnique);
         }
         let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
         statements.push(format!(
@@ -496,15 +491,14 @@ pub fn alter_table_sql(table: &Table, change: &AlterTable) -> Result<Vec<String>
         statements.push(format!("ALTER TABLE {target} RENAME TO {}", quote(new)));
     }
     if statements.is_empty() {
-        return Err(FilterError::new("the change changes nothing")
-            .with_hint("give add_columns, drop_columns, rename_columns, alter_columns, add_unique, add_checks, drop_constraints or rename_to"));
+        return Err(DdlError::NoChange);
     }
     Ok(statements)
 }
 
-pub fn create_index_sql(table: &Table, index: &CreateIndex) -> Result<String, FilterError> {
+pub fn create_index_sql(table: &Table, index: &CreateIndex) -> Result<String, DdlError> {
     if index.columns.is_empty() {
-        return Err(FilterError::new("an index needs at least one column"));
+        return Err(DdlError::EmptyIndex);
     }
     let name = match &index.name {
         Some(name) => {
@@ -522,11 +516,9 @@ pub fn create_index_sql(table: &Table, index: &CreateIndex) -> Result<String, Fi
     ))
 }
 
-pub fn create_foreign_key_sql(table: &Table, fk: &CreateForeignKey) -> Result<String, FilterError> {
+pub fn create_foreign_key_sql(table: &Table, fk: &CreateForeignKey) -> Result<String, DdlError> {
     if fk.columns.is_empty() || fk.columns.len() != fk.references.columns.len() {
-        return Err(FilterError::new(
-            "a foreign key needs as many columns as it references (at least one)",
-        ));
+        return Err(DdlError::ForeignKeyColumns);
     }
     check_name("table", &fk.references.table)?;
     let name = match &fk.name {

@@ -2,6 +2,7 @@
 //! embedded resources as correlated subqueries aggregated to JSON (so one
 //! request is one statement, never N+1), and the count of the same rows.
 
+use super::error::QueryError;
 use super::query::{json_path, Embed, Nulls, Order, ReadQuery, SelectItem};
 use super::schema::{ForeignKey, Relationship, Schema};
 use crate::filter::sql::{to_sql, Caller, Column, Columns, Param};
@@ -42,14 +43,14 @@ impl Table {
             .iter()
             .find(|(column, _)| column == name)
             .ok_or_else(|| {
-                let names = self.column_names();
-                let close = crate::config::suggestion(name, names.iter().map(String::as_str));
-                FilterError::new(format!("`{}` has no column `{name}`", self.name)).with_hint(
-                    match close {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None => format!("its columns are {}", names.join(", ")),
-                    },
-                )
+                let columns = self.column_names();
+                FilterError::UnknownColumn {
+                    table: self.name.clone(),
+                    column: name.into(),
+                    suggestion: crate::config::suggestion(name, columns.iter().map(String::as_str))
+                        .map(str::to_owned),
+                    columns,
+                }
             })
     }
 }
@@ -81,15 +82,17 @@ impl Columns for Scope<'_> {
             });
         }
         if !matches!(type_name.as_str(), "json" | "jsonb") {
-            return Err(FilterError::new(format!(
-                "`{base}` is {type_name}, not json or jsonb, so `{name}` has no meaning"
-            )));
+            return Err(FilterError::NotJson {
+                column: base.into(),
+                type_name: type_name.clone(),
+                path: name.into(),
+            });
         }
         let mut sql = self.qualify(column);
         let mut result_type = type_name.clone();
         for (arrow, key) in &path {
             if key.is_empty() {
-                return Err(FilterError::new(format!("`{name}` has an empty JSON key")));
+                return Err(FilterError::EmptyJsonKey { path: name.into() });
             }
             params.push(Param::Text(Some(key.clone())));
             let index = key.parse::<i64>().is_ok();
@@ -109,7 +112,7 @@ impl Columns for Scope<'_> {
 /// Decides, for the caller, reads of tables other than the one requested
 /// (embedded resources and junctions): the row condition, or a refusal.
 pub trait Access {
-    type Error: From<FilterError>;
+    type Error: From<QueryError> + From<FilterError>;
     fn select(&self, table: &Table, columns: &[String]) -> Result<Option<Expr>, Self::Error>;
 }
 
@@ -200,10 +203,13 @@ impl<'a, A: Access> Planner<'a, A> {
         let schema: &'a Schema = self.schema;
         // No suggestion of other names, and the decision before the
         // relationships are examined: hints name only what the caller may read.
-        let target = schema.tables.get(&embed.relation).ok_or_else(|| {
-            FilterError::new(format!("there is no `{}` to embed", embed.relation))
-                .with_hint("embed a table related to this one by a foreign key")
-        })?;
+        let target =
+            schema
+                .tables
+                .get(&embed.relation)
+                .ok_or_else(|| QueryError::NothingToEmbed {
+                    relation: embed.relation.clone(),
+                })?;
         let condition = self
             .access
             .select(target, &read_columns(schema, target, &embed.query))?;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::errors::Problem;
 use crate::filter::parse_condition;
 use crate::rest::parse_read;
 
@@ -73,12 +74,40 @@ fn schema() -> Schema {
 /// `name` is not null; `tags` are refused.
 struct Rules;
 
+/// What reading through [`Rules`] can fail with.
+#[derive(Debug)]
+enum Refused {
+    Table,
+    Query(QueryError),
+}
+
+impl From<QueryError> for Refused {
+    fn from(error: QueryError) -> Self {
+        Refused::Query(error)
+    }
+}
+
+impl From<FilterError> for Refused {
+    fn from(error: FilterError) -> Self {
+        Refused::Query(error.into())
+    }
+}
+
+impl Refused {
+    fn query(self) -> QueryError {
+        match self {
+            Refused::Query(error) => error,
+            Refused::Table => panic!("refused"),
+        }
+    }
+}
+
 impl Access for Rules {
-    type Error = FilterError;
-    fn select(&self, table: &Table, _: &[String]) -> Result<Option<Expr>, FilterError> {
+    type Error = Refused;
+    fn select(&self, table: &Table, _: &[String]) -> Result<Option<Expr>, Refused> {
         match table.name.as_str() {
             "users" => Ok(Some(parse_condition("name=not.is.null").unwrap())),
-            "tags" => Err(FilterError::new("refused")),
+            "tags" => Err(Refused::Table),
             _ => Ok(None),
         }
     }
@@ -203,8 +232,9 @@ fn golden_read_sql() {
         &rules,
         &caller,
     )
-    .unwrap_err();
-    assert_eq!(error.hint.as_deref(), Some("did you mean `title`?"));
+    .unwrap_err()
+    .query();
+    assert_eq!(error.hint().as_deref(), Some("did you mean `title`?"));
     let error = read_sql(
         Source::table(&schema, &schema.tables["posts"], 100),
         &parse_read(&pairs("select=title->a")).unwrap(),
@@ -212,8 +242,9 @@ fn golden_read_sql() {
         &rules,
         &caller,
     )
-    .unwrap_err();
-    assert!(error.message.contains("not json"), "{}", error.message);
+    .unwrap_err()
+    .query();
+    assert!(error.to_string().contains("not json"), "{error}");
     let mut paged = Source::table(&schema, &schema.tables["posts"], 100);
     paged.default_rows = 20;
     let default = read_sql(

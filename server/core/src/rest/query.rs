@@ -3,6 +3,7 @@
 //! parameter as a filter in the PostgREST grammar, and `<embed>.<param>` for
 //! the same on an embedded resource.
 
+use super::error::QueryError;
 use crate::filter::parse::{closing_quote, split_top_level, unquote_column};
 use crate::filter::{parse_param, Expr, FilterError};
 
@@ -174,10 +175,10 @@ pub(crate) fn collect_columns(expr: &Expr, into: &mut Vec<String>) {
     }
 }
 
-fn number(name: &str, value: &str) -> Result<u64, FilterError> {
-    value.parse().map_err(|_| {
-        FilterError::new(format!("`{name}={value}` is not a whole number"))
-            .with_hint(format!("write {name}=10"))
+fn number(name: &str, value: &str) -> Result<u64, QueryError> {
+    value.parse().map_err(|_| QueryError::NotWholeNumber {
+        name: name.into(),
+        value: value.into(),
     })
 }
 
@@ -202,7 +203,7 @@ fn split_alias(item: &str) -> (Option<String>, &str) {
     (None, item)
 }
 
-fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
+fn parse_select(value: &str) -> Result<Vec<SelectItem>, QueryError> {
     let mut items = Vec::new();
     for item in split_top_level(value)? {
         let item = item.trim();
@@ -232,8 +233,7 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
                 }
             }
             if embed.relation.is_empty() {
-                return Err(FilterError::new(format!("`{item}` names no relation"))
-                    .with_hint("write select=title,author(name)"));
+                return Err(QueryError::EmbedWithoutRelation { item: item.into() });
             }
             embed.query.select = parse_select(&rest[open + 1..rest.len() - 1])?;
             items.push(SelectItem::Embed(embed));
@@ -242,15 +242,14 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
         let (column, cast) = match rest.rfind("::") {
             Some(at) if !rest[at..].contains('"') => (
                 &rest[..at],
-                Some(super::ddl::checked_type_name(&rest[at + 2..])?),
+                Some(super::ddl::checked_type_name(&rest[at + 2..]).map_err(QueryError::Cast)?),
             ),
             _ => (rest, None),
         };
         let raw = column.trim();
         let column = unquote_column(raw)?;
         if column.is_empty() || !raw.starts_with('"') && raw.contains(['(', ')']) {
-            return Err(FilterError::new(format!("`{item}` is not a column"))
-                .with_hint("write select=id,title,author(name)"));
+            return Err(QueryError::NotAColumn { item: item.into() });
         }
         items.push(SelectItem::Field(Field {
             alias,
@@ -261,7 +260,7 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, FilterError> {
     Ok(items)
 }
 
-fn parse_order(value: &str) -> Result<Vec<Order>, FilterError> {
+fn parse_order(value: &str) -> Result<Vec<Order>, QueryError> {
     let mut orders = Vec::new();
     for term in split_top_level(value)? {
         if term.is_empty() {
@@ -273,7 +272,7 @@ fn parse_order(value: &str) -> Result<Vec<Order>, FilterError> {
                     unquote_column(&term[..end + 2])?,
                     quoted[end + 1..].trim_start_matches('.'),
                 ),
-                None => return Err(FilterError::new(format!("unterminated quote in `{term}`"))),
+                None => return Err(FilterError::UnterminatedQuote { text: term.into() }.into()),
             },
             None => match term.split_once('.') {
                 Some((column, rest)) => (column.to_owned(), rest),
@@ -292,10 +291,9 @@ fn parse_order(value: &str) -> Result<Vec<Order>, FilterError> {
                 "nullsfirst" => order.nulls = Some(Nulls::First),
                 "nullslast" => order.nulls = Some(Nulls::Last),
                 other => {
-                    return Err(
-                        FilterError::new(format!("`{other}` is not an order modifier"))
-                            .with_hint("write order=column.asc|desc[.nullsfirst|nullslast]"),
-                    )
+                    return Err(QueryError::NotAnOrderModifier {
+                        modifier: other.into(),
+                    })
                 }
             }
         }
@@ -306,7 +304,7 @@ fn parse_order(value: &str) -> Result<Vec<Order>, FilterError> {
 
 /// Applies one parameter to `query`, or to the embedded resource its key's
 /// prefix names (`author.name=eq.x`, `comments.order=id.desc`).
-fn apply(query: &mut ReadQuery, key: &str, value: &str) -> Result<(), FilterError> {
+fn apply(query: &mut ReadQuery, key: &str, value: &str) -> Result<(), QueryError> {
     if let Some((head, rest)) = key.split_once('.') {
         let embed = query.select.iter_mut().find_map(|item| match item {
             SelectItem::Embed(embed) if embed.output_name() == head => Some(embed),
@@ -328,16 +326,15 @@ fn apply(query: &mut ReadQuery, key: &str, value: &str) -> Result<(), FilterErro
 /// Parameters that are not part of a read (they shape writes and calls).
 pub const WRITE_PARAMETERS: &[&str] = &["columns", "on_conflict", "cursor"];
 
-pub fn parse_read(pairs: &[(String, String)]) -> Result<ReadQuery, FilterError> {
+pub fn parse_read(pairs: &[(String, String)]) -> Result<ReadQuery, QueryError> {
     let mut query = ReadQuery::default();
     if let Some((key, _)) = pairs
         .iter()
         .find(|(key, value)| key.contains('\0') || value.contains('\0'))
     {
-        return Err(FilterError::new(format!(
-            "the parameter `{}` contains a NUL character",
-            key.replace('\0', "\\0")
-        )));
+        return Err(QueryError::NulInParameter {
+            key: key.replace('\0', "\\0"),
+        });
     }
     // `select` first, so embedded resources are known whatever the order.
     for (_, value) in pairs.iter().filter(|(key, _)| key == "select") {

@@ -2,7 +2,7 @@
 //! (`Prefer`, `Accept`, `Range`) parsed into types, so handlers match on
 //! enums instead of strings. Pure and table-tested.
 
-use crate::filter::FilterError;
+use super::error::{QueryError, RangeError};
 
 /// `Prefer: count=…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub struct Prefer {
 
 impl Prefer {
     /// The values of every `Prefer` header of a request.
-    pub fn parse<'a>(headers: impl IntoIterator<Item = &'a str>) -> Result<Prefer, FilterError> {
+    pub fn parse<'a>(headers: impl IntoIterator<Item = &'a str>) -> Result<Prefer, QueryError> {
         let mut prefer = Prefer::default();
         let items = headers
             .into_iter()
@@ -93,9 +93,10 @@ impl Prefer {
                 }
                 ("missing", "default") => prefer.missing_default = true,
                 ("max-affected", value) => {
-                    prefer.max_affected = Some(value.parse().map_err(|_| {
-                        FilterError::new(format!("`max-affected={value}` is not a whole number"))
-                    })?)
+                    prefer.max_affected =
+                        Some(value.parse().map_err(|_| QueryError::MaxAffected {
+                            value: value.into(),
+                        })?)
                 }
                 _ => {}
             }
@@ -152,27 +153,21 @@ pub fn format(accept: Option<&str>) -> Option<Format> {
     )
 }
 
-/// Why a `Range` header was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RangeError {
-    /// Not `<first>-[<last>]` (400).
-    Malformed,
-    /// The last row before the first (416).
-    Backwards { first: u64, last: u64 },
-}
-
 /// `Range: [items=]<first>-[<last>]` as `(offset, limit)`; `None` without
 /// the header.
 pub fn range(header: Option<&str>) -> Result<Option<(u64, Option<u64>)>, RangeError> {
     let Some(value) = header else {
         return Ok(None);
     };
+    let malformed = || RangeError::Malformed {
+        header: value.to_owned(),
+    };
     let value = value.trim().trim_start_matches("items=");
-    let (first, last) = value.split_once('-').ok_or(RangeError::Malformed)?;
-    let first: u64 = first.trim().parse().map_err(|_| RangeError::Malformed)?;
+    let (first, last) = value.split_once('-').ok_or_else(malformed)?;
+    let first: u64 = first.trim().parse().map_err(|_| malformed())?;
     let last = match last.trim() {
         "" => None,
-        last => Some(last.parse::<u64>().map_err(|_| RangeError::Malformed)?),
+        last => Some(last.parse::<u64>().map_err(|_| malformed())?),
     };
     match last {
         Some(last) if last < first => Err(RangeError::Backwards { first, last }),
@@ -263,8 +258,13 @@ mod tests {
                 Some("9-0"),
                 Err(RangeError::Backwards { first: 9, last: 0 }),
             ),
-            (Some("a-b"), Err(RangeError::Malformed)),
-            (Some("7"), Err(RangeError::Malformed)),
+            (
+                Some("a-b"),
+                Err(RangeError::Malformed {
+                    header: "a-b".into(),
+                }),
+            ),
+            (Some("7"), Err(RangeError::Malformed { header: "7".into() })),
         ] {
             assert_eq!(range(header), expected, "{header:?}");
         }

@@ -3,8 +3,8 @@
 //! and its functions. The server fills it from the catalog; everything here
 //! only reads it, so every identifier that reaches SQL was found in it.
 
+use super::error::QueryError;
 use super::plan::Table;
-use crate::filter::FilterError;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,16 +88,15 @@ impl Relationship {
 
 impl Schema {
     /// The table or view, or an error naming the closest one.
-    pub fn table(&self, name: &str) -> Result<&Table, FilterError> {
-        self.tables.get(name).ok_or_else(|| {
-            let close = crate::config::suggestion(name, self.tables.keys().map(String::as_str));
-            FilterError::new(format!("`{}` has no table or view `{name}`", self.name)).with_hint(
-                match close {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => "check the name".to_owned(),
-                },
-            )
-        })
+    pub fn table(&self, name: &str) -> Result<&Table, QueryError> {
+        self.tables
+            .get(name)
+            .ok_or_else(|| QueryError::UnknownTable {
+                schema: self.name.clone(),
+                name: name.into(),
+                suggestion: crate::config::suggestion(name, self.tables.keys().map(String::as_str))
+                    .map(str::to_owned),
+            })
     }
 
     /// How `target` relates to `parent`; `hint` (after `!`) picks a foreign
@@ -107,7 +106,7 @@ impl Schema {
         parent: &str,
         target: &str,
         hint: Option<&str>,
-    ) -> Result<Relationship, FilterError> {
+    ) -> Result<Relationship, QueryError> {
         let mut candidates = Vec::new();
         for fk in &self.foreign_keys {
             if fk.table == parent && fk.foreign_table == target {
@@ -152,37 +151,37 @@ impl Schema {
         }
         match candidates.len() {
             1 => Ok(candidates.pop().expect("one")),
-            0 => Err(FilterError::new(format!(
-                "no relationship between `{parent}` and `{target}`{}",
-                hint.map(|h| format!(" matches `!{h}`")).unwrap_or_default()
-            ))
-            .with_hint("embedding follows foreign keys: add one, or check the names in select=")),
-            _ => {
-                let names: Vec<String> = candidates
+            0 => Err(QueryError::NoRelationship {
+                parent: parent.into(),
+                target: target.into(),
+                hint: hint.map(str::to_owned),
+            }),
+            _ => Err(QueryError::AmbiguousRelationship {
+                parent: parent.into(),
+                target: target.into(),
+                candidates: candidates
                     .iter()
                     .map(|c| format!("{target}!{}", c.describe()))
-                    .collect();
-                Err(FilterError::new(format!(
-                    "`{parent}` and `{target}` are related in {} ways",
-                    candidates.len()
-                ))
-                .with_hint(format!("pick one: {}", names.join(", "))))
-            }
+                    .collect(),
+            }),
         }
     }
 
     /// The function `name` that takes exactly the named arguments (those with
     /// defaults may be left out).
-    pub fn function(&self, name: &str, given: &[String]) -> Result<&Function, FilterError> {
-        let overloads = self.functions.get(name).ok_or_else(|| {
-            let close = crate::config::suggestion(name, self.functions.keys().map(String::as_str));
-            FilterError::new(format!("`{}` has no function `{name}`", self.name)).with_hint(
-                match close {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => "check the name".to_owned(),
-                },
-            )
-        })?;
+    pub fn function(&self, name: &str, given: &[String]) -> Result<&Function, QueryError> {
+        let overloads = self
+            .functions
+            .get(name)
+            .ok_or_else(|| QueryError::UnknownFunction {
+                schema: self.name.clone(),
+                name: name.into(),
+                suggestion: crate::config::suggestion(
+                    name,
+                    self.functions.keys().map(String::as_str),
+                )
+                .map(str::to_owned),
+            })?;
         overloads
             .iter()
             .find(|function| {
@@ -208,12 +207,11 @@ impl Schema {
                 } else {
                     format!("the arguments {}", given.join(", "))
                 };
-                FilterError::new(format!("`{name}` cannot be called with {given}")).with_hint(
-                    format!(
-                        "it takes {} (arguments with defaults may be left out)",
-                        shapes.join(" or ")
-                    ),
-                )
+                QueryError::FunctionArguments {
+                    name: name.into(),
+                    given,
+                    shapes,
+                }
             })
     }
 }
@@ -245,7 +243,9 @@ mod tests {
             ..Schema::default()
         };
         let ambiguous = schema.relationship("posts", "users", None).unwrap_err();
-        assert!(ambiguous.hint.unwrap().contains("users!posts_author_fkey"));
+        assert!(crate::errors::Problem::hint(&ambiguous)
+            .unwrap()
+            .contains("users!posts_author_fkey"));
         assert!(matches!(
             schema.relationship("posts", "users", Some("editor_id")),
             Ok(Relationship::ToOne(fk)) if fk.name == "posts_editor_fkey"

@@ -4,10 +4,11 @@
 //! policy's row condition, so the caller can refuse (and roll back) a write
 //! that would leave rows the user could not read back.
 
+use super::error::WriteError;
 use super::plan::{quote, where_clause, Scope, Table};
 use super::query::ReadQuery;
 use crate::filter::sql::{to_sql, Caller, Param};
-use crate::filter::{Expr, FilterError};
+use crate::filter::Expr;
 
 /// `SELECT rows_as_json, count_violating, count FROM written`. `violates`
 /// is a condition over a written row that breaks the policy, if any; only
@@ -18,7 +19,7 @@ fn returning(
     shown: Option<&Expr>,
     caller: &Caller,
     params: &mut Vec<Param>,
-) -> Result<String, FilterError> {
+) -> Result<String, WriteError> {
     let columns = table
         .columns
         .iter()
@@ -47,28 +48,29 @@ fn breaks(
     condition: Option<&Expr>,
     caller: &Caller,
     params: &mut Vec<Param>,
-) -> Result<Option<String>, FilterError> {
+) -> Result<Option<String>, WriteError> {
     condition
         .map(|condition| {
             to_sql(condition, &Scope { table, alias: None }, caller, params)
                 .map(|sql| format!("NOT coalesce(({sql}), false)"))
         })
         .transpose()
+        .map_err(WriteError::from)
 }
 
 /// The quoted names of `columns`, each checked against the table (no JSON paths).
-fn checked_columns(table: &Table, columns: &[String]) -> Result<Vec<String>, FilterError> {
+fn checked_columns(table: &Table, columns: &[String]) -> Result<Vec<String>, WriteError> {
     use crate::filter::sql::Columns;
     let scope = Scope { table, alias: None };
     columns
         .iter()
         .map(|name| {
             if name.contains("->") {
-                return Err(FilterError::new(format!(
-                    "`{name}` is not a column to write"
-                )));
+                return Err(WriteError::NotWritable {
+                    column: name.clone(),
+                });
             }
-            scope.resolve(name, &mut Vec::new()).map(|c| c.sql)
+            Ok(scope.resolve(name, &mut Vec::new())?.sql)
         })
         .collect()
 }
@@ -109,11 +111,10 @@ pub fn insert_sql(
     caller: &Caller,
     options: &InsertOptions,
     shown: Option<&Expr>,
-) -> Result<(String, Vec<Param>), FilterError> {
+) -> Result<(String, Vec<Param>), WriteError> {
     let mut params = vec![Param::Text(Some(rows_json))];
     if columns.is_empty() {
-        return Err(FilterError::new("the body names no column")
-            .with_hint("send objects such as {\"title\": \"Hello\"}"));
+        return Err(WriteError::NoColumns);
     }
     let quoted = checked_columns(table, columns)?;
     let list = quoted.join(", ");
@@ -239,7 +240,7 @@ fn checked_source(
     options: &InsertOptions,
     caller: &Caller,
     params: &mut Vec<Param>,
-) -> Result<String, FilterError> {
+) -> Result<String, WriteError> {
     let Some(check) = condition else {
         return Ok(source);
     };
@@ -304,7 +305,7 @@ pub fn update_sql(
     condition: Option<&Expr>,
     caller: &Caller,
     shown: Option<&Expr>,
-) -> Result<(String, Vec<Param>), FilterError> {
+) -> Result<(String, Vec<Param>), WriteError> {
     let mut params = vec![Param::Text(Some(patch_json))];
     let assignments = checked_columns(table, columns)?
         .iter()
@@ -338,7 +339,7 @@ pub fn delete_sql(
     condition: Option<&Expr>,
     caller: &Caller,
     shown: Option<&Expr>,
-) -> Result<(String, Vec<Param>), FilterError> {
+) -> Result<(String, Vec<Param>), WriteError> {
     let mut params = Vec::new();
     let filter = where_clause(table, query, condition, caller, &mut params)?;
     let delete = format!("DELETE FROM {}{filter} RETURNING *", table.qualified());
@@ -353,21 +354,14 @@ pub fn delete_sql(
 
 /// The column names of a JSON body: one object, or an array of objects (the
 /// union of their keys, sorted).
-pub fn body_columns(body: &serde_json::Value) -> Result<Vec<String>, FilterError> {
+pub fn body_columns(body: &serde_json::Value) -> Result<Vec<String>, WriteError> {
     let objects: Vec<&serde_json::Map<String, serde_json::Value>> = match body {
         serde_json::Value::Object(map) => vec![map],
         serde_json::Value::Array(items) => items
             .iter()
-            .map(|item| {
-                item.as_object()
-                    .ok_or_else(|| FilterError::new("every element of the array must be an object"))
-            })
+            .map(|item| item.as_object().ok_or(WriteError::NotAnObject))
             .collect::<Result<_, _>>()?,
-        _ => {
-            return Err(FilterError::new(
-                "the body must be a JSON object or an array of objects",
-            ))
-        }
+        _ => return Err(WriteError::NotObjects),
     };
     let mut columns: Vec<String> = objects.iter().flat_map(|map| map.keys().cloned()).collect();
     columns.sort();
@@ -379,7 +373,7 @@ pub fn body_columns(body: &serde_json::Value) -> Result<Vec<String>, FilterError
 /// database sees it, so a mistake is a 400 naming the column (and row) rather
 /// than PostgreSQL's bare cast error. Types not listed here are left to
 /// PostgreSQL; `null` is always accepted here (NOT NULL is the database's).
-pub fn check_values(table: &Table, objects: &[serde_json::Value]) -> Result<(), FilterError> {
+pub fn check_values(table: &Table, objects: &[serde_json::Value]) -> Result<(), WriteError> {
     use serde_json::Value;
     for (index, object) in objects.iter().enumerate() {
         let Some(map) = object.as_object() else {
@@ -427,10 +421,12 @@ pub fn check_values(table: &Table, objects: &[serde_json::Value]) -> Result<(), 
                 } else {
                     String::new()
                 };
-                return Err(FilterError::new(format!(
-                    "`{column}` is {type_name}; {value} is not{at}"
-                ))
-                .with_hint(format!("send a value of type {type_name} for `{column}`")));
+                return Err(WriteError::WrongType {
+                    column: column.clone(),
+                    type_name: type_name.clone(),
+                    value: value.to_string(),
+                    at,
+                });
             }
         }
     }
@@ -472,12 +468,9 @@ mod value_tests {
             (json!({"s": [1]}), "`s` is text"),
         ] {
             let error = check_values(&table, &[json!({}), bad.clone()]).unwrap_err();
-            assert!(
-                error.message.starts_with(column),
-                "{bad}: {}",
-                error.message
-            );
-            assert!(error.message.ends_with("(row 1)"), "{}", error.message);
+            let message = error.to_string();
+            assert!(message.starts_with(column), "{bad}: {message}");
+            assert!(message.ends_with("(row 1)"), "{message}");
         }
     }
 }

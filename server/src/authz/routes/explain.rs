@@ -14,18 +14,26 @@ pub(super) struct ExplainBody {
 }
 
 /// Columns of a table from the catalog, for rendering a condition's SQL.
-pub(super) struct Catalog(Vec<(String, String)>);
+pub(super) struct Catalog {
+    table: String,
+    columns: Vec<(String, String)>,
+}
 
 impl Columns for Catalog {
     fn resolve(&self, name: &str, _params: &mut Vec<Param>) -> Result<Column, FilterError> {
-        self.0
+        self.columns
             .iter()
             .find(|(column, _)| column == name)
             .map(|(column, ty)| Column {
                 sql: format!("\"{}\"", column.replace('"', "\"\"")),
                 type_name: ty.clone(),
             })
-            .ok_or_else(|| FilterError::new(format!("the table has no column `{name}`")))
+            .ok_or_else(|| FilterError::UnknownColumn {
+                table: self.table.clone(),
+                column: name.into(),
+                suggestion: None,
+                columns: self.columns.iter().map(|(c, _)| c.clone()).collect(),
+            })
     }
 }
 
@@ -46,8 +54,10 @@ pub(super) async fn catalog(
         )
         .await
         ?;
-    Ok((!rows.is_empty())
-        .then(|| Catalog(rows.iter().map(|row| (row.get(0), row.get(1))).collect())))
+    Ok((!rows.is_empty()).then(|| Catalog {
+        table: name.to_owned(),
+        columns: rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
+    }))
 }
 
 /// Answers who may do what, which policies decided, the row condition as
@@ -117,7 +127,7 @@ pub(super) async fn explain(
                 Ok(text) => {
                     json!({"where": text, "params": params.iter().map(param_json).collect::<Vec<_>>()})
                 }
-                Err(error) => json!({"error": error.message}),
+                Err(error) => json!({"error": error.to_string()}),
             }
         }
         _ => Value::Null,

@@ -56,8 +56,8 @@ pub(super) async fn check_condition_columns(
     else {
         return Ok(());
     };
-    let parsed = grammar::parse_condition(condition)
-        .map_err(|e| invalid(format!("condition: {}", e.message)))?;
+    let parsed =
+        grammar::parse_condition(condition).map_err(|e| invalid(format!("condition: {e}")))?;
     let nobody = sql::Caller {
         uid: None,
         role: "anon",
@@ -65,7 +65,7 @@ pub(super) async fn check_condition_columns(
     };
     sql::to_sql(&parsed, &columns, &nobody, &mut Vec::new())
         .map(|_| ())
-        .map_err(|e| invalid(format!("condition: {}", e.message)))
+        .map_err(|e| invalid(format!("condition: {e}")))
 }
 
 pub(super) fn validate_policy(body: &PolicyBody) -> Result<(), HttpError> {

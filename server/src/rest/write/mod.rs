@@ -17,11 +17,11 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::{Expr, FilterError, Op, Operand, Term};
+use basalt_core::filter::{Expr, Op, Operand, Term};
 use basalt_core::rest::request::{Resolution, Return};
 use basalt_core::rest::{
     body_columns, check_values, delete_sql, insert_sql, update_sql, Conflict, InsertOptions,
-    SelectItem, Table,
+    SelectItem, Table, WriteError,
 };
 use serde_json::{Map, Value};
 
@@ -97,19 +97,11 @@ pub async fn insert(
 /// exactly.
 fn key_filters(target: &Target) -> Result<Vec<(String, String)>, HttpError> {
     let wrong = || -> HttpError {
-        FilterError::new("PUT takes the primary key as filters and nothing else")
-            .with_hint(format!(
-                "write PUT /rest/v1/{}?{}",
-                target.table.name,
-                target
-                    .table
-                    .primary_key
-                    .iter()
-                    .map(|k| format!("{k}=eq.<value>"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            ))
-            .into()
+        WriteError::PutFilters {
+            table: target.table.name.clone(),
+            key: target.table.primary_key.clone(),
+        }
+        .into()
     };
     let mut keys = Vec::new();
     for filter in &target.query.filters {
@@ -145,7 +137,7 @@ pub async fn put(
     let (prefer, _, target) = table_request(&state, &caller, &request, &path, "insert").await?;
     let keys = key_filters(&target)?;
     let Value::Object(object) = body.into_inner() else {
-        return Err(FilterError::new("the body of a PUT must be one JSON object").into());
+        return Err(WriteError::NotOneObject { method: "a PUT" }.into());
     };
     for (key, value) in &keys {
         let given = match object.get(key) {
@@ -154,9 +146,10 @@ pub async fn put(
             Some(other) => Some(other.to_string()),
         };
         if given.as_deref() != Some(value.as_str()) {
-            return Err(FilterError::new(format!(
-                "the body's `{key}` must equal the filter's value `{value}`"
-            ))
+            return Err(WriteError::PutKeyMismatch {
+                column: key.clone(),
+                value: value.clone(),
+            }
             .into());
         }
     }
@@ -167,12 +160,7 @@ pub async fn put(
         .filter(|column| !object.contains_key(column))
         .collect();
     if !missing.is_empty() {
-        return Err(FilterError::new(format!(
-            "PUT replaces the whole row; the body lacks {}",
-            missing.join(", ")
-        ))
-        .with_hint("send every column, or use PATCH to change some")
-        .into());
+        return Err(WriteError::PutMissing { columns: missing }.into());
     }
     let mut columns: Vec<String> = object.keys().cloned().collect();
     columns.sort();

@@ -40,11 +40,9 @@ pub(in crate::rest) fn conflict_target(
         None => table.primary_key.clone(),
     };
     if target.is_empty() {
-        return Err(FilterError::new(format!(
-            "`{}` has no primary key to resolve conflicts on",
-            table.name
-        ))
-        .with_hint("name a unique column: on_conflict=email")
+        return Err(WriteError::NoConflictTarget {
+            table: table.name.clone(),
+        }
         .into());
     }
     Ok(target)
@@ -54,17 +52,6 @@ pub(in crate::rest) fn conflict_target(
 pub struct WritePlan {
     pub step: Step,
     pub check: WriteCheck,
-}
-
-/// 400 `invalid_value` naming the column whose value does not fit its type.
-pub(in crate::rest) fn values_fit(table: &Table, objects: &[Value]) -> Result<(), HttpError> {
-    check_values(table, objects).map_err(|error| {
-        let mut api = ApiError::new(ErrorCode::InvalidValue).with_details(error.message);
-        if let Some(hint) = error.hint {
-            api = api.with_hint(hint);
-        }
-        HttpError::from(api)
-    })
 }
 
 /// The caller's `select` row condition, which limits the rows a
@@ -88,7 +75,7 @@ pub fn plan_insert(
 ) -> Result<WritePlan, HttpError> {
     // Only policies granting every written column count: no mass assignment.
     let decision = decide(state, caller, &target.object, "insert", &columns)?;
-    values_fit(&target.table, &objects)?;
+    check_values(&target.table, &objects)?;
     let count = objects.len() as i64;
     let conflict = match (prefer.resolution, conflict_on) {
         (Some(Resolution::IgnoreDuplicates), Some(on)) => Conflict::Ignore { target: on },
@@ -166,14 +153,17 @@ pub fn plan_update(
 ) -> Result<WritePlan, HttpError> {
     require_filter(state, target)?;
     if !patch.is_object() {
-        return Err(FilterError::new("the body of an update must be one JSON object").into());
+        return Err(WriteError::NotOneObject {
+            method: "an update",
+        }
+        .into());
     }
     // The decision covers the columns written; the filters read only what
     // a GET could (see `readable_filters`).
     let set = body_columns(patch)?;
     let decision = decide(state, caller, &target.object, "update", &set)?;
     let query = readable_filters(state, caller, target)?;
-    values_fit(&target.table, std::slice::from_ref(patch))?;
+    check_values(&target.table, std::slice::from_ref(patch))?;
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
     let statement = update_sql(
@@ -225,11 +215,7 @@ pub fn plan_delete(
 pub(in crate::rest) fn require_filter(state: &AppState, target: &Target) -> Result<(), HttpError> {
     let query = &target.query;
     if !query.order.is_empty() || query.limit.is_some() || query.offset.is_some() {
-        return Err(FilterError::new(
-            "order, limit and offset do not apply to updates and deletes",
-        )
-        .with_hint("select the rows with filters, e.g. id=eq.1")
-        .into());
+        return Err(WriteError::Shaped.into());
     }
     if query.filters.is_empty() && !state.config.rest.allow_unfiltered_writes {
         Err(ErrorCode::FilterRequired.into())

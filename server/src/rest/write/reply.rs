@@ -81,23 +81,17 @@ pub fn representation(
                     if field.cast.is_none() && !field.column.contains("->") =>
                 {
                     if !row.contains_key(&field.column) {
-                        return Err(FilterError::new(format!(
-                            "`{}` has no column `{}`",
-                            target.table.name, field.column
-                        ))
+                        return Err(WriteError::UnknownColumn {
+                            table: target.table.name.clone(),
+                            column: field.column.clone(),
+                        }
                         .into());
                     }
                     if visible(&field.column) {
                         out.insert(field.output_name(), row[&field.column].clone());
                     }
                 }
-                _ => {
-                    return Err(FilterError::new(
-                        "a write's select= takes columns and renames only",
-                    )
-                    .with_hint("read embedded resources with a GET after the write")
-                    .into())
-                }
+                _ => return Err(WriteError::SelectNotColumns.into()),
             }
         }
         shaped.push(Value::Object(out));

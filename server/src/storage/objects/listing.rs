@@ -36,9 +36,10 @@ impl Columns for ObjectColumns {
             "size" => ("o.size", "bigint"),
             "content_type" => ("o.content_type", "text"),
             other => {
-                return Err(FilterError::new(format!(
-                    "storage policies cannot use the column `{other}`"
-                )))
+                return Err(FilterError::UnusableColumn {
+                    column: other.into(),
+                    by: "storage policies",
+                })
             }
         };
         Ok(Column {
@@ -58,7 +59,7 @@ pub(in crate::storage) async fn list(
 ) -> Result<HttpResponse, HttpError> {
     let bucket = bucket_param(&request)?;
     let body = body.into_inner();
-    let prefix = rules::list_prefix(&body.prefix).map_err(invalid_name)?;
+    let prefix = rules::list_prefix(&body.prefix)?;
     let limit = body.limit.unwrap_or(100);
     let offset = body.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) || offset < 0 {
@@ -122,7 +123,9 @@ pub(in crate::storage) async fn list(
                 &mut params,
             )
             .map_err(|e| {
-                HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(e.message))
+                HttpError::from(
+                    ApiError::new(ErrorCode::InvalidRequest).with_details(e.to_string()),
+                )
             })?
         }
     };

@@ -30,14 +30,14 @@ pub(in crate::storage) async fn endpoints(
     transfer: &Transfer,
     source_action: &str,
 ) -> Result<Endpoints, HttpError> {
-    check_bucket_id(&transfer.bucket_id).map_err(invalid_bucket)?;
+    check_bucket_id(&transfer.bucket_id)?;
     let to_bucket = transfer
         .destination_bucket
         .clone()
         .unwrap_or_else(|| transfer.bucket_id.clone());
-    check_bucket_id(&to_bucket).map_err(invalid_bucket)?;
-    check_name(&transfer.source_key).map_err(invalid_name)?;
-    check_name(&transfer.destination_key).map_err(invalid_name)?;
+    check_bucket_id(&to_bucket)?;
+    check_name(&transfer.source_key)?;
+    check_name(&transfer.destination_key)?;
     let (_, source) = authorized_object(
         state,
         caller,
@@ -180,7 +180,7 @@ pub(in crate::storage) async fn delete_many(
         return Err(invalid("prefixes: send 1 to 1000 object paths"));
     }
     for name in &names {
-        check_name(name).map_err(invalid_name)?;
+        check_name(name)?;
     }
     if !names
         .iter()

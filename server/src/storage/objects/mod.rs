@@ -18,8 +18,8 @@ pub(super) use upload::*;
 use super::backend::{new_object_key, BlobWriter};
 use super::TRANSFER_LIMITS;
 use super::{
-    backend_failed, decide, denied, find_bucket, invalid, invalid_bucket, invalid_name, policy_row,
-    row_allowed, Bucket, Object, OBJECT_COLUMNS,
+    backend_failed, decide, denied, find_bucket, invalid, policy_row, row_allowed, Bucket, Object,
+    OBJECT_COLUMNS,
 };
 use crate::authz::engine::Decision;
 use crate::error::HttpError;
@@ -106,7 +106,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// The `{bucket}` of a route without an object path.
 fn bucket_param(request: &HttpRequest) -> Result<String, HttpError> {
     let bucket = request.match_info().get("bucket").unwrap_or_default();
-    check_bucket_id(bucket).map_err(invalid_bucket)?;
+    check_bucket_id(bucket)?;
     Ok(bucket.to_owned())
 }
 
@@ -116,8 +116,8 @@ fn target(request: &HttpRequest, prefix: &str) -> Result<(String, String), HttpE
     let path = request.uri().path();
     let rest = path.strip_prefix(prefix).unwrap_or_default();
     let (bucket, name) = rest.split_once('/').unwrap_or((rest, ""));
-    check_bucket_id(bucket).map_err(invalid_bucket)?;
-    let name = name_from_url(name).map_err(invalid_name)?;
+    check_bucket_id(bucket)?;
+    let name = name_from_url(name)?;
     Ok((bucket.to_owned(), name))
 }
 

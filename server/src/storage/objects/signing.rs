@@ -118,7 +118,7 @@ pub(in crate::storage) async fn sign_many(
     let mut signed = Vec::with_capacity(body.paths.len());
     for path in &body.paths {
         let readable = match (check_name(path), &bucket, objects.get(path)) {
-            (Err(problem), _, _) => Err(problem),
+            (Err(problem), _, _) => Err(problem.to_string()),
             (Ok(()), Some(bucket), Some(object)) => {
                 let decision = decide(&state, &caller, &bucket.id, path, "read");
                 if may(bucket, &decision, object, &caller, "read") {

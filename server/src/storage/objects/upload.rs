@@ -266,12 +266,14 @@ pub(in crate::storage) fn default_cache_control() -> String {
 }
 
 pub(in crate::storage) fn cache_control_value(text: &str) -> Result<String, HttpError> {
-    rules::cache_control(text).map_err(invalid)
+    Ok(rules::cache_control(text)?)
 }
 
 /// The content type to store, checked to be one media type.
 pub(in crate::storage) fn stored_type(text: Option<&str>) -> Result<String, HttpError> {
-    rules::content_type(text.unwrap_or("application/octet-stream")).map_err(invalid)
+    Ok(rules::content_type(
+        text.unwrap_or("application/octet-stream"),
+    )?)
 }
 
 pub(in crate::storage) fn form_error(error: actix_multipart::MultipartError) -> HttpError {
