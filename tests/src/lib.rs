@@ -12,12 +12,14 @@
 //! By job: `postgres.rs` (clusters, databases, TLS certificates),
 //! `process.rs` (`basalt` processes), `smtp.rs` (a real SMTP server), `s3.rs`
 //! (a real S3-compatible server), `client.rs` (the one HTTP client of the
-//! suites); this file spawns children and finds free ports.
+//! suites), `scenario.rs` (request scenarios loaded from TOML); this file
+//! spawns children and finds free ports.
 
 pub mod client;
 mod postgres;
 mod process;
 mod s3;
+pub mod scenario;
 mod smtp;
 
 pub use postgres::*;

@@ -11,30 +11,16 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-async fn call(basalt: &Basalt, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = basalt
-        .http
-        .request(method, basalt.url(path))
-        .header("apikey", basalt.keys().service_role);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
 /// The feed after `after`, as the admin API pages it.
 async fn feed(basalt: &Basalt, after: i64) -> Vec<Value> {
-    let (status, body) = call(
-        basalt,
-        Method::GET,
-        &format!("/admin/v1/changes?after={after}&limit=1000"),
-        None,
-    )
-    .await;
+    let (status, body) = basalt
+        .as_service()
+        .call(
+            Method::GET,
+            &format!("/admin/v1/changes?after={after}&limit=1000"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     body["changes"].as_array().unwrap().clone()
 }
@@ -47,32 +33,33 @@ async fn enabled_tables_are_captured_with_old_and_new_rows_in_order() {
             "create table items (id int primary key, name text); create table other (id int)",
         )
         .await;
-    let (status, body) = call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    let (status, body) = basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/items/realtime", None)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["sql"]
         .as_str()
         .unwrap()
         .contains("basalt.capture_change()"));
-    let (_, body) = call(&basalt, Method::GET, "/admin/v1/realtime/tables", None).await;
+    let (_, body) = basalt
+        .as_service()
+        .call(Method::GET, "/admin/v1/realtime/tables", None)
+        .await;
     // Storage's objects are captured from the start (migration V11).
     assert_eq!(body["tables"], json!(["public.items", "storage.objects"]));
     basalt
         .admin_sql("insert into items values (1, 'a'); update items set name = 'b' where id = 1; insert into other values (1); delete from items where id = 1")
         .await;
     // Through the data API too: the same trigger, whoever writes.
-    let (status, _) = call(
-        &basalt,
-        Method::POST,
-        "/rest/v1/items",
-        Some(json!({"id": 2, "name": "via api"})),
-    )
-    .await;
+    let (status, _) = basalt
+        .as_service()
+        .call(
+            Method::POST,
+            "/rest/v1/items",
+            Some(json!({"id": 2, "name": "via api"})),
+        )
+        .await;
     assert_eq!(status, 201);
     let changes = feed(&basalt, 0).await;
     let summary: Vec<(String, Value, Value)> = changes
@@ -116,23 +103,17 @@ async fn enabled_tables_are_captured_with_old_and_new_rows_in_order() {
     let rest = feed(&basalt, positions[1]).await;
     assert_eq!(rest.len(), 2);
     // Disabled: nothing more is captured.
-    let (status, _) = call(
-        &basalt,
-        Method::DELETE,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    let (status, _) = basalt
+        .as_service()
+        .call(Method::DELETE, "/admin/v1/tables/items/realtime", None)
+        .await;
     assert_eq!(status, 200);
     basalt.admin_sql("insert into items values (3, 'c')").await;
     assert_eq!(feed(&basalt, positions[3]).await.len(), 0);
-    let (status, _) = call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/nope/realtime",
-        None,
-    )
-    .await;
+    let (status, _) = basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/nope/realtime", None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -144,13 +125,10 @@ async fn out_of_order_commits_are_read_in_commit_order_without_gaps() {
     basalt
         .admin_sql("create table items (id int primary key)")
         .await;
-    call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/items/realtime", None)
+        .await;
     let url = basalt.database_url().unwrap().to_owned();
     let mut slow = connect(&url).await;
     let fast = connect(&url).await;
@@ -196,13 +174,10 @@ async fn a_reader_concurrent_with_many_writers_misses_nothing() {
     basalt
         .admin_sql("create table items (id int primary key, writer int)")
         .await;
-    call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/items/realtime", None)
+        .await;
     let url = basalt.database_url().unwrap().to_owned();
     const WRITERS: i32 = 6;
     const EACH: i32 = 20;
@@ -256,13 +231,10 @@ async fn a_reader_concurrent_with_many_writers_misses_nothing() {
 async fn every_commit_notifies_the_feed_channel() {
     let basalt = Basalt::start().await;
     basalt.admin_sql("create table items (id int)").await;
-    call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/items/realtime", None)
+        .await;
     let url = basalt.database_url().unwrap().to_owned();
     let (listener, mut connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     let (sender, mut notified) = tokio::sync::mpsc::unbounded_channel();
@@ -296,13 +268,10 @@ async fn every_commit_notifies_the_feed_channel() {
 async fn retention_prunes_and_a_reader_behind_it_gets_a_gap() {
     let basalt = Basalt::start().await;
     basalt.admin_sql("create table items (id int)").await;
-    call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/items/realtime", None)
+        .await;
     basalt
         .admin_sql("insert into items values (1); insert into items values (2); insert into items values (3)")
         .await;
@@ -321,7 +290,10 @@ async fn retention_prunes_and_a_reader_behind_it_gets_a_gap() {
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = call(&pruner, Method::GET, "/admin/v1/changes?after=0", None).await;
+        let (status, body) = pruner
+            .as_service()
+            .call(Method::GET, "/admin/v1/changes?after=0", None)
+            .await;
         if status == 410 {
             assert_eq!(body["code"], "feed_gap");
             break;
@@ -339,13 +311,10 @@ async fn retention_prunes_and_a_reader_behind_it_gets_a_gap() {
 async fn named_consumers_keep_their_cursor() {
     let basalt = Basalt::start().await;
     basalt.admin_sql("create table items (id int)").await;
-    call(
-        &basalt,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
+    basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/items/realtime", None)
+        .await;
     basalt.admin_sql("insert into items values (1)").await;
     let client = connect(basalt.database_url().unwrap()).await;
     let search = Consumer::new("search");
@@ -388,7 +357,10 @@ async fn tables_declared_in_the_config_are_captured() {
         .env("BASALT_REALTIME_TABLES", "items,app.logs")
         .start()
         .await;
-    let (_, body) = call(&basalt, Method::GET, "/admin/v1/realtime/tables", None).await;
+    let (_, body) = basalt
+        .as_service()
+        .call(Method::GET, "/admin/v1/realtime/tables", None)
+        .await;
     assert_eq!(
         body["tables"],
         json!(["app.logs", "public.items", "storage.objects"])

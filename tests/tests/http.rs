@@ -1,6 +1,7 @@
 //! The HTTP foundation against a real server: the error shape, limits, timeouts,
 //! CORS, compression, security headers, request ids and metrics.
 
+use basalt_tests::client::assert_error_shape;
 use basalt_tests::Basalt;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -9,18 +10,6 @@ use std::time::Duration;
 
 async fn json(response: reqwest::Response) -> Value {
     response.json().await.unwrap()
-}
-
-fn assert_error_shape(body: &Value, code: &str) {
-    assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert!(
-        body.get("details").is_some() && body.get("hint").is_some(),
-        "{body}"
-    );
 }
 
 #[tokio::test]

@@ -1,25 +1,23 @@
 //! Losing the database and shutting down: 503 with Retry-After while PostgreSQL
 //! is down, recovery without a restart, and graceful shutdown on SIGTERM.
 
+use basalt_tests::client::Client;
 use basalt_tests::{Basalt, PgServer};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// Status, `Retry-After` and JSON body of a GET with `key`.
 async fn status_of(basalt: &Basalt, path: &str, key: &str) -> (u16, Option<String>, Value) {
-    let response = basalt
-        .http
-        .get(basalt.url(path))
-        .header("apikey", key)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let retry = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, retry, response.json().await.unwrap_or(Value::Null))
+    let answer = Client {
+        basalt,
+        key: key.to_owned(),
+        token: None,
+    }
+    .get(path)
+    .await;
+    let retry = Some(answer.header("retry-after").to_owned()).filter(|r| !r.is_empty());
+    (answer.status, retry, answer.json_or_null())
 }
 
 #[tokio::test]

@@ -3,15 +3,7 @@
 //! trusted proxies.
 
 use basalt_tests::Basalt;
-use serde_json::Value;
-
-async fn get(basalt: &Basalt, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut request = basalt.http.get(basalt.url(path));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.unwrap()
-}
+use reqwest::Method;
 
 #[tokio::test]
 async fn the_bucket_empties_into_429_with_retry_after() {
@@ -21,33 +13,46 @@ async fn the_bucket_empties_into_429_with_retry_after() {
         .start()
         .await;
     for expected_remaining in ["2", "1", "0"] {
-        let response = get(&basalt, "/nowhere", &[]).await;
-        assert_eq!(response.status(), 404);
-        assert_eq!(response.headers()["ratelimit-limit"], "3");
-        assert_eq!(
-            response.headers()["ratelimit-remaining"],
-            expected_remaining
-        );
-        assert_eq!(response.headers()["ratelimit-policy"], "3;w=60");
+        let response = basalt
+            .as_nobody()
+            .send(Method::GET, "/nowhere", &[], None)
+            .await;
+        assert_eq!(response.status, 404);
+        assert_eq!(response.header("ratelimit-limit"), "3");
+        assert_eq!(response.header("ratelimit-remaining"), expected_remaining);
+        assert_eq!(response.header("ratelimit-policy"), "3;w=60");
     }
-    let refused = get(&basalt, "/nowhere", &[]).await;
-    assert_eq!(refused.status(), 429);
-    let retry_after: u64 = refused.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let refused = basalt
+        .as_nobody()
+        .send(Method::GET, "/nowhere", &[], None)
+        .await;
+    assert_eq!(refused.status, 429);
+    let retry_after: u64 = refused.header("retry-after").parse().unwrap();
     assert!(
         (1..=20).contains(&retry_after),
         "one token refills in 20 s: {retry_after}"
     );
-    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
-    let body: Value = refused.json().await.unwrap();
+    assert_eq!(refused.header("ratelimit-remaining"), "0");
+    let body = refused.json();
     assert_eq!(body["code"], "rate_limited");
 
     // Probes are never limited, and other groups have their own buckets.
-    assert_eq!(get(&basalt, "/health/live", &[]).await.status(), 200);
-    assert_eq!(get(&basalt, "/admin/v1/status", &[]).await.status(), 401);
+    assert_eq!(
+        basalt
+            .as_nobody()
+            .send(Method::GET, "/health/live", &[], None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        basalt
+            .as_nobody()
+            .send(Method::GET, "/admin/v1/status", &[], None)
+            .await
+            .status,
+        401
+    );
 }
 
 #[tokio::test]
@@ -58,13 +63,22 @@ async fn a_spoofed_forwarded_for_from_an_untrusted_peer_does_not_reset_the_bucke
         .start()
         .await;
     for _ in 0..2 {
-        assert_eq!(get(&basalt, "/nowhere", &[]).await.status(), 404);
+        assert_eq!(
+            basalt
+                .as_nobody()
+                .send(Method::GET, "/nowhere", &[], None)
+                .await
+                .status,
+            404
+        );
     }
     for spoof in ["203.0.113.1", "203.0.113.2", "198.51.100.7, 203.0.113.3"] {
-        let response = get(&basalt, "/nowhere", &[("x-forwarded-for", spoof)]).await;
+        let response = basalt
+            .as_nobody()
+            .send(Method::GET, "/nowhere", &[("x-forwarded-for", spoof)], None)
+            .await;
         assert_eq!(
-            response.status(),
-            429,
+            response.status, 429,
             "X-Forwarded-For {spoof} from an untrusted peer"
         );
     }
@@ -81,14 +95,39 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
     let alice = [("x-forwarded-for", "203.0.113.1")];
     let bob = [("x-forwarded-for", "203.0.113.2")];
     for _ in 0..2 {
-        assert_eq!(get(&basalt, "/nowhere", &alice).await.status(), 404);
+        assert_eq!(
+            basalt
+                .as_nobody()
+                .send(Method::GET, "/nowhere", &alice, None)
+                .await
+                .status,
+            404
+        );
     }
-    assert_eq!(get(&basalt, "/nowhere", &alice).await.status(), 429);
-    assert_eq!(get(&basalt, "/nowhere", &bob).await.status(), 404);
+    assert_eq!(
+        basalt
+            .as_nobody()
+            .send(Method::GET, "/nowhere", &alice, None)
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        basalt
+            .as_nobody()
+            .send(Method::GET, "/nowhere", &bob, None)
+            .await
+            .status,
+        404
+    );
     // A client cannot escape by prepending a fake hop: the proxy's own entry is the right-most.
     let alice_spoofing = [("x-forwarded-for", "198.51.100.9, 203.0.113.1")];
     assert_eq!(
-        get(&basalt, "/nowhere", &alice_spoofing).await.status(),
+        basalt
+            .as_nobody()
+            .send(Method::GET, "/nowhere", &alice_spoofing, None)
+            .await
+            .status,
         429
     );
 }
@@ -102,30 +141,31 @@ async fn per_key_buckets_limit_a_key_across_addresses() {
         .env("BASALT_SERVER_TRUSTED_PROXIES", "127.0.0.1")
         .start()
         .await;
-    let keys = basalt.keys();
     for ip in ["203.0.113.1", "203.0.113.2"] {
-        let response = get(
-            &basalt,
+        let response = basalt
+            .as_service()
+            .send(
+                Method::GET,
+                "/admin/v1/status",
+                &[("x-forwarded-for", ip)],
+                None,
+            )
+            .await;
+        assert_eq!(response.status, 200);
+    }
+    let response = basalt
+        .as_service()
+        .send(
+            Method::GET,
             "/admin/v1/status",
-            &[("apikey", &keys.service_role), ("x-forwarded-for", ip)],
+            &[("x-forwarded-for", "203.0.113.3")],
+            None,
         )
         .await;
-        assert_eq!(response.status(), 200);
-    }
-    let response = get(
-        &basalt,
-        "/admin/v1/status",
-        &[
-            ("apikey", &keys.service_role),
-            ("x-forwarded-for", "203.0.113.3"),
-        ],
-    )
-    .await;
     assert_eq!(
-        response.status(),
-        429,
+        response.status, 429,
         "the key's bucket is empty whatever the address"
     );
-    let other_key = get(&basalt, "/admin/v1/status", &[("apikey", &keys.anon)]).await;
-    assert_eq!(other_key.status(), 403, "another key has its own bucket");
+    let other_key = basalt.as_anon().get("/admin/v1/status").await;
+    assert_eq!(other_key.status, 403, "another key has its own bucket");
 }

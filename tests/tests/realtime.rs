@@ -76,90 +76,30 @@ impl Client {
     }
 }
 
-async fn call(
-    basalt: &Basalt,
-    key: &str,
-    token: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = basalt
-        .http
-        .request(method, basalt.url(path))
-        .header("apikey", key);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
 /// A server with an `items` table captured, policies that let signed-in
 /// users subscribe to any channel and read their own items (not `secret`),
 /// and two users.
 async fn setup(basalt: &Basalt) -> Vec<(String, String)> {
-    let service = basalt.keys().service_role;
     basalt
         .admin_sql("create table items (id serial primary key, owner uuid, name text, secret text, score int);
                     grant select, insert, update, delete on items to authenticated; grant usage on sequence items_id_seq to authenticated")
         .await;
-    let (status, body) = call(
-        basalt,
-        &service,
-        None,
-        Method::POST,
-        "/admin/v1/tables/items/realtime",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let service = basalt.as_service();
+    service
+        .send(Method::POST, "/admin/v1/tables/items/realtime", &[], None)
+        .await
+        .expect(200);
     for policy in [
         json!({"subject": "authenticated", "object": "channel:*", "action": "*"}),
         json!({"subject": "authenticated", "object": "table:public.items", "action": "select", "condition": "owner=eq.{auth.uid}", "columns": ["id", "owner", "name", "score"]}),
     ] {
-        let (status, body) = call(
-            basalt,
-            &service,
-            None,
-            Method::POST,
-            "/admin/v1/policies",
-            Some(policy),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        service.policy(policy).await;
     }
     let mut users = Vec::new();
     for name in ["ann", "bob"] {
-        let email = format!("{name}@example.com");
-        let (_, user) = call(
-            basalt,
-            &service,
-            None,
-            Method::POST,
-            "/auth/v1/admin/users",
-            Some(json!({"email": email, "password": "password one", "email_confirm": true})),
-        )
-        .await;
-        let (_, session) = call(
-            basalt,
-            &basalt.keys().anon,
-            None,
-            Method::POST,
-            "/auth/v1/token?grant_type=password",
-            Some(json!({"email": email, "password": "password one"})),
-        )
-        .await;
-        users.push((
-            user["id"].as_str().unwrap().to_owned(),
-            session["access_token"].as_str().unwrap().to_owned(),
-        ));
+        let (client, id) =
+            basalt_tests::client::Client::user(basalt, &format!("{name}@example.com")).await;
+        users.push((id, client.token.unwrap()));
     }
     users
 }
@@ -371,15 +311,10 @@ async fn a_revoked_session_is_cut_off() {
     let token = &users[0].1;
     let mut client = Client::connect(&basalt, &basalt.keys().anon, Some(token)).await;
     client.join("room", json!([{"table": "items"}]), None).await;
-    let (status, _) = call(
-        &basalt,
-        &basalt.keys().anon,
-        Some(token),
-        Method::POST,
-        "/auth/v1/logout",
-        None,
-    )
-    .await;
+    let (status, _) = basalt
+        .as_user(token)
+        .call(Method::POST, "/auth/v1/logout", None)
+        .await;
     assert_eq!(status, 204);
     let closed = client.expect().await;
     assert_eq!(closed["closed"], "session_revoked", "{closed}");
@@ -420,15 +355,14 @@ async fn subscribers_on_two_servers_of_one_database_both_receive() {
         here.next(Duration::from_millis(300)).await.is_none(),
         "no echo without broadcast_self"
     );
-    let (status, body) = call(
-        &basalt,
-        &basalt.keys().service_role,
-        None,
-        Method::POST,
-        "/realtime/v1/broadcast",
-        Some(json!({"topic": "room", "event": "notice", "payload": {}})),
-    )
-    .await;
+    let (status, body) = basalt
+        .as_service()
+        .call(
+            Method::POST,
+            "/realtime/v1/broadcast",
+            Some(json!({"topic": "room", "event": "notice", "payload": {}})),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(here.expect().await["event"], "notice");
     assert_eq!(there.expect().await["event"], "notice");
@@ -767,34 +701,23 @@ async fn first_message_sign_in_and_out_of_order_commits() {
 async fn policies_combine_per_row_and_old_rows_stay_hidden() {
     let basalt = Basalt::start().await;
     let users = setup(&basalt).await;
-    let service = basalt.keys().service_role;
     let (ann, token) = (&users[0].0, &users[0].1);
     let bob = &users[1].0;
     basalt
         .admin_sql("create table notes (id int primary key, owner uuid, body text)")
         .await;
-    call(
-        &basalt,
-        &service,
-        None,
-        Method::POST,
-        "/admin/v1/tables/notes/realtime",
-        None,
-    )
-    .await;
+    basalt
+        .as_service()
+        .call(Method::POST, "/admin/v1/tables/notes/realtime", None)
+        .await;
     for policy in [
         json!({"subject": "authenticated", "object": "table:public.notes", "action": "select", "columns": ["id"]}),
         json!({"subject": "authenticated", "object": "table:public.notes", "action": "select", "condition": "owner=eq.{auth.uid}"}),
     ] {
-        let (status, body) = call(
-            &basalt,
-            &service,
-            None,
-            Method::POST,
-            "/admin/v1/policies",
-            Some(policy),
-        )
-        .await;
+        let (status, body) = basalt
+            .as_service()
+            .call(Method::POST, "/admin/v1/policies", Some(policy))
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let mut client = Client::connect(&basalt, &basalt.keys().anon, Some(token)).await;

@@ -2,6 +2,7 @@
 //! S3-compatible server (s3s-fs) on loopback. Each scenario runs once per
 //! backend (`mod <scenario> { fn local, fn s3 }`).
 
+use basalt_tests::client::{Answer, Client};
 use basalt_tests::{Basalt, S3Server};
 use futures_util::StreamExt;
 use reqwest::Method;
@@ -79,43 +80,23 @@ async fn start(kind: Kind, extra: &[(&str, &str)]) -> Env {
     }
 }
 
-struct Response {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-}
-
 impl Env {
-    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
-        let mut request = self
-            .basalt
-            .http
-            .request(method, self.basalt.url(&format!("/storage/v1{path}")));
-        if let Some(token) = token {
-            request = request.header("apikey", &self.anon).bearer_auth(token);
+    /// A caller with `token` (a key or a user's token) as the bearer and
+    /// the anon key, or with no credentials at all.
+    fn client(&self, token: Option<&str>) -> Client<'_> {
+        match token {
+            Some(token) => self.basalt.as_user(token),
+            None => self.basalt.as_nobody(),
         }
-        request
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Response {
-        let response = request.send().await.unwrap();
-        Response {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.bytes().await.unwrap().to_vec(),
-        }
+    fn request(&self, method: Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        self.client(token)
+            .request(method, &format!("/storage/v1{path}"))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        Answer::from(request.send().await.unwrap()).await
     }
 
     /// A JSON call with `token` as the bearer (an API key or a user's token).
@@ -126,12 +107,9 @@ impl Env {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self.request(method, path, Some(token));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = self.send(request).await;
-        (response.status, response.json())
+        self.client(Some(token))
+            .call(method, &format!("/storage/v1{path}"), body)
+            .await
     }
 
     async fn upload(
@@ -146,11 +124,10 @@ impl Env {
             .request(method, &format!("/object/{path}"), Some(token))
             .header("content-type", content_type)
             .body(bytes.to_vec());
-        let response = self.send(request).await;
-        (response.status, response.json())
+        self.send(request).await.pair()
     }
 
-    async fn download(&self, token: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    async fn download(&self, token: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
         let mut request = self.request(Method::GET, &format!("/object/{path}"), Some(token));
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -159,58 +136,21 @@ impl Env {
     }
 
     async fn bucket(&self, body: Value) {
-        let (status, reply) = self
-            .call(&self.service, Method::POST, "/bucket", Some(body))
-            .await;
-        assert_eq!(status, 200, "{reply}");
+        self.basalt
+            .as_user(&self.service)
+            .post("/storage/v1/bucket", body)
+            .await
+            .expect(200);
     }
 
     async fn policy(&self, policy: Value) {
-        let response = self
-            .basalt
-            .http
-            .post(self.basalt.url("/admin/v1/policies"))
-            .header("apikey", &self.service)
-            .json(&policy)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status().as_u16(),
-            201,
-            "{}",
-            response.text().await.unwrap()
-        );
+        self.basalt.as_service().policy(policy).await;
     }
 
     /// A signed-in user: (id, access token).
     async fn user(&self, name: &str) -> (String, String) {
-        let email = format!("{name}@example.com");
-        let http = &self.basalt.http;
-        let user: Value = http
-            .post(self.basalt.url("/auth/v1/admin/users"))
-            .header("apikey", &self.service)
-            .json(&json!({"email": email, "password": "password one", "email_confirm": true}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let session: Value = http
-            .post(self.basalt.url("/auth/v1/token?grant_type=password"))
-            .header("apikey", &self.anon)
-            .json(&json!({"email": email, "password": "password one"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (
-            user["id"].as_str().unwrap().to_owned(),
-            session["access_token"].as_str().unwrap().to_owned(),
-        )
+        let (client, id) = Client::user(&self.basalt, &format!("{name}@example.com")).await;
+        (id, client.token.unwrap())
     }
 
     /// Where the backend keeps blobs, seen from outside Basalt.
@@ -462,7 +402,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
 
     let got = env.download(&key, "docs/folder/report%201.txt", &[]).await;
     assert_eq!(got.status, 200);
-    assert_eq!(got.body, content);
+    assert_eq!(got.bytes, content);
     assert_eq!(got.header("content-type"), "text/plain; charset=utf-8");
     assert_eq!(
         got.header("cache-control"),
@@ -488,7 +428,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
         )
         .await;
     assert_eq!(part.status, 206);
-    assert_eq!(part.body, content[100..200]);
+    assert_eq!(part.bytes, content[100..200]);
     assert_eq!(part.header("content-range"), "bytes 100-199/5000");
     let tail = env
         .download(
@@ -497,7 +437,10 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
             &[("range", "bytes=-10")],
         )
         .await;
-    assert_eq!((tail.status, tail.body.as_slice()), (206, &content[4990..]));
+    assert_eq!(
+        (tail.status, tail.bytes.as_slice()),
+        (206, &content[4990..])
+    );
     let past = env
         .download(
             &key,
@@ -517,7 +460,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
             &[("if-none-match", &etag)],
         )
         .await;
-    assert_eq!((cached.status, cached.body.len()), (304, 0));
+    assert_eq!((cached.status, cached.bytes.len()), (304, 0));
     let cached = env
         .download(
             &key,
@@ -541,7 +484,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
             &[("range", "bytes=0-9"), ("if-range", "\"old\"")],
         )
         .await;
-    assert_eq!((changed.status, changed.body.len()), (200, 5000));
+    assert_eq!((changed.status, changed.bytes.len()), (200, 5000));
     let current = env
         .download(
             &key,
@@ -549,7 +492,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
             &[("range", "bytes=0-9"), ("if-range", &etag)],
         )
         .await;
-    assert_eq!((current.status, current.body.len()), (206, 10));
+    assert_eq!((current.status, current.bytes.len()), (206, 10));
     let attachment = env
         .download(
             &key,
@@ -569,7 +512,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
         ))
         .await;
     assert_eq!(
-        (head.status, head.header("content-length"), head.body.len()),
+        (head.status, head.header("content-length"), head.bytes.len()),
         (200, "5000", 0)
     );
 
@@ -581,7 +524,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
         .body("second");
     assert_eq!(env.send(request).await.status, 200);
     let got = env.download(&key, "docs/folder/report%201.txt", &[]).await;
-    assert_eq!(got.body, b"second");
+    assert_eq!(got.bytes, b"second");
     assert_ne!(got.header("etag"), etag);
     let (status, _) = env
         .upload(
@@ -627,7 +570,7 @@ async fn uploads_downloads_ranges_and_conditional_requests(kind: Kind) {
         .await;
     assert_eq!(sent.status, 200, "{}", sent.json());
     let svg = env.download(&key, "docs/x.svg", &[]).await;
-    assert_eq!(svg.body, b"<svg onload=alert(1)>");
+    assert_eq!(svg.bytes, b"<svg onload=alert(1)>");
     assert_eq!(svg.header("content-type"), "image/svg+xml");
     assert_eq!(svg.header("cache-control"), "private, max-age=120");
     assert!(svg.header("content-disposition").starts_with("attachment;"));
@@ -784,7 +727,7 @@ async fn list_move_copy_and_delete(kind: Kind) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        env.download(&key, "files/d/c.txt", &[]).await.body,
+        env.download(&key, "files/d/c.txt", &[]).await.bytes,
         b"c.txt"
     );
     assert_eq!(env.download(&key, "files/c.txt", &[]).await.status, 404);
@@ -807,7 +750,7 @@ async fn list_move_copy_and_delete(kind: Kind) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["Key"], "other/copied.txt");
     assert_eq!(
-        env.download(&key, "other/copied.txt", &[]).await.body,
+        env.download(&key, "other/copied.txt", &[]).await.bytes,
         b"a/1.txt"
     );
     assert_eq!(env.blobs().len(), blobs_before + 1);
@@ -1060,7 +1003,7 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
     };
     let got = fetch(url.clone()).await;
     assert_eq!(
-        (got.status, got.body.as_slice()),
+        (got.status, got.bytes.as_slice()),
         (200, b"secret doc".as_slice())
     );
     let token = url.split("token=").nth(1).unwrap().to_owned();
@@ -1099,7 +1042,7 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
     assert!(many[1]["error"].is_string() && many[2]["error"].is_string());
     let other = fetch(many[0]["signedURL"].as_str().unwrap().to_owned()).await;
     assert_eq!(
-        (other.status, other.body.as_slice()),
+        (other.status, other.bytes.as_slice()),
         (200, b"other".as_slice())
     );
     let none = fetch("/object/sign/private/doc.txt".into()).await;
@@ -1164,7 +1107,7 @@ async fn signed_urls_expire_resist_tampering_and_uploads_work_once(kind: Kind) {
     .await;
     assert_eq!(moved.status, 400);
     assert_eq!(
-        env.download(&key, "private/up.txt", &[]).await.body,
+        env.download(&key, "private/up.txt", &[]).await.bytes,
         kept.as_bytes()
     );
     assert_eq!(env.rows().await, 3);
@@ -1257,7 +1200,7 @@ async fn resumable_upload_survives_an_interruption(kind: Kind) {
     let last = patch(250_000, 300_000).await;
     assert_eq!((last.status, last.header("upload-offset")), (204, "300000"));
     let got = env.download(&key, "videos/clip.bin", &[]).await;
-    assert_eq!(got.body, content);
+    assert_eq!(got.bytes, content);
     assert_eq!(got.header("content-type"), "video/mp4");
     // Finished: the upload and its parts are gone.
     let head = env
@@ -1440,7 +1383,7 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
     assert_eq!(
         env.download(&ann, &format!("homes/{ann_id}/a.txt"), &[])
             .await
-            .body,
+            .bytes,
         b"ann's"
     );
     assert_eq!(
@@ -1570,7 +1513,7 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
         .send(env.request(Method::GET, "/object/public/pub/shared/logo.png", None))
         .await;
     assert_eq!(
-        (public.status, public.body.as_slice()),
+        (public.status, public.bytes.as_slice()),
         (200, b"logo".as_slice())
     );
     assert_eq!(
@@ -1626,7 +1569,7 @@ async fn permissions_owner_folders_public_buckets_and_anon(kind: Kind) {
     assert_eq!(
         env.download(&env.service, &format!("homes/{ann_id}/by-admin.txt"), &[])
             .await
-            .body,
+            .bytes,
         b"admin"
     );
     // Ann may not sign for a path outside her folder.
@@ -1814,7 +1757,7 @@ async fn orphaned_blobs_and_interrupted_writes_are_cleaned_up(kind: Kind) {
     assert!(files(&env.backend_root().join("uploads")).is_empty());
     assert_eq!(env.blobs().len(), 2);
     assert!(env.leftovers().is_empty(), "{:?}", env.leftovers());
-    assert_eq!(env.download(&key, "b/kept.txt", &[]).await.body, b"kept");
+    assert_eq!(env.download(&key, "b/kept.txt", &[]).await.bytes, b"kept");
     let (status, _) = env
         .call(&env.anon, Method::POST, "/object/list/b", Some(json!({})))
         .await;
@@ -1892,7 +1835,10 @@ async fn a_crash_mid_upload_leaves_nothing_after_cleanup(kind: Kind) {
     );
     assert!(swept["incomplete_writes"].as_u64() >= Some(1), "{swept}");
     assert_eq!(second.blobs().len(), 1, "{swept}");
-    assert_eq!(second.download(&key, "b/kept.txt", &[]).await.body, b"kept");
+    assert_eq!(
+        second.download(&key, "b/kept.txt", &[]).await.bytes,
+        b"kept"
+    );
 }
 
 async fn object_changes_reach_the_change_feed(kind: Kind) {
