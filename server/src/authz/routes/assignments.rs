@@ -8,16 +8,7 @@ pub(super) async fn user_roles(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id = user_id(&path)?;
-    let client = state.pool.get().await?;
-    let roles: Vec<String> = client
-        .query(
-            "SELECT role FROM basalt.user_roles WHERE user_id = $1 ORDER BY role",
-            &[&id],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let roles = store::user_roles(&state.pool.get().await?, id).await?;
     Ok(HttpResponse::Ok().json(json!({"user_id": id, "roles": roles})))
 }
 
@@ -43,16 +34,10 @@ pub(super) async fn assign_role(
     }
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    if user_record(&transaction, id).await?.is_none() {
+    if store::user_record(&transaction, id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
-    transaction
-        .execute(
-            "INSERT INTO basalt.user_roles (user_id, role) VALUES ($1, $2)",
-            &[&id, &body.role],
-        )
-        .await
-        .map_err(|e| taken_or_failed(e, &format!("role {}", body.role)))?;
+    store::assign(&transaction, id, &body.role).await?;
     commit_change(
         &state,
         transaction,
@@ -80,13 +65,7 @@ pub(super) async fn unassign_role(
     let id = user_id(&id)?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let removed = transaction
-        .execute(
-            "DELETE FROM basalt.user_roles WHERE user_id = $1 AND role = $2",
-            &[&id, &role],
-        )
-        .await?;
-    if removed == 0 {
+    if !store::unassign(&transaction, id, &role).await? {
         return Err(ApiError::new(ErrorCode::RoleNotFound)
             .with_details(format!("the user does not have role {role}"))
             .into());

@@ -45,18 +45,10 @@ pub(super) async fn catalog(
         return Ok(None);
     };
     let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-    let rows = client
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
-             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            &[&schema, &name],
-        )
-        .await
-        ?;
-    Ok((!rows.is_empty()).then(|| Catalog {
+    let columns = store::table_columns(client, schema, name).await?;
+    Ok((!columns.is_empty()).then(|| Catalog {
         table: name.to_owned(),
-        columns: rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
+        columns,
     }))
 }
 
@@ -71,7 +63,7 @@ pub(super) async fn explain(
     let (subject, claims) = match body.subject.strip_prefix("user:") {
         Some(id) => {
             let id: Uuid = id.parse().map_err(|_| invalid("subject: user:<uuid>"))?;
-            let user = user_record(&client, id)
+            let user = store::user_record(&client, id)
                 .await?
                 .ok_or_else(|| HttpError::new(ErrorCode::UserNotFound))?;
             let claims = json!({

@@ -8,6 +8,7 @@ mod assignments;
 mod explain;
 mod policies;
 mod roles;
+mod store;
 
 use assignments::*;
 use explain::*;
@@ -129,9 +130,7 @@ async fn commit_change(
         ip: request_ip(request, &state.trusted_proxies),
     };
     audit::audit(&transaction, event, actor, None, details).await?;
-    transaction
-        .execute("SELECT pg_notify('basalt_policies', '')", &[])
-        .await?;
+    store::announce(&transaction).await?;
     transaction.commit().await?;
     // The change is saved; if this reload fails, the NOTIFY makes the
     // listener of every replica, this one included, load it again.
@@ -140,12 +139,6 @@ async fn commit_change(
     }
     Ok(())
 }
-
-/// A policy as JSON, built by PostgreSQL from `basalt.policies`.
-const POLICY_JSON: &str =
-    "jsonb_build_object('id', id, 'subject', subject, 'object', object, 'action', action,
-    'condition', condition, 'columns', columns, 'description', description, 'source', source,
-    'created_at', created_at)";
 
 fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
     match error.as_db_error().map(|e| e.code().code()) {
@@ -161,21 +154,4 @@ fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {
 
 fn user_id(text: &str) -> Result<Uuid, HttpError> {
     text.parse().map_err(|_| invalid("id: not a UUID"))
-}
-
-/// What the explainer and role assignments read of a user (their role,
-/// address and metadata), from auth's table.
-async fn user_record(
-    client: &impl deadpool_postgres::GenericClient,
-    id: Uuid,
-) -> Result<Option<Value>, HttpError> {
-    Ok(client
-        .query_opt(
-            "SELECT jsonb_build_object('role', role, 'email', email,
-                    'app_metadata', raw_app_meta_data, 'user_metadata', raw_user_meta_data)
-             FROM auth.users WHERE id = $1",
-            &[&id],
-        )
-        .await?
-        .map(|row| row.get(0)))
 }

@@ -6,14 +6,7 @@ pub(super) async fn list_policies(
     _: Admin<AuthzRead>,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            &format!("SELECT {POLICY_JSON} FROM basalt.policies ORDER BY created_at, id"),
-            &[],
-        )
-        .await?;
-    let policies: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    let policies = store::policies(&state.pool.get().await?).await?;
     Ok(HttpResponse::Ok().json(json!({ "policies": policies })))
 }
 
@@ -23,27 +16,22 @@ pub(super) async fn get_policy(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!("SELECT {POLICY_JSON} FROM basalt.policies WHERE id = $1"),
-            &[&id],
-        )
+    let policy = store::policy(&state.pool.get().await?, id)
         .await?
         .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?;
-    Ok(HttpResponse::Ok().json(row.get::<_, Value>(0)))
+    Ok(HttpResponse::Ok().json(policy))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PolicyBody {
-    subject: String,
-    object: String,
-    action: String,
-    condition: Option<String>,
-    columns: Option<Vec<String>>,
+    pub(super) subject: String,
+    pub(super) object: String,
+    pub(super) action: String,
+    pub(super) condition: Option<String>,
+    pub(super) columns: Option<Vec<String>>,
     #[serde(default)]
-    description: String,
+    pub(super) description: String,
 }
 
 /// When the policy names one existing table, its condition must use that
@@ -89,14 +77,7 @@ pub(super) async fn known_subject(
     if subject.starts_with("user:") {
         return Ok(());
     }
-    let known: bool = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM basalt.roles WHERE name = $1)",
-            &[&subject],
-        )
-        .await?
-        .get(0);
-    if known {
+    if store::role_exists(client, subject).await? {
         Ok(())
     } else {
         Err(ApiError::new(ErrorCode::RoleNotFound)
@@ -117,6 +98,15 @@ pub(super) fn not_declared(source: &str, what: &str) -> Result<(), HttpError> {
     }
 }
 
+/// A policy an admin may change or delete: it exists and is not declared
+/// in the config file.
+async fn changeable_policy(client: &impl GenericClient, id: Uuid) -> Result<(), HttpError> {
+    let source = store::policy_source(client, id)
+        .await?
+        .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?;
+    not_declared(&source, &format!("policy {id}"))
+}
+
 pub(super) async fn create_policy(
     admin: Admin<AuthzWrite>,
     state: Data<AppState>,
@@ -129,17 +119,7 @@ pub(super) async fn create_policy(
     let transaction = client.transaction().await?;
     known_subject(&transaction, &body.subject).await?;
     check_condition_columns(&transaction, &body).await?;
-    let row = transaction
-        .query_one(
-            &format!(
-                "INSERT INTO basalt.policies (subject, object, action, condition, columns, description)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {POLICY_JSON}"
-            ),
-            &[&body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
-        )
-        .await
-        ?;
-    let policy: Value = row.get(0);
+    let policy = store::insert_policy(&transaction, &body).await?;
     commit_change(
         &state,
         transaction,
@@ -165,29 +145,10 @@ pub(super) async fn update_policy(
     validate_policy(&body)?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let source: String = transaction
-        .query_opt(
-            "SELECT source FROM basalt.policies WHERE id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .await?
-        .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?
-        .get(0);
-    not_declared(&source, &format!("policy {id}"))?;
+    changeable_policy(&transaction, id).await?;
     known_subject(&transaction, &body.subject).await?;
     check_condition_columns(&transaction, &body).await?;
-    let row = transaction
-        .query_one(
-            &format!(
-                "UPDATE basalt.policies SET subject = $2, object = $3, action = $4, condition = $5, columns = $6,
-                        description = $7
-                 WHERE id = $1 RETURNING {POLICY_JSON}"
-            ),
-            &[&id, &body.subject, &body.object, &body.action, &body.condition, &body.columns, &body.description],
-        )
-        .await
-        ?;
-    let policy: Value = row.get(0);
+    let policy = store::update_policy(&transaction, id, &body).await?;
     commit_change(
         &state,
         transaction,
@@ -210,15 +171,8 @@ pub(super) async fn delete_policy(
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let source: String = transaction
-        .query_opt("SELECT source FROM basalt.policies WHERE id = $1", &[&id])
-        .await?
-        .ok_or_else(|| HttpError::new(ErrorCode::PolicyNotFound))?
-        .get(0);
-    not_declared(&source, &format!("policy {id}"))?;
-    transaction
-        .execute("DELETE FROM basalt.policies WHERE id = $1", &[&id])
-        .await?;
+    changeable_policy(&transaction, id).await?;
+    store::delete_policy(&transaction, id).await?;
     commit_change(
         &state,
         transaction,

@@ -6,17 +6,7 @@ pub(super) async fn list_roles(
     _: Admin<AuthzRead>,
     state: Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT jsonb_build_object('name', r.name, 'description', r.description, 'source', r.source,
-                    'parents', coalesce((SELECT jsonb_agg(p.parent ORDER BY p.parent) FROM basalt.role_parents p WHERE p.role = r.name), '[]'))
-             FROM basalt.roles r ORDER BY r.name",
-            &[],
-        )
-        .await
-        ?;
-    let roles: Vec<Value> = rows.iter().map(|row| row.get(0)).collect();
+    let roles = store::roles(&state.pool.get().await?).await?;
     Ok(HttpResponse::Ok().json(json!({ "roles": roles })))
 }
 
@@ -40,13 +30,7 @@ pub(super) async fn create_role(
     valid_role_name(&body.name)?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    transaction
-        .execute(
-            "INSERT INTO basalt.roles (name, description) VALUES ($1, $2)",
-            &[&body.name, &body.description],
-        )
-        .await
-        .map_err(|e| taken_or_failed(e, &format!("role {}", body.name)))?;
+    store::insert_role(&transaction, &body.name, &body.description).await?;
     for parent in &body.parents {
         link_parent(&transaction, &body.name, parent).await?;
     }
@@ -74,33 +58,26 @@ pub(super) async fn link_parent(
             "parent: no role can inherit the service_role's bypass",
         ));
     }
-    let source: Option<String> = client
-        .query_opt("SELECT source FROM basalt.roles WHERE name = $1", &[&role])
-        .await?
-        .map(|row| row.get(0));
+    let source = store::role_source(client, role).await?;
     not_declared(source.as_deref().unwrap_or("api"), &format!("role {role}"))?;
-    let cycle: bool = client
-        .query_one(
-            "WITH RECURSIVE up(name) AS (SELECT $1::text UNION SELECT p.parent FROM basalt.role_parents p JOIN up ON p.role = up.name)
-             SELECT EXISTS (SELECT 1 FROM up WHERE name = $2)",
-            &[&parent, &role],
-        )
-        .await
-        ?
-        .get(0);
-    if cycle || role == parent {
+    if role == parent || store::inherits(client, parent, role).await? {
         return Err(invalid(format!(
             "parent: {role} cannot inherit from {parent}, which inherits from {role}"
         )));
     }
-    client
-        .execute(
-            "INSERT INTO basalt.role_parents (role, parent) VALUES ($1, $2)",
-            &[&role, &parent],
-        )
-        .await
-        .map_err(|e| taken_or_failed(e, &format!("{role} → {parent}")))?;
-    Ok(())
+    store::insert_parent(client, role, parent).await
+}
+
+/// A role an admin may change or delete: it exists, is not built in and
+/// is not declared in the config file.
+async fn changeable_role(client: &impl GenericClient, name: &str) -> Result<(), HttpError> {
+    match store::role_source(client, name).await?.as_deref() {
+        None => Err(ErrorCode::RoleNotFound.into()),
+        Some("builtin") => Err(invalid(
+            "name: anon, authenticated and service_role are built in",
+        )),
+        Some(source) => not_declared(source, &format!("role {name}")),
+    }
 }
 
 #[derive(Deserialize)]
@@ -120,26 +97,8 @@ pub(super) async fn update_role(
     let caller = admin.caller;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let source: String = transaction
-        .query_opt(
-            "SELECT source FROM basalt.roles WHERE name = $1 FOR UPDATE",
-            &[&path.as_str()],
-        )
-        .await?
-        .ok_or_else(|| HttpError::new(ErrorCode::RoleNotFound))?
-        .get(0);
-    if source == "builtin" {
-        return Err(invalid(
-            "name: anon, authenticated and service_role are built in",
-        ));
-    }
-    not_declared(&source, &format!("role {}", path.as_str()))?;
-    transaction
-        .execute(
-            "UPDATE basalt.roles SET description = $2 WHERE name = $1",
-            &[&path.as_str(), &body.description],
-        )
-        .await?;
+    changeable_role(&transaction, &path).await?;
+    store::describe_role(&transaction, &path, &body.description).await?;
     let details = json!({"role": path.as_str(), "description": body.description});
     commit_change(
         &state,
@@ -162,34 +121,8 @@ pub(super) async fn delete_role(
     let caller = admin.caller;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let source: Option<String> = transaction
-        .query_opt(
-            "SELECT source FROM basalt.roles WHERE name = $1",
-            &[&path.as_str()],
-        )
-        .await?
-        .map(|row| row.get(0));
-    match source.as_deref() {
-        None => return Err(ErrorCode::RoleNotFound.into()),
-        Some("builtin") => {
-            return Err(invalid(
-                "name: anon, authenticated and service_role are built in",
-            ))
-        }
-        Some(source) => not_declared(source, &format!("role {}", path.as_str()))?,
-    }
-    transaction
-        .execute(
-            "DELETE FROM basalt.policies WHERE subject = $1",
-            &[&path.as_str()],
-        )
-        .await?;
-    transaction
-        .execute(
-            "DELETE FROM basalt.roles WHERE name = $1",
-            &[&path.as_str()],
-        )
-        .await?;
+    changeable_role(&transaction, &path).await?;
+    store::delete_role(&transaction, &path).await?;
     commit_change(
         &state,
         transaction,
@@ -241,25 +174,13 @@ pub(super) async fn remove_parent(
     let (role, parent) = path.into_inner();
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let source: Option<String> = transaction
-        .query_opt(
-            "SELECT source FROM basalt.role_parents WHERE role = $1 AND parent = $2",
-            &[&role, &parent],
-        )
-        .await?
-        .map(|row| row.get(0));
-    let Some(source) = source else {
+    let Some(source) = store::parent_source(&transaction, &role, &parent).await? else {
         return Err(ApiError::new(ErrorCode::RoleNotFound)
             .with_details(format!("{role} does not inherit from {parent}"))
             .into());
     };
     not_declared(&source, &format!("{role} → {parent}"))?;
-    transaction
-        .execute(
-            "DELETE FROM basalt.role_parents WHERE role = $1 AND parent = $2",
-            &[&role, &parent],
-        )
-        .await?;
+    store::delete_parent(&transaction, &role, &parent).await?;
     commit_change(
         &state,
         transaction,
