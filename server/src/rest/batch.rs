@@ -168,7 +168,38 @@ pub async fn batch(
     let prefer = super::prefer(&request)?;
     let profile = super::profile(&state, &request)?;
     let idempotency = Idempotency::of(&request, &state, &caller, body.to_string().as_bytes())?;
-    let batch: Batch = serde_json::from_value(body.into_inner()).map_err(|error| {
+    let operations = operations(&state, body.into_inner())?;
+    let mut steps = Vec::new();
+    let mut planned = Vec::new();
+    for (index, operation) in operations.into_iter().enumerate() {
+        let (mut step, how) = plan(&state, &caller, &profile, operation, &prefer)
+            .await
+            .map_err(|error| at(index, error))?;
+        step.label = Some(format!("operations[{index}]"));
+        steps.push(step);
+        planned.push(how);
+    }
+    let reply = super::tx::write(&state, &caller, idempotency.as_ref(), steps, |rows| {
+        let results = rows
+            .iter()
+            .zip(&planned)
+            .enumerate()
+            .map(|(index, (row, how))| {
+                result(&state, &caller, &prefer, row, how).map_err(|e| at(index, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Reply::json(
+            StatusCode::OK,
+            serde_json::json!({ "results": results }).to_string(),
+        ))
+    })
+    .await?;
+    Ok(reply.into_response())
+}
+
+/// The body's operations: 1 to `rest.batch_max_operations` of them.
+fn operations(state: &AppState, body: Value) -> Result<Vec<Operation>, HttpError> {
+    let batch: Batch = serde_json::from_value(body).map_err(|error| {
         HttpError::from(
             ApiError::new(ErrorCode::InvalidJson)
                 .with_details(error.to_string())
@@ -186,53 +217,41 @@ pub async fn batch(
             ))
             .into());
     }
-    let mut steps = Vec::new();
-    let mut planned = Vec::new();
-    for (index, operation) in batch.operations.into_iter().enumerate() {
-        let (mut step, how) = plan(&state, &caller, &profile, operation, &prefer)
-            .await
-            .map_err(|error| at(index, error))?;
-        step.label = Some(format!("operations[{index}]"));
-        steps.push(step);
-        planned.push(how);
-    }
-    let reply = super::tx::write(&state, &caller, idempotency.as_ref(), steps, |rows| {
-        let mut results = Vec::new();
-        for (index, (row, how)) in rows.iter().zip(&planned).enumerate() {
-            results.push(match how {
-                Planned::Write {
-                    kind,
-                    target,
-                    check,
-                } => {
-                    check.check(row, &prefer).map_err(|e| at(index, e))?;
-                    let written: Vec<Map<String, Value>> =
-                        serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default();
-                    let shown = representation(&state, &caller, target, written)
-                        .map_err(|e| at(index, e))?;
-                    serde_json::json!({
-                        "op": kind,
-                        "table": target.table.name,
-                        "rows": serde_json::from_str::<Value>(&shown).unwrap_or_default(),
-                    })
-                }
-                Planned::Call { void } => {
-                    let reply = call_reply(*void, row);
-                    serde_json::json!({
-                        "op": "rpc",
-                        "result": reply
-                            .body
-                            .and_then(|body| serde_json::from_str::<Value>(&body).ok())
-                            .unwrap_or(Value::Null),
-                    })
-                }
-            });
+    Ok(batch.operations)
+}
+
+/// One operation's entry of the reply, from its row: the written rows as
+/// the caller may see them (checked against the policy first), or the
+/// function's result.
+fn result(
+    state: &AppState,
+    caller: &Caller,
+    prefer: &Prefer,
+    row: &tokio_postgres::Row,
+    how: &Planned,
+) -> Result<Value, HttpError> {
+    Ok(match how {
+        Planned::Write {
+            kind,
+            target,
+            check,
+        } => {
+            check.check(row, prefer)?;
+            let written: Vec<Map<String, Value>> =
+                serde_json::from_str(&row.get::<_, String>(0)).unwrap_or_default();
+            let shown = representation(state, caller, target, written)?;
+            serde_json::json!({
+                "op": kind,
+                "table": target.table.name,
+                "rows": serde_json::from_str::<Value>(&shown).unwrap_or_default(),
+            })
         }
-        Ok(Reply::json(
-            StatusCode::OK,
-            serde_json::json!({ "results": results }).to_string(),
-        ))
+        Planned::Call { void } => serde_json::json!({
+            "op": "rpc",
+            "result": call_reply(*void, row)
+                .body
+                .and_then(|body| serde_json::from_str::<Value>(&body).ok())
+                .unwrap_or(Value::Null),
+        }),
     })
-    .await?;
-    Ok(reply.into_response())
 }

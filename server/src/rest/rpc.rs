@@ -84,20 +84,64 @@ pub async fn plan_call(
     args: &Map<String, Value>,
     pairs: &[(String, String)],
 ) -> Result<CallPlan, HttpError> {
-    let object = format!("function:{profile}.{name}");
-    let decision = state
-        .authz()
-        .authorize(&subject_of(state, caller), &object, "execute");
-    if !decision.allowed {
-        return Err(refusal(
-            caller,
-            decision.reason,
-            "Grant `execute` on this function:<schema>.<name> object.".into(),
-        ));
-    }
+    decide(state, caller, profile, name)?;
     let given: Vec<String> = args.keys().cloned().collect();
     let (schema, function) = function_of(state, profile, name, &given).await?;
     let query = super::parse_query(caller, pairs)?;
+    let (call, params) = call_sql(&schema, &function, name, args);
+    let relation = format!("function {}.{name}", schema.name);
+    let returns_table = function
+        .returns_table
+        .as_ref()
+        .and_then(|name| schema.tables.get(name));
+    if let (Some(table), true) = (returns_table, function.returns_set) {
+        let call = Call {
+            schema: &schema,
+            function: &function,
+            sql: call,
+            params,
+        };
+        let step = table_rows(state, caller, call, table, &query, &relation)?;
+        return Ok(CallPlan {
+            step,
+            read_only: function.read_only(),
+            void: false,
+        });
+    }
+    let shaped = !query.filters.is_empty()
+        || !query.order.is_empty()
+        || query.limit.is_some()
+        || query.offset.is_some()
+        || !query.select.is_empty();
+    let void = function.returns == "void";
+    let sql = if void {
+        // Selected (not wrapped in a subquery the planner could drop), so
+        // the function runs.
+        format!("SELECT ({call})::text")
+    } else if shaped {
+        return Err(QueryError::NotRows {
+            function: name.into(),
+        }
+        .into());
+    } else if function.returns_set {
+        format!("SELECT coalesce(json_agg(r), '[]'::json)::text FROM {call} AS r")
+    } else {
+        format!("SELECT to_json({call})::text")
+    };
+    Ok(CallPlan {
+        step: Step::new((sql, params), &relation),
+        read_only: function.read_only(),
+        void,
+    })
+}
+
+/// `schema.name(arg => $1::text::type, …)` with the arguments bound.
+fn call_sql(
+    schema: &Schema,
+    function: &Function,
+    name: &str,
+    args: &Map<String, Value>,
+) -> (String, Vec<Param>) {
     let mut params = Vec::new();
     let arguments = function
         .args
@@ -111,75 +155,57 @@ pub async fn plan_call(
         .collect::<Vec<_>>()
         .join(", ");
     let call = format!("{}.{}({arguments})", quote(&schema.name), quote(name));
-    let shaped = !query.filters.is_empty()
-        || !query.order.is_empty()
-        || query.limit.is_some()
-        || query.offset.is_some()
-        || !query.select.is_empty();
-    let returns_table = function
-        .returns_table
-        .as_ref()
-        .and_then(|name| schema.tables.get(name));
+    (call, params)
+}
+
+/// A function call as SQL, with what it was resolved against.
+struct Call<'a> {
+    schema: &'a Schema,
+    function: &'a Function,
+    sql: String,
+    params: Vec<Param>,
+}
+
+/// Rows of a table returned by a function, read like the table itself
+/// (select with embedding, filters, order, pages), from the call.
+fn table_rows(
+    state: &AppState,
+    caller: &Caller,
+    call: Call,
+    table: &basalt_core::rest::Table,
+    query: &basalt_core::rest::ReadQuery,
+    relation: &str,
+) -> Result<Step, HttpError> {
+    let schema = call.schema;
+    // A SECURITY INVOKER function reads the table as the caller: the
+    // table's select policy applies to its rows (and columns) as to a GET.
+    // A SECURITY DEFINER one runs with its owner's rights by design: the
+    // function's `execute` policy grants its rows.
+    let condition = if call.function.security_definer {
+        None
+    } else {
+        super::decide(
+            state,
+            caller,
+            &format!("table:{}.{}", schema.name, table.name),
+            "select",
+            &read_columns(schema, table, query),
+        )?
+        .condition
+    };
+    let max_rows = state.config.rest.max_rows;
+    let source = Source {
+        schema,
+        table,
+        call: Some((call.sql, call.params)),
+        default_rows: state.config.rest.default_limit.min(max_rows),
+        max_rows,
+    };
     let uid = super::uid_of(caller);
     let variables = super::variables(caller, &uid);
-    let void = function.returns == "void";
-    let relation = format!("function {}.{name}", schema.name);
-    let sql = match returns_table {
-        // Selected (not wrapped in a subquery the planner could drop), so
-        // the function runs.
-        _ if void => format!("SELECT ({call})::text"),
-        // Rows of a table: read like the table itself (select with
-        // embedding, filters, order, pages), from the call.
-        Some(table) if function.returns_set => {
-            let max_rows = state.config.rest.max_rows;
-            let source = Source {
-                schema: &schema,
-                table,
-                call: Some((call, params)),
-                default_rows: state.config.rest.default_limit.min(max_rows),
-                max_rows,
-            };
-            let access = Embedding { state, caller };
-            // A SECURITY INVOKER function reads the table as the caller: the
-            // table's select policy applies to its rows (and columns) as to
-            // a GET. A SECURITY DEFINER one runs with its owner's rights by
-            // design: the function's `execute` policy grants its rows.
-            let condition = if function.security_definer {
-                None
-            } else {
-                super::decide(
-                    state,
-                    caller,
-                    &format!("table:{}.{}", schema.name, table.name),
-                    "select",
-                    &read_columns(&schema, table, &query),
-                )?
-                .condition
-            };
-            let (sql, read_params) =
-                read_sql(source, &query, condition.as_ref(), &access, &variables)?.read;
-            return Ok(CallPlan {
-                step: Step::new((sql, read_params), &relation),
-                read_only: function.read_only(),
-                void: false,
-            });
-        }
-        _ if shaped => {
-            return Err(QueryError::NotRows {
-                function: name.into(),
-            }
-            .into())
-        }
-        _ if function.returns_set => {
-            format!("SELECT coalesce(json_agg(r), '[]'::json)::text FROM {call} AS r")
-        }
-        _ => format!("SELECT to_json({call})::text"),
-    };
-    Ok(CallPlan {
-        step: Step::new((sql, params), &relation),
-        read_only: function.read_only(),
-        void,
-    })
+    let access = Embedding { state, caller };
+    let (sql, params) = read_sql(source, query, condition.as_ref(), &access, &variables)?.read;
+    Ok(Step::new((sql, params), relation))
 }
 
 pub async fn call(
@@ -190,57 +216,13 @@ pub async fn call(
     body: Bytes,
 ) -> Result<HttpResponse, HttpError> {
     let name = path.into_inner();
-    let mut pairs = query_pairs(&request);
     let post = request.method() == Method::POST;
-    let mut args: Map<String, Value> = if post && !body.is_empty() {
-        match serde_json::from_slice(&body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(QueryError::ArgumentsNotAnObject.into()),
-            Err(error) => {
-                return Err(ApiError::new(ErrorCode::InvalidJson)
-                    .with_details(error.to_string())
-                    .into())
-            }
-        }
-    } else {
-        Map::new()
-    };
-    // For GET, parameters naming an argument are arguments; the rest shape
-    // the result. Decided first: only callers who may call the function make
-    // the server look for it.
+    let mut pairs = query_pairs(&request);
+    let mut args = arguments(post, &body)?;
     let profile = super::profile(&state, &request)?;
-    let decision = state.authz().authorize(
-        &subject_of(&state, &caller),
-        &format!("function:{profile}.{name}"),
-        "execute",
-    );
-    if !decision.allowed {
-        return Err(refusal(
-            &caller,
-            decision.reason,
-            "Grant `execute` on this function:<schema>.<name> object.".into(),
-        ));
-    }
+    decide(&state, &caller, &profile, &name)?;
     if !post {
-        let schema = super::snapshot(&state, &profile, |schema| {
-            schema.functions.contains_key(&name)
-        })
-        .await;
-        let names: Vec<String> = schema
-            .functions
-            .get(&name)
-            .into_iter()
-            .flatten()
-            .flat_map(|f| f.args.iter().map(|(n, _)| n.clone()))
-            .collect();
-        pairs.retain(|(key, value)| {
-            if names.contains(key) {
-                args.insert(key.clone(), Value::String(value.clone()));
-                false
-            } else {
-                true
-            }
-        });
+        query_arguments(&state, &profile, &name, &mut pairs, &mut args).await;
     }
     let plan = plan_call(&state, &caller, &profile, &name, &args, &pairs).await?;
     if !plan.read_only && !post {
@@ -253,19 +235,85 @@ pub async fn call(
         (true, false) => Idempotency::of(&request, &state, &caller, &body)?,
         _ => None,
     };
+    Ok(run(&state, &caller, idempotency.as_ref(), plan)
+        .await?
+        .into_response())
+}
+
+/// The arguments of a POST: one JSON object (none with an empty body).
+fn arguments(post: bool, body: &[u8]) -> Result<Map<String, Value>, HttpError> {
+    if !post || body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(QueryError::ArgumentsNotAnObject.into()),
+        Err(error) => Err(ApiError::new(ErrorCode::InvalidJson)
+            .with_details(error.to_string())
+            .into()),
+    }
+}
+
+/// `execute` on `function:<schema>.<name>`, decided before the function is
+/// looked up: only callers who may call it make the server look for it.
+fn decide(state: &AppState, caller: &Caller, profile: &str, name: &str) -> Result<(), HttpError> {
+    let decision = state.authz().authorize(
+        &subject_of(state, caller),
+        &format!("function:{profile}.{name}"),
+        "execute",
+    );
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(refusal(
+            caller,
+            decision.reason,
+            "Grant `execute` on this function:<schema>.<name> object.".into(),
+        ))
+    }
+}
+
+/// For GET, the query parameters naming an argument of the function are
+/// arguments; the rest shape the result.
+async fn query_arguments(
+    state: &AppState,
+    profile: &str,
+    name: &str,
+    pairs: &mut Vec<(String, String)>,
+    args: &mut Map<String, Value>,
+) {
+    let schema =
+        super::snapshot(state, profile, |schema| schema.functions.contains_key(name)).await;
+    let names: Vec<String> = schema
+        .functions
+        .get(name)
+        .into_iter()
+        .flatten()
+        .flat_map(|f| f.args.iter().map(|(n, _)| n.clone()))
+        .collect();
+    pairs.retain(|(key, value)| {
+        if names.contains(key) {
+            args.insert(key.clone(), Value::String(value.clone()));
+            false
+        } else {
+            true
+        }
+    });
+}
+
+/// Runs the call: read-only functions in a read-only transaction, others in
+/// a write transaction (under the `Idempotency-Key`, if any).
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    idempotency: Option<&Idempotency>,
+    plan: CallPlan,
+) -> Result<Reply, HttpError> {
     let void = plan.void;
     let respond = |rows: &[tokio_postgres::Row]| Ok(call_reply(void, &rows[0]));
-    let reply = if plan.read_only {
-        super::tx::read(&state, &caller, vec![plan.step], respond).await?
+    if plan.read_only {
+        super::tx::read(state, caller, vec![plan.step], respond).await
     } else {
-        super::tx::write(
-            &state,
-            &caller,
-            idempotency.as_ref(),
-            vec![plan.step],
-            respond,
-        )
-        .await?
-    };
-    Ok(reply.into_response())
+        super::tx::write(state, caller, idempotency, vec![plan.step], respond).await
+    }
 }

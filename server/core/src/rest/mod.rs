@@ -20,5 +20,6 @@ pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Sou
 pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};
 pub use schema::{ForeignKey, Function, Relationship, Schema};
 pub use write::{
-    body_columns, check_values, delete_sql, insert_sql, update_sql, Conflict, InsertOptions,
+    body_columns, check_values, delete_sql, insert_sql, put_row, update_sql, Conflict,
+    InsertOptions,
 };

@@ -433,6 +433,66 @@ pub fn check_values(table: &Table, objects: &[serde_json::Value]) -> Result<(), 
     Ok(())
 }
 
+/// A `PUT`: its filters must be `column=eq.value` on exactly the primary
+/// key, and its body one object holding every column, the key equal to the
+/// filters. Answers the columns to write (sorted) and the row.
+pub fn put_row(
+    table: &Table,
+    query: &ReadQuery,
+    body: serde_json::Value,
+) -> Result<(Vec<String>, serde_json::Value), WriteError> {
+    use crate::filter::{Op, Operand, Term};
+    use serde_json::Value;
+    let wrong = || WriteError::PutFilters {
+        table: table.name.clone(),
+        key: table.primary_key.clone(),
+    };
+    let mut keys = Vec::new();
+    for filter in &query.filters {
+        match filter {
+            Expr::Filter(f) if f.op == Op::Eq && f.quantifier.is_none() => match &f.operand {
+                Operand::Scalar(Term::Literal(value)) => keys.push((&f.column, value)),
+                _ => return Err(wrong()),
+            },
+            _ => return Err(wrong()),
+        }
+    }
+    let mut named: Vec<&String> = keys.iter().map(|(k, _)| *k).collect();
+    named.sort();
+    let mut primary: Vec<&String> = table.primary_key.iter().collect();
+    primary.sort();
+    if primary.is_empty() || named != primary {
+        return Err(wrong());
+    }
+    let Value::Object(object) = body else {
+        return Err(WriteError::NotOneObject { method: "a PUT" });
+    };
+    for (key, value) in keys {
+        let given = match object.get(key) {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        if given.as_deref() != Some(value.as_str()) {
+            return Err(WriteError::PutKeyMismatch {
+                column: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    let missing: Vec<String> = table
+        .column_names()
+        .into_iter()
+        .filter(|column| !object.contains_key(column))
+        .collect();
+    if !missing.is_empty() {
+        return Err(WriteError::PutMissing { columns: missing });
+    }
+    let mut columns: Vec<String> = object.keys().cloned().collect();
+    columns.sort();
+    Ok((columns, Value::Object(object)))
+}
+
 #[cfg(test)]
 mod value_tests {
     use super::*;

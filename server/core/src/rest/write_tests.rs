@@ -115,3 +115,58 @@ fn golden_write_sql() {
     );
     assert!(body_columns(&serde_json::json!([1])).is_err());
 }
+
+#[test]
+fn a_put_names_exactly_the_key_and_sends_the_whole_row() {
+    let table = Table {
+        schema: "public".into(),
+        name: "posts".into(),
+        columns: vec![
+            ("id".into(), "integer".into()),
+            ("title".into(), "text".into()),
+        ],
+        primary_key: vec!["id".into()],
+        ..Table::default()
+    };
+    let put = |query: &str, body: serde_json::Value| {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        put_row(&table, &parse_read(&pairs).unwrap(), body)
+    };
+    let (columns, row) = put("id=eq.1", serde_json::json!({"title": "a", "id": 1})).unwrap();
+    assert_eq!(columns, ["id", "title"]);
+    assert_eq!(row["title"], "a");
+    let cases = [
+        (
+            "title=eq.a",
+            serde_json::json!({"id": 1, "title": "a"}),
+            "PUT takes the primary key",
+        ),
+        (
+            "id=gt.1",
+            serde_json::json!({"id": 1, "title": "a"}),
+            "PUT takes the primary key",
+        ),
+        (
+            "id=eq.1&title=eq.a",
+            serde_json::json!({"id": 1, "title": "a"}),
+            "PUT takes the primary key",
+        ),
+        ("id=eq.1", serde_json::json!([{"id": 1}]), "one JSON object"),
+        (
+            "id=eq.1",
+            serde_json::json!({"id": 2, "title": "a"}),
+            "must equal the filter's value `1`",
+        ),
+        (
+            "id=eq.1",
+            serde_json::json!({"id": 1}),
+            "the body lacks title",
+        ),
+    ];
+    for (query, body, wanted) in cases {
+        let error = put(query, body).unwrap_err().to_string();
+        assert!(error.contains(wanted), "{query}: {error}");
+    }
+}

@@ -17,11 +17,11 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::filter::{Expr, Op, Operand, Term};
+use basalt_core::filter::Expr;
 use basalt_core::rest::request::{Resolution, Return};
 use basalt_core::rest::{
-    body_columns, check_values, delete_sql, insert_sql, update_sql, Conflict, InsertOptions,
-    SelectItem, Table, WriteError,
+    body_columns, check_values, delete_sql, insert_sql, put_row, update_sql, Conflict,
+    InsertOptions, SelectItem, Table, WriteError,
 };
 use serde_json::{Map, Value};
 
@@ -93,38 +93,6 @@ pub async fn insert(
     .await
 }
 
-/// The `column=eq.value` filters of a PUT, which must name the primary key
-/// exactly.
-fn key_filters(target: &Target) -> Result<Vec<(String, String)>, HttpError> {
-    let wrong = || -> HttpError {
-        WriteError::PutFilters {
-            table: target.table.name.clone(),
-            key: target.table.primary_key.clone(),
-        }
-        .into()
-    };
-    let mut keys = Vec::new();
-    for filter in &target.query.filters {
-        match filter {
-            Expr::Filter(f) if f.op == Op::Eq && f.quantifier.is_none() => match &f.operand {
-                Operand::Scalar(Term::Literal(value)) => {
-                    keys.push((f.column.clone(), value.clone()))
-                }
-                _ => return Err(wrong()),
-            },
-            _ => return Err(wrong()),
-        }
-    }
-    let mut named: Vec<&String> = keys.iter().map(|(k, _)| k).collect();
-    named.sort();
-    let mut primary: Vec<&String> = target.table.primary_key.iter().collect();
-    primary.sort();
-    if primary.is_empty() || named != primary {
-        return Err(wrong());
-    }
-    Ok(keys)
-}
-
 /// `PUT /rest/v1/<table>?pk=eq.v`: creates or replaces the one row with this
 /// primary key; the body holds every column, its key equal to the filters.
 pub async fn put(
@@ -135,40 +103,11 @@ pub async fn put(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
     let (prefer, _, target) = table_request(&state, &caller, &request, &path, "insert").await?;
-    let keys = key_filters(&target)?;
-    let Value::Object(object) = body.into_inner() else {
-        return Err(WriteError::NotOneObject { method: "a PUT" }.into());
-    };
-    for (key, value) in &keys {
-        let given = match object.get(key) {
-            Some(Value::String(text)) => Some(text.clone()),
-            Some(Value::Null) | None => None,
-            Some(other) => Some(other.to_string()),
-        };
-        if given.as_deref() != Some(value.as_str()) {
-            return Err(WriteError::PutKeyMismatch {
-                column: key.clone(),
-                value: value.clone(),
-            }
-            .into());
-        }
-    }
-    let missing: Vec<String> = target
-        .table
-        .column_names()
-        .into_iter()
-        .filter(|column| !object.contains_key(column))
-        .collect();
-    if !missing.is_empty() {
-        return Err(WriteError::PutMissing { columns: missing }.into());
-    }
-    let mut columns: Vec<String> = object.keys().cloned().collect();
-    columns.sort();
+    let (columns, body) = put_row(&target.table, &target.query, body.into_inner())?;
     let merge = Prefer {
         resolution: Some(Resolution::MergeDuplicates),
         ..prefer.clone()
     };
-    let body = Value::Object(object);
     let plan = plan_insert(
         &state,
         &caller,
