@@ -77,6 +77,7 @@ problems!(
     basalt_core::rest::WriteError,
     basalt_core::rest::DdlError,
     basalt_core::rest::RangeError,
+    basalt_core::rest::ProfileError,
     basalt_core::storage::RuleError
 );
 

@@ -175,21 +175,11 @@ pub fn profile(state: &AppState, request: &HttpRequest) -> Result<String, HttpEr
     } else {
         "content-profile"
     };
-    let names = state.schema().names();
-    match request
+    let asked = request
         .headers()
         .get(header)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => Ok(names[0].clone()),
-        Some(asked) if names.iter().any(|name| name == asked) => Ok(asked.to_owned()),
-        Some(asked) => Err(ApiError::new(ErrorCode::UnknownProfile)
-            .with_details(format!(
-                "`{asked}` is not one of the exposed schemas: {}",
-                names.join(", ")
-            ))
-            .into()),
-    }
+        .map(|v| v.to_str().unwrap_or(""));
+    Ok(basalt_core::rest::request::profile(asked, state.schema().names())?.to_owned())
 }
 
 /// A snapshot of the exposed schema `profile`, reloaded first when it lacks

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::rest::request::{self, Count, Format, Prefer, OBJECT};
+use basalt_core::rest::request::{self, Count, Format, Prefer, Shaping, OBJECT};
 use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
 
 /// The format `Accept` asks for (406 when Basalt produces none of it).
@@ -107,11 +107,11 @@ fn page(
             (a, b) => a.or(b),
         };
     }
-    let Some((_, token)) = pairs.iter().find(|(key, _)| key == "cursor") else {
+    let Some(token) = Shaping::parse(pairs).cursor else {
         return Ok(None);
     };
     let cursor = Cursor::open(
-        token,
+        &token,
         &target.query,
         &target.table,
         state.refresh_key.as_bytes(),

@@ -192,6 +192,32 @@ impl Problem for QueryError {
 
 impl std::error::Error for QueryError {}
 
+/// An `Accept-Profile`/`Content-Profile` naming a schema that is not exposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileError {
+    pub asked: String,
+    pub exposed: Vec<String>,
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not one of the exposed schemas: {}",
+            self.asked,
+            self.exposed.join(", ")
+        )
+    }
+}
+
+impl Problem for ProfileError {
+    fn code(&self) -> ErrorCode {
+        ErrorCode::UnknownProfile
+    }
+}
+
+impl std::error::Error for ProfileError {}
+
 /// Why a `Range` header was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RangeError {

@@ -14,7 +14,7 @@ mod schema;
 mod write;
 
 pub use cursor::Cursor;
-pub use error::{CursorError, DdlError, QueryError, RangeError, WriteError};
+pub use error::{CursorError, DdlError, ProfileError, QueryError, RangeError, WriteError};
 pub use openapi::openapi;
 pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Source, Table};
 pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};

@@ -2,7 +2,7 @@
 //! (`Prefer`, `Accept`, `Range`) parsed into types, so handlers match on
 //! enums instead of strings. Pure and table-tested.
 
-use super::error::{QueryError, RangeError};
+use super::error::{ProfileError, QueryError, RangeError};
 
 /// `Prefer: count=…`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,8 +178,89 @@ pub fn range(header: Option<&str>) -> Result<Option<(u64, Option<u64>)>, RangeEr
     }
 }
 
+/// The query parameters that shape a write or a page rather than filter
+/// rows: `columns=a,b` (the keys an insert reads, sorted and unquoted),
+/// `on_conflict=a,b` (an upsert's unique columns) and `cursor=` (empty for
+/// the first page of keyset pagination).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Shaping {
+    pub columns: Option<Vec<String>>,
+    pub on_conflict: Option<Vec<String>>,
+    pub cursor: Option<String>,
+}
+
+impl Shaping {
+    pub fn parse(pairs: &[(String, String)]) -> Shaping {
+        let value = |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        Shaping {
+            columns: value("columns").map(|list| {
+                let mut columns: Vec<String> = list
+                    .split(',')
+                    .map(|c| c.trim().trim_matches('"').to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                columns.sort();
+                columns.dedup();
+                columns
+            }),
+            on_conflict: value("on_conflict")
+                .map(|list| list.split(',').map(|c| c.trim().to_owned()).collect()),
+            cursor: value("cursor").map(str::to_owned),
+        }
+    }
+}
+
+/// The exposed schema a request addresses: `Accept-Profile` for reads,
+/// `Content-Profile` for writes, else the first exposed schema.
+pub fn profile<'a>(asked: Option<&str>, exposed: &'a [String]) -> Result<&'a str, ProfileError> {
+    match asked {
+        None => Ok(&exposed[0]),
+        Some(asked) => exposed
+            .iter()
+            .find(|name| *name == asked)
+            .map(String::as_str)
+            .ok_or_else(|| ProfileError {
+                asked: asked.to_owned(),
+                exposed: exposed.to_vec(),
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shaping_parameters_and_profiles() {
+        let pairs = |query: &str| -> Vec<(String, String)> {
+            query
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        assert_eq!(Shaping::parse(&pairs("id=eq.1")), Shaping::default());
+        let shaping = Shaping::parse(&pairs("columns=b,\"a\",b,&on_conflict=email, org&cursor="));
+        assert_eq!(shaping.columns, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(
+            shaping.on_conflict,
+            Some(vec!["email".to_owned(), "org".to_owned()])
+        );
+        assert_eq!(shaping.cursor.as_deref(), Some(""));
+
+        let exposed = vec!["public".to_owned(), "api".to_owned()];
+        assert_eq!(profile(None, &exposed), Ok("public"));
+        assert_eq!(profile(Some("api"), &exposed), Ok("api"));
+        let error = profile(Some("auth"), &exposed).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`auth` is not one of the exposed schemas: public, api"
+        );
+    }
+
     use super::*;
 
     #[test]

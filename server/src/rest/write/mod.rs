@@ -18,7 +18,7 @@ use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::Expr;
-use basalt_core::rest::request::{Resolution, Return};
+use basalt_core::rest::request::{Resolution, Return, Shaping};
 use basalt_core::rest::{
     body_columns, check_values, delete_sql, insert_sql, put_row, update_sql, Conflict,
     InsertOptions, SelectItem, Table, WriteError,
@@ -65,7 +65,7 @@ pub async fn insert(
 ) -> Result<HttpResponse, HttpError> {
     let (prefer, pairs, target) = table_request(&state, &caller, &request, &path, "insert").await?;
     let (body_keys, objects) = insert_rows(body.into_inner())?;
-    let columns = listed_columns(&pairs).unwrap_or(body_keys);
+    let columns = Shaping::parse(&pairs).columns.unwrap_or(body_keys);
     let conflict_on = match prefer.resolution {
         Some(_) => Some(conflict_target(&pairs, &target.table)?),
         None => None,

@@ -13,32 +13,14 @@ pub fn insert_rows(body: Value) -> Result<(Vec<String>, Vec<Value>), HttpError> 
     Ok((columns, objects))
 }
 
-/// `columns=a,b`: the keys an insert reads (others in the body are ignored).
-pub(in crate::rest) fn listed_columns(pairs: &[(String, String)]) -> Option<Vec<String>> {
-    pairs
-        .iter()
-        .find(|(key, _)| key == "columns")
-        .map(|(_, list)| {
-            let mut columns: Vec<String> = list
-                .split(',')
-                .map(|c| c.trim().trim_matches('"').to_owned())
-                .filter(|c| !c.is_empty())
-                .collect();
-            columns.sort();
-            columns.dedup();
-            columns
-        })
-}
-
 /// `on_conflict=a,b`, or the primary key.
 pub(in crate::rest) fn conflict_target(
     pairs: &[(String, String)],
     table: &Table,
 ) -> Result<Vec<String>, HttpError> {
-    let target = match pairs.iter().find(|(key, _)| key == "on_conflict") {
-        Some((_, list)) => list.split(',').map(|c| c.trim().to_owned()).collect(),
-        None => table.primary_key.clone(),
-    };
+    let target = Shaping::parse(pairs)
+        .on_conflict
+        .unwrap_or_else(|| table.primary_key.clone());
     if target.is_empty() {
         return Err(WriteError::NoConflictTarget {
             table: table.name.clone(),
