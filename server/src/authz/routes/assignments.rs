@@ -19,34 +19,29 @@ pub(super) struct AssignBody {
 }
 
 pub(super) async fn assign_role(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<String>,
     body: Json<AssignBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     let id = user_id(&path)?;
     if body.role == engine_service_role() {
         return Err(invalid(
             "role: service_role is the server key's role and cannot be given to a user",
         ));
     }
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     if store::user_record(&transaction, id).await?.is_none() {
         return Err(ErrorCode::UserNotFound.into());
     }
     store::assign(&transaction, id, &body.role).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "user_role_added",
-        json!({"user_id": id, "role": body.role}),
-    )
-    .await?;
+    change
+        .commit(
+            transaction,
+            "user_role_added",
+            json!({"user_id": id, "role": body.role}),
+        )
+        .await?;
     Ok(HttpResponse::Created().json(json!({"user_id": id, "role": body.role})))
 }
 
@@ -55,29 +50,24 @@ pub(super) fn engine_service_role() -> &'static str {
 }
 
 pub(super) async fn unassign_role(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     let (id, role) = path.into_inner();
     let id = user_id(&id)?;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     if !store::unassign(&transaction, id, &role).await? {
         return Err(ApiError::new(ErrorCode::RoleNotFound)
             .with_details(format!("the user does not have role {role}"))
             .into());
     }
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "user_role_removed",
-        json!({"user_id": id, "role": role}),
-    )
-    .await?;
+    change
+        .commit(
+            transaction,
+            "user_role_removed",
+            json!({"user_id": id, "role": role}),
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

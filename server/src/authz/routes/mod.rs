@@ -114,30 +114,61 @@ fn valid_role_name(name: &str) -> Result<(), HttpError> {
     }
 }
 
-/// Audits the change, commits it, makes this replica use it at once and
-/// tells the others.
-async fn commit_change(
-    state: &AppState,
-    transaction: deadpool_postgres::Transaction<'_>,
-    caller: &Caller,
-    request: &HttpRequest,
-    event: &str,
-    details: Value,
-) -> Result<(), HttpError> {
-    let actor = Actor {
-        id: caller.user.map(|(user, _)| user),
-        role: &caller.role,
-        ip: request_ip(request, &state.trusted_proxies),
-    };
-    audit::audit(&transaction, event, actor, None, details).await?;
-    store::announce(&transaction).await?;
-    transaction.commit().await?;
-    // The change is saved; if this reload fails, the NOTIFY makes the
-    // listener of every replica, this one included, load it again.
-    if let Err(error) = state.authz().reload(&state.pool).await {
-        tracing::error!("cannot reload policies: {error:#}");
+/// An admin allowed to change the authorization data (`admin:authz`,
+/// `write`), with what applying a change needs.
+pub(super) struct Change {
+    caller: Caller,
+    ip: std::net::IpAddr,
+    state: Data<AppState>,
+}
+
+impl actix_web::FromRequest for Change {
+    type Error = HttpError;
+    type Future = std::future::Ready<Result<Self, HttpError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = request
+            .app_data::<Data<AppState>>()
+            .expect("the app registers its state")
+            .clone();
+        let admin = Admin::<AuthzWrite>::from_request(request, payload).into_inner();
+        std::future::ready(admin.map(|admin| Change {
+            caller: admin.caller,
+            ip: request_ip(request, &state.trusted_proxies),
+            state,
+        }))
     }
-    Ok(())
+}
+
+impl Change {
+    /// A connection to begin the change's transaction on.
+    async fn client(&self) -> Result<deadpool_postgres::Object, HttpError> {
+        Ok(self.state.pool.get().await?)
+    }
+
+    /// Audits the change, announces it, commits it, and makes this replica
+    /// use it at once (the announcement reaches the others).
+    async fn commit(
+        &self,
+        transaction: deadpool_postgres::Transaction<'_>,
+        event: &str,
+        details: Value,
+    ) -> Result<(), HttpError> {
+        let actor = Actor {
+            id: self.caller.user.map(|(user, _)| user),
+            role: &self.caller.role,
+            ip: self.ip,
+        };
+        audit::audit(&transaction, event, actor, None, details).await?;
+        store::announce(&transaction).await?;
+        transaction.commit().await?;
+        // The change is saved; if this reload fails, the NOTIFY makes the
+        // listener of every replica, this one included, load it again.
+        if let Err(error) = self.state.authz().reload(&self.state.pool).await {
+            tracing::error!("cannot reload policies: {error:#}");
+        }
+        Ok(())
+    }
 }
 
 fn taken_or_failed(error: tokio_postgres::Error, what: &str) -> HttpError {

@@ -108,79 +108,52 @@ async fn changeable_policy(client: &impl GenericClient, id: Uuid) -> Result<(), 
 }
 
 pub(super) async fn create_policy(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     body: Json<PolicyBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     validate_policy(&body)?;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     known_subject(&transaction, &body.subject).await?;
     check_condition_columns(&transaction, &body).await?;
     let policy = store::insert_policy(&transaction, &body).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "policy_created",
-        policy.clone(),
-    )
-    .await?;
+    change
+        .commit(transaction, "policy_created", policy.clone())
+        .await?;
     Ok(HttpResponse::Created().json(policy))
 }
 
 /// Replaces a policy's fields (the id stays).
 pub(super) async fn update_policy(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<String>,
     body: Json<PolicyBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
     validate_policy(&body)?;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     changeable_policy(&transaction, id).await?;
     known_subject(&transaction, &body.subject).await?;
     check_condition_columns(&transaction, &body).await?;
     let policy = store::update_policy(&transaction, id, &body).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "policy_updated",
-        policy.clone(),
-    )
-    .await?;
+    change
+        .commit(transaction, "policy_updated", policy.clone())
+        .await?;
     Ok(HttpResponse::Ok().json(policy))
 }
 
 pub(super) async fn delete_policy(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     let id: Uuid = path.parse().map_err(|_| invalid("id: not a UUID"))?;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     changeable_policy(&transaction, id).await?;
     store::delete_policy(&transaction, id).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "policy_deleted",
-        json!({"id": id}),
-    )
-    .await?;
+    change
+        .commit(transaction, "policy_deleted", json!({"id": id}))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

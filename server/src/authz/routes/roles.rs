@@ -21,28 +21,23 @@ pub(super) struct RoleBody {
 }
 
 pub(super) async fn create_role(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     body: Json<RoleBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     valid_role_name(&body.name)?;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     store::insert_role(&transaction, &body.name, &body.description).await?;
     for parent in &body.parents {
         link_parent(&transaction, &body.name, parent).await?;
     }
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "role_created",
-        json!({"role": body.name, "parents": body.parents}),
-    )
-    .await?;
+    change
+        .commit(
+            transaction,
+            "role_created",
+            json!({"role": body.name, "parents": body.parents}),
+        )
+        .await?;
     Ok(HttpResponse::Created()
         .json(json!({"name": body.name, "description": body.description, "parents": body.parents})))
 }
@@ -88,50 +83,32 @@ pub(super) struct RoleUpdate {
 
 /// Changes a role's description (its name is its identity: create another).
 pub(super) async fn update_role(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<String>,
     body: Json<RoleUpdate>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     changeable_role(&transaction, &path).await?;
     store::describe_role(&transaction, &path, &body.description).await?;
     let details = json!({"role": path.as_str(), "description": body.description});
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "role_updated",
-        details.clone(),
-    )
-    .await?;
+    change
+        .commit(transaction, "role_updated", details.clone())
+        .await?;
     Ok(HttpResponse::Ok().json(details))
 }
 
 pub(super) async fn delete_role(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     changeable_role(&transaction, &path).await?;
     store::delete_role(&transaction, &path).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "role_deleted",
-        json!({"role": path.as_str()}),
-    )
-    .await?;
+    change
+        .commit(transaction, "role_deleted", json!({"role": path.as_str()}))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -142,37 +119,29 @@ pub(super) struct ParentBody {
 }
 
 pub(super) async fn add_parent(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<String>,
     body: Json<ParentBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     link_parent(&transaction, &path, &body.parent).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "role_parent_added",
-        json!({"role": path.as_str(), "parent": body.parent}),
-    )
-    .await?;
+    change
+        .commit(
+            transaction,
+            "role_parent_added",
+            json!({"role": path.as_str(), "parent": body.parent}),
+        )
+        .await?;
     Ok(HttpResponse::Created().json(json!({"role": path.as_str(), "parent": body.parent})))
 }
 
 pub(super) async fn remove_parent(
-    admin: Admin<AuthzWrite>,
-    state: Data<AppState>,
-    request: HttpRequest,
+    change: Change,
     path: Path<(String, String)>,
 ) -> Result<HttpResponse, HttpError> {
-    let caller = admin.caller;
     let (role, parent) = path.into_inner();
-    let mut client = state.pool.get().await?;
+    let mut client = change.client().await?;
     let transaction = client.transaction().await?;
     let Some(source) = store::parent_source(&transaction, &role, &parent).await? else {
         return Err(ApiError::new(ErrorCode::RoleNotFound)
@@ -181,14 +150,12 @@ pub(super) async fn remove_parent(
     };
     not_declared(&source, &format!("{role} → {parent}"))?;
     store::delete_parent(&transaction, &role, &parent).await?;
-    commit_change(
-        &state,
-        transaction,
-        &caller,
-        &request,
-        "role_parent_removed",
-        json!({"role": role, "parent": parent}),
-    )
-    .await?;
+    change
+        .commit(
+            transaction,
+            "role_parent_removed",
+            json!({"role": role, "parent": parent}),
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
