@@ -120,6 +120,7 @@ impl BasaltBuilder {
             env,
             log_path,
             _work: work,
+            keys: std::sync::OnceLock::new(),
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
         };
         if self.wait_ready {
@@ -138,9 +139,11 @@ pub struct Basalt {
     log_path: PathBuf,
     _work: tempfile::TempDir,
     pub http: reqwest::Client,
+    keys: std::sync::OnceLock<Keys>,
 }
 
 /// The API keys `basalt keys` prints.
+#[derive(Clone)]
 pub struct Keys {
     pub anon: String,
     pub service_role: String,
@@ -217,14 +220,19 @@ impl Basalt {
         basalt_command(&self.env).args(args).output().unwrap()
     }
 
+    /// The keys of this server (asked of `basalt keys` once).
     pub fn keys(&self) -> Keys {
-        let output = self.run(&["keys"]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        parse_keys(&String::from_utf8_lossy(&output.stdout))
+        self.keys
+            .get_or_init(|| {
+                let output = self.run(&["keys"]);
+                assert!(
+                    output.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                parse_keys(&String::from_utf8_lossy(&output.stdout))
+            })
+            .clone()
     }
 
     pub fn signal(&self, signal: Signal) {

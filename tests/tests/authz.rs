@@ -2,46 +2,11 @@
 //! explainer, the admin API's checks, propagation between two servers sharing
 //! one database, and admin access granted by policy.
 
-use basalt_tests::client::Client;
 use basalt_tests::{Basalt, PgServer};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-struct Admin<'a> {
-    basalt: &'a Basalt,
-    key: String,
-}
-
-impl<'a> Admin<'a> {
-    fn new(basalt: &'a Basalt) -> Self {
-        Admin {
-            basalt,
-            key: basalt.keys().service_role,
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        call(self.basalt, &self.key, method, path, body).await
-    }
-}
-
-async fn call(
-    basalt: &Basalt,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = Client {
-        basalt,
-        key: key.to_owned(),
-        token: Some(key.to_owned()),
-    };
-    let answer = client.send(method, path, &[], body).await;
-    (answer.status, answer.json_or_null())
-}
 
 /// Replaces `{name}` placeholders with user ids, in strings at any depth.
 fn fill(value: &Value, ids: &HashMap<String, String>) -> Value {
@@ -70,7 +35,7 @@ async fn the_authorization_matrix() {
         serde_json::to_value(text.parse::<toml::Table>().unwrap()).unwrap()
     };
     let basalt = Basalt::start().await;
-    let admin = Admin::new(&basalt);
+    let admin = basalt.as_service();
     for role in matrix["roles"].as_array().unwrap() {
         let (status, body) = admin
             .call(
@@ -153,7 +118,7 @@ async fn the_authorization_matrix() {
 #[tokio::test]
 async fn explain_shows_the_sql_condition_for_a_real_table() {
     let basalt = Basalt::start().await;
-    let admin = Admin::new(&basalt);
+    let admin = basalt.as_service();
     basalt
         .admin_sql("create table posts (id serial primary key, author_id uuid, published boolean)")
         .await;
@@ -211,7 +176,7 @@ async fn explain_shows_the_sql_condition_for_a_real_table() {
 #[tokio::test]
 async fn bad_policies_and_roles_are_refused_with_reasons() {
     let basalt = Basalt::start().await;
-    let admin = Admin::new(&basalt);
+    let admin = basalt.as_service();
     let cases = [
         (
             json!({"subject": "authenticated", "object": "table:public.posts", "action": "read"}),
@@ -353,8 +318,8 @@ async fn a_change_on_one_server_reaches_another_sharing_the_database() {
         Basalt::builder().database_url(&url).start(),
         Basalt::builder().database_url(&url).start()
     );
-    let admin_a = Admin::new(&a);
-    let admin_b = Admin::new(&b);
+    let admin_a = a.as_service();
+    let admin_b = b.as_service();
     let question = json!({"subject": "anon", "object": "channel:lobby", "action": "subscribe"});
     let (_, before) = admin_b
         .call(
@@ -421,7 +386,7 @@ async fn a_change_on_one_server_reaches_another_sharing_the_database() {
 #[tokio::test]
 async fn admin_access_can_be_granted_by_policy() {
     let basalt = Basalt::start().await;
-    let admin = Admin::new(&basalt);
+    let admin = basalt.as_service();
     let anon = basalt.keys().anon;
     let (_, user) = admin
         .call(Method::POST, "/auth/v1/admin/users", Some(json!({"email": "ops@example.com", "password": "password one", "email_confirm": true})))
@@ -539,7 +504,7 @@ action = "subscribe"
             .start()
     };
     let first = start().await;
-    let admin = Admin::new(&first);
+    let admin = first.as_service();
     let (_, listed) = admin.call(Method::GET, "/admin/v1/policies", None).await;
     let policies = listed["policies"].as_array().unwrap().clone();
     assert_eq!(policies.len(), 2, "{listed}");
@@ -592,7 +557,8 @@ action = "subscribe"
 
     // Same file: same ids, nothing duplicated.
     let second = start().await;
-    let (_, again) = Admin::new(&second)
+    let (_, again) = second
+        .as_service()
         .call(Method::GET, "/admin/v1/policies", None)
         .await;
     let ids = |list: &Value| -> Vec<String> {
@@ -613,7 +579,8 @@ action = "subscribe"
     // A declaration removed from the file is removed from the database; API ones stay.
     std::fs::write(&file, declared.replace("[[authz.policies]]\nsubject = \"anon\"\nobject = \"channel:news\"\naction = \"subscribe\"\n", "")).unwrap();
     let third = start().await;
-    let (_, after) = Admin::new(&third)
+    let (_, after) = third
+        .as_service()
         .call(Method::GET, "/admin/v1/policies", None)
         .await;
     let objects: Vec<&str> = after["policies"]
@@ -628,7 +595,7 @@ action = "subscribe"
 #[tokio::test]
 async fn a_policy_can_be_updated_in_place() {
     let basalt = Basalt::start().await;
-    let admin = Admin::new(&basalt);
+    let admin = basalt.as_service();
     let (_, policy) = admin
         .call(
             Method::POST,
@@ -698,7 +665,7 @@ async fn a_policy_can_be_updated_in_place() {
 #[tokio::test]
 async fn no_way_around_the_service_role_and_no_widening_by_combination() {
     let basalt = Basalt::start().await;
-    let admin = Admin::new(&basalt);
+    let admin = basalt.as_service();
     let (_, user) = admin
         .call(
             Method::POST,

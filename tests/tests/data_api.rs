@@ -5,7 +5,6 @@
 //! too), batches, RPC, error mapping, the schema cache following DDL, and
 //! policy conditions inside embedded resources and counts.
 
-use basalt_tests::client::Client as Api;
 use basalt_tests::Basalt;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -43,26 +42,17 @@ insert into post_tags values (1, 1), (1, 2), (2, 2);
 const POSTS: &str = "we%22ird%3B%20tab.le";
 const POSTS_QUOTED: &str = "%22we%5C%22ird%3B%20tab.le%22";
 
-async fn fixture() -> (Basalt, String) {
+async fn fixture() -> Basalt {
     let basalt = Basalt::start().await;
     let response = basalt.admin_sql(FIXTURE).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-    let service = basalt.keys().service_role;
-    (basalt, service)
-}
-
-fn service<'a>(basalt: &'a Basalt, key: &str) -> Api<'a> {
-    Api {
-        basalt,
-        key: key.to_owned(),
-        token: None,
-    }
+    basalt
 }
 
 #[tokio::test]
 async fn embedding_every_shape_in_one_statement() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
 
     // Many-to-one with a rename, disambiguated by the FK column, and by the
     // constraint name; one-to-many with its own order and limit; many-to-many.
@@ -145,8 +135,8 @@ async fn embedding_every_shape_in_one_statement() {
 
 #[tokio::test]
 async fn select_renames_casts_json_paths_and_hostile_values() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let answer = api
         .get("/rest/v1/Authors?select=who:%22Full%20Name%22,id::text,city:bio->>city,first_lang:bio->langs->>0,bio->langs&order=id&bio->>city=like.*o*")
         .await;
@@ -235,8 +225,8 @@ async fn select_renames_casts_json_paths_and_hostile_values() {
 
 #[tokio::test]
 async fn pagination_by_range_offset_and_cursor_with_every_count() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let insert = (0..25)
         .map(|i| json!({"label": format!("t{i:02}")}))
         .collect::<Vec<_>>();
@@ -370,8 +360,8 @@ async fn pagination_by_range_offset_and_cursor_with_every_count() {
 
 #[tokio::test]
 async fn formats_csv_and_single_object() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let answer = api
         .send(
             Method::GET,
@@ -400,8 +390,8 @@ async fn formats_csv_and_single_object() {
 
 #[tokio::test]
 async fn writes_upserts_and_every_prefer() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     // Bulk insert with missing=default: an absent key takes the default, a
     // null stays null; columns= ignores other keys.
     let answer = api
@@ -547,8 +537,8 @@ async fn writes_upserts_and_every_prefer() {
 
 #[tokio::test]
 async fn database_errors_map_to_documented_statuses() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let cases = [
         (
             "/rest/v1/tags",
@@ -613,17 +603,13 @@ async fn database_errors_map_to_documented_statuses() {
 
 #[tokio::test]
 async fn the_schema_cache_follows_ddl_on_every_replica() {
-    let (basalt, key) = fixture().await;
+    let basalt = fixture().await;
     let other = Basalt::builder()
         .database_url(basalt.database_url().unwrap())
         .start()
         .await;
-    let api = service(&basalt, &key);
-    let other_api = Api {
-        basalt: &other,
-        key: other.keys().service_role,
-        token: None,
-    };
+    let api = basalt.as_service();
+    let other_api = other.as_service();
     // Warm both caches, then change the schema through SQL.
     assert_eq!(
         other_api
@@ -679,8 +665,8 @@ async fn the_schema_cache_follows_ddl_on_every_replica() {
 
 #[tokio::test]
 async fn rpc_calls_functions_with_named_arguments() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let response = basalt
         .admin_sql(
             r#"create function add_them(a int, b int default 10) returns int language sql immutable as $$ select a + b $$;
@@ -780,8 +766,8 @@ async fn rpc_calls_functions_with_named_arguments() {
 
 #[tokio::test]
 async fn idempotency_keys_replay_and_never_write_twice() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let post = |idempotency: &'static str, label: &'static str| {
         let api = &api;
         async move {
@@ -842,8 +828,8 @@ async fn idempotency_keys_replay_and_never_write_twice() {
 
 #[tokio::test]
 async fn batches_commit_together_or_not_at_all() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     let answer = api
         .send(
             Method::POST,
@@ -936,27 +922,23 @@ async fn batches_commit_together_or_not_at_all() {
 /// refuses the read, and `!inner` counts only visible rows.
 #[tokio::test]
 async fn policy_conditions_apply_to_embedded_rows_and_counts() {
-    let (basalt, key) = fixture().await;
-    let admin = service(&basalt, &key);
-    let anon_key = basalt.keys().anon;
+    let basalt = fixture().await;
+    let admin = basalt.as_service();
     let user = admin
         .send(Method::POST, "/auth/v1/admin/users", &[], Some(json!({"email": "u@example.com", "password": "password one", "email_confirm": true})))
         .await
         .json();
     assert!(user["id"].is_string(), "{user}");
-    let session = Api {
-        basalt: &basalt,
-        key: anon_key.clone(),
-        token: None,
-    }
-    .send(
-        Method::POST,
-        "/auth/v1/token?grant_type=password",
-        &[],
-        Some(json!({"email": "u@example.com", "password": "password one"})),
-    )
-    .await
-    .json();
+    let session = basalt
+        .as_anon()
+        .send(
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            &[],
+            Some(json!({"email": "u@example.com", "password": "password one"})),
+        )
+        .await
+        .json();
     let response = basalt
         .admin_sql(r#"grant select on all tables in schema public to authenticated"#)
         .await;
@@ -971,11 +953,7 @@ async fn policy_conditions_apply_to_embedded_rows_and_counts() {
             .await;
         assert_eq!(answer.status, 201, "{}", answer.text);
     }
-    let user_api = Api {
-        basalt: &basalt,
-        key: anon_key,
-        token: Some(session["access_token"].as_str().unwrap().to_owned()),
-    };
+    let user_api = basalt.as_user(session["access_token"].as_str().unwrap());
     let answer = user_api
         .send(
             Method::GET,
@@ -1014,14 +992,14 @@ async fn policy_conditions_apply_to_embedded_rows_and_counts() {
 /// generated from the schema cache.
 #[tokio::test]
 async fn openapi_describes_what_the_caller_may_do() {
-    let (basalt, key) = fixture().await;
+    let basalt = fixture().await;
     basalt
         .admin_sql("create function add_them(a int, b int default 10) returns int language sql immutable as $$ select a + b $$")
         .await;
     basalt
         .admin_sql("select pg_notify('basalt_schema', '')")
         .await;
-    let api = service(&basalt, &key);
+    let api = basalt.as_service();
     // The fixture's tables arrive through NOTIFY (the document names no
     // table, so it never reloads on a miss).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -1060,11 +1038,7 @@ async fn openapi_describes_what_the_caller_may_do() {
     }
     // The anon key, with no policy granting it anything, sees no paths; a
     // grant of select on one table shows that table's GET only.
-    let anon = Api {
-        basalt: &basalt,
-        key: basalt.keys().anon,
-        token: None,
-    };
+    let anon = basalt.as_anon();
     assert_eq!(anon.get("/rest/v1/").await.json()["paths"], json!({}));
     let answer = api
         .send(
@@ -1094,8 +1068,7 @@ async fn openapi_describes_what_the_caller_may_do() {
 #[tokio::test]
 async fn schema_changes_through_the_admin_api_are_recorded_and_reproducible() {
     let basalt = Basalt::start().await;
-    let key = basalt.keys().service_role;
-    let api = service(&basalt, &key);
+    let api = basalt.as_service();
     let send = |method: Method, path: &'static str, body: Value| {
         let api = &api;
         async move { api.send(method, path, &[], Some(body)).await }
@@ -1252,11 +1225,7 @@ async fn schema_changes_through_the_admin_api_are_recorded_and_reproducible() {
             "create index on tasks"
         ]
     );
-    let anon = Api {
-        basalt: &basalt,
-        key: basalt.keys().anon,
-        token: None,
-    };
+    let anon = basalt.as_anon();
     assert_eq!(anon.get("/admin/v1/tables").await.status, 403);
 
     // Exported, the history rebuilds the same tables in an empty database.
@@ -1312,8 +1281,8 @@ async fn schema_changes_through_the_admin_api_are_recorded_and_reproducible() {
 /// 4xx carries the error body.
 #[tokio::test]
 async fn the_url_grammar_never_yields_a_server_error() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     // xorshift64*, seeded: the same requests on every run.
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move |n: usize| -> usize {
@@ -1603,8 +1572,7 @@ async fn a_failed_role_switch_answers_no_rows() {
         .admin_sql("create table secrets (id int); insert into secrets values (42)")
         .await;
     assert_eq!(response.status(), 200);
-    let key = basalt.keys().service_role;
-    let api = service(&basalt, &key);
+    let api = basalt.as_service();
     let answer = api
         .send(
             Method::POST,
@@ -1614,11 +1582,7 @@ async fn a_failed_role_switch_answers_no_rows() {
         )
         .await;
     assert_eq!(answer.status, 201, "{}", answer.text);
-    let anon = Api {
-        basalt: &basalt,
-        key: basalt.keys().anon,
-        token: None,
-    };
+    let anon = basalt.as_anon();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let answer = anon.get("/rest/v1/secrets").await;
@@ -1647,8 +1611,7 @@ async fn extra_schemas_are_picked_by_profile_headers() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let key = basalt.keys().service_role;
-    let api = service(&basalt, &key);
+    let api = basalt.as_service();
     assert_eq!(
         api.get("/rest/v1/items").await.text,
         "[]",
@@ -1701,11 +1664,7 @@ async fn extra_schemas_are_picked_by_profile_headers() {
         )
         .await;
     assert_eq!(answer.status, 201, "{}", answer.text);
-    let anon = Api {
-        basalt: &basalt,
-        key: basalt.keys().anon,
-        token: None,
-    };
+    let anon = basalt.as_anon();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let answer = anon
@@ -1739,8 +1698,8 @@ async fn extra_schemas_are_picked_by_profile_headers() {
 /// condition, idempotency keys shared by all anonymous callers.
 #[tokio::test]
 async fn hostile_requests_are_refused_and_hidden_data_stays_hidden() {
-    let (basalt, key) = fixture().await;
-    let api = service(&basalt, &key);
+    let basalt = fixture().await;
+    let api = basalt.as_service();
     for path in [
         "/rest/v1/tags?select=id::text%20from%20secrets%20t0%20union%20select%20label".to_owned(),
         format!(
@@ -1816,11 +1775,7 @@ async fn hostile_requests_are_refused_and_hidden_data_stays_hidden() {
             .await;
         assert_eq!(answer.status, 201, "{}", answer.text);
     }
-    let user = Api {
-        basalt: &basalt,
-        key: basalt.keys().anon,
-        token: Some(token),
-    };
+    let user = basalt.as_user(&token);
     // Filtering an update on a column the caller may neither update nor
     // read is refused; on one it may read (score), it is allowed.
     let answer = user
@@ -1879,11 +1834,7 @@ async fn hostile_requests_are_refused_and_hidden_data_stays_hidden() {
         )
         .await;
     assert_eq!(answer.status, 201, "{}", answer.text);
-    let anon = Api {
-        basalt: &basalt,
-        key: basalt.keys().anon,
-        token: None,
-    };
+    let anon = basalt.as_anon();
     let answer = anon
         .send(
             Method::POST,
@@ -1910,8 +1861,7 @@ async fn every_filter_operator_over_http() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let key = basalt.keys().service_role;
-    let api = service(&basalt, &key);
+    let api = basalt.as_service();
     let cases: &[(&str, &str, &[i64])] = &[
         ("posts", "id=eq.3", &[3]),
         ("posts", "id=neq.3", &[1, 2, 4, 5]),

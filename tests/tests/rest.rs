@@ -2,27 +2,9 @@
 //! in force: row conditions in the SQL, column lists, 401/403, and RLS as a
 //! second layer that still hides rows the policies allow.
 
-use basalt_tests::client::Client;
 use basalt_tests::Basalt;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-async fn call(
-    basalt: &Basalt,
-    key: &str,
-    bearer: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = Client {
-        basalt,
-        key: key.to_owned(),
-        token: bearer.map(str::to_owned),
-    };
-    let answer = client.send(method, path, &[], body).await;
-    (answer.status, answer.json_or_null())
-}
 
 fn titles(rows: &Value) -> Vec<&str> {
     rows.as_array()
@@ -36,10 +18,11 @@ fn titles(rows: &Value) -> Vec<&str> {
 async fn reads_obey_policies_and_row_level_security() {
     let basalt = Basalt::start().await;
     let keys = basalt.keys();
-    let service = keys.service_role.as_str();
     let anon = keys.anon.as_str();
+    let service = basalt.as_service();
     let admin = |method: Method, path: &'static str, body: Value| {
-        call(&basalt, service, None, method, path, Some(body))
+        let service = &service;
+        async move { service.call(method, path, Some(body)).await }
     };
 
     let mut ids = Vec::new();
@@ -47,15 +30,14 @@ async fn reads_obey_policies_and_row_level_security() {
     for name in ["alice", "bob"] {
         let (_, user) = admin(Method::POST, "/auth/v1/admin/users", json!({"email": format!("{name}@example.com"), "password": "password one", "email_confirm": true})).await;
         ids.push(user["id"].as_str().unwrap().to_owned());
-        let (_, session) = call(
-            &basalt,
-            anon,
-            None,
-            Method::POST,
-            "/auth/v1/token?grant_type=password",
-            Some(json!({"email": format!("{name}@example.com"), "password": "password one"})),
-        )
-        .await;
+        let (_, session) = basalt
+            .as_anon()
+            .call(
+                Method::POST,
+                "/auth/v1/token?grant_type=password",
+                Some(json!({"email": format!("{name}@example.com"), "password": "password one"})),
+            )
+            .await;
         tokens.push(session["access_token"].as_str().unwrap().to_owned());
     }
     let (alice, bob) = (&ids[0], &ids[1]);
@@ -83,18 +65,20 @@ async fn reads_obey_policies_and_row_level_security() {
     }
 
     // Anonymous: published rows, only the allowed columns; RLS hides one more.
-    let (status, rows) = call(
-        &basalt,
-        anon,
-        None,
-        Method::GET,
-        "/rest/v1/posts?select=id,title,published&order=id",
-        None,
-    )
-    .await;
+    let (status, rows) = basalt
+        .as_anon()
+        .call(
+            Method::GET,
+            "/rest/v1/posts?select=id,title,published&order=id",
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{rows}");
     assert_eq!(titles(&rows), vec!["alice public"]);
-    let (status, body) = call(&basalt, anon, None, Method::GET, "/rest/v1/posts", None).await;
+    let (status, body) = basalt
+        .as_anon()
+        .call(Method::GET, "/rest/v1/posts", None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (401, Some("login_required")),
@@ -107,101 +91,77 @@ async fn reads_obey_policies_and_row_level_security() {
             .contains("id, published, title"),
         "{body}"
     );
-    let (status, body) = call(
-        &basalt,
-        anon,
-        None,
-        Method::GET,
-        "/rest/v1/posts?select=title&secret=eq.s1",
-        None,
-    )
-    .await;
+    let (status, body) = basalt
+        .as_anon()
+        .call(
+            Method::GET,
+            "/rest/v1/posts?select=title&secret=eq.s1",
+            None,
+        )
+        .await;
     assert_eq!(
         status, 401,
         "filtering on a hidden column is refused too: {body}"
     );
-    let (status, body) = call(
-        &basalt,
-        anon,
-        None,
-        Method::GET,
-        "/rest/v1/posts?select=title&order=secret",
-        None,
-    )
-    .await;
+    let (status, body) = basalt
+        .as_anon()
+        .call(
+            Method::GET,
+            "/rest/v1/posts?select=title&order=secret",
+            None,
+        )
+        .await;
     assert_eq!(
         status, 401,
         "sorting on a hidden column is refused too: {body}"
     );
 
     // Alice: her draft and the published rows, every column.
-    let (status, rows) = call(
-        &basalt,
-        anon,
-        Some(&tokens[0]),
-        Method::GET,
-        "/rest/v1/posts?order=id",
-        None,
-    )
-    .await;
+    let (status, rows) = basalt
+        .as_user(&tokens[0])
+        .call(Method::GET, "/rest/v1/posts?order=id", None)
+        .await;
     assert_eq!(status, 200, "{rows}");
     assert_eq!(titles(&rows), vec!["alice draft", "alice public"]);
     assert_eq!(rows[0]["secret"], "s1");
     // Bob: his own draft, not Alice's.
-    let (_, rows) = call(
-        &basalt,
-        anon,
-        Some(&tokens[1]),
-        Method::GET,
-        "/rest/v1/posts?order=id.desc",
-        None,
-    )
-    .await;
+    let (_, rows) = basalt
+        .as_user(&tokens[1])
+        .call(Method::GET, "/rest/v1/posts?order=id.desc", None)
+        .await;
     assert_eq!(titles(&rows), vec!["bob draft", "alice public"]);
     // Filters, order and limit compose with the condition.
-    let (_, rows) = call(
-        &basalt,
-        anon,
-        Some(&tokens[0]),
-        Method::GET,
-        "/rest/v1/posts?title=ilike.*ALICE*&order=id.desc&limit=1",
-        None,
-    )
-    .await;
+    let (_, rows) = basalt
+        .as_user(&tokens[0])
+        .call(
+            Method::GET,
+            "/rest/v1/posts?title=ilike.*ALICE*&order=id.desc&limit=1",
+            None,
+        )
+        .await;
     assert_eq!(titles(&rows), vec!["alice public"]);
-    let (_, rows) = call(
-        &basalt,
-        anon,
-        Some(&tokens[1]),
-        Method::GET,
-        &format!("/rest/v1/posts?author_id=eq.{alice}&published=is.false"),
-        None,
-    )
-    .await;
+    let (_, rows) = basalt
+        .as_user(&tokens[1])
+        .call(
+            Method::GET,
+            &format!("/rest/v1/posts?author_id=eq.{alice}&published=is.false"),
+            None,
+        )
+        .await;
     assert_eq!(rows, json!([]), "another user's draft is simply not there");
 
     // The service_role key bypasses policies (and sees through RLS as the owner role).
-    let (_, rows) = call(
-        &basalt,
-        service,
-        None,
-        Method::GET,
-        "/rest/v1/posts?select=title&order=id",
-        None,
-    )
-    .await;
+    let (_, rows) = basalt
+        .as_service()
+        .call(Method::GET, "/rest/v1/posts?select=title&order=id", None)
+        .await;
     assert_eq!(titles(&rows).len(), 4);
 
     // A policy on a table whose grant was revoked: PostgreSQL refuses, and says what to grant.
-    let (status, body) = call(
-        &basalt,
-        anon,
-        Some(&tokens[0]),
-        Method::GET,
-        "/rest/v1/private_notes",
-        None,
-    )
-    .await;
+    let (status, body) = basalt
+        .as_user(&tokens[0])
+        .call(Method::GET, "/rest/v1/private_notes", None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("forbidden")),
@@ -218,21 +178,19 @@ async fn reads_obey_policies_and_row_level_security() {
     // Clear errors for bad input.
     // A table nobody granted you: refused before it is looked up, so the
     // answer does not tell whether it exists; the service key gets a hint.
-    let (status, body) = call(
-        &basalt,
-        anon,
-        Some(&tokens[0]),
-        Method::GET,
-        "/rest/v1/psots",
-        None,
-    )
-    .await;
+    let (status, body) = basalt
+        .as_user(&tokens[0])
+        .call(Method::GET, "/rest/v1/psots", None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("forbidden")),
         "{body}"
     );
-    let (status, body) = call(&basalt, service, None, Method::GET, "/rest/v1/psots", None).await;
+    let (status, body) = basalt
+        .as_service()
+        .call(Method::GET, "/rest/v1/psots", None)
+        .await;
     assert_eq!(
         (status, body["code"].as_str(), body["hint"].as_str()),
         (404, Some("table_not_found"), Some("Did you mean `posts`?"))
@@ -244,7 +202,10 @@ async fn reads_obey_policies_and_row_level_security() {
         "/rest/v1/posts?title=fts(nonexistent).x",
         "/rest/v1/posts?title=fts.a b",
     ] {
-        let (status, body) = call(&basalt, anon, Some(&tokens[0]), Method::GET, path, None).await;
+        let (status, body) = basalt
+            .as_user(&tokens[0])
+            .call(Method::GET, path, None)
+            .await;
         assert_eq!(
             (status, body["code"].as_str()),
             (400, Some("invalid_query")),
@@ -270,7 +231,10 @@ async fn reads_obey_policies_and_row_level_security() {
         "/rest/v1/posts?order=id.sideways",
         "/rest/v1/posts?limit=many",
     ] {
-        let (status, body) = call(&basalt, anon, Some(&tokens[0]), Method::GET, path, None).await;
+        let (status, body) = basalt
+            .as_user(&tokens[0])
+            .call(Method::GET, path, None)
+            .await;
         assert_eq!(
             (status, body["code"].as_str()),
             (400, Some("invalid_query")),
@@ -284,25 +248,20 @@ async fn reads_obey_policies_and_row_level_security() {
 async fn counts_ranges_and_single_rows_respect_the_conditions() {
     let basalt = Basalt::start().await;
     let keys = basalt.keys();
-    let (_, user) = call(
-        &basalt,
-        &keys.service_role,
-        None,
-        Method::POST,
+    let (_, user) = basalt.as_service().call(Method::POST,
         "/auth/v1/admin/users",
         Some(json!({"email": "c@example.com", "password": "password one", "email_confirm": true})),
     )
     .await;
     let me = user["id"].as_str().unwrap().to_owned();
-    let (_, session) = call(
-        &basalt,
-        &keys.anon,
-        None,
-        Method::POST,
-        "/auth/v1/token?grant_type=password",
-        Some(json!({"email": "c@example.com", "password": "password one"})),
-    )
-    .await;
+    let (_, session) = basalt
+        .as_anon()
+        .call(
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            Some(json!({"email": "c@example.com", "password": "password one"})),
+        )
+        .await;
     let token = session["access_token"].as_str().unwrap().to_owned();
     let setup = format!(
         "create table items (id int primary key, owner uuid, title text);
@@ -310,7 +269,7 @@ async fn counts_ranges_and_single_rows_respect_the_conditions() {
          grant select on items to authenticated;"
     );
     assert_eq!(basalt.admin_sql(&setup).await.status(), 200);
-    let (status, _) = call(&basalt, &keys.service_role, None, Method::POST, "/admin/v1/policies",
+    let (status, _) = basalt.as_service().call(Method::POST, "/admin/v1/policies",
         Some(json!({"subject": "authenticated", "object": "table:public.items", "action": "select", "condition": "owner=eq.{auth.uid}"}))).await;
     assert_eq!(status, 201);
 
@@ -399,22 +358,20 @@ async fn counts_ranges_and_single_rows_respect_the_conditions() {
 async fn writes_obey_conditions_and_column_lists() {
     let basalt = Basalt::start().await;
     let keys = basalt.keys();
-    let service = keys.service_role.as_str();
     let anon = keys.anon.as_str();
     let mut ids = Vec::new();
     let mut tokens = Vec::new();
     for name in ["alice", "bob"] {
-        let (_, user) = call(&basalt, service, None, Method::POST, "/auth/v1/admin/users", Some(json!({"email": format!("{name}@example.com"), "password": "password one", "email_confirm": true}))).await;
+        let (_, user) = basalt.as_service().call(Method::POST, "/auth/v1/admin/users", Some(json!({"email": format!("{name}@example.com"), "password": "password one", "email_confirm": true}))).await;
         ids.push(user["id"].as_str().unwrap().to_owned());
-        let (_, session) = call(
-            &basalt,
-            anon,
-            None,
-            Method::POST,
-            "/auth/v1/token?grant_type=password",
-            Some(json!({"email": format!("{name}@example.com"), "password": "password one"})),
-        )
-        .await;
+        let (_, session) = basalt
+            .as_anon()
+            .call(
+                Method::POST,
+                "/auth/v1/token?grant_type=password",
+                Some(json!({"email": format!("{name}@example.com"), "password": "password one"})),
+            )
+            .await;
         tokens.push(session["access_token"].as_str().unwrap().to_owned());
     }
     let (alice, bob) = (ids[0].clone(), ids[1].clone());
@@ -429,15 +386,10 @@ async fn writes_obey_conditions_and_column_lists() {
         json!({"subject": "authenticated", "object": "table:public.notes", "action": "update", "condition": "owner=eq.{auth.uid}", "columns": ["title", "published"]}),
         json!({"subject": "authenticated", "object": "table:public.notes", "action": "delete", "condition": "owner=eq.{auth.uid}"}),
     ] {
-        let (status, body) = call(
-            &basalt,
-            service,
-            None,
-            Method::POST,
-            "/admin/v1/policies",
-            Some(policy),
-        )
-        .await;
+        let (status, body) = basalt
+            .as_service()
+            .call(Method::POST, "/admin/v1/policies", Some(policy))
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let write = |token: &str, method: Method, path: &str, body: Option<Value>, represent: bool| {
@@ -649,25 +601,20 @@ async fn unconditional_writes_and_what_a_representation_shows() {
     let basalt = Basalt::start().await;
     let keys = basalt.keys();
     let service = keys.service_role.as_str();
-    let (_, user) = call(
-        &basalt,
-        service,
-        None,
-        Method::POST,
+    let (_, user) = basalt.as_service().call(Method::POST,
         "/auth/v1/admin/users",
         Some(json!({"email": "w@example.com", "password": "password one", "email_confirm": true})),
     )
     .await;
     assert!(user["id"].is_string());
-    let (_, session) = call(
-        &basalt,
-        &keys.anon,
-        None,
-        Method::POST,
-        "/auth/v1/token?grant_type=password",
-        Some(json!({"email": "w@example.com", "password": "password one"})),
-    )
-    .await;
+    let (_, session) = basalt
+        .as_anon()
+        .call(
+            Method::POST,
+            "/auth/v1/token?grant_type=password",
+            Some(json!({"email": "w@example.com", "password": "password one"})),
+        )
+        .await;
     let token = session["access_token"].as_str().unwrap().to_owned();
     let setup = "create table staff (id int primary key, name text, salary int);
                  grant select, insert, update, delete on staff to authenticated;";
@@ -677,15 +624,10 @@ async fn unconditional_writes_and_what_a_representation_shows() {
         json!({"subject": "authenticated", "object": "table:public.staff", "action": "update", "columns": ["name"]}),
         json!({"subject": "authenticated", "object": "table:public.staff", "action": "select", "columns": ["id", "name"]}),
     ] {
-        let (status, body) = call(
-            &basalt,
-            service,
-            None,
-            Method::POST,
-            "/admin/v1/policies",
-            Some(policy),
-        )
-        .await;
+        let (status, body) = basalt
+            .as_service()
+            .call(Method::POST, "/admin/v1/policies", Some(policy))
+            .await;
         assert_eq!(status, 201, "{body}");
     }
     let post = |key: &str, bearer: Option<&str>, method: Method, path: &str, body: Value| {
