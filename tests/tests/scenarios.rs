@@ -2,7 +2,7 @@
 //! (see `basalt_tests::scenario`).
 
 use basalt_tests::client::Client;
-use basalt_tests::scenario::Scenario;
+use basalt_tests::scenario::{Fixture, Scenario};
 use basalt_tests::Basalt;
 use serde_json::json;
 use std::collections::HashMap;
@@ -30,6 +30,9 @@ async fn every_surface_refuses_with_a_catalogue_error() {
         .await
         .expect(200);
     let (alice, _) = Client::user(&basalt, "alice@example.com").await;
-    let users = HashMap::from([("alice".to_owned(), alice.token.unwrap())]);
-    Scenario::run_all(&Scenario::load("scenarios/errors.toml"), &basalt, &users).await;
+    let fixture = Fixture {
+        tokens: HashMap::from([("alice".to_owned(), alice.token.unwrap())]),
+        ..Fixture::default()
+    };
+    Scenario::run_all(&Scenario::load("scenarios/errors.toml"), &basalt, &fixture).await;
 }
