@@ -129,32 +129,7 @@ pub(in crate::storage) async fn list(
             })?
         }
     };
-    let statement = format!(
-        "WITH visible AS (
-             SELECT o.*, substr(o.name, char_length($2::text) + 1) AS rest
-             FROM storage.objects o
-             WHERE o.bucket_id = $1::text AND o.name LIKE $6::text AND ({condition})
-         ), entries AS (
-             SELECT split_part(rest, '/', 1) AS entry, true AS folder, NULL::uuid AS id,
-                    NULL::timestamptz AS created_at, NULL::timestamptz AS updated_at,
-                    NULL::bigint AS size, NULL::text AS content_type,
-                    NULL::text AS cache_control, NULL::text AS checksum
-             FROM visible WHERE strpos(rest, '/') > 0 GROUP BY 1
-             UNION ALL
-             SELECT rest, false, id, created_at, updated_at, size, content_type, cache_control, checksum
-             FROM visible WHERE strpos(rest, '/') = 0
-         )
-         SELECT entry, folder, id, created_at, updated_at, size, content_type, cache_control, checksum
-         FROM entries
-         WHERE $3::text = '' OR strpos(lower(entry), lower($3::text)) > 0
-         ORDER BY {sort} {order} NULLS LAST, entry
-         LIMIT $4::text::bigint OFFSET $5::text::bigint"
-    );
-    let values = crate::rest::boxed(params);
-    let client = state.pool.get().await?;
-    let rows = client
-        .query(&statement, &crate::rest::references(&values))
-        .await?;
+    let rows = store::list(&state.pool.get().await?, &condition, sort, order, params).await?;
     let entries: Vec<Value> = rows
         .iter()
         .map(|row| {

@@ -91,13 +91,7 @@ pub(in crate::storage) async fn move_object(
 ) -> Result<HttpResponse, HttpError> {
     let ends = endpoints(&state, &caller, &body, "delete").await?;
     let client = state.pool.get().await?;
-    let moved = client
-        .execute(
-            "UPDATE storage.objects SET bucket_id = $2, name = $3, updated_at = now()
-             WHERE id = $1 AND NOT EXISTS (
-                 SELECT 1 FROM storage.objects WHERE bucket_id = $2 AND name = $3)",
-            &[&ends.source.id, &ends.destination.id, &ends.name],
-        )
+    let moved = store::rename(&client, ends.source.id, &ends.destination.id, &ends.name)
         .await
         .map_err(|error| match error.code() {
             Some(code) if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => {
@@ -105,7 +99,7 @@ pub(in crate::storage) async fn move_object(
             }
             _ => HttpError::from(error),
         })?;
-    if moved == 0 {
+    if !moved {
         return Err(exists_error(&ends.destination.id, &ends.name));
     }
     Ok(HttpResponse::Ok().json(json!({ "message": "Successfully moved" })))
@@ -224,16 +218,9 @@ pub(in crate::storage) async fn delete_objects(
         .collect();
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let rows = transaction
-        .query(
-            &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2) FOR UPDATE"),
-            &[&bucket.id, &names],
-        )
-        .await
-        ?;
-    let allowed: Vec<Object> = rows
-        .iter()
-        .map(Object::from_row)
+    let allowed: Vec<Object> = store::objects(&transaction, &bucket.id, names, true)
+        .await?
+        .into_iter()
         .filter(|object| {
             decisions.get(object.name.as_str()).is_some_and(|decision| {
                 row_allowed(decision, &object.policy_row(), caller) == Some(true)
@@ -241,9 +228,7 @@ pub(in crate::storage) async fn delete_objects(
         })
         .collect();
     let ids: Vec<Uuid> = allowed.iter().map(|object| object.id).collect();
-    transaction
-        .execute("DELETE FROM storage.objects WHERE id = ANY($1)", &[&ids])
-        .await?;
+    store::delete(&transaction, &ids).await?;
     transaction.commit().await?;
     drop(client);
     for object in &allowed {

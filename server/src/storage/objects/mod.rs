@@ -7,6 +7,7 @@ mod download;
 mod listing;
 mod manage;
 mod signing;
+mod store;
 mod upload;
 
 pub(super) use download::*;
@@ -19,7 +20,6 @@ use super::backend::{new_object_key, BlobWriter};
 use super::TRANSFER_LIMITS;
 use super::{
     backend_failed, decide, denied, find_bucket, invalid, policy_row, row_allowed, Bucket, Object,
-    OBJECT_COLUMNS,
 };
 use crate::authz::engine::Decision;
 use crate::error::HttpError;
@@ -126,16 +126,7 @@ pub(super) async fn object_row(
     bucket: &str,
     name: &str,
 ) -> Result<Option<Object>, HttpError> {
-    let client = state.pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2"
-            ),
-            &[&bucket, &name],
-        )
-        .await?;
-    Ok(row.map(|row| Object::from_row(&row)))
+    store::object(&state.pool.get().await?, bucket, name, false).await
 }
 
 async fn find_object(state: &AppState, bucket: &str, name: &str) -> Result<Object, HttpError> {

@@ -102,16 +102,9 @@ pub(in crate::storage) async fn sign_many(
     let bucket = find_bucket(&state, &bucket).await.ok();
     let mut objects: HashMap<String, Object> = HashMap::new();
     if let Some(bucket) = &bucket {
-        let client = state.pool.get().await?;
-        for row in client
-            .query(
-                &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = ANY($2)"),
-                &[&bucket.id, &body.paths],
-            )
-            .await
-            ?
+        for object in
+            store::objects(&state.pool.get().await?, &bucket.id, &body.paths, false).await?
         {
-            let object = Object::from_row(&row);
             objects.insert(object.name.clone(), object);
         }
     }
@@ -225,17 +218,8 @@ pub(in crate::storage) async fn signed_upload(
 ) -> Result<HttpResponse, HttpError> {
     let (bucket, name) = target(&request, "/storage/v1/object/upload/sign/")?;
     let token = verify(&state, query.token.as_deref(), "upload", &bucket, &name)?;
-    {
-        let client = state.pool.get().await?;
-        let spent = client
-            .query_opt(
-                "SELECT 1 FROM storage.spent_upload_tokens WHERE id = $1",
-                &[&token.id],
-            )
-            .await?;
-        if spent.is_some() {
-            return Err(ErrorCode::SignedUploadUsed.into());
-        }
+    if store::token_spent(&state.pool.get().await?, &token.id).await? {
+        return Err(ErrorCode::SignedUploadUsed.into());
     }
     let bucket = find_bucket(&state, &bucket).await?;
     let mode = Mode::creating(token.upsert);

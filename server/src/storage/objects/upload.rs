@@ -301,10 +301,7 @@ pub(in crate::storage) async fn discard_unreferenced(state: &AppState, key: &str
     let Ok(client) = state.pool.get().await else {
         return;
     };
-    if let Ok(None) = client
-        .query_opt("SELECT 1 FROM storage.objects WHERE blob = $1", &[&key])
-        .await
-    {
+    if let Ok(false) = store::blob_referenced(&client, key).await {
         drop(client);
         discard(state, key).await;
     }
@@ -381,23 +378,9 @@ pub(in crate::storage) async fn commit_metadata(
     };
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let existing = transaction
-        .query_opt(
-            &format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2 FOR UPDATE"),
-            &[&bucket.id, &name],
-        )
-        .await
-        ?
-        .map(|row| Object::from_row(&row));
+    let existing = store::object(&transaction, &bucket.id, name, true).await?;
     if let Writer::Token(token) = writer {
-        let spent = transaction
-            .execute(
-                "INSERT INTO storage.spent_upload_tokens (id, expires_at)
-                 VALUES ($1, to_timestamp($2)) ON CONFLICT DO NOTHING",
-                &[&token.id, &(token.exp as f64)],
-            )
-            .await?;
-        if spent == 0 {
+        if !store::spend_token(&transaction, &token.id, token.exp).await? {
             return Err(ErrorCode::SignedUploadUsed.into());
         }
     }
@@ -408,57 +391,26 @@ pub(in crate::storage) async fn commit_metadata(
             if !writer.may_replace(&old) {
                 return Err(denied("write"));
             }
-            let row = transaction
-                .query_one(
-                    &format!(
-                        "UPDATE storage.objects SET blob = $2, size = $3, content_type = $4,
-                             cache_control = $5, checksum = $6, metadata = $7,
-                             version = version + 1, updated_at = now()
-                         WHERE id = $1 RETURNING {OBJECT_COLUMNS}"
-                    ),
-                    &[
-                        &old.id,
-                        &blob.key,
-                        &blob.size,
-                        &content.content_type,
-                        &content.cache_control,
-                        &blob.checksum,
-                        &metadata,
-                    ],
-                )
-                .await?;
-            (Object::from_row(&row), Some(old.blob))
+            let object = store::replace(&transaction, old.id, &blob, content, &metadata).await?;
+            (object, Some(old.blob))
         }
         (None, _) => {
-            let row = transaction
-                .query_opt(
-                    &format!(
-                        "INSERT INTO storage.objects (id, bucket_id, name, owner, blob, size,
-                             content_type, cache_control, checksum, metadata)
-                         SELECT $1, id, $3, $4, $5, $6, $7, $8, $9, $10
-                         FROM storage.buckets WHERE id = $2 FOR SHARE
-                         RETURNING {OBJECT_COLUMNS}"
-                    ),
-                    &[
-                        &Uuid::new_v4(),
-                        &bucket.id,
-                        &name,
-                        &owner,
-                        &blob.key,
-                        &blob.size,
-                        &content.content_type,
-                        &content.cache_control,
-                        &blob.checksum,
-                        &metadata,
-                    ],
+            let object = store::insert(
+                &transaction,
+                &bucket.id,
+                name,
+                owner,
+                &blob,
+                content,
+                &metadata,
+            )
+            .await?
+            .ok_or_else(|| {
+                HttpError::from(
+                    ApiError::new(ErrorCode::BucketNotFound).with_details(bucket.id.clone()),
                 )
-                .await?
-                .ok_or_else(|| {
-                    HttpError::from(
-                        ApiError::new(ErrorCode::BucketNotFound).with_details(bucket.id.clone()),
-                    )
-                })?;
-            (Object::from_row(&row), None)
+            })?;
+            (object, None)
         }
     };
     transaction.commit().await?;
