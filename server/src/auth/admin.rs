@@ -190,14 +190,26 @@ async fn create(
     if let Some(ban) = &body.ban_duration {
         set_ban(&transaction, id, ban_seconds(ban)?).await?;
     }
-    audit::audit(
-        &transaction,
+    let actor = admin_actor(&state, &request, &admin);
+    saved(
+        transaction,
         "admin_user_created",
-        admin_actor(&state, &request, &admin),
-        Some(id),
+        actor,
+        id,
         changed_fields(&body),
     )
-    .await?;
+    .await
+}
+
+/// Audits a created or changed user, commits, and answers the user as saved.
+async fn saved(
+    transaction: deadpool_postgres::Transaction<'_>,
+    event: &str,
+    actor: Actor<'_>,
+    id: Uuid,
+    changes: Value,
+) -> Result<HttpResponse, HttpError> {
+    audit::audit(&transaction, event, actor, Some(id), changes).await?;
     let user = users::by_id(&transaction, id).await?;
     transaction.commit().await?;
     Ok(HttpResponse::Ok().json(user))
@@ -306,17 +318,15 @@ async fn update(
             )
             .await?;
     }
-    audit::audit(
-        &transaction,
+    let actor = admin_actor(&state, &request, &admin);
+    saved(
+        transaction,
         "admin_user_updated",
-        admin_actor(&state, &request, &admin),
-        Some(id),
+        actor,
+        id,
         changed_fields(&body),
     )
-    .await?;
-    let user = users::by_id(&transaction, id).await?;
-    transaction.commit().await?;
-    Ok(HttpResponse::Ok().json(user))
+    .await
 }
 
 async fn delete(

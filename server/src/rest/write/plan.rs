@@ -36,6 +36,21 @@ pub struct WritePlan {
     pub check: WriteCheck,
 }
 
+impl WritePlan {
+    /// The write's statement on the target's table; `merged_objects` counts
+    /// the rows an upsert sent (to check they were all written).
+    fn new(
+        statement: (String, Vec<basalt_core::filter::sql::Param>),
+        target: &Target,
+        merged_objects: Option<i64>,
+    ) -> Self {
+        WritePlan {
+            step: Step::new(statement, &target.table.qualified()),
+            check: WriteCheck { merged_objects },
+        }
+    }
+}
+
 /// The caller's `select` row condition, which limits the rows a
 /// representation shows (the columns are limited in [`representation`]).
 pub(in crate::rest) fn shown(state: &AppState, caller: &Caller, target: &Target) -> Option<Expr> {
@@ -82,12 +97,7 @@ pub fn plan_insert(
         },
         shown(state, caller, target).as_ref(),
     )?;
-    Ok(WritePlan {
-        step: Step::new(statement, &target.table.qualified()),
-        check: WriteCheck {
-            merged_objects: merging.then_some(count),
-        },
-    })
+    Ok(WritePlan::new(statement, target, merging.then_some(count)))
 }
 
 /// The target's filters, limited to the rows whose filtered columns a GET
@@ -157,12 +167,7 @@ pub fn plan_update(
         &variables,
         shown(state, caller, target).as_ref(),
     )?;
-    Ok(WritePlan {
-        step: Step::new(statement, &target.table.qualified()),
-        check: WriteCheck {
-            merged_objects: None,
-        },
-    })
+    Ok(WritePlan::new(statement, target, None))
 }
 
 /// Plans a `DELETE` of the target's rows.
@@ -183,12 +188,7 @@ pub fn plan_delete(
         &variables,
         shown(state, caller, target).as_ref(),
     )?;
-    Ok(WritePlan {
-        step: Step::new(statement, &target.table.qualified()),
-        check: WriteCheck {
-            merged_objects: None,
-        },
-    })
+    Ok(WritePlan::new(statement, target, None))
 }
 
 /// A `PATCH` or `DELETE` needs a filter (unless the config allows none),
