@@ -2,7 +2,7 @@
 //! for a user, an access token) whose every request answers status,
 //! headers and body (`json()` parses it, `expect(status)` checks it).
 //!
-//! ```ignore
+//! ```text
 //! let rows = basalt.as_anon().get("/rest/v1/posts").await.expect(200).json();
 //! basalt.as_service().post("/admin/v1/roles", json!({"name": "editor"})).await.expect(201);
 //! ```

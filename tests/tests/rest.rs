@@ -2,46 +2,23 @@
 //! in force: row conditions in the SQL, column lists, 401/403, and RLS as a
 //! second layer that still hides rows the policies allow.
 
+use basalt_tests::client::Client;
+use basalt_tests::scenario::{Fixture, Scenario};
 use basalt_tests::Basalt;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn titles(rows: &Value) -> Vec<&str> {
-    rows.as_array()
-        .unwrap_or_else(|| panic!("not a list: {rows}"))
-        .iter()
-        .map(|r| r["title"].as_str().unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn reads_obey_policies_and_row_level_security() {
     let basalt = Basalt::start().await;
-    let keys = basalt.keys();
-    let anon = keys.anon.as_str();
     let service = basalt.as_service();
-    let admin = |method: Method, path: &'static str, body: Value| {
-        let service = &service;
-        async move { service.call(method, path, Some(body)).await }
-    };
-
-    let mut ids = Vec::new();
-    let mut tokens = Vec::new();
+    let mut fixture = Fixture::default();
     for name in ["alice", "bob"] {
-        let (_, user) = admin(Method::POST, "/auth/v1/admin/users", json!({"email": format!("{name}@example.com"), "password": "password one", "email_confirm": true})).await;
-        ids.push(user["id"].as_str().unwrap().to_owned());
-        let (_, session) = basalt
-            .as_anon()
-            .call(
-                Method::POST,
-                "/auth/v1/token?grant_type=password",
-                Some(json!({"email": format!("{name}@example.com"), "password": "password one"})),
-            )
-            .await;
-        tokens.push(session["access_token"].as_str().unwrap().to_owned());
+        let (user, id) = Client::user(&basalt, &format!("{name}@example.com")).await;
+        fixture.tokens.insert(name.into(), user.token.unwrap());
+        fixture.vars.insert(name.into(), id);
     }
-    let (alice, bob) = (&ids[0], &ids[1]);
-    let setup = format!(
+    let setup = fixture.fill(
         "create table posts (id serial primary key, author_id uuid, title text, secret text, published boolean);
          insert into posts (author_id, title, secret, published) values
            ('{alice}', 'alice draft', 's1', false), ('{alice}', 'alice public', 's2', true),
@@ -51,197 +28,18 @@ async fn reads_obey_policies_and_row_level_security() {
          create policy everyone on posts for select to anon, authenticated using (title <> 'hidden by rls');
          create table private_notes (id serial primary key, body text);
          insert into private_notes (body) values ('no grant');
-         revoke all on private_notes from authenticated;"
+         revoke all on private_notes from authenticated;",
     );
-    let response = basalt.admin_sql(&setup).await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(basalt.admin_sql(&setup).await.status(), 200);
     for policy in [
         json!({"subject": "anon", "object": "table:public.posts", "action": "select", "condition": "published=is.true", "columns": ["id", "title", "published"]}),
         json!({"subject": "authenticated", "object": "table:public.posts", "action": "select", "condition": "or=(published.is.true,author_id.eq.{auth.uid})"}),
         json!({"subject": "authenticated", "object": "table:public.private_notes", "action": "select"}),
     ] {
-        let (status, body) = admin(Method::POST, "/admin/v1/policies", policy).await;
-        assert_eq!(status, 201, "{body}");
+        service.policy(policy).await;
     }
-
-    // Anonymous: published rows, only the allowed columns; RLS hides one more.
-    let (status, rows) = basalt
-        .as_anon()
-        .call(
-            Method::GET,
-            "/rest/v1/posts?select=id,title,published&order=id",
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{rows}");
-    assert_eq!(titles(&rows), vec!["alice public"]);
-    let (status, body) = basalt
-        .as_anon()
-        .call(Method::GET, "/rest/v1/posts", None)
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("login_required")),
-        "{body}"
-    );
-    assert!(
-        body["hint"]
-            .as_str()
-            .unwrap()
-            .contains("id, published, title"),
-        "{body}"
-    );
-    let (status, body) = basalt
-        .as_anon()
-        .call(
-            Method::GET,
-            "/rest/v1/posts?select=title&secret=eq.s1",
-            None,
-        )
-        .await;
-    assert_eq!(
-        status, 401,
-        "filtering on a hidden column is refused too: {body}"
-    );
-    let (status, body) = basalt
-        .as_anon()
-        .call(
-            Method::GET,
-            "/rest/v1/posts?select=title&order=secret",
-            None,
-        )
-        .await;
-    assert_eq!(
-        status, 401,
-        "sorting on a hidden column is refused too: {body}"
-    );
-
-    // Alice: her draft and the published rows, every column.
-    let (status, rows) = basalt
-        .as_user(&tokens[0])
-        .call(Method::GET, "/rest/v1/posts?order=id", None)
-        .await;
-    assert_eq!(status, 200, "{rows}");
-    assert_eq!(titles(&rows), vec!["alice draft", "alice public"]);
-    assert_eq!(rows[0]["secret"], "s1");
-    // Bob: his own draft, not Alice's.
-    let (_, rows) = basalt
-        .as_user(&tokens[1])
-        .call(Method::GET, "/rest/v1/posts?order=id.desc", None)
-        .await;
-    assert_eq!(titles(&rows), vec!["bob draft", "alice public"]);
-    // Filters, order and limit compose with the condition.
-    let (_, rows) = basalt
-        .as_user(&tokens[0])
-        .call(
-            Method::GET,
-            "/rest/v1/posts?title=ilike.*ALICE*&order=id.desc&limit=1",
-            None,
-        )
-        .await;
-    assert_eq!(titles(&rows), vec!["alice public"]);
-    let (_, rows) = basalt
-        .as_user(&tokens[1])
-        .call(
-            Method::GET,
-            &format!("/rest/v1/posts?author_id=eq.{alice}&published=is.false"),
-            None,
-        )
-        .await;
-    assert_eq!(rows, json!([]), "another user's draft is simply not there");
-
-    // The service_role key bypasses policies (and sees through RLS as the owner role).
-    let (_, rows) = basalt
-        .as_service()
-        .call(Method::GET, "/rest/v1/posts?select=title&order=id", None)
-        .await;
-    assert_eq!(titles(&rows).len(), 4);
-
-    // A policy on a table whose grant was revoked: PostgreSQL refuses, and says what to grant.
-    let (status, body) = basalt
-        .as_user(&tokens[0])
-        .call(Method::GET, "/rest/v1/private_notes", None)
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("forbidden")),
-        "{body}"
-    );
-    assert!(
-        body["hint"]
-            .as_str()
-            .unwrap()
-            .contains("ON \"public\".\"private_notes\" TO authenticated"),
-        "{body}"
-    );
-
-    // Clear errors for bad input.
-    // A table nobody granted you: refused before it is looked up, so the
-    // answer does not tell whether it exists; the service key gets a hint.
-    let (status, body) = basalt
-        .as_user(&tokens[0])
-        .call(Method::GET, "/rest/v1/psots", None)
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (403, Some("forbidden")),
-        "{body}"
-    );
-    let (status, body) = basalt
-        .as_service()
-        .call(Method::GET, "/rest/v1/psots", None)
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str(), body["hint"].as_str()),
-        (404, Some("table_not_found"), Some("Did you mean `posts`?"))
-    );
-    // Operators that do not suit the column's type, and bad search syntax: 400, never 500.
-    for path in [
-        "/rest/v1/posts?title=sl.x",
-        "/rest/v1/posts?title=cs.x",
-        "/rest/v1/posts?title=fts(nonexistent).x",
-        "/rest/v1/posts?title=fts.a b",
-    ] {
-        let (status, body) = basalt
-            .as_user(&tokens[0])
-            .call(Method::GET, path, None)
-            .await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (400, Some("invalid_query")),
-            "{path}: {body}"
-        );
-    }
-    // A single row keeps the selected column order.
-    let response = basalt
-        .http
-        .get(basalt.url("/rest/v1/posts?select=title,id&title=eq.alice%20public"))
-        .header("apikey", anon)
-        .bearer_auth(&tokens[0])
-        .header("accept", "application/vnd.pgrst.object+json")
-        .send()
-        .await
-        .unwrap();
-    let text = response.text().await.unwrap();
-    assert!(text.starts_with("{\"title\""), "{text}");
-    for path in [
-        "/rest/v1/posts?titel=eq.x",
-        "/rest/v1/posts?author_id=eq.not-a-uuid",
-        "/rest/v1/posts?id=equals.1",
-        "/rest/v1/posts?order=id.sideways",
-        "/rest/v1/posts?limit=many",
-    ] {
-        let (status, body) = basalt
-            .as_user(&tokens[0])
-            .call(Method::GET, path, None)
-            .await;
-        assert_eq!(
-            (status, body["code"].as_str()),
-            (400, Some("invalid_query")),
-            "{path}: {body}"
-        );
-        assert!(body["hint"].is_string(), "{path}: {body}");
-    }
+    let scenarios = Scenario::load("scenarios/rest_reads.toml");
+    Scenario::run_all(&scenarios, &basalt, &fixture).await;
 }
 
 #[tokio::test]
