@@ -62,7 +62,8 @@ ensure_js_clients() {
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
   fi
-  if [ ! -d tests/js/node_modules/@supabase/storage-js ]; then
+  # npm records what it installed in node_modules/.package-lock.json.
+  if [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
     (cd tests/js && npm ci --no-audit --no-fund --silent)
   fi
 }

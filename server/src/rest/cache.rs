@@ -113,7 +113,10 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
     for row in client
         .query(
             "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
-                    pg_get_expr(d.adbin, d.adrelid), c.relrowsecurity OR c.relkind = 'v'
+                    CASE WHEN a.attidentity <> '' THEN format('nextval(%L::regclass)',
+                             pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname))
+                         ELSE pg_get_expr(d.adbin, d.adrelid) END,
+                    c.relrowsecurity OR c.relkind = 'v'
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -142,20 +145,26 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
     }
     for row in client
         .query(
-            "SELECT c.relname::text, array_agg(a.attname::text ORDER BY k.ord)
+            "SELECT c.relname::text, array_agg(a.attname::text ORDER BY k.ord), con.contype = 'p'
              FROM pg_constraint con
              JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-             WHERE n.nspname = $1 AND con.contype = 'p'
-             GROUP BY c.relname, con.oid",
+             WHERE n.nspname = $1 AND con.contype IN ('p', 'u')
+             GROUP BY c.relname, con.oid, con.contype",
             &[&name],
         )
         .await?
     {
         if let Some(table) = schema.tables.get_mut(&row.get::<_, String>(0)) {
-            table.primary_key = row.get(1);
+            let columns: Vec<String> = row.get(1);
+            if row.get::<_, bool>(2) {
+                table.primary_key = columns.clone();
+            }
+            let mut key = columns;
+            key.sort();
+            table.unique_keys.push(key);
         }
     }
     schema.foreign_keys = client

@@ -42,6 +42,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             resource("/rest/v1/rpc/{function}")
                 .route(web::get().to(rpc::call))
+                // HEAD calls as GET does (read-only functions) and sends only the headers.
+                .route(web::head().to(rpc::call))
                 .route(web::post().to(rpc::call)),
         )
         .service(

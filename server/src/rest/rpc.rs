@@ -7,7 +7,7 @@
 //! `offset` as a read of that table.
 
 use super::idempotency::Idempotency;
-use super::{query_pairs, refusal, Embedding, Reply, Step};
+use super::{query_pairs, refusal, Embedding, Prefer, Reply, Step};
 use crate::authz::routes::subject_of;
 use crate::error::HttpError;
 use crate::identity::Caller;
@@ -57,10 +57,12 @@ async fn function_of(
     Ok((schema, function))
 }
 
-/// A planned call: its statement, whether it may write, and whether it
-/// returns nothing.
+/// A planned call: its statement (and, for rows of a table, the statement
+/// counting them all, for `Prefer: count=`), whether it may write, and
+/// whether it returns nothing.
 pub struct CallPlan {
     pub step: Step,
+    pub count: Option<Step>,
     pub read_only: bool,
     pub void: bool,
 }
@@ -101,9 +103,10 @@ pub async fn plan_call(
             sql: call,
             params,
         };
-        let step = table_rows(state, caller, call, table, &query, &relation)?;
+        let (step, count) = table_rows(state, caller, call, table, &query, &relation)?;
         return Ok(CallPlan {
             step,
+            count: Some(count),
             read_only: function.read_only(),
             void: false,
         });
@@ -130,6 +133,7 @@ pub async fn plan_call(
     };
     Ok(CallPlan {
         step: Step::new((sql, params), &relation),
+        count: None,
         read_only: function.read_only(),
         void,
     })
@@ -167,7 +171,8 @@ struct Call<'a> {
 }
 
 /// Rows of a table returned by a function, read like the table itself
-/// (select with embedding, filters, order, pages), from the call.
+/// (select with embedding, filters, order, pages), from the call; and the
+/// statement counting every row the filters keep.
 fn table_rows(
     state: &AppState,
     caller: &Caller,
@@ -175,7 +180,7 @@ fn table_rows(
     table: &basalt_core::rest::Table,
     query: &basalt_core::rest::ReadQuery,
     relation: &str,
-) -> Result<Step, HttpError> {
+) -> Result<(Step, Step), HttpError> {
     let schema = call.schema;
     // A SECURITY INVOKER function reads the table as the caller: the
     // table's select policy applies to its rows (and columns) as to a GET.
@@ -204,8 +209,9 @@ fn table_rows(
     let uid = super::uid_of(caller);
     let variables = super::variables(caller, &uid);
     let access = Embedding { state, caller };
-    let (sql, params) = read_sql(source, query, condition.as_ref(), &access, &variables)?.read;
-    Ok(Step::new((sql, params), relation))
+    let statements = read_sql(source, query, condition.as_ref(), &access, &variables)?;
+    let count = Step::new(statements.count_exact(), relation);
+    Ok((Step::new(statements.read, relation), count))
 }
 
 pub async fn call(
@@ -217,6 +223,7 @@ pub async fn call(
 ) -> Result<HttpResponse, HttpError> {
     let name = path.into_inner();
     let post = request.method() == Method::POST;
+    let prefer = super::prefer(&request)?;
     let mut pairs = query_pairs(&request);
     let mut args = arguments(post, &body)?;
     let profile = super::profile(&state, &request)?;
@@ -235,7 +242,7 @@ pub async fn call(
         (true, false) => Idempotency::of(&request, &state, &caller, &body)?,
         _ => None,
     };
-    Ok(run(&state, &caller, idempotency.as_ref(), plan)
+    Ok(run(&state, &caller, idempotency.as_ref(), &prefer, plan)
         .await?
         .into_response())
 }
@@ -302,18 +309,54 @@ async fn query_arguments(
 }
 
 /// Runs the call: read-only functions in a read-only transaction, others in
-/// a write transaction (under the `Idempotency-Key`, if any).
+/// a write transaction (under the `Idempotency-Key`, if any). With
+/// `Prefer: count=`, the rows are counted in `Content-Range`; with
+/// `Prefer: max-affected`, a call returning more rows is refused (and
+/// rolled back).
 async fn run(
     state: &AppState,
     caller: &Caller,
     idempotency: Option<&Idempotency>,
+    prefer: &Prefer,
     plan: CallPlan,
 ) -> Result<Reply, HttpError> {
     let void = plan.void;
-    let respond = |rows: &[tokio_postgres::Row]| Ok(call_reply(void, &rows[0]));
+    let counting = prefer.count.is_some() && plan.count.is_some();
+    let mut steps = vec![plan.step];
+    if counting {
+        steps.extend(plan.count);
+    }
+    let respond = |rows: &[tokio_postgres::Row]| {
+        let reply = call_reply(void, &rows[0]);
+        let returned = match reply.body.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Array(items))) => items.len() as i64,
+            Some(Ok(Value::Null)) | None => 0,
+            Some(_) => 1,
+        };
+        if let Some(max) = prefer.max_affected {
+            if returned > max {
+                return Err(ApiError::new(ErrorCode::MaxAffectedExceeded)
+                    .with_details(format!(
+                        "the call returned {returned} rows; max-affected is {max}"
+                    ))
+                    .into());
+            }
+        }
+        if prefer.count.is_none() {
+            return Ok(reply);
+        }
+        let total = if counting { rows[1].get(0) } else { returned };
+        let range = match returned {
+            0 => format!("*/{total}"),
+            n => format!("0-{}/{total}", n - 1),
+        };
+        Ok(reply
+            .header("content-range", range)
+            .header("preference-applied", prefer.applied()))
+    };
     if plan.read_only {
-        super::tx::read(state, caller, vec![plan.step], respond).await
+        super::tx::read(state, caller, steps, respond).await
     } else {
-        super::tx::write(state, caller, idempotency, vec![plan.step], respond).await
+        super::tx::write(state, caller, idempotency, steps, respond).await
     }
 }

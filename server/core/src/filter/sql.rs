@@ -300,8 +300,9 @@ fn comparison(op: Op) -> Result<&'static str, FilterError> {
         Op::Ov => "&&",
         Op::Sl => "<<",
         Op::Sr => ">>",
-        Op::Nxl => "&<",
-        Op::Nxr => "&>",
+        // PostgREST's names: "not extending to the left / right of".
+        Op::Nxl => "&>",
+        Op::Nxr => "&<",
         Op::Adj => "-|-",
         Op::In | Op::Is | Op::IsDistinct | Op::Fts | Op::Plfts | Op::Phfts | Op::Wfts => {
             return Err(FilterError::WrongValueKind)

@@ -40,6 +40,10 @@ pub enum QueryError {
     EmbedWithoutRelation {
         item: String,
     },
+    /// Two embeds answered under one name (PostgreSQL's `42712`).
+    DuplicateEmbed {
+        name: String,
+    },
     NotAColumn {
         item: String,
     },
@@ -104,6 +108,7 @@ impl fmt::Display for QueryError {
             NotWholeNumber { name, value } => write!(f, "`{name}={value}` is not a whole number"),
             MaxAffected { value } => write!(f, "`max-affected={value}` is not a whole number"),
             EmbedWithoutRelation { item } => write!(f, "`{item}` names no relation"),
+            DuplicateEmbed { name } => write!(f, "table name \"{name}\" specified more than once"),
             NotAColumn { item } => write!(f, "`{item}` is not a column"),
             NotAnOrderModifier { modifier } => write!(f, "`{modifier}` is not an order modifier"),
             NulInParameter { key } => write!(f, "the parameter `{key}` contains a NUL character"),
@@ -165,6 +170,10 @@ impl Problem for QueryError {
             Cast(error) => return error.hint(),
             NotWholeNumber { name, .. } => format!("write {name}=10"),
             EmbedWithoutRelation { .. } => "write select=title,author(name)".into(),
+            DuplicateEmbed { .. } => {
+                "give each embed its own name with an alias: select=*,a:users(*),b:users!editor_id(*)"
+                    .into()
+            }
             NotAColumn { .. } => "write select=id,title,author(name)".into(),
             NotAnOrderModifier { .. } => {
                 "write order=column.asc|desc[.nullsfirst|nullslast]".into()

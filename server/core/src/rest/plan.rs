@@ -17,6 +17,8 @@ pub struct Table {
     /// `(name, type)` in column order.
     pub columns: Vec<(String, String)>,
     pub primary_key: Vec<String>,
+    /// The column sets of the primary key and unique constraints, each sorted.
+    pub unique_keys: Vec<Vec<String>>,
     /// Default expressions, as the catalog prints them.
     pub defaults: BTreeMap<String, String>,
     /// Whether the database itself may hide rows from the caller: row-level
@@ -143,7 +145,7 @@ pub fn read_columns(schema: &Schema, table: &Table, query: &ReadQuery) -> Vec<St
         };
         columns.extend(match relationship {
             Relationship::ToOne(fk) => fk.columns,
-            Relationship::ToMany(fk) => fk.foreign_columns,
+            Relationship::ToMany(fk) | Relationship::OneToOne(fk) => fk.foreign_columns,
             Relationship::ManyToMany { to_parent, .. } => to_parent.foreign_columns,
         });
     }
@@ -241,7 +243,7 @@ impl<'a, A: Access> Planner<'a, A> {
         };
         Ok(match relationship {
             Relationship::ToOne(fk) => pairs(fk, parent, target),
-            Relationship::ToMany(fk) => pairs(fk, target, parent),
+            Relationship::ToMany(fk) | Relationship::OneToOne(fk) => pairs(fk, target, parent),
             Relationship::ManyToMany {
                 junction,
                 to_parent,
@@ -304,6 +306,8 @@ impl<'a, A: Access> Planner<'a, A> {
                     };
                     list.push(format!("{expr} AS {}", quote(&field.output_name())));
                 }
+                // `rel()`: a join to filter on (with `!inner`), nothing to show.
+                SelectItem::Embed(embed) if embed.query.select.is_empty() => {}
                 SelectItem::Embed(embed) => {
                     let sql = self.embed(table, alias, embed)?;
                     list.push(format!("{sql} AS {}", quote(embed.output_name())));
@@ -330,7 +334,9 @@ impl<'a, A: Access> Planner<'a, A> {
         );
         sql.push_str(&self.order_by(target, &inner, &embed.query.order)?);
         Ok(match relationship {
-            Relationship::ToOne(_) => format!("(SELECT row_to_json(e) FROM ({sql} LIMIT 1) e)"),
+            Relationship::ToOne(_) | Relationship::OneToOne(_) => {
+                format!("(SELECT row_to_json(e) FROM ({sql} LIMIT 1) e)")
+            }
             _ => {
                 sql.push_str(&self.page(&embed.query, self.max_rows));
                 format!("(SELECT coalesce(json_agg(e), '[]'::json) FROM ({sql}) e)")

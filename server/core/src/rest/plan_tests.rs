@@ -12,6 +12,7 @@ fn table(name: &str, columns: &[(&str, &str)]) -> Table {
             .map(|(n, t)| (n.to_string(), t.to_string()))
             .collect(),
         primary_key: vec!["id".into()],
+        unique_keys: vec![vec!["id".into()]],
         defaults: BTreeMap::new(),
         hides_rows: false,
     }

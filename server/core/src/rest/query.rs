@@ -236,6 +236,14 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, QueryError> {
                 return Err(QueryError::EmbedWithoutRelation { item: item.into() });
             }
             embed.query.select = parse_select(&rest[open + 1..rest.len() - 1])?;
+            let taken = items.iter().any(|item| {
+                matches!(item, SelectItem::Embed(other) if other.output_name() == embed.output_name())
+            });
+            if taken {
+                return Err(QueryError::DuplicateEmbed {
+                    name: embed.output_name().to_owned(),
+                });
+            }
             items.push(SelectItem::Embed(embed));
             continue;
         }

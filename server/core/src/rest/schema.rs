@@ -56,6 +56,9 @@ pub enum Relationship {
     ToOne(ForeignKey),
     /// The related table holds the key: an array.
     ToMany(ForeignKey),
+    /// The related table holds the key, and it is unique there (its primary
+    /// key or a unique constraint): at most one related row (an object or null).
+    OneToOne(ForeignKey),
     /// Through a junction table with keys to both: an array.
     ManyToMany {
         junction: String,
@@ -67,14 +70,16 @@ pub enum Relationship {
 impl Relationship {
     fn describe(&self) -> String {
         match self {
-            Relationship::ToOne(fk) | Relationship::ToMany(fk) => fk.name.clone(),
+            Relationship::ToOne(fk) | Relationship::ToMany(fk) | Relationship::OneToOne(fk) => {
+                fk.name.clone()
+            }
             Relationship::ManyToMany { junction, .. } => junction.clone(),
         }
     }
 
     fn matches(&self, hint: &str) -> bool {
         match self {
-            Relationship::ToOne(fk) | Relationship::ToMany(fk) => {
+            Relationship::ToOne(fk) | Relationship::ToMany(fk) | Relationship::OneToOne(fk) => {
                 fk.name == hint || fk.columns.len() == 1 && fk.columns[0] == hint
             }
             Relationship::ManyToMany {
@@ -87,6 +92,22 @@ impl Relationship {
 }
 
 impl Schema {
+    /// The relationship from the referenced table to the one holding `fk`:
+    /// one-to-one when the key is unique there.
+    fn reverse(&self, fk: &ForeignKey) -> Relationship {
+        let mut columns = fk.columns.clone();
+        columns.sort();
+        let unique = self
+            .tables
+            .get(&fk.table)
+            .is_some_and(|table| table.unique_keys.contains(&columns));
+        if unique {
+            Relationship::OneToOne(fk.clone())
+        } else {
+            Relationship::ToMany(fk.clone())
+        }
+    }
+
     /// The table or view, or an error naming the closest one.
     pub fn table(&self, name: &str) -> Result<&Table, QueryError> {
         self.tables
@@ -109,12 +130,20 @@ impl Schema {
     ) -> Result<Relationship, QueryError> {
         let mut candidates = Vec::new();
         for fk in &self.foreign_keys {
-            if fk.table == parent && fk.foreign_table == target {
+            let self_reference = fk.table == fk.foreign_table;
+            // A self-reference embeds its children (as PostgREST's recursive
+            // one-to-many); named by `!hint`, the row it refers to.
+            if fk.table == parent
+                && fk.foreign_table == target
+                && (!self_reference || hint.is_some())
+            {
                 candidates.push(Relationship::ToOne(fk.clone()));
             }
-            // A self-reference is both; `!hint` tells which.
-            if fk.table == target && fk.foreign_table == parent {
-                candidates.push(Relationship::ToMany(fk.clone()));
+            if fk.table == target
+                && fk.foreign_table == parent
+                && (!self_reference || hint.is_none())
+            {
+                candidates.push(self.reverse(fk));
             }
         }
         for to_parent in &self.foreign_keys {
@@ -228,6 +257,51 @@ mod tests {
             foreign_table: foreign.into(),
             foreign_columns: vec!["id".into()],
         }
+    }
+
+    #[test]
+    fn one_to_one_and_self_references() {
+        let mut schema = Schema {
+            name: "public".into(),
+            foreign_keys: vec![
+                fk("specs_film_fkey", "specs", "film_id", "films"),
+                fk(
+                    "employees_supervisor_fkey",
+                    "employees",
+                    "supervisor_id",
+                    "employees",
+                ),
+            ],
+            ..Schema::default()
+        };
+        // Not unique on the referencing side: to-many.
+        assert!(matches!(
+            schema.relationship("films", "specs", None),
+            Ok(Relationship::ToMany(_))
+        ));
+        let specs = Table {
+            name: "specs".into(),
+            unique_keys: vec![vec!["film_id".into()]],
+            ..Table::default()
+        };
+        schema.tables.insert("specs".into(), specs);
+        assert!(matches!(
+            schema.relationship("films", "specs", None),
+            Ok(Relationship::OneToOne(_))
+        ));
+        assert!(matches!(
+            schema.relationship("specs", "films", None),
+            Ok(Relationship::ToOne(_))
+        ));
+        // A self-reference: the children, or by hint the parent.
+        assert!(matches!(
+            schema.relationship("employees", "employees", None),
+            Ok(Relationship::ToMany(_))
+        ));
+        assert!(matches!(
+            schema.relationship("employees", "employees", Some("supervisor_id")),
+            Ok(Relationship::ToOne(_))
+        ));
     }
 
     #[test]

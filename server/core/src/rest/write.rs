@@ -10,11 +10,14 @@ use super::query::ReadQuery;
 use crate::filter::sql::{to_sql, Caller, Param};
 use crate::filter::Expr;
 
-/// `SELECT rows_as_json, count_violating, count FROM written`. `violates`
-/// is a condition over a written row that breaks the policy, if any; only
-/// rows matching `shown` (the caller's select condition) are in the JSON.
+/// `SELECT rows_as_json, count_violating, count, count_inserted FROM
+/// written`. `violates` is a condition over a written row that breaks the
+/// policy, if any; only rows matching `shown` (the caller's select
+/// condition) are in the JSON; `inserting` counts the rows an insert (or an
+/// upsert) created rather than merged.
 fn returning(
     table: &Table,
+    inserting: bool,
     violates: Option<String>,
     shown: Option<&Expr>,
     caller: &Caller,
@@ -37,8 +40,13 @@ fn returning(
         ),
         None => String::new(),
     };
+    let inserted = if inserting {
+        "count(*) FILTER (WHERE \"basalt inserted\")"
+    } else {
+        "0::bigint"
+    };
     Ok(format!(
-        "SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT {columns} FROM written{shown}) r)::text, {violating}, count(*) FROM written"
+        "SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT {columns} FROM written{shown}) r)::text, {violating}, count(*), {inserted} FROM written"
     ))
 }
 
@@ -216,7 +224,7 @@ pub fn insert_sql(
     Ok((
         format!(
             "WITH written AS ({insert}) {}",
-            returning(table, violates, shown, caller, &mut params)?
+            returning(table, true, violates, shown, caller, &mut params)?
         ),
         params,
     ))
@@ -326,7 +334,7 @@ pub fn update_sql(
     Ok((
         format!(
             "WITH written AS ({update}) {}",
-            returning(table, violates, shown, caller, &mut params)?
+            returning(table, false, violates, shown, caller, &mut params)?
         ),
         params,
     ))
@@ -346,7 +354,7 @@ pub fn delete_sql(
     Ok((
         format!(
             "WITH written AS ({delete}) {}",
-            returning(table, None, shown, caller, &mut params)?
+            returning(table, false, None, shown, caller, &mut params)?
         ),
         params,
     ))

@@ -36,7 +36,7 @@ fn golden_write_sql() {
         None,
     )
     .unwrap();
-    expect![[r#"WITH written AS (INSERT INTO "public"."posts" AS "t0" ("owner", "title") SELECT "new"."owner", "new"."title" FROM (SELECT s.* FROM (SELECT "owner", "title" FROM json_populate_recordset(NULL::"public"."posts", $1::text::json)) AS s) AS "new" WHERE auth.check_policy(coalesce(("new"."owner" = $2::text::uuid), false)) RETURNING "t0".*, (xmax = 0) AS "basalt inserted") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce(("owner" = $3::text::uuid), false)), count(*) FROM written"#]].assert_eq(&sql);
+    expect![[r#"WITH written AS (INSERT INTO "public"."posts" AS "t0" ("owner", "title") SELECT "new"."owner", "new"."title" FROM (SELECT s.* FROM (SELECT "owner", "title" FROM json_populate_recordset(NULL::"public"."posts", $1::text::json)) AS s) AS "new" WHERE auth.check_policy(coalesce(("new"."owner" = $2::text::uuid), false)) RETURNING "t0".*, (xmax = 0) AS "basalt inserted") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce(("owner" = $3::text::uuid), false)), count(*), count(*) FILTER (WHERE "basalt inserted") FROM written"#]].assert_eq(&sql);
     assert_eq!(
         params,
         vec![
@@ -57,11 +57,11 @@ fn golden_write_sql() {
         None,
     )
     .unwrap();
-    expect![[r#"WITH written AS (UPDATE "public"."posts" SET "title" = (SELECT "title" FROM json_populate_record(NULL::"public"."posts", $1::text::json)) WHERE ("id" = $2::text::integer) AND ("owner" = $3::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce(("owner" = $4::text::uuid), false)), count(*) FROM written"#]].assert_eq(&sql);
+    expect![[r#"WITH written AS (UPDATE "public"."posts" SET "title" = (SELECT "title" FROM json_populate_record(NULL::"public"."posts", $1::text::json)) WHERE ("id" = $2::text::integer) AND ("owner" = $3::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, count(*) FILTER (WHERE NOT coalesce(("owner" = $4::text::uuid), false)), count(*), 0::bigint FROM written"#]].assert_eq(&sql);
     assert_eq!(params.len(), 4);
 
     let (sql, _) = delete_sql(&table, &query, Some(&condition), &caller, None).unwrap();
-    expect![[r#"WITH written AS (DELETE FROM "public"."posts" WHERE ("id" = $1::text::integer) AND ("owner" = $2::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, 0::bigint, count(*) FROM written"#]].assert_eq(&sql);
+    expect![[r#"WITH written AS (DELETE FROM "public"."posts" WHERE ("id" = $1::text::integer) AND ("owner" = $2::text::uuid) RETURNING *) SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, 0::bigint, count(*), 0::bigint FROM written"#]].assert_eq(&sql);
     assert!(insert_sql(
         &table,
         "[]".into(),
@@ -96,7 +96,7 @@ fn golden_write_sql() {
         None,
     )
     .unwrap();
-    expect![[r#"WITH written AS (INSERT INTO "public"."posts" AS "t0" ("id", "title") SELECT "new"."id", "new"."title" FROM (SELECT s.*, NULL::uuid AS "owner" FROM (SELECT CASE WHEN (j.value::jsonb) ? $2::text THEN (p)."id" ELSE NULL END AS "id", CASE WHEN (j.value::jsonb) ? $3::text THEN (p)."title" ELSE 'untitled'::text END AS "title" FROM json_array_elements($1::text::json) AS j CROSS JOIN LATERAL (SELECT json_populate_record(NULL::"public"."posts", j.value) AS p) AS populated) AS s) AS "new" WHERE auth.check_policy(coalesce(("new"."owner" = $4::text::uuid), false) OR EXISTS (SELECT 1 FROM "public"."posts" AS "old" WHERE "old"."id" = "new"."id" AND ("old"."owner" = $5::text::uuid))) ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title" WHERE "t0"."owner" = $6::text::uuid RETURNING "t0".*, (xmax = 0) AS "basalt inserted") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, count(*) FILTER (WHERE CASE WHEN "basalt inserted" THEN NOT coalesce(("owner" = $7::text::uuid), false) ELSE NOT coalesce(("owner" = $8::text::uuid), false) END), count(*) FROM written"#]].assert_eq(&sql);
+    expect![[r#"WITH written AS (INSERT INTO "public"."posts" AS "t0" ("id", "title") SELECT "new"."id", "new"."title" FROM (SELECT s.*, NULL::uuid AS "owner" FROM (SELECT CASE WHEN (j.value::jsonb) ? $2::text THEN (p)."id" ELSE NULL END AS "id", CASE WHEN (j.value::jsonb) ? $3::text THEN (p)."title" ELSE 'untitled'::text END AS "title" FROM json_array_elements($1::text::json) AS j CROSS JOIN LATERAL (SELECT json_populate_record(NULL::"public"."posts", j.value) AS p) AS populated) AS s) AS "new" WHERE auth.check_policy(coalesce(("new"."owner" = $4::text::uuid), false) OR EXISTS (SELECT 1 FROM "public"."posts" AS "old" WHERE "old"."id" = "new"."id" AND ("old"."owner" = $5::text::uuid))) ON CONFLICT ("id") DO UPDATE SET "id" = EXCLUDED."id", "title" = EXCLUDED."title" WHERE "t0"."owner" = $6::text::uuid RETURNING "t0".*, (xmax = 0) AS "basalt inserted") SELECT (SELECT coalesce(json_agg(r), '[]'::json) FROM (SELECT "id", "owner", "title" FROM written) r)::text, count(*) FILTER (WHERE CASE WHEN "basalt inserted" THEN NOT coalesce(("owner" = $7::text::uuid), false) ELSE NOT coalesce(("owner" = $8::text::uuid), false) END), count(*), count(*) FILTER (WHERE "basalt inserted") FROM written"#]].assert_eq(&sql);
     assert_eq!(params.len(), 8);
     let ignore = InsertOptions {
         conflict: Conflict::Ignore {

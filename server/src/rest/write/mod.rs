@@ -18,7 +18,7 @@ use actix_web::web::{self, Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::Expr;
-use basalt_core::rest::request::{Resolution, Return, Shaping};
+use basalt_core::rest::request::{self, Format, Resolution, Return, Shaping, OBJECT};
 use basalt_core::rest::{
     body_columns, check_values, delete_sql, insert_sql, put_row, update_sql, Conflict,
     InsertOptions, SelectItem, Table, WriteError,
@@ -35,9 +35,17 @@ async fn run(
     prefer: &Prefer,
     plan: WritePlan,
     body: &Value,
-    status: StatusCode,
+    outcome: Outcome,
 ) -> Result<HttpResponse, HttpError> {
     let idempotency = Idempotency::of(request, state, caller, body.to_string().as_bytes())?;
+    let accept = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok());
+    let shape = match request::format(accept) {
+        Some(Format::Object) => Shape::Object,
+        _ => Shape::Rows,
+    };
     let check = plan.check;
     let reply = tx::write(
         state,
@@ -46,7 +54,7 @@ async fn run(
         vec![plan.step],
         |rows| {
             check.check(&rows[0], prefer)?;
-            reply(state, caller, target, prefer, &rows[0], status)
+            reply(state, caller, target, prefer, &rows[0], outcome, shape)
         },
     )
     .await?;
@@ -71,6 +79,10 @@ pub async fn insert(
         None => None,
     };
     let fingerprint = Value::Array(objects.clone());
+    let outcome = match prefer.resolution {
+        Some(_) => Outcome::Upserted,
+        None => Outcome::Created,
+    };
     let plan = plan_insert(
         &state,
         &caller,
@@ -88,7 +100,7 @@ pub async fn insert(
         &prefer,
         plan,
         &fingerprint,
-        StatusCode::CREATED,
+        outcome,
     )
     .await
 }
@@ -125,7 +137,7 @@ pub async fn put(
         &merge,
         plan,
         &body,
-        StatusCode::OK,
+        Outcome::Upserted,
     )
     .await
 }
@@ -149,7 +161,7 @@ pub async fn update(
         &prefer,
         plan,
         &body,
-        StatusCode::OK,
+        Outcome::Changed,
     )
     .await
 }
@@ -171,7 +183,7 @@ pub async fn delete(
         &prefer,
         plan,
         &Value::Null,
-        StatusCode::OK,
+        Outcome::Changed,
     )
     .await
 }

@@ -70,6 +70,17 @@ pub fn plan_insert(
     columns: Vec<String>,
     conflict_on: Option<Vec<String>>,
 ) -> Result<WritePlan, HttpError> {
+    // With `missing=default`, a column no object gives is left out: the
+    // database fills it as it would any omitted column (identity and
+    // generated columns included).
+    let columns: Vec<String> = if prefer.missing_default {
+        columns
+            .into_iter()
+            .filter(|column| objects.iter().any(|object| object.get(column).is_some()))
+            .collect()
+    } else {
+        columns
+    };
     // Only policies granting every written column count: no mass assignment.
     let decision = decide(state, caller, &target.object, "insert", &columns)?;
     check_values(&target.table, &objects)?;

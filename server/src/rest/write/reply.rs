@@ -99,72 +99,132 @@ pub fn representation(
     Ok(Value::Array(shaped).to_string())
 }
 
+/// What a write did, for its status: an insert creates (201); an upsert
+/// (`POST` with `Prefer: resolution=`, or `PUT`) answers 201 when it created
+/// a row and 200 when it only merged, as PostgREST 12; an update or delete
+/// answers 200 (204 without a body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Upserted,
+    Changed,
+}
+
+/// How the caller wants the written rows: as an array, or — with `Accept:
+/// application/vnd.pgrst.object+json` — as the one object, the write
+/// refused (and rolled back) unless it wrote exactly one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Rows,
+    Object,
+}
+
 /// The reply to a write, as `Prefer: return=` asks: the rows
 /// (`representation`), a `Location` for one inserted row (`headers-only`),
-/// or nothing (`minimal`, the default).
+/// or nothing (`minimal`, the default); with `Prefer: count=`, the number
+/// of rows written in `Content-Range`.
 pub fn reply(
     state: &AppState,
     caller: &Caller,
     target: &Target,
     prefer: &Prefer,
     row: &tokio_postgres::Row,
-    status: StatusCode,
+    outcome: Outcome,
+    shape: Shape,
 ) -> Result<Reply, HttpError> {
     let rows = rows_of(row);
-    let empty = if status == StatusCode::CREATED {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
+    let written: i64 = row.get(2);
+    let inserted: i64 = row.get(3);
+    if shape == Shape::Object && written != 1 {
+        return Err(not_one(written));
+    }
+    let status = match outcome {
+        Outcome::Created => StatusCode::CREATED,
+        Outcome::Upserted if inserted > 0 => StatusCode::CREATED,
+        Outcome::Upserted | Outcome::Changed => StatusCode::OK,
+    };
+    let empty = match outcome {
+        Outcome::Changed => StatusCode::NO_CONTENT,
+        _ => status,
     };
     let mut reply = match prefer.return_ {
         Some(Return::Representation) => {
-            Reply::json(status, representation(state, caller, target, rows)?)
-        }
-        Some(Return::HeadersOnly) => {
-            let mut reply = Reply::new(empty);
-            let may_read = state
-                .authz()
-                .authorize(&subject_of(state, caller), &target.object, "select")
-                .allowed;
-            if let ([row], false, true) = (&rows[..], target.table.primary_key.is_empty(), may_read)
-            {
-                let filters: Vec<String> = target
-                    .table
-                    .primary_key
-                    .iter()
-                    .map(|key| {
-                        let value = match &row[key] {
-                            Value::String(text) => text.clone(),
-                            other => other.to_string(),
-                        };
-                        format!(
-                            "{}=eq.{}",
-                            url::form_urlencoded::byte_serialize(key.as_bytes())
-                                .collect::<String>(),
-                            url::form_urlencoded::byte_serialize(value.as_bytes())
-                                .collect::<String>()
-                        )
-                    })
-                    .collect();
-                reply = reply.header(
-                    "location",
-                    format!(
-                        "/rest/v1/{}?{}",
-                        url::form_urlencoded::byte_serialize(target.table.name.as_bytes())
-                            .collect::<String>(),
-                        filters.join("&")
-                    ),
-                );
+            let shown = representation(state, caller, target, rows)?;
+            match shape {
+                Shape::Rows => Reply::json(status, shown),
+                Shape::Object => match serde_json::from_str::<Value>(&shown) {
+                    Ok(Value::Array(mut items)) if items.len() == 1 => Reply::new(status)
+                        .header("content-type", OBJECT)
+                        .body(items.remove(0).to_string()),
+                    // Written, but not a row the caller may read.
+                    Ok(Value::Array(items)) => return Err(not_one(items.len() as i64)),
+                    _ => return Err(not_one(0)),
+                },
             }
-            reply
         }
+        Some(Return::HeadersOnly) => location(state, caller, target, &rows, Reply::new(empty)),
         _ => Reply::new(empty),
     };
+    if prefer.count.is_some() {
+        let range = match written {
+            0 => "*/0".to_owned(),
+            n => format!("0-{}/{n}", n - 1),
+        };
+        reply = reply.header("content-range", range);
+    }
     let applied = prefer.applied();
     if !applied.is_empty() {
         reply = reply.header("preference-applied", applied);
     }
     Ok(reply)
+}
+
+/// 406: the one row asked for was not what the write wrote.
+fn not_one(rows: i64) -> HttpError {
+    ApiError::new(ErrorCode::NotSingleRow)
+        .with_details(format!(
+            "the write affected {rows} rows; nothing was changed"
+        ))
+        .into()
+}
+
+/// `Location` of the one row written, when the caller may read it back.
+fn location(
+    state: &AppState,
+    caller: &Caller,
+    target: &Target,
+    rows: &[Map<String, Value>],
+    reply: Reply,
+) -> Reply {
+    let may_read = state
+        .authz()
+        .authorize(&subject_of(state, caller), &target.object, "select")
+        .allowed;
+    let ([row], false, true) = (rows, target.table.primary_key.is_empty(), may_read) else {
+        return reply;
+    };
+    let encode =
+        |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+    let filters: Vec<String> = target
+        .table
+        .primary_key
+        .iter()
+        .map(|key| {
+            let value = match &row[key] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            format!("{}=eq.{}", encode(key), encode(&value))
+        })
+        .collect();
+    reply.header(
+        "location",
+        format!(
+            "/rest/v1/{}?{}",
+            encode(&target.table.name),
+            filters.join("&")
+        ),
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

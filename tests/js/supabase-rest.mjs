@@ -1,0 +1,110 @@
+// supabase-js's data client (@supabase/supabase-js → postgrest-js) against a
+// running Basalt whose fixture tests/tests/supabase_js.rs created: the
+// idioms of PostgREST 12's documentation, each answer checked. BASALT_URL,
+// SERVICE_KEY and ANON_KEY come from the Rust suite.
+import { createClient } from '@supabase/supabase-js'
+import ws from 'ws'
+import { assert, check, finish, ok } from './harness.mjs'
+
+const url = process.env.BASALT_URL
+const db = createClient(url, process.env.SERVICE_KEY, { auth: { persistSession: false }, realtime: { transport: ws } })
+
+await check('insert().select().single() answers the object', async () => {
+  const row = ok('insert', await db.from('items').insert({ name: 'pen' }).select().single())
+  assert.equal(Array.isArray(row), false)
+  assert.equal(row.name, 'pen')
+  assert.equal(typeof row.id, 'number')
+})
+
+await check('update, upsert and delete with select().single() answer the object', async () => {
+  const { id } = ok('insert', await db.from('items').insert({ name: 'cup' }).select('id').single())
+  const updated = ok('update', await db.from('items').update({ qty: 5 }).eq('id', id).select().single())
+  assert.deepEqual([updated.name, updated.qty], ['cup', 5])
+  const upserted = ok('upsert', await db.from('items').upsert({ id, name: 'mug', qty: 6 }).select().single())
+  assert.deepEqual([upserted.name, upserted.qty], ['mug', 6])
+  const deleted = ok('delete', await db.from('items').delete().eq('id', id).select('name').single())
+  assert.deepEqual(deleted, { name: 'mug' })
+})
+
+await check('single() on a write of two rows is refused with 406 and changes nothing', async () => {
+  ok('insert', await db.from('items').insert([{ name: 'twin', qty: 1 }, { name: 'twin', qty: 1 }]))
+  const result = await db.from('items').update({ qty: 9 }).eq('name', 'twin').select().single()
+  assert.equal(result.status, 406, JSON.stringify(result))
+  assert.notEqual(result.error, null)
+  const rows = ok('read', await db.from('items').select('qty').eq('name', 'twin'))
+  assert.deepEqual(rows, [{ qty: 1 }, { qty: 1 }])
+})
+
+await check('upsert answers 201 when it creates a row and 200 when it only merges', async () => {
+  const created = await db.from('items').upsert({ id: 900, name: 'new' })
+  assert.equal(created.status, 201, JSON.stringify(created))
+  const merged = await db.from('items').upsert({ id: 900, name: 'merged' })
+  assert.equal(merged.status, 200, JSON.stringify(merged))
+})
+
+await check('count on insert, update and delete', async () => {
+  const inserted = await db.from('items').insert([{ name: 'c1' }, { name: 'c2' }], { count: 'exact' })
+  assert.equal(inserted.error, null, JSON.stringify(inserted.error))
+  assert.equal(inserted.count, 2)
+  const updated = await db.from('items').update({ qty: 3 }, { count: 'exact' }).in('name', ['c1', 'c2'])
+  assert.equal(updated.count, 2)
+  const deleted = await db.from('items').delete({ count: 'exact' }).in('name', ['c1', 'c2'])
+  assert.equal(deleted.count, 2)
+})
+
+await check('defaultToNull: false fills identity and default columns', async () => {
+  const rows = ok('insert', await db.from('items').insert([{ name: 'd1' }, { name: 'd2', qty: 7 }], { defaultToNull: false }).select('id,name,qty'))
+  assert.equal(rows.length, 2)
+  assert.ok(rows.every((row) => typeof row.id === 'number'), JSON.stringify(rows))
+  assert.deepEqual(rows.map((row) => row.qty), [1, 7])
+  const always = ok('identity always', await db.from('tickets').insert([{ title: 'a' }, { title: 'b' }], { defaultToNull: false }).select('id,title'))
+  assert.ok(always.every((row) => typeof row.id === 'number'), JSON.stringify(always))
+})
+
+await check('nxl is &> and nxr is &<', async () => {
+  const nxl = ok('nxl', await db.from('shifts').select('id').filter('hours', 'nxl', '[10,30)').order('id'))
+  assert.deepEqual(nxl.map((r) => r.id), [2, 3, 4])
+  const nxr = ok('nxr', await db.from('shifts').select('id').filter('hours', 'nxr', '[0,14)').order('id'))
+  assert.deepEqual(nxr.map((r) => r.id), [1])
+})
+
+await check('one-to-one embeds answer an object, from either side', async () => {
+  const countries = ok('read', await db.from('countries').select('name,capitals(city_id),profiles(user_name)').eq('name', 'France').single())
+  assert.deepEqual(countries.capitals, { city_id: 1 })
+  assert.deepEqual(countries.profiles, { user_name: 'marianne' })
+  const capital = ok('read', await db.from('capitals').select('countries(name)').eq('city_id', 1).single())
+  assert.deepEqual(capital.countries, { name: 'France' })
+})
+
+await check('a self-reference embeds the children, and by hint the parent', async () => {
+  const boss = ok('children', await db.from('employees').select('name,supervisees:employees(name)').eq('name', 'Ada').single())
+  assert.deepEqual(boss.supervisees.map((e) => e.name).sort(), ['Bob', 'Cy'])
+  const worker = ok('parent', await db.from('employees').select('name,supervisor:employees!supervisor_id(name)').eq('name', 'Bob').single())
+  assert.deepEqual(worker.supervisor, { name: 'Ada' })
+})
+
+await check('two embeds under one name are refused', async () => {
+  const result = await db.from('films').select('title,actors(name),actors(id)')
+  assert.equal(result.status, 400, JSON.stringify(result))
+  assert.match(result.error.message + result.error.details, /more than once/)
+})
+
+await check('an embed with no fields filters and adds nothing', async () => {
+  const rows = ok('read', await db.from('films').select('title,actors!inner()').eq('actors.name', 'Keanu').order('title'))
+  assert.deepEqual(rows, [{ title: 'John Wick' }, { title: 'The Matrix' }])
+})
+
+await check('rpc: count, head and max-affected', async () => {
+  const counted = await db.rpc('film_titles', {}, { count: 'exact' })
+  assert.equal(counted.error, null, JSON.stringify(counted.error))
+  assert.equal(counted.count, 3)
+  assert.equal(counted.data.length, 3)
+  const head = await db.rpc('film_titles', {}, { head: true, count: 'exact' })
+  assert.equal(head.error, null, JSON.stringify(head.error))
+  assert.equal(head.count, 3)
+  assert.equal(head.data, null)
+  const capped = await db.rpc('touch_items', {}).maxAffected(1)
+  assert.equal(capped.status, 400, JSON.stringify(capped))
+})
+
+finish('supabase-js rest')
