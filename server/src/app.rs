@@ -2,7 +2,7 @@
 //! place. A feature lists its own routes in its folder's `routes` function.
 
 use crate::error::HttpError;
-use crate::http::{observe, rate_limit, security};
+use crate::http::{observe, params, rate_limit, security};
 use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -31,6 +31,13 @@ pub fn app(
             web::JsonConfig::default()
                 .limit(body_limit)
                 .error_handler(json_error),
+        )
+        .app_data(web::QueryConfig::default().error_handler(params::query_error))
+        .app_data(web::PathConfig::default().error_handler(params::path_error))
+        .app_data(
+            web::FormConfig::default()
+                .limit(body_limit)
+                .error_handler(params::form_error),
         )
         .configure(crate::ops::routes)
         .configure(crate::auth::routes::routes)

@@ -64,3 +64,9 @@ async fn the_data_api_answers_supabase_js_as_postgrest_does() {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     run_script(&basalt, "supabase-rest.mjs").await;
 }
+
+#[tokio::test]
+async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
+    let basalt = Basalt::start().await;
+    run_script(&basalt, "supabase-auth.mjs").await;
+}

@@ -5,6 +5,7 @@ use super::users::{self, USER_JSON};
 use crate::audit::{self, Actor};
 use crate::authz::{Admin, AuditRead, UsersRead, UsersWrite};
 use crate::error::HttpError;
+use crate::http::params::empty_as_none;
 use crate::http::resource;
 use crate::http::security::request_ip;
 use crate::state::AppState;
@@ -58,7 +59,9 @@ fn user_id(path: &str) -> Result<Uuid, HttpError> {
 
 #[derive(Deserialize)]
 struct Page {
+    #[serde(default, deserialize_with = "empty_as_none")]
     page: Option<i64>,
+    #[serde(default, deserialize_with = "empty_as_none")]
     per_page: Option<i64>,
 }
 
@@ -422,9 +425,12 @@ async fn revoke_sessions(
 
 #[derive(Deserialize)]
 struct AuditQuery {
+    #[serde(default, deserialize_with = "empty_as_none")]
     limit: Option<i64>,
     /// Only entries with an id below this (the previous page's last id).
+    #[serde(default, deserialize_with = "empty_as_none")]
     before: Option<i64>,
+    #[serde(default, deserialize_with = "empty_as_none")]
     user_id: Option<Uuid>,
     event: Option<String>,
 }

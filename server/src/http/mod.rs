@@ -4,6 +4,7 @@
 pub mod keys;
 pub mod limits;
 pub mod observe;
+pub mod params;
 pub mod rate_limit;
 pub mod security;
 

@@ -1,0 +1,60 @@
+// supabase-js's auth client (@supabase/supabase-js → auth-js) against a
+// running Basalt: email/password apps' calls, the user object's GoTrue
+// fields, and the admin API as supabase-js calls it. BASALT_URL,
+// SERVICE_KEY and ANON_KEY come from the Rust suite.
+import { createClient } from '@supabase/supabase-js'
+import ws from 'ws'
+import { assert, check, finish, ok } from './harness.mjs'
+
+const url = process.env.BASALT_URL
+const options = { auth: { persistSession: false, autoRefreshToken: false }, realtime: { transport: ws } }
+const admin = createClient(url, process.env.SERVICE_KEY, options).auth.admin
+const client = createClient(url, process.env.ANON_KEY, options)
+
+await check('admin.createUser, then sign in with the password', async () => {
+  const { user } = ok('createUser', await admin.createUser({ email: 'ada@example.com', password: 'correct horse battery', email_confirm: true, user_metadata: { name: 'Ada' } }))
+  assert.equal(user.email, 'ada@example.com')
+  const session = ok('signIn', await client.auth.signInWithPassword({ email: 'ada@example.com', password: 'correct horse battery' }))
+  assert.equal(session.user.id, user.id)
+  assert.ok(session.session.access_token)
+})
+
+await check('the user object carries GoTrue fields', async () => {
+  const { user } = ok('getUser', await client.auth.getUser())
+  assert.equal(user.phone, '')
+  assert.equal(user.is_anonymous, false)
+  assert.equal(user.aud, 'authenticated')
+  assert.equal(user.user_metadata.name, 'Ada')
+  assert.deepEqual(user.app_metadata.providers, ['email'])
+  assert.equal(user.identities.length, 1)
+  const [identity] = user.identities
+  assert.equal(identity.provider, 'email')
+  assert.equal(identity.user_id, user.id)
+  assert.equal(identity.identity_data.email, 'ada@example.com')
+  assert.equal(identity.identity_data.email_verified, true)
+  assert.ok(user.confirmed_at && user.email_confirmed_at && user.last_sign_in_at)
+})
+
+await check('admin.listUsers() with no arguments, and paged', async () => {
+  ok('createUser', await admin.createUser({ email: 'bob@example.com', password: 'correct horse battery', email_confirm: true }))
+  const all = ok('listUsers', await admin.listUsers())
+  assert.deepEqual(all.users.map((u) => u.email).sort(), ['ada@example.com', 'bob@example.com'])
+  const page = ok('listUsers paged', await admin.listUsers({ page: 1, perPage: 1 }))
+  assert.equal(page.users.length, 1)
+})
+
+await check('updateUser changes the metadata; signOut ends the session', async () => {
+  const { user } = ok('updateUser', await client.auth.updateUser({ data: { plan: 'pro' } }))
+  assert.equal(user.user_metadata.plan, 'pro')
+  ok('signOut', await client.auth.signOut())
+  const after = await client.auth.getUser()
+  assert.notEqual(after.error, null)
+})
+
+await check('a wrong password is the GoTrue error', async () => {
+  const result = await client.auth.signInWithPassword({ email: 'ada@example.com', password: 'wrong password here' })
+  assert.equal(result.error?.status, 400)
+  assert.equal(result.error?.code, 'invalid_credentials')
+})
+
+finish('supabase-js auth')
