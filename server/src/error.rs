@@ -44,6 +44,18 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+impl HttpError {
+    /// The response a surface that follows Supabase sends: the same status
+    /// and headers, the body in PostgREST's terms ([`ApiError::upstream_body`]).
+    pub fn upstream_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.json(self.error.upstream_body())
+    }
+}
+
 impl ResponseError for HttpError {
     fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

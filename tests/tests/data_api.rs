@@ -130,7 +130,7 @@ async fn embedding_every_shape_in_one_statement() {
     // An unknown relation is a 400 with a hint, never a 500.
     let answer = api.get("/rest/v1/tags?select=label,Authors(id)").await;
     assert_eq!(answer.status, 400, "{}", answer.text);
-    assert_eq!(answer.json()["code"], "invalid_query");
+    assert_eq!(answer.json()["code"], "PGRST200");
 }
 
 #[tokio::test]
@@ -385,7 +385,7 @@ async fn formats_csv_and_single_object() {
         )
         .await;
     assert_eq!(answer.status, 406);
-    assert_eq!(answer.json()["code"], "not_acceptable");
+    assert_eq!(answer.json()["code"], "PGRST107");
 }
 
 #[tokio::test]
@@ -523,7 +523,7 @@ async fn writes_upserts_and_every_prefer() {
         )
         .await;
     assert_eq!(answer.status, 400, "{}", answer.text);
-    assert_eq!(answer.json()["code"], "max_affected_exceeded");
+    assert_eq!(answer.json()["code"], "PGRST124");
     let answer = api.get(&format!("/rest/v1/{POSTS}?status=eq.bulk")).await;
     assert_eq!(answer.json(), json!([]), "rolled back");
     let answer = api
@@ -547,54 +547,54 @@ async fn database_errors_map_to_documented_statuses() {
             "/rest/v1/tags",
             json!({"label": "rust"}),
             409,
-            "constraint_violation",
+            "23505",
             "tags_label_key",
         ),
         (
             "/rest/v1/post_tags",
             json!({"post_id": 1, "tag_id": 99}),
             409,
-            "constraint_violation",
+            "23503",
             "post_tags_tag_id_fkey",
         ),
         (
             "/rest/v1/Authors",
             json!({"bio": {}}),
             400,
-            "not_null_violation",
+            "23502",
             "Full Name",
         ),
         (
             &format!("/rest/v1/{POSTS}")[..],
             json!({"score": -1}),
             400,
-            "check_violation",
+            "23514",
             "score_not_negative",
         ),
         (
             "/rest/v1/tags",
             json!({"id": "not a number", "label": "x"}),
             400,
-            "invalid_value",
+            "22P02",
             "`id` is integer",
         ),
         (
             "/rest/v1/tags",
             json!([{"label": "ok"}, {"label": ["x"]}]),
             400,
-            "invalid_value",
+            "22P02",
             "(row 1)",
         ),
     ];
+    // On /rest/v1, as PostgREST: the SQLSTATE (or the one PostgreSQL would
+    // raise), and PostgreSQL's message and detail naming the culprit.
     for (path, body, status, code, named) in cases {
         let answer = api.send(Method::POST, path, &[], Some(body.clone())).await;
         assert_eq!(answer.status, status, "{body}: {}", answer.text);
         let error = answer.json();
         assert_eq!(error["code"], code, "{body}");
-        assert!(
-            error["details"].as_str().unwrap_or("").contains(named),
-            "{body}: {error}"
-        );
+        let text = format!("{} {}", error["message"], error["details"]);
+        assert!(text.contains(named), "{body}: {error}");
     }
     let answer = api.get("/rest/v1/tagz").await;
     assert_eq!(answer.status, 404);
@@ -763,7 +763,14 @@ async fn rpc_calls_functions_with_named_arguments() {
         )
         .await;
     assert_eq!(answer.status, 400);
-    assert_eq!(answer.json()["details"], "no way");
+    assert_eq!(
+        (
+            answer.json()["code"].as_str(),
+            answer.json()["message"].as_str()
+        ),
+        (Some("P0001"), Some("no way")),
+        "as PostgREST: the SQLSTATE and the raised message"
+    );
     assert_eq!(api.get("/rest/v1/rpc/try_write").await.text, "1");
 }
 
@@ -1114,7 +1121,7 @@ async fn schema_changes_through_the_admin_api_are_recorded_and_reproducible() {
             Some(json!({"title": "x", "budget": -5})),
         )
         .await;
-    assert_eq!(answer.json()["code"], "check_violation");
+    assert_eq!(answer.json()["code"], "23514");
 
     let answer = send(
         Method::PATCH,
@@ -1656,7 +1663,7 @@ async fn extra_schemas_are_picked_by_profile_headers() {
         )
         .await;
     assert_eq!(answer.status, 406);
-    assert_eq!(answer.json()["code"], "unknown_profile");
+    assert_eq!(answer.json()["code"], "PGRST106");
     // The policy object names the schema.
     let answer = api
         .send(

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 macro_rules! error_codes {
-    ($( $variant:ident => ($status:expr, $code:expr, $message:expr, $hint:expr) ),+ $(,)?) => {
+    ($( $variant:ident => ($status:expr, $code:expr, $upstream:expr, $message:expr, $hint:expr) ),+ $(,)?) => {
         /// One entry of the catalogue.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ErrorCode { $( $variant ),+ }
@@ -24,6 +24,13 @@ macro_rules! error_codes {
                 match self { $( ErrorCode::$variant => $code ),+ }
             }
 
+            /// The code a surface that follows Supabase sends instead (on
+            /// `/rest/v1`: PostgREST's `PGRST…` or the SQLSTATE PostgreSQL
+            /// would raise), when there is one.
+            pub fn upstream(self) -> Option<&'static str> {
+                match self { $( ErrorCode::$variant => $upstream ),+ }
+            }
+
             /// The message used when the caller has nothing more specific to say.
             pub fn default_message(self) -> &'static str {
                 match self { $( ErrorCode::$variant => $message ),+ }
@@ -38,96 +45,96 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    InvalidRequest => (400, "invalid_request", "The request is malformed.", "Check the request against the API documentation."),
-    InvalidJson => (400, "invalid_json", "The request body is not valid JSON for this endpoint.", "Send a JSON body with the documented fields and Content-Type: application/json."),
-    SqlError => (400, "sql_error", "The SQL statement failed.", "Read `details` for PostgreSQL's own message and fix the statement."),
-    InvalidObjectName => (400, "invalid_object_name", "The object path is not allowed.", "Use a relative path of segments separated by `/`: no `.` or `..` segments, backslashes, drive letters, control characters or encoded forms of these, at most 1024 bytes."),
-    InvalidBucketName => (400, "invalid_bucket_name", "The bucket id is not allowed.", "Use 1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit, and not a reserved word (list, sign, public, info, move, copy, upload, authenticated)."),
-    InvalidSignature => (400, "invalid_signature", "The signed URL's token is invalid for this object.", "Use the URL exactly as it was signed; ask for a new one."),
-    SignedUrlExpired => (400, "signed_url_expired", "The signed URL has expired.", "Ask for a new signed URL."),
-    ValidationFailed => (400, "validation_failed", "A field of the request is missing or invalid.", "Read `details` for the field and fix it."),
-    InvalidCredentials => (400, "invalid_credentials", "Invalid login credentials.", "Check the email address and password."),
-    EmailNotConfirmed => (400, "email_not_confirmed", "The email address has not been confirmed yet.", "Follow the link in the confirmation email first."),
-    UnsupportedGrantType => (400, "unsupported_grant_type", "This grant_type is not supported.", "Use grant_type=password or grant_type=refresh_token."),
-    RefreshTokenNotFound => (400, "refresh_token_not_found", "Invalid refresh token: it does not exist or its session has ended.", "Sign in again."),
-    RefreshTokenAlreadyUsed => (400, "refresh_token_already_used", "This refresh token was already used; its session has been revoked.", "Sign in again. A reused refresh token may mean it was stolen."),
-    EmailNotConfigured => (400, "email_not_configured", "This server sends no email.", "Set smtp.host (BASALT_SMTP_HOST) to enable recovery, magic links and email changes."),
-    InvalidQuery => (400, "invalid_query", "The query string is not valid for this table.", "Read `hint` for the column, operator or value to fix."),
-    InvalidValue => (400, "invalid_value", "A value does not fit its column's type.", "Read `details` for the column and the value to fix."),
-    NotNullViolation => (400, "not_null_violation", "A required column was left empty.", "Read `details` for the column and send a value for it."),
-    CheckViolation => (400, "check_violation", "A value breaks a check constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
-    MaxAffectedExceeded => (400, "max_affected_exceeded", "The write would change more rows than Prefer: max-affected allows; nothing was changed.", "Narrow the filter, or raise max-affected."),
-    InvalidCursor => (400, "invalid_cursor", "The pagination cursor is not valid for this request.", "Pass back the cursor from the previous page unchanged, with the same order= and filters."),
-    FilterRequired => (400, "filter_required", "An update or delete without a filter would touch every row.", "Add a filter such as id=eq.1, or set rest.allow_unfiltered_writes."),
-    ApiKeyMissing => (401, "api_key_missing", "No API key was sent.", "Send an API key printed by `basalt keys` in the `apikey` header or as `Authorization: Bearer <key>`."),
-    ApiKeyInvalid => (401, "api_key_invalid", "The API key is not valid for this server.", "Use a key printed by `basalt keys` for this server's data directory and JWT secret."),
-    BadJwt => (401, "bad_jwt", "The access token is not valid.", "Send a token issued by this server; read `details` for the reason."),
-    JwtExpired => (401, "jwt_expired", "The access token has expired.", "Get a new one with grant_type=refresh_token."),
-    NoAuthorization => (401, "no_authorization", "This endpoint needs a signed-in user's access token.", "Send `Authorization: Bearer <access_token>`."),
-    SessionExpired => (401, "session_expired", "The session has ended (signed out, revoked, idle or too old).", "Sign in again."),
-    LoginRequired => (401, "login_required", "Anonymous callers may not do this.", "Sign in and send the user's access token."),
-    Forbidden => (403, "forbidden", "This API key's role may not do this.", "Use the service_role key for admin endpoints; never ship it to browsers."),
-    CorsOriginNotAllowed => (403, "cors_origin_not_allowed", "This origin may not call the API from a browser.", "Add the origin to `cors.allowed_origins` (BASALT_CORS_ALLOWED_ORIGINS)."),
-    OtpExpired => (403, "otp_expired", "The email link is invalid or has expired.", "Ask for a new link; each link works once."),
-    RowViolatesPolicy => (403, "row_violates_policy", "A written row would not match the condition of your policy for this write.", "Write rows that match your policy's condition (POST /admin/v1/policies/explain shows it)."),
-    UserBanned => (403, "user_banned", "This user is banned.", "Ask an administrator; the ban ends at `banned_until`."),
-    BucketNotFound => (404, "bucket_not_found", "No bucket has this id (or you may not see it).", "List buckets with GET /storage/v1/bucket."),
-    ObjectNotFound => (404, "object_not_found", "No object has this path (or you may not see it).", "List objects with POST /storage/v1/object/list/<bucket>."),
-    UploadNotFound => (404, "upload_not_found", "No resumable upload has this id, or it expired.", "Create a new upload with POST /storage/v1/upload/resumable."),
-    UserNotFound => (404, "user_not_found", "No user has this id.", "List users with GET /auth/v1/admin/users."),
-    RoleNotFound => (404, "role_not_found", "No role has this name.", "List roles with GET /admin/v1/roles."),
-    PolicyNotFound => (404, "policy_not_found", "No policy has this id.", "List policies with GET /admin/v1/policies."),
-    FunctionNotFound => (404, "function_not_found", "No function with this name and these arguments is exposed.", "Check the name and argument names; `hint` suggests the closest."),
-    TableNotFound => (404, "table_not_found", "No table or view has this name in the exposed schema.", "Check the name; `details` suggests the closest one."),
-    RowNotFound => (404, "row_not_found", "No row matches (or none you may see).", "Check the filter; another user's row is not found rather than forbidden."),
-    RouteNotFound => (404, "route_not_found", "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
-    MethodNotAllowed => (405, "method_not_allowed", "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
-    AlreadyExists => (409, "already_exists", "This already exists.", "Use the existing one, or delete it first."),
-    BucketNotEmpty => (409, "bucket_not_empty", "The bucket still holds objects.", "Empty it first with POST /storage/v1/bucket/<id>/empty."),
-    ObjectExists => (409, "object_exists", "An object with this path already exists.", "Send `x-upsert: true` to replace it, or use PUT."),
-    SignedUploadUsed => (409, "signed_upload_used", "This signed upload URL was already used.", "Each signed upload URL works once; ask for a new one."),
-    UploadOffsetMismatch => (409, "upload_offset_mismatch", "Upload-Offset does not match the upload's current offset.", "Send HEAD to learn the offset, then PATCH from there."),
-    DeclaredInConfig => (409, "declared_in_config", "This is declared in the config file and cannot be changed through the API.", "Change it in the config file ([[authz.roles]] / [[authz.policies]]) and restart."),
-    UnknownProfile => (406, "unknown_profile", "The schema asked for in Accept-Profile or Content-Profile is not exposed.", "Use one of the schemas listed in `details` (rest.schema, rest.extra_schemas)."),
-    NotAcceptable => (406, "not_acceptable", "None of the media types in Accept can be produced.", "Accept application/json, text/csv or application/vnd.pgrst.object+json."),
-    IdempotencyKeyInProgress => (409, "idempotency_key_in_progress", "A request with this Idempotency-Key is still being processed.", "Retry after it finishes; the stored response will be returned."),
-    FeedGap => (410, "feed_gap", "Changes after this position are no longer kept.", "Refetch the current state, then follow the feed from its head."),
-    RangeNotSatisfiable => (416, "range_not_satisfiable", "The requested range starts past the last row.", "Ask for a range within the total in Content-Range."),
-    IdempotencyKeyReused => (422, "idempotency_key_reused", "This Idempotency-Key was used with a different request.", "Use a new key for a new request; resend the same body to replay a stored response."),
-    NotSingleRow => (406, "not_single_row", "One row was asked for, and several match.", "Filter on a unique column, or drop Accept: application/vnd.pgrst.object+json."),
-    ConstraintViolation => (409, "constraint_violation", "The write breaks a constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
-    PayloadTooLarge => (413, "payload_too_large", "The request body is larger than this server accepts.", "Send a smaller body, or raise `server.body_limit_bytes` (BASALT_SERVER_BODY_LIMIT_BYTES)."),
-    UnsupportedMediaType => (415, "unsupported_media_type", "The request body's Content-Type is not accepted here.", "Send Content-Type: application/json."),
-    MimeTypeNotAllowed => (415, "mime_type_not_allowed", "The bucket does not accept this content type.", "Send one of the bucket's allowed_mime_types (see `details`)."),
-    TusVersionUnsupported => (412, "tus_version_unsupported", "The Tus-Resumable version is not supported.", "Send Tus-Resumable: 1.0.0."),
-    UserAlreadyExists => (422, "user_already_exists", "A user with this email address already exists.", "Sign in instead, or reset the password."),
-    WeakPassword => (422, "weak_password", "The password does not meet the password policy.", "Read `details` and choose a stronger password."),
-    RateLimited => (429, "rate_limited", "Too many requests.", "Wait for the number of seconds in Retry-After before trying again."),
-    TooManyConcurrentQueries => (429, "too_many_concurrent_queries", "You already have as many database requests running as one caller may.", "Wait for your running requests to finish (Retry-After), or send fewer at once."),
-    RealtimeInvalidMessage => (400, "invalid_message", "The realtime message is not valid.", "Send JSON text frames in the documented protocol (docs/realtime.md)."),
-    RealtimeNotJoined => (400, "not_joined", "This connection has not joined that topic.", "Join the topic first."),
-    RealtimeAlreadyJoined => (409, "already_joined", "This connection has already joined that topic.", "Leave it first, or keep the subscription you have."),
-    RealtimeInvalidTopic => (400, "invalid_topic", "The topic is not valid.", "Use 1 to 255 bytes without control characters."),
-    RealtimeTooManyChannels => (429, "too_many_channels", "This connection has joined as many topics as it may.", "Leave a topic, or open another connection (realtime.max_channels_per_connection)."),
-    RealtimeUnknownSchema => (404, "unknown_schema", "The schema is not exposed.", "Subscribe to tables of rest.schema or rest.extra_schemas."),
-    RealtimeInvalidEvent => (400, "invalid_event", "The event is not one of INSERT, UPDATE, DELETE or *.", "Use one of INSERT, UPDATE, DELETE or *."),
-    RealtimeInvalidFilter => (400, "invalid_filter", "The subscription's filter is not valid.", "Use the data API's filter grammar with operators that can be decided in memory."),
-    RealtimeInvalidKey => (400, "invalid_key", "The presence key is not valid.", "Use a short key without control characters."),
-    RealtimeWrongUser => (403, "wrong_user", "A refreshed token must belong to the same user.", "Open a new connection to act as another user."),
-    RealtimeTokenExpired => (401, "token_expired", "The connection's access token has expired.", "Send a fresh access_token message; missed changes are replayed."),
-    RealtimePresenceFailed => (503, "presence_failed", "Presence could not be recorded.", "Retry; the database may be unavailable."),
-    RealtimeReplayFailed => (503, "replay_failed", "Missed changes could not be replayed.", "Reconnect and resume from the last position received."),
-    RealtimeSlowConsumer => (429, "slow_consumer", "The client did not read its messages fast enough.", "Read faster, or subscribe to fewer changes; reconnect and resume."),
-    RealtimeSessionRevoked => (401, "session_revoked", "The connection's session was revoked.", "Sign in again."),
-    RealtimeMessageTooLarge => (413, "message_too_large", "The message is larger than this server takes.", "Send smaller messages (realtime.max_message_bytes)."),
-    RealtimeIdle => (408, "idle", "The connection sent nothing for too long.", "Answer pings; send a heartbeat at least every 30 s."),
-    RealtimeClosed => (503, "closed", "The server closed the connection.", "Reconnect and resume from the last position received."),
-    InternalError => (500, "internal_error", "Basalt failed to handle this request.", "Retry later; if it persists, report it with the X-Request-Id of this response."),
-    DatabaseUnavailable => (503, "database_unavailable", "The database cannot be reached right now.", "Retry after the number of seconds in Retry-After; the server reconnects by itself."),
-    NotReady => (503, "not_ready", "The server is not ready to serve requests.", "Retry after the number of seconds in Retry-After."),
-    StorageUnavailable => (503, "storage_unavailable", "The storage backend failed or cannot be reached.", "Retry later; the server log says why."),
-    ShuttingDown => (503, "shutting_down", "The server is shutting down.", "Retry; another replica will answer."),
-    RequestTimeout => (504, "request_timeout", "The request took longer than this server allows.", "Narrow the request, or raise `server.request_timeout_ms` (BASALT_SERVER_REQUEST_TIMEOUT_MS)."),
+    InvalidRequest => (400, "invalid_request", Some("PGRST100"), "The request is malformed.", "Check the request against the API documentation."),
+    InvalidJson => (400, "invalid_json", Some("PGRST102"), "The request body is not valid JSON for this endpoint.", "Send a JSON body with the documented fields and Content-Type: application/json."),
+    SqlError => (400, "sql_error", None, "The SQL statement failed.", "Read `details` for PostgreSQL's own message and fix the statement."),
+    InvalidObjectName => (400, "invalid_object_name", None, "The object path is not allowed.", "Use a relative path of segments separated by `/`: no `.` or `..` segments, backslashes, drive letters, control characters or encoded forms of these, at most 1024 bytes."),
+    InvalidBucketName => (400, "invalid_bucket_name", None, "The bucket id is not allowed.", "Use 1-63 lowercase letters, digits, `.`, `_` or `-`, starting with a letter or digit, and not a reserved word (list, sign, public, info, move, copy, upload, authenticated)."),
+    InvalidSignature => (400, "invalid_signature", None, "The signed URL's token is invalid for this object.", "Use the URL exactly as it was signed; ask for a new one."),
+    SignedUrlExpired => (400, "signed_url_expired", None, "The signed URL has expired.", "Ask for a new signed URL."),
+    ValidationFailed => (400, "validation_failed", None, "A field of the request is missing or invalid.", "Read `details` for the field and fix it."),
+    InvalidCredentials => (400, "invalid_credentials", None, "Invalid login credentials.", "Check the email address and password."),
+    EmailNotConfirmed => (400, "email_not_confirmed", None, "The email address has not been confirmed yet.", "Follow the link in the confirmation email first."),
+    UnsupportedGrantType => (400, "unsupported_grant_type", None, "This grant_type is not supported.", "Use grant_type=password or grant_type=refresh_token."),
+    RefreshTokenNotFound => (400, "refresh_token_not_found", None, "Invalid refresh token: it does not exist or its session has ended.", "Sign in again."),
+    RefreshTokenAlreadyUsed => (400, "refresh_token_already_used", None, "This refresh token was already used; its session has been revoked.", "Sign in again. A reused refresh token may mean it was stolen."),
+    EmailNotConfigured => (400, "email_not_configured", None, "This server sends no email.", "Set smtp.host (BASALT_SMTP_HOST) to enable recovery, magic links and email changes."),
+    InvalidQuery => (400, "invalid_query", Some("PGRST100"), "The query string is not valid for this table.", "Read `hint` for the column, operator or value to fix."),
+    InvalidValue => (400, "invalid_value", Some("22P02"), "A value does not fit its column's type.", "Read `details` for the column and the value to fix."),
+    NotNullViolation => (400, "not_null_violation", Some("23502"), "A required column was left empty.", "Read `details` for the column and send a value for it."),
+    CheckViolation => (400, "check_violation", Some("23514"), "A value breaks a check constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
+    MaxAffectedExceeded => (400, "max_affected_exceeded", Some("PGRST124"), "The write would change more rows than Prefer: max-affected allows; nothing was changed.", "Narrow the filter, or raise max-affected."),
+    InvalidCursor => (400, "invalid_cursor", None, "The pagination cursor is not valid for this request.", "Pass back the cursor from the previous page unchanged, with the same order= and filters."),
+    FilterRequired => (400, "filter_required", Some("21000"), "An update or delete without a filter would touch every row.", "Add a filter such as id=eq.1, or set rest.allow_unfiltered_writes."),
+    ApiKeyMissing => (401, "api_key_missing", None, "No API key was sent.", "Send an API key printed by `basalt keys` in the `apikey` header or as `Authorization: Bearer <key>`."),
+    ApiKeyInvalid => (401, "api_key_invalid", Some("PGRST301"), "The API key is not valid for this server.", "Use a key printed by `basalt keys` for this server's data directory and JWT secret."),
+    BadJwt => (401, "bad_jwt", Some("PGRST301"), "The access token is not valid.", "Send a token issued by this server; read `details` for the reason."),
+    JwtExpired => (401, "jwt_expired", Some("PGRST301"), "The access token has expired.", "Get a new one with grant_type=refresh_token."),
+    NoAuthorization => (401, "no_authorization", None, "This endpoint needs a signed-in user's access token.", "Send `Authorization: Bearer <access_token>`."),
+    SessionExpired => (401, "session_expired", Some("PGRST301"), "The session has ended (signed out, revoked, idle or too old).", "Sign in again."),
+    LoginRequired => (401, "login_required", Some("42501"), "Anonymous callers may not do this.", "Sign in and send the user's access token."),
+    Forbidden => (403, "forbidden", Some("42501"), "This API key's role may not do this.", "Use the service_role key for admin endpoints; never ship it to browsers."),
+    CorsOriginNotAllowed => (403, "cors_origin_not_allowed", None, "This origin may not call the API from a browser.", "Add the origin to `cors.allowed_origins` (BASALT_CORS_ALLOWED_ORIGINS)."),
+    OtpExpired => (403, "otp_expired", None, "The email link is invalid or has expired.", "Ask for a new link; each link works once."),
+    RowViolatesPolicy => (403, "row_violates_policy", Some("42501"), "A written row would not match the condition of your policy for this write.", "Write rows that match your policy's condition (POST /admin/v1/policies/explain shows it)."),
+    UserBanned => (403, "user_banned", None, "This user is banned.", "Ask an administrator; the ban ends at `banned_until`."),
+    BucketNotFound => (404, "bucket_not_found", None, "No bucket has this id (or you may not see it).", "List buckets with GET /storage/v1/bucket."),
+    ObjectNotFound => (404, "object_not_found", None, "No object has this path (or you may not see it).", "List objects with POST /storage/v1/object/list/<bucket>."),
+    UploadNotFound => (404, "upload_not_found", None, "No resumable upload has this id, or it expired.", "Create a new upload with POST /storage/v1/upload/resumable."),
+    UserNotFound => (404, "user_not_found", None, "No user has this id.", "List users with GET /auth/v1/admin/users."),
+    RoleNotFound => (404, "role_not_found", None, "No role has this name.", "List roles with GET /admin/v1/roles."),
+    PolicyNotFound => (404, "policy_not_found", None, "No policy has this id.", "List policies with GET /admin/v1/policies."),
+    FunctionNotFound => (404, "function_not_found", Some("PGRST202"), "No function with this name and these arguments is exposed.", "Check the name and argument names; `hint` suggests the closest."),
+    TableNotFound => (404, "table_not_found", Some("42P01"), "No table or view has this name in the exposed schema.", "Check the name; `details` suggests the closest one."),
+    RowNotFound => (404, "row_not_found", Some("PGRST116"), "No row matches (or none you may see).", "Check the filter; another user's row is not found rather than forbidden."),
+    RouteNotFound => (404, "route_not_found", None, "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
+    MethodNotAllowed => (405, "method_not_allowed", Some("PGRST117"), "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
+    AlreadyExists => (409, "already_exists", None, "This already exists.", "Use the existing one, or delete it first."),
+    BucketNotEmpty => (409, "bucket_not_empty", None, "The bucket still holds objects.", "Empty it first with POST /storage/v1/bucket/<id>/empty."),
+    ObjectExists => (409, "object_exists", None, "An object with this path already exists.", "Send `x-upsert: true` to replace it, or use PUT."),
+    SignedUploadUsed => (409, "signed_upload_used", None, "This signed upload URL was already used.", "Each signed upload URL works once; ask for a new one."),
+    UploadOffsetMismatch => (409, "upload_offset_mismatch", None, "Upload-Offset does not match the upload's current offset.", "Send HEAD to learn the offset, then PATCH from there."),
+    DeclaredInConfig => (409, "declared_in_config", None, "This is declared in the config file and cannot be changed through the API.", "Change it in the config file ([[authz.roles]] / [[authz.policies]]) and restart."),
+    UnknownProfile => (406, "unknown_profile", Some("PGRST106"), "The schema asked for in Accept-Profile or Content-Profile is not exposed.", "Use one of the schemas listed in `details` (rest.schema, rest.extra_schemas)."),
+    NotAcceptable => (406, "not_acceptable", Some("PGRST107"), "None of the media types in Accept can be produced.", "Accept application/json, text/csv or application/vnd.pgrst.object+json."),
+    IdempotencyKeyInProgress => (409, "idempotency_key_in_progress", None, "A request with this Idempotency-Key is still being processed.", "Retry after it finishes; the stored response will be returned."),
+    FeedGap => (410, "feed_gap", None, "Changes after this position are no longer kept.", "Refetch the current state, then follow the feed from its head."),
+    RangeNotSatisfiable => (416, "range_not_satisfiable", Some("PGRST103"), "The requested range starts past the last row.", "Ask for a range within the total in Content-Range."),
+    IdempotencyKeyReused => (422, "idempotency_key_reused", None, "This Idempotency-Key was used with a different request.", "Use a new key for a new request; resend the same body to replay a stored response."),
+    NotSingleRow => (406, "not_single_row", Some("PGRST116"), "One row was asked for, and several match.", "Filter on a unique column, or drop Accept: application/vnd.pgrst.object+json."),
+    ConstraintViolation => (409, "constraint_violation", Some("23505"), "The write breaks a constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
+    PayloadTooLarge => (413, "payload_too_large", None, "The request body is larger than this server accepts.", "Send a smaller body, or raise `server.body_limit_bytes` (BASALT_SERVER_BODY_LIMIT_BYTES)."),
+    UnsupportedMediaType => (415, "unsupported_media_type", Some("PGRST107"), "The request body's Content-Type is not accepted here.", "Send Content-Type: application/json."),
+    MimeTypeNotAllowed => (415, "mime_type_not_allowed", None, "The bucket does not accept this content type.", "Send one of the bucket's allowed_mime_types (see `details`)."),
+    TusVersionUnsupported => (412, "tus_version_unsupported", None, "The Tus-Resumable version is not supported.", "Send Tus-Resumable: 1.0.0."),
+    UserAlreadyExists => (422, "user_already_exists", None, "A user with this email address already exists.", "Sign in instead, or reset the password."),
+    WeakPassword => (422, "weak_password", None, "The password does not meet the password policy.", "Read `details` and choose a stronger password."),
+    RateLimited => (429, "rate_limited", None, "Too many requests.", "Wait for the number of seconds in Retry-After before trying again."),
+    TooManyConcurrentQueries => (429, "too_many_concurrent_queries", Some("PGRST003"), "You already have as many database requests running as one caller may.", "Wait for your running requests to finish (Retry-After), or send fewer at once."),
+    RealtimeInvalidMessage => (400, "invalid_message", None, "The realtime message is not valid.", "Send JSON text frames in the documented protocol (docs/realtime.md)."),
+    RealtimeNotJoined => (400, "not_joined", None, "This connection has not joined that topic.", "Join the topic first."),
+    RealtimeAlreadyJoined => (409, "already_joined", None, "This connection has already joined that topic.", "Leave it first, or keep the subscription you have."),
+    RealtimeInvalidTopic => (400, "invalid_topic", None, "The topic is not valid.", "Use 1 to 255 bytes without control characters."),
+    RealtimeTooManyChannels => (429, "too_many_channels", None, "This connection has joined as many topics as it may.", "Leave a topic, or open another connection (realtime.max_channels_per_connection)."),
+    RealtimeUnknownSchema => (404, "unknown_schema", None, "The schema is not exposed.", "Subscribe to tables of rest.schema or rest.extra_schemas."),
+    RealtimeInvalidEvent => (400, "invalid_event", None, "The event is not one of INSERT, UPDATE, DELETE or *.", "Use one of INSERT, UPDATE, DELETE or *."),
+    RealtimeInvalidFilter => (400, "invalid_filter", None, "The subscription's filter is not valid.", "Use the data API's filter grammar with operators that can be decided in memory."),
+    RealtimeInvalidKey => (400, "invalid_key", None, "The presence key is not valid.", "Use a short key without control characters."),
+    RealtimeWrongUser => (403, "wrong_user", None, "A refreshed token must belong to the same user.", "Open a new connection to act as another user."),
+    RealtimeTokenExpired => (401, "token_expired", None, "The connection's access token has expired.", "Send a fresh access_token message; missed changes are replayed."),
+    RealtimePresenceFailed => (503, "presence_failed", None, "Presence could not be recorded.", "Retry; the database may be unavailable."),
+    RealtimeReplayFailed => (503, "replay_failed", None, "Missed changes could not be replayed.", "Reconnect and resume from the last position received."),
+    RealtimeSlowConsumer => (429, "slow_consumer", None, "The client did not read its messages fast enough.", "Read faster, or subscribe to fewer changes; reconnect and resume."),
+    RealtimeSessionRevoked => (401, "session_revoked", None, "The connection's session was revoked.", "Sign in again."),
+    RealtimeMessageTooLarge => (413, "message_too_large", None, "The message is larger than this server takes.", "Send smaller messages (realtime.max_message_bytes)."),
+    RealtimeIdle => (408, "idle", None, "The connection sent nothing for too long.", "Answer pings; send a heartbeat at least every 30 s."),
+    RealtimeClosed => (503, "closed", None, "The server closed the connection.", "Reconnect and resume from the last position received."),
+    InternalError => (500, "internal_error", Some("PGRSTX00"), "Basalt failed to handle this request.", "Retry later; if it persists, report it with the X-Request-Id of this response."),
+    DatabaseUnavailable => (503, "database_unavailable", Some("PGRST001"), "The database cannot be reached right now.", "Retry after the number of seconds in Retry-After; the server reconnects by itself."),
+    NotReady => (503, "not_ready", None, "The server is not ready to serve requests.", "Retry after the number of seconds in Retry-After."),
+    StorageUnavailable => (503, "storage_unavailable", None, "The storage backend failed or cannot be reached.", "Retry later; the server log says why."),
+    ShuttingDown => (503, "shutting_down", None, "The server is shutting down.", "Retry; another replica will answer."),
+    RequestTimeout => (504, "request_timeout", Some("57014"), "The request took longer than this server allows.", "Narrow the request, or raise `server.request_timeout_ms` (BASALT_SERVER_REQUEST_TIMEOUT_MS)."),
 }
 
 /// The one error body of every Basalt API: `{"code", "message", "details", "hint"}`.
@@ -139,6 +146,33 @@ pub struct ApiError {
     pub message: String,
     pub details: Option<String>,
     pub hint: Option<String>,
+    /// The upstream code of this very error when it is finer than its
+    /// catalogue entry's (`PGRST200` for an unknown relationship, an
+    /// `invalid_query` in Basalt's terms).
+    #[serde(skip)]
+    pub upstream: Option<&'static str>,
+    /// PostgreSQL's own error, which a surface following PostgREST forwards.
+    #[serde(skip)]
+    pub postgres: Option<PostgresError>,
+}
+
+/// An error PostgreSQL raised: its SQLSTATE, message, detail and hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresError {
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+/// An error as PostgREST sends it: PostgreSQL's own fields for a database
+/// error, else the upstream code with Basalt's message, details and hint.
+#[derive(Debug, Serialize)]
+pub struct UpstreamError<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    pub details: Option<&'a str>,
+    pub hint: Option<&'a str>,
 }
 
 impl ApiError {
@@ -150,6 +184,32 @@ impl ApiError {
             message: kind.default_message().to_owned(),
             details: None,
             hint: Some(kind.default_hint().to_owned()),
+            upstream: None,
+            postgres: None,
+        }
+    }
+
+    /// Forwards PostgreSQL's error as PostgREST would (on `/rest/v1`).
+    pub fn with_postgres(mut self, postgres: PostgresError) -> Self {
+        self.postgres = Some(postgres);
+        self
+    }
+
+    /// The body a surface that follows Supabase sends.
+    pub fn upstream_body(&self) -> UpstreamError<'_> {
+        match &self.postgres {
+            Some(pg) => UpstreamError {
+                code: &pg.code,
+                message: &pg.message,
+                details: pg.detail.as_deref(),
+                hint: pg.hint.as_deref(),
+            },
+            None => UpstreamError {
+                code: self.upstream.or(self.kind.upstream()).unwrap_or(self.code),
+                message: &self.message,
+                details: self.details.as_deref(),
+                hint: self.hint.as_deref(),
+            },
         }
     }
 
@@ -195,13 +255,18 @@ pub trait Problem: std::fmt::Display {
     fn hint(&self) -> Option<String> {
         None
     }
+    /// The upstream code, when finer than the catalogue entry's.
+    fn upstream(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl ApiError {
     /// The one rendering of a stage's error: its code, `details` from its
     /// text, and its hint when it has one.
     pub fn from_problem(problem: &dyn Problem) -> ApiError {
-        let error = ApiError::new(problem.code()).with_details(problem.to_string());
+        let mut error = ApiError::new(problem.code()).with_details(problem.to_string());
+        error.upstream = problem.upstream();
         match problem.hint() {
             Some(hint) => error.with_hint(hint),
             None => error,
@@ -243,7 +308,11 @@ mod tests {
     fn docs_list_every_code() {
         let docs = include_str!("../../../docs/errors.md");
         for code in ErrorCode::ALL {
-            let row = format!("| `{}` | {} |", code.code(), code.status());
+            let upstream = match code.upstream() {
+                Some(upstream) => format!("`{upstream}`"),
+                None => "—".to_owned(),
+            };
+            let row = format!("| `{}` | {} | {upstream} |", code.code(), code.status());
             assert!(docs.contains(&row), "docs/errors.md lacks the row `{row}`");
         }
     }

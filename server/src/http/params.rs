@@ -38,6 +38,10 @@ where
     match Option::<String>::deserialize(deserializer)? {
         None => Ok(None),
         Some(text) if text.trim().is_empty() => Ok(None),
-        Some(text) => text.trim().parse().map(Some).map_err(serde::de::Error::custom),
+        Some(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }

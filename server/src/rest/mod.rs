@@ -27,7 +27,7 @@ use crate::state::AppState;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use basalt_core::errors::{ApiError, ErrorCode};
+use basalt_core::errors::{ApiError, ErrorCode, PostgresError};
 use basalt_core::filter::sql::Caller as Variables;
 use basalt_core::filter::Expr;
 use basalt_core::rest::request::Prefer;
@@ -37,17 +37,18 @@ use std::sync::Arc;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(resource("/rest/v1/").route(web::get().to(openapi_document)))
+        .service(rest_resource("/rest/v1/").route(web::get().to(openapi_document)))
+        // Basalt's own endpoint: Basalt's error codes (with the operation's index).
         .service(resource("/rest/v1/batch").route(web::post().to(batch::batch)))
         .service(
-            resource("/rest/v1/rpc/{function}")
+            rest_resource("/rest/v1/rpc/{function}")
                 .route(web::get().to(rpc::call))
                 // HEAD calls as GET does (read-only functions) and sends only the headers.
                 .route(web::head().to(rpc::call))
                 .route(web::post().to(rpc::call)),
         )
         .service(
-            resource("/rest/v1/{table}")
+            rest_resource("/rest/v1/{table}")
                 .route(web::get().to(read::read))
                 // HEAD runs the same read (with its count) and sends only the headers.
                 .route(web::head().to(read::read))
@@ -56,6 +57,55 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::patch().to(write::update))
                 .route(web::delete().to(write::delete)),
         );
+}
+
+/// A `/rest/v1` resource: its errors are sent as PostgREST sends them.
+fn rest_resource(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    resource(path).wrap(actix_web::middleware::from_fn(postgrest_errors))
+}
+
+/// Sends a `/rest/v1` error as PostgREST would ([`HttpError::upstream_response`]):
+/// PostgREST's code (`PGRST116`, or the SQLSTATE with PostgreSQL's message
+/// and detail), so supabase-js code branching on `error.code` works.
+async fn postgrest_errors(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<
+    actix_web::dev::ServiceResponse<actix_web::body::EitherBody<impl actix_web::body::MessageBody>>,
+    actix_web::Error,
+> {
+    let http = request.request().clone();
+    match next.call(request).await {
+        Ok(response) => {
+            let upstream = response
+                .response()
+                .error()
+                .and_then(|error| error.as_error::<HttpError>())
+                .map(HttpError::upstream_response);
+            Ok(match upstream {
+                Some(replacement) => response.into_response(replacement).map_into_right_body(),
+                None => response.map_into_left_body(),
+            })
+        }
+        Err(error) => match error.as_error::<HttpError>() {
+            Some(http_error) => Ok(actix_web::dev::ServiceResponse::new(
+                http,
+                http_error.upstream_response(),
+            )
+            .map_into_right_body()),
+            None => Err(error),
+        },
+    }
 }
 
 /// `GET /rest/v1/`: the OpenAPI 3 document of what this caller may do, for
@@ -393,16 +443,16 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
     };
     let code = db.code().code();
     let message = db.message().to_owned();
-    let named = |api: ApiError| -> HttpError {
+    let named = |api: ApiError| -> ApiError {
         let mut details = message.clone();
         if let Some(constraint) = db.constraint() {
             details = format!("{details} (constraint {constraint})");
         } else if let Some(column) = db.column() {
             details = format!("{details} (column {column})");
         }
-        api.with_details(details).into()
+        api.with_details(details)
     };
-    match code {
+    let api = match code {
         // PostgreSQL's own row-level security refused a written row.
         "42501" if message.contains("row-level security") => {
             named(ApiError::new(ErrorCode::RowViolatesPolicy))
@@ -413,53 +463,58 @@ pub fn query_failed(error: tokio_postgres::Error, role: &str, relation: &str) ->
             ))
             .with_hint(format!(
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON {relation} TO {role}; and USAGE on its sequences (the ones it needs)"
-            ))
-            .into(),
+            )),
         // A new row broke the caller's policy (auth.check_policy, before
-        // any unique index was consulted).
-        "BA001" => ApiError::new(ErrorCode::RowViolatesPolicy)
-            .with_details(message)
-            .into(),
+        // any unique index was consulted): Basalt's refusal, not PostgreSQL's.
+        "BA001" => {
+            return ApiError::new(ErrorCode::RowViolatesPolicy)
+                .with_details(message)
+                .into()
+        }
         "23502" => named(ApiError::new(ErrorCode::NotNullViolation)),
         "23514" => named(ApiError::new(ErrorCode::CheckViolation)),
         _ if code.starts_with("23") => named(ApiError::new(ErrorCode::ConstraintViolation)),
         _ if code.starts_with("22") => ApiError::new(ErrorCode::InvalidQuery)
-            .with_details(message)
-            .with_hint("A value does not fit its column's type.")
-            .into(),
+            .with_details(message.clone())
+            .with_hint("A value does not fit its column's type."),
         // The operator does not apply to the column's type, an unknown type
         // in a cast, a malformed search query: the caller's input.
         _ if code.starts_with("42") => ApiError::new(ErrorCode::InvalidQuery)
-            .with_details(message)
-            .with_hint("Use an operator, cast and value that suit the column's type.")
-            .into(),
+            .with_details(message.clone())
+            .with_hint("Use an operator, cast and value that suit the column's type."),
         // An upsert whose rows repeat a conflict key; a statement too
         // complex or too large (program limits: 54001 stack depth, 54011
         // too many columns, 54023 too many arguments).
         _ if code == "21000" || code.starts_with("54") => ApiError::new(ErrorCode::InvalidQuery)
-            .with_details(message)
-            .with_hint("Send each key once per request, and simpler filters.")
-            .into(),
+            .with_details(message.clone())
+            .with_hint("Send each key once per request, and simpler filters."),
         // Cancelled: the request's time ran out.
-        "57014" => ApiError::new(ErrorCode::RequestTimeout)
-            .with_details(message)
-            .into(),
+        "57014" => ApiError::new(ErrorCode::RequestTimeout).with_details(message.clone()),
         // Serialization failure or deadlock: worth a retry.
-        "40001" | "40P01" => HttpError::from(
-            ApiError::new(ErrorCode::DatabaseUnavailable)
-                .with_details(message)
-                .with_hint("A concurrent transaction conflicted with this one; retry."),
-        )
-        .retry_after(1),
+        "40001" | "40P01" => ApiError::new(ErrorCode::DatabaseUnavailable)
+            .with_details(message.clone())
+            .with_hint("A concurrent transaction conflicted with this one; retry."),
         "25006" | "0A000" => ApiError::new(ErrorCode::InvalidRequest)
-            .with_details(message)
-            .with_hint("A function that writes must be declared VOLATILE and called with POST.")
-            .into(),
+            .with_details(message.clone())
+            .with_hint("A function that writes must be declared VOLATILE and called with POST."),
         // A function raised an exception (RAISE in plpgsql).
-        "P0001" => ApiError::new(ErrorCode::InvalidRequest)
-            .with_details(message)
-            .into(),
-        _ => HttpError::from(error),
+        "P0001" => ApiError::new(ErrorCode::InvalidRequest).with_details(message.clone()),
+        _ => return HttpError::from(error),
+    };
+    // Where PostgREST would forward PostgreSQL's own error, so does the
+    // upstream body (with Basalt's hint when PostgreSQL gave none).
+    let postgres = PostgresError {
+        code: code.to_owned(),
+        message: message.clone(),
+        detail: db.detail().map(str::to_owned),
+        hint: db.hint().map(str::to_owned).or_else(|| api.hint.clone()),
+    };
+    let retry = matches!(code, "40001" | "40P01");
+    let error = HttpError::from(api.with_postgres(postgres));
+    if retry {
+        error.retry_after(1)
+    } else {
+        error
     }
 }
 

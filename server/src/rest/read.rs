@@ -257,10 +257,11 @@ impl ReadPlan {
                 1 => reply
                     .header("content-type", OBJECT)
                     .body(body[1..body.len() - 1].to_owned()),
-                0 => return Err(ErrorCode::RowNotFound.into()),
+                // As PostgREST: 406 for none as for several (supabase-js's
+                // maybeSingle() reads "0 rows" in the details as no row).
                 n => {
                     return Err(ApiError::new(ErrorCode::NotSingleRow)
-                        .with_details(format!("{n} rows match"))
+                        .with_details(format!("The result contains {n} rows"))
                         .into())
                 }
             },

@@ -168,6 +168,13 @@ impl Problem for FilterError {
         ErrorCode::InvalidQuery
     }
 
+    fn upstream(&self) -> Option<&'static str> {
+        match self {
+            FilterError::UnknownColumn { .. } => Some("42703"),
+            _ => None,
+        }
+    }
+
     fn hint(&self) -> Option<String> {
         use FilterError::*;
         Some(match self {

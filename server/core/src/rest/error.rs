@@ -197,6 +197,19 @@ impl Problem for QueryError {
             }
         })
     }
+
+    fn upstream(&self) -> Option<&'static str> {
+        use QueryError::*;
+        match self {
+            Filter(error) => error.upstream(),
+            NothingToEmbed { .. } | NoRelationship { .. } => Some("PGRST200"),
+            AmbiguousRelationship { .. } => Some("PGRST201"),
+            UnknownFunction { .. } | FunctionArguments { .. } => Some("PGRST202"),
+            DuplicateEmbed { .. } => Some("42712"),
+            UnknownTable { .. } => Some("42P01"),
+            _ => None,
+        }
+    }
 }
 
 impl std::error::Error for QueryError {}
@@ -469,6 +482,20 @@ impl Problem for WriteError {
             WriteError::SelectNotColumns => {
                 Some("read embedded resources with a GET after the write".into())
             }
+            _ => None,
+        }
+    }
+
+    fn upstream(&self) -> Option<&'static str> {
+        match self {
+            WriteError::Filter(error) => error.upstream(),
+            WriteError::NotWritable { .. } => Some("PGRST204"),
+            WriteError::PutFilters { .. } => Some("PGRST105"),
+            WriteError::PutKeyMismatch { .. } => Some("PGRST115"),
+            WriteError::NotObjects | WriteError::NotAnObject | WriteError::NotOneObject { .. } => {
+                Some("PGRST102")
+            }
+            WriteError::UnknownColumn { .. } => Some("42703"),
             _ => None,
         }
     }
