@@ -7,7 +7,9 @@ use basalt_core::errors::{ApiError, ErrorCode};
 
 #[derive(Debug)]
 pub struct HttpError {
-    pub error: ApiError,
+    /// Boxed: handlers return `Result<_, HttpError>` everywhere, and the
+    /// error path is the rare one.
+    pub error: Box<ApiError>,
     retry_after: Option<u64>,
 }
 
@@ -26,7 +28,7 @@ impl HttpError {
 impl From<ApiError> for HttpError {
     fn from(error: ApiError) -> Self {
         HttpError {
-            error,
+            error: Box::new(error),
             retry_after: None,
         }
     }

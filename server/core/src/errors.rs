@@ -153,7 +153,7 @@ pub struct ApiError {
     pub upstream: Option<&'static str>,
     /// PostgreSQL's own error, which a surface following PostgREST forwards.
     #[serde(skip)]
-    pub postgres: Option<PostgresError>,
+    pub postgres: Option<Box<PostgresError>>,
 }
 
 /// An error PostgreSQL raised: its SQLSTATE, message, detail and hint.
@@ -191,7 +191,7 @@ impl ApiError {
 
     /// Forwards PostgreSQL's error as PostgREST would (on `/rest/v1`).
     pub fn with_postgres(mut self, postgres: PostgresError) -> Self {
-        self.postgres = Some(postgres);
+        self.postgres = Some(Box::new(postgres));
         self
     }
 
