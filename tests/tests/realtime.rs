@@ -753,3 +753,75 @@ async fn policies_combine_per_row_and_old_rows_stay_hidden() {
         "the old row only as it was visible: {moved}"
     );
 }
+
+/// The Phoenix dialect (`vsn=1.0.0`, JSON objects): heartbeats are
+/// answered, frames the server cannot read or act on get an error reply on
+/// their topic, and the connection survives all of it.
+#[tokio::test]
+async fn the_phoenix_dialect_answers_every_frame_and_survives_bad_ones() {
+    let basalt = Basalt::start().await;
+    let anon = basalt.keys().anon;
+    let url = basalt
+        .url(&format!("/realtime/v1/websocket?apikey={anon}&vsn=1.0.0"))
+        .replacen("http://", "ws://", 1);
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut client = Client { socket };
+    client
+        .send(json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "1"}))
+        .await;
+    let reply = client.expect().await;
+    assert_eq!(
+        (
+            &reply["topic"],
+            &reply["event"],
+            &reply["ref"],
+            &reply["payload"]["status"]
+        ),
+        (
+            &json!("phoenix"),
+            &json!("phx_reply"),
+            &json!("1"),
+            &json!("ok")
+        ),
+        "{reply}"
+    );
+    // Not a frame at all.
+    client.send(json!([1, 2, 3])).await;
+    let reply = client.expect().await;
+    assert_eq!(reply["payload"]["status"], "error", "{reply}");
+    assert_eq!(reply["payload"]["response"]["code"], "invalid_message");
+    // A binding without a table, an unknown event, a channel no policy allows.
+    for (event, payload, code) in [
+        (
+            "phx_join",
+            json!({"config": {"postgres_changes": [{"event": "*", "schema": "public"}]}}),
+            "invalid_message",
+        ),
+        ("phx_dance", json!({}), "invalid_message"),
+        ("phx_join", json!({"config": {}}), "forbidden"),
+    ] {
+        client
+            .send(json!({"topic": "realtime:room", "event": event, "payload": payload, "ref": "2", "join_ref": "2"}))
+            .await;
+        let reply = client.expect().await;
+        assert_eq!(
+            (
+                &reply["event"],
+                &reply["payload"]["status"],
+                &reply["payload"]["response"]["code"]
+            ),
+            (&json!("phx_reply"), &json!("error"), &json!(code)),
+            "{event}: {reply}"
+        );
+    }
+    // Basalt's own protocol is not spoken on this connection, and it is still open.
+    client
+        .send(json!({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "3"}))
+        .await;
+    assert_eq!(client.expect().await["payload"]["status"], "ok");
+    // An unknown serializer is refused at the upgrade, as JSON.
+    let url = basalt
+        .url(&format!("/realtime/v1/websocket?apikey={anon}&vsn=9.9.9"))
+        .replacen("http://", "ws://", 1);
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+}

@@ -5,6 +5,8 @@
 //! check every answer.
 
 use basalt_tests::Basalt;
+use reqwest::Method;
+use serde_json::json;
 use std::path::Path;
 
 /// The fixture of the data API script: one-to-many, one-to-one (by primary
@@ -69,4 +71,35 @@ async fn the_data_api_answers_supabase_js_as_postgrest_does() {
 async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
     let basalt = Basalt::start().await;
     run_script(&basalt, "supabase-auth.mjs").await;
+}
+
+#[tokio::test]
+async fn the_realtime_socket_answers_supabase_js_as_supabase_realtime_does() {
+    let basalt = Basalt::start().await;
+    let response = basalt
+        .admin_sql(
+            "create table messages (id serial primary key, room text, body text);
+             grant select on messages to anon",
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let service = basalt.as_service();
+    service
+        .send(
+            Method::POST,
+            "/admin/v1/tables/messages/realtime",
+            &[],
+            None,
+        )
+        .await
+        .expect(200);
+    for policy in [
+        json!({"subject": "anon", "object": "channel:db", "action": "*"}),
+        json!({"subject": "anon", "object": "channel:chat", "action": "*"}),
+        json!({"subject": "anon", "object": "channel:lobby", "action": "*"}),
+        json!({"subject": "anon", "object": "table:public.messages", "action": "select", "condition": "room=neq.secret"}),
+    ] {
+        service.policy(policy).await;
+    }
+    run_script(&basalt, "supabase-realtime.mjs").await;
 }

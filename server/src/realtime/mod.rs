@@ -10,12 +10,14 @@
 pub mod hub;
 
 mod channels;
+mod phoenix;
 mod presence;
 mod protocol;
 mod relays;
 mod socket;
 
 use channels::*;
+use phoenix::{Frame, Phoenix, Serializer};
 use presence::*;
 pub use presence::{keep_presence, relay_presence};
 use protocol::*;

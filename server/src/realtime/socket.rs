@@ -39,6 +39,10 @@ pub(super) async fn websocket(
     let apikey = param("apikey").or(header);
     let token = param("access_token");
     let caller = Caller::from_keys(&state, apikey.as_deref(), token.as_deref())?;
+    // `vsn` asks for Supabase Realtime's Phoenix protocol (supabase-js).
+    let dialect = Serializer::of(param("vsn").as_deref()).map_err(|problem| {
+        HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(problem))
+    })?;
     if !state
         .realtime()
         .reserve(state.config.realtime.max_connections)
@@ -55,7 +59,7 @@ pub(super) async fn websocket(
         HttpError::from(ApiError::new(ErrorCode::InvalidRequest).with_details(error.to_string()))
     })?;
     let state = state.get_ref().clone();
-    actix_web::rt::spawn(connection(state, caller, apikey, session, stream));
+    actix_web::rt::spawn(connection(state, caller, apikey, dialect, session, stream));
     Ok(response)
 }
 
@@ -65,9 +69,11 @@ pub(super) async fn connection(
     state: AppState,
     mut caller: Caller,
     apikey: Option<String>,
+    dialect: Option<Serializer>,
     mut session: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
+    let mut phoenix = dialect.map(Phoenix::new);
     let config = state.config.realtime.clone();
     let mut stream = stream.max_frame_size(config.max_message_bytes as usize);
     let (sender, mut queued) = mpsc::channel::<String>(config.send_buffer as usize);
@@ -87,7 +93,13 @@ pub(super) async fn connection(
             message = stream.next() => match message {
                 Some(Ok(Message::Text(text))) => {
                     last_heard = Instant::now();
-                    let replies = handle(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, &text).await;
+                    let replies = match phoenix.as_mut() {
+                        Some(phoenix) => {
+                            let frame = phoenix.decode(&text);
+                            handle_frame(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, phoenix, frame).await
+                        }
+                        None => handle(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, &text).await,
+                    };
                     let mut failed = false;
                     for reply in replies {
                         if session.text(reply).await.is_err() {
@@ -106,8 +118,25 @@ pub(super) async fn connection(
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_heard = Instant::now(),
-                Some(Ok(Message::Binary(_))) => {
-                    let _ = session.text(error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into())).await;
+                Some(Ok(Message::Binary(bytes))) => {
+                    last_heard = Instant::now();
+                    let replies = match phoenix.as_mut() {
+                        Some(phoenix) => {
+                            let frame = phoenix.decode_binary(&bytes);
+                            handle_frame(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, phoenix, frame).await
+                        }
+                        None => vec![error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into())],
+                    };
+                    let mut failed = false;
+                    for reply in replies {
+                        if session.text(reply).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
+                        break None;
+                    }
                 }
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(error)) => {
@@ -120,8 +149,14 @@ pub(super) async fn connection(
                 Some(Ok(_)) => {}
             },
             Some(out) = queued.recv() => {
-                if session.text(out).await.is_err() {
-                    break None;
+                let out = match phoenix.as_mut() {
+                    Some(phoenix) => phoenix.delivery(&out, &state),
+                    None => Some(out),
+                };
+                if let Some(out) = out {
+                    if session.text(out).await.is_err() {
+                        break None;
+                    }
                 }
             }
             _ = kill.notified() => {
@@ -143,9 +178,15 @@ pub(super) async fn connection(
                 expires = None;
                 hub.pause(id);
                 let message = json!({"type": "system", "event": ErrorCode::RealtimeTokenExpired.code(),
-                    "message": "Delivery is paused; send a fresh access_token to resume (missed changes are replayed)."});
-                if session.text(message.to_string()).await.is_err() {
-                    break None;
+                    "message": "Delivery is paused; send a fresh access_token to resume (missed changes are replayed)."}).to_string();
+                let message = match phoenix.as_mut() {
+                    Some(phoenix) => phoenix.delivery(&message, &state),
+                    None => Some(message),
+                };
+                if let Some(message) = message {
+                    if session.text(message).await.is_err() {
+                        break None;
+                    }
                 }
             }
         }
@@ -156,4 +197,85 @@ pub(super) async fn connection(
         tracing::warn!("cannot remove a closed connection's presence: {problem}");
     }
     let _ = session.close(close).await;
+}
+
+/// One Phoenix frame: translated into Basalt's message, handled as Basalt's
+/// own, and the answers translated back (the reply first, then deliveries).
+#[allow(clippy::too_many_arguments)]
+async fn handle_frame(
+    state: &AppState,
+    hub: &Hub,
+    id: u64,
+    caller: &mut Caller,
+    apikey: Option<&str>,
+    expires: &mut Option<tokio::time::Instant>,
+    phoenix: &mut Phoenix,
+    frame: Result<Frame, String>,
+) -> Vec<String> {
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(problem) => {
+            // Not even a frame: answered on the `phoenix` topic.
+            let unknown = Frame {
+                topic: "phoenix".into(),
+                ..Frame::default()
+            };
+            let code = ErrorCode::RealtimeInvalidMessage.code().to_owned();
+            return vec![phoenix.reply(&unknown, Err((code, problem)))];
+        }
+    };
+    let message = match phoenix.translate(&frame) {
+        Ok(Some(message)) => message,
+        Ok(None) => return vec![phoenix.reply(&frame, Ok(json!({})))],
+        Err(problem) => return vec![phoenix.reply(&frame, Err(problem))],
+    };
+    // A join carries the client's access token: sign in with it first.
+    if frame.event == "phx_join" {
+        if let Some(token) = frame.payload["access_token"].as_str() {
+            let signing_in = json!({"type": "access_token", "ref": 0, "token": token}).to_string();
+            let answers = handle(state, hub, id, caller, apikey, expires, &signing_in).await;
+            if let Some(failure) = refusal(answers.first()) {
+                return vec![phoenix.reply(&frame, Err(failure))];
+            }
+        }
+    }
+    let mut message = message;
+    message["ref"] = json!(1);
+    let mut answers = handle(
+        state,
+        hub,
+        id,
+        caller,
+        apikey,
+        expires,
+        &message.to_string(),
+    )
+    .await
+    .into_iter();
+    let reply = answers.next();
+    let mut out = vec![match refusal(reply.as_ref()) {
+        Some(failure) => {
+            if frame.event == "phx_join" {
+                phoenix.forget(&frame.topic);
+            }
+            phoenix.reply(&frame, Err(failure))
+        }
+        None if frame.event == "phx_join" => {
+            phoenix.reply(&frame, Ok(phoenix.joined(&frame.topic)))
+        }
+        None => phoenix.reply(&frame, Ok(json!({}))),
+    }];
+    out.extend(answers.filter_map(|answer| phoenix.delivery(&answer, state)));
+    out
+}
+
+/// The code and message of a Basalt reply that refused, if it did.
+fn refusal(reply: Option<&String>) -> Option<(String, String)> {
+    let reply: Value = serde_json::from_str(reply?).ok()?;
+    (reply["status"] == "error").then(|| {
+        (
+            reply["code"].as_str().unwrap_or_default().to_owned(),
+            reply["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    })
 }
