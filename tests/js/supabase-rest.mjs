@@ -107,6 +107,37 @@ await check('rpc: count, head and max-affected', async () => {
   assert.equal(capped.status, 400, JSON.stringify(capped))
 })
 
+await check('an ambiguous embed is 300 with the candidates; a hint picks one', async () => {
+  const ambiguous = await db.from('matches').select('id,teams(name)')
+  assert.equal(ambiguous.status, 300, JSON.stringify(ambiguous))
+  assert.equal(ambiguous.error.code, 'PGRST201')
+  assert.match(ambiguous.error.hint, /teams!matches_home_id_fkey/)
+  const picked = ok('hint', await db.from('matches').select('id,home:teams!home_id(name)').single())
+  assert.deepEqual(picked.home, { name: 'Reds' })
+})
+
+await check('embedding by foreign-key column and by constraint name', async () => {
+  const byColumn = ok('column', await db.from('matches').select('id,away_id(name)').single())
+  assert.deepEqual(byColumn.away_id, { name: 'Blues' })
+  const byConstraint = ok('constraint', await db.from('teams').select('name,matches_home_id_fkey(id)').eq('id', 1).single())
+  assert.deepEqual(byConstraint.matches_home_id_fkey, [{ id: 1 }])
+})
+
+await check('spread embeds flatten a to-one row, and refuse a to-many one', async () => {
+  const row = ok('spread', await db.from('cities').select('name,...countries(country:name)').eq('id', 3).single())
+  assert.deepEqual(row, { name: 'Lima', country: 'Peru' })
+  const many = await db.from('countries').select('name,...cities(name)')
+  assert.equal(many.status, 400)
+  assert.equal(many.error.code, 'PGRST119')
+})
+
+await check('stripNulls() leaves null keys out', async () => {
+  const rows = ok('stripped', await db.from('matches').select('id,note').stripNulls())
+  assert.deepEqual(rows, [{ id: 1 }])
+  const plain = ok('plain', await db.from('matches').select('id,note'))
+  assert.deepEqual(plain, [{ id: 1, note: null }])
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

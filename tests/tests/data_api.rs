@@ -79,11 +79,13 @@ async fn embedding_every_shape_in_one_statement() {
         "a to-many without rows is []"
     );
 
-    // Without a hint, two keys to Authors are ambiguous: a 400 naming both.
+    // Without a hint, two keys to Authors are ambiguous: as PostgREST, 300
+    // Multiple Choices (PGRST201) naming both.
     let answer = api
         .get(&format!("/rest/v1/{POSTS}?select=id,Authors(id)"))
         .await;
-    assert_eq!(answer.status, 400);
+    assert_eq!(answer.status, 300);
+    assert_eq!(answer.json()["code"], "PGRST201");
     let hint = answer.json()["hint"].as_str().unwrap().to_owned();
     assert!(
         hint.contains("Authors!post_editor") && hint.contains("Authors!"),

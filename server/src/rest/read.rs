@@ -15,12 +15,16 @@ use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::rest::request::{self, Count, Format, Prefer, Shaping, OBJECT};
 use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
 
-/// The format `Accept` asks for (406 when Basalt produces none of it).
-fn format(request: &HttpRequest) -> Result<Format, HttpError> {
-    let accept = request
+fn accept(request: &HttpRequest) -> Option<&str> {
+    request
         .headers()
         .get(actix_web::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The format `Accept` asks for (406 when Basalt produces none of it).
+fn format(request: &HttpRequest) -> Result<Format, HttpError> {
+    let accept = accept(request);
     request::format(accept).ok_or_else(|| {
         ApiError::new(ErrorCode::NotAcceptable)
             .with_details(format!("Accept: {}", accept.unwrap_or_default()))
@@ -88,7 +92,15 @@ pub async fn read(
     let mut plan = plan(&state, &caller, &target, &decision, prefer, cursor, format)?;
     // Run and respond.
     let steps = std::mem::take(&mut plan.steps);
-    let reply = tx::read(&state, &caller, steps, |rows| plan.respond(&state, rows)).await?;
+    let mut reply = tx::read(&state, &caller, steps, |rows| plan.respond(&state, rows)).await?;
+    if request::strips_nulls(accept(&request)) && format != Format::Csv {
+        if let Some(body) = &reply.body {
+            if let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) {
+                request::strip_nulls(&mut value);
+                reply.body = Some(value.to_string());
+            }
+        }
+    }
     Ok(reply.into_response())
 }
 

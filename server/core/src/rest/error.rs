@@ -40,6 +40,10 @@ pub enum QueryError {
     EmbedWithoutRelation {
         item: String,
     },
+    /// `...rel(cols)` over a to-many relationship (PostgREST's `PGRST119`).
+    SpreadNotToOne {
+        relation: String,
+    },
     /// Two embeds answered under one name (PostgreSQL's `42712`).
     DuplicateEmbed {
         name: String,
@@ -109,6 +113,10 @@ impl fmt::Display for QueryError {
             MaxAffected { value } => write!(f, "`max-affected={value}` is not a whole number"),
             EmbedWithoutRelation { item } => write!(f, "`{item}` names no relation"),
             DuplicateEmbed { name } => write!(f, "table name \"{name}\" specified more than once"),
+            SpreadNotToOne { relation } => write!(
+                f,
+                "`{relation}` is related to many rows: only a to-one embed can be spread"
+            ),
             NotAColumn { item } => write!(f, "`{item}` is not a column"),
             NotAnOrderModifier { modifier } => write!(f, "`{modifier}` is not an order modifier"),
             NulInParameter { key } => write!(f, "the parameter `{key}` contains a NUL character"),
@@ -159,6 +167,7 @@ impl Problem for QueryError {
             QueryError::UnknownFunction { .. } | QueryError::FunctionArguments { .. } => {
                 ErrorCode::FunctionNotFound
             }
+            QueryError::AmbiguousRelationship { .. } => ErrorCode::AmbiguousEmbed,
             _ => ErrorCode::InvalidQuery,
         }
     }
@@ -170,6 +179,7 @@ impl Problem for QueryError {
             Cast(error) => return error.hint(),
             NotWholeNumber { name, .. } => format!("write {name}=10"),
             EmbedWithoutRelation { .. } => "write select=title,author(name)".into(),
+            SpreadNotToOne { .. } => "embed it without `...` to get an array".into(),
             DuplicateEmbed { .. } => {
                 "give each embed its own name with an alias: select=*,a:users(*),b:users!editor_id(*)"
                     .into()
@@ -206,6 +216,7 @@ impl Problem for QueryError {
             AmbiguousRelationship { .. } => Some("PGRST201"),
             UnknownFunction { .. } | FunctionArguments { .. } => Some("PGRST202"),
             DuplicateEmbed { .. } => Some("42712"),
+            SpreadNotToOne { .. } => Some("PGRST119"),
             UnknownTable { .. } => Some("42P01"),
             _ => None,
         }

@@ -138,9 +138,12 @@ pub fn read_columns(schema: &Schema, table: &Table, query: &ReadQuery) -> Vec<St
         columns.extend(table.column_names());
     }
     for embed in query.embeds() {
-        let Ok(relationship) =
-            schema.relationship(&table.name, &embed.relation, embed.hint.as_deref())
+        let Some((target, hint)) =
+            schema.embed_target(&table.name, &embed.relation, embed.hint.as_deref())
         else {
+            continue;
+        };
+        let Ok(relationship) = schema.relationship(&table.name, &target, hint.as_deref()) else {
             continue;
         };
         columns.extend(match relationship {
@@ -205,18 +208,17 @@ impl<'a, A: Access> Planner<'a, A> {
         let schema: &'a Schema = self.schema;
         // No suggestion of other names, and the decision before the
         // relationships are examined: hints name only what the caller may read.
-        let target =
-            schema
-                .tables
-                .get(&embed.relation)
-                .ok_or_else(|| QueryError::NothingToEmbed {
-                    relation: embed.relation.clone(),
-                })?;
+        let nothing = || QueryError::NothingToEmbed {
+            relation: embed.relation.clone(),
+        };
+        let (name, hint) = schema
+            .embed_target(&parent.name, &embed.relation, embed.hint.as_deref())
+            .ok_or_else(nothing)?;
+        let target = schema.tables.get(&name).ok_or_else(nothing)?;
         let condition = self
             .access
             .select(target, &read_columns(schema, target, &embed.query))?;
-        let relationship =
-            schema.relationship(&parent.name, &target.name, embed.hint.as_deref())?;
+        let relationship = schema.relationship(&parent.name, &target.name, hint.as_deref())?;
         Ok((target, relationship, condition))
     }
 
@@ -308,6 +310,30 @@ impl<'a, A: Access> Planner<'a, A> {
                 }
                 // `rel()`: a join to filter on (with `!inner`), nothing to show.
                 SelectItem::Embed(embed) if embed.query.select.is_empty() => {}
+                // `...rel(cols)`: the related row's keys, each taken from the
+                // embedded object (JSON, so types are kept).
+                SelectItem::Embed(embed) if embed.spread => {
+                    let (target, relationship, _) = self.related(table, embed)?;
+                    if !matches!(
+                        relationship,
+                        Relationship::ToOne(_) | Relationship::OneToOne(_)
+                    ) {
+                        return Err(QueryError::SpreadNotToOne {
+                            relation: embed.relation.clone(),
+                        }
+                        .into());
+                    }
+                    let names = self.output_names(target, &embed.query);
+                    let sql = self.embed(table, alias, embed)?;
+                    for name in names {
+                        self.params.push(Param::Text(Some(name.clone())));
+                        list.push(format!(
+                            "({sql})->${} AS {}",
+                            self.params.len(),
+                            quote(&name)
+                        ));
+                    }
+                }
                 SelectItem::Embed(embed) => {
                     let sql = self.embed(table, alias, embed)?;
                     list.push(format!("{sql} AS {}", quote(embed.output_name())));
@@ -315,6 +341,29 @@ impl<'a, A: Access> Planner<'a, A> {
             }
         }
         Ok(list)
+    }
+
+    /// The keys an embedded row shows for `query` over `table`.
+    fn output_names(&self, table: &Table, query: &ReadQuery) -> Vec<String> {
+        let mut names = Vec::new();
+        for item in &query.select {
+            match item {
+                SelectItem::Star => names.extend(table.column_names()),
+                SelectItem::Field(field) => names.push(field.output_name()),
+                SelectItem::Embed(embed) if embed.query.select.is_empty() => {}
+                SelectItem::Embed(embed) if embed.spread => {
+                    let inner = self
+                        .schema
+                        .embed_target(&table.name, &embed.relation, embed.hint.as_deref())
+                        .and_then(|(name, _)| self.schema.tables.get(&name));
+                    if let Some(inner) = inner {
+                        names.extend(self.output_names(inner, &embed.query));
+                    }
+                }
+                SelectItem::Embed(embed) => names.push(embed.output_name().to_owned()),
+            }
+        }
+        names
     }
 
     /// A correlated subquery giving an embedded resource as JSON: an object

@@ -46,6 +46,9 @@ pub struct Embed {
     pub hint: Option<String>,
     /// Only parents with at least one related row.
     pub inner: bool,
+    /// `...rel(cols)`: the related row's columns spread into the parent's
+    /// (to-one relationships only).
+    pub spread: bool,
     pub query: ReadQuery,
 }
 
@@ -182,13 +185,15 @@ fn number(name: &str, value: &str) -> Result<u64, QueryError> {
     })
 }
 
-/// Splits `alias:rest` at a single `:` (not `::`) outside double quotes.
+/// Splits `alias:rest` at a single `:` (not `::`) outside double quotes and
+/// before any `(` (an embed's own items may be renamed: `a(b:c)`).
 fn split_alias(item: &str) -> (Option<String>, &str) {
     let bytes = item.as_bytes();
     let mut quoted = false;
     for (at, &b) in bytes.iter().enumerate() {
         match b {
             b'"' => quoted = !quoted,
+            b'(' if !quoted => return (None, item),
             b':' if !quoted => {
                 let doubled = bytes.get(at + 1) == Some(&b':') || at > 0 && bytes[at - 1] == b':';
                 if !doubled {
@@ -215,10 +220,15 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, QueryError> {
             continue;
         }
         let (alias, rest) = split_alias(item);
+        let (spread, rest) = match rest.strip_prefix("...") {
+            Some(rest) => (true, rest),
+            None => (false, rest),
+        };
         if let (Some(open), true) = (rest.find('('), rest.ends_with(')')) {
             let mut head = rest[..open].split('!');
             let relation = unquote_column(head.next().unwrap_or_default().trim())?;
             let mut embed = Embed {
+                spread,
                 alias,
                 relation,
                 hint: None,
@@ -236,7 +246,7 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, QueryError> {
                 return Err(QueryError::EmbedWithoutRelation { item: item.into() });
             }
             embed.query.select = parse_select(&rest[open + 1..rest.len() - 1])?;
-            let taken = items.iter().any(|item| {
+            let taken = !embed.spread && items.iter().any(|item| {
                 matches!(item, SelectItem::Embed(other) if other.output_name() == embed.output_name())
             });
             if taken {

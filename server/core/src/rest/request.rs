@@ -145,12 +145,46 @@ pub fn format(accept: Option<&str>) -> Option<Format> {
     };
     accept.split(',').find_map(
         |media| match media.split(';').next().unwrap_or_default().trim() {
-            "" | "*/*" | "application/*" | "application/json" => Some(Format::Json),
+            "" | "*/*" | "application/*" | "application/json" | ARRAY => Some(Format::Json),
             OBJECT => Some(Format::Object),
             "text/csv" | "text/*" => Some(Format::Csv),
             _ => None,
         },
     )
+}
+
+/// PostgREST's name for the default array of rows.
+pub const ARRAY: &str = "application/vnd.pgrst.array+json";
+
+/// Whether the media type `format` chose carries `nulls=stripped`
+/// (supabase-js's `stripNulls()`): keys whose value is null are left out.
+pub fn strips_nulls(accept: Option<&str>) -> bool {
+    accept
+        .and_then(|accept| {
+            accept.split(',').find(|media| {
+                let essence = media.split(';').next().unwrap_or_default().trim();
+                essence == ARRAY || essence == OBJECT
+            })
+        })
+        .is_some_and(|media| {
+            media
+                .split(';')
+                .skip(1)
+                .any(|parameter| parameter.trim() == "nulls=stripped")
+        })
+}
+
+/// Leaves out the keys whose value is null, in every object at any depth
+/// (as PostgreSQL's `json_strip_nulls`).
+pub fn strip_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|_, value| !value.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
 }
 
 /// `Range: [items=]<first>-[<last>]` as `(offset, limit)`; `None` without
@@ -233,6 +267,22 @@ pub fn profile<'a>(asked: Option<&str>, exposed: &'a [String]) -> Result<&'a str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nulls_stripped_on_request() {
+        assert_eq!(format(Some(ARRAY)), Some(Format::Json));
+        assert!(strips_nulls(Some(
+            "application/vnd.pgrst.array+json;nulls=stripped"
+        )));
+        assert!(strips_nulls(Some(
+            "application/vnd.pgrst.object+json; nulls=stripped"
+        )));
+        assert!(!strips_nulls(Some("application/json")));
+        assert!(!strips_nulls(None));
+        let mut value = serde_json::json!([{"a": null, "b": 1, "c": {"d": null, "e": [null]}}]);
+        strip_nulls(&mut value);
+        assert_eq!(value, serde_json::json!([{"b": 1, "c": {"e": [null]}}]));
+    }
+
     #[test]
     fn shaping_parameters_and_profiles() {
         let pairs = |query: &str| -> Vec<(String, String)> {

@@ -108,6 +108,31 @@ impl Schema {
         }
     }
 
+    /// The table an embed names, and the hint that picks its foreign key: a
+    /// table or view by its name, or (as PostgREST) a foreign key by its
+    /// constraint name or its one column — the row it refers to from the
+    /// table holding it, the rows holding it from the referenced table.
+    pub fn embed_target(
+        &self,
+        parent: &str,
+        relation: &str,
+        hint: Option<&str>,
+    ) -> Option<(String, Option<String>)> {
+        if self.tables.contains_key(relation) {
+            return Some((relation.to_owned(), hint.map(str::to_owned)));
+        }
+        let by_column = |fk: &ForeignKey| fk.columns.len() == 1 && fk.columns[0] == relation;
+        self.foreign_keys.iter().find_map(|fk| {
+            if fk.table == parent && (fk.name == relation || by_column(fk)) {
+                Some((fk.foreign_table.clone(), Some(fk.name.clone())))
+            } else if fk.foreign_table == parent && fk.name == relation {
+                Some((fk.table.clone(), Some(fk.name.clone())))
+            } else {
+                None
+            }
+        })
+    }
+
     /// The table or view, or an error naming the closest one.
     pub fn table(&self, name: &str) -> Result<&Table, QueryError> {
         self.tables
