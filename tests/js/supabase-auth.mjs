@@ -57,4 +57,39 @@ await check('a wrong password is the GoTrue error', async () => {
   assert.equal(result.error?.code, 'invalid_credentials')
 })
 
+await check('resend a pending sign-up confirmation', async () => {
+  const signedUp = await client.auth.signUp({ email: 'pending@example.com', password: 'correct horse battery' })
+  assert.equal(signedUp.error, null, JSON.stringify(signedUp.error))
+  assert.equal(signedUp.data.session, null, 'confirmation is required')
+  assert.equal(signedUp.data.user.confirmation_sent_at, null)
+  ok('resend', await client.auth.resend({ type: 'signup', email: 'pending@example.com' }))
+  const phone = await client.auth.resend({ type: 'sms', phone: '+15550100' })
+  assert.equal(phone.error?.status, 400)
+})
+
+await check('admin.inviteUserByEmail creates the user and sends the invitation', async () => {
+  const { user } = ok('invite', await admin.inviteUserByEmail('invitee@example.com', { data: { team: 'blue' } }))
+  assert.equal(user.email, 'invitee@example.com')
+  assert.equal(user.email_confirmed_at, null)
+  assert.equal(user.user_metadata.team, 'blue')
+  const again = await admin.inviteUserByEmail('ada@example.com')
+  assert.equal(again.error?.status, 422, 'a confirmed account is not invited')
+})
+
+await check('admin.generateLink: a magic link and a sign-up link verify into sessions', async () => {
+  const magic = ok('magiclink', await admin.generateLink({ type: 'magiclink', email: 'ada@example.com' }))
+  assert.equal(magic.user.email, 'ada@example.com')
+  assert.equal(magic.properties.verification_type, 'magiclink')
+  assert.match(magic.properties.action_link, /\/auth\/v1\/verify\?token=/)
+  const viaMagic = ok('verify magiclink', await client.auth.verifyOtp({ token_hash: magic.properties.hashed_token, type: 'magiclink' }))
+  assert.equal(viaMagic.user.email, 'ada@example.com')
+  const signup = ok('signup link', await admin.generateLink({ type: 'signup', email: 'linked@example.com', password: 'correct horse battery' }))
+  assert.equal(signup.user.email_confirmed_at, null)
+  const confirmed = ok('verify signup', await client.auth.verifyOtp({ token_hash: signup.properties.hashed_token, type: 'signup' }))
+  assert.ok(confirmed.user.email_confirmed_at)
+  assert.ok(confirmed.session.access_token)
+  const missing = await admin.generateLink({ type: 'recovery', email: 'nobody@example.com' })
+  assert.equal(missing.error?.status, 404)
+})
+
 finish('supabase-js auth')

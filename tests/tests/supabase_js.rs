@@ -4,7 +4,7 @@
 //! documentation on a fixture with the shapes those documents use, and
 //! check every answer.
 
-use basalt_tests::Basalt;
+use basalt_tests::{Basalt, SmtpServer};
 use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
@@ -73,8 +73,21 @@ async fn the_data_api_answers_supabase_js_as_postgrest_does() {
 
 #[tokio::test]
 async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
-    let basalt = Basalt::start().await;
+    let smtp = SmtpServer::start();
+    let mut builder = Basalt::builder()
+        .env("BASALT_SITE_URL", "https://app.example.com")
+        .env("BASALT_JOBS_POLL_INTERVAL_MS", "100");
+    for (name, value) in smtp.env() {
+        builder = builder.env(name, value);
+    }
+    let basalt = builder.start().await;
     run_script(&basalt, "supabase-auth.mjs").await;
+    // What the script asked to be sent was sent: the sign-up confirmation
+    // and its resend, and the invitation.
+    let wait = std::time::Duration::from_secs(30);
+    smtp.wait_for("pending@example.com", 1, wait).await;
+    let invitation = smtp.wait_for("invitee@example.com", 0, wait).await;
+    assert!(invitation.verify_link().contains("/auth/v1/verify?token="));
 }
 
 #[tokio::test]

@@ -59,10 +59,10 @@ error_codes! {
     RefreshTokenNotFound => (400, "refresh_token_not_found", None, "Invalid refresh token: it does not exist or its session has ended.", "Sign in again."),
     RefreshTokenAlreadyUsed => (400, "refresh_token_already_used", None, "This refresh token was already used; its session has been revoked.", "Sign in again. A reused refresh token may mean it was stolen."),
     EmailNotConfigured => (400, "email_not_configured", None, "This server sends no email.", "Set smtp.host (BASALT_SMTP_HOST) to enable recovery, magic links and email changes."),
-    InvalidQuery => (400, "invalid_query", Some("PGRST100"), "The query string is not valid for this table.", "Read `hint` for the column, operator or value to fix."),
+    InvalidQuery => (400, "invalid_query", Some("PGRST100"), "The query string is not valid for this table.", "Check the query string against the data API documentation (docs/data-api.md)."),
     InvalidValue => (400, "invalid_value", Some("22P02"), "A value does not fit its column's type.", "Read `details` for the column and the value to fix."),
-    NotNullViolation => (400, "not_null_violation", Some("23502"), "A required column was left empty.", "Read `details` for the column and send a value for it."),
-    CheckViolation => (400, "check_violation", Some("23514"), "A value breaks a check constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
+    NotNullViolation => (400, "not_null_violation", Some("23502"), "A required column was left empty.", "PostgreSQL names the column in `message` (or `details`): send a value for it."),
+    CheckViolation => (400, "check_violation", Some("23514"), "A value breaks a check constraint of the table.", "PostgreSQL names the constraint in `message` (or `details`)."),
     MaxAffectedExceeded => (400, "max_affected_exceeded", Some("PGRST124"), "The write would change more rows than Prefer: max-affected allows; nothing was changed.", "Narrow the filter, or raise max-affected."),
     InvalidCursor => (400, "invalid_cursor", None, "The pagination cursor is not valid for this request.", "Pass back the cursor from the previous page unchanged, with the same order= and filters."),
     FilterRequired => (400, "filter_required", Some("21000"), "An update or delete without a filter would touch every row.", "Add a filter such as id=eq.1, or set rest.allow_unfiltered_writes."),
@@ -102,8 +102,8 @@ error_codes! {
     FeedGap => (410, "feed_gap", None, "Changes after this position are no longer kept.", "Refetch the current state, then follow the feed from its head."),
     RangeNotSatisfiable => (416, "range_not_satisfiable", Some("PGRST103"), "The requested range starts past the last row.", "Ask for a range within the total in Content-Range."),
     IdempotencyKeyReused => (422, "idempotency_key_reused", None, "This Idempotency-Key was used with a different request.", "Use a new key for a new request; resend the same body to replay a stored response."),
-    NotSingleRow => (406, "not_single_row", Some("PGRST116"), "One row was asked for, and several match.", "Filter on a unique column, or drop Accept: application/vnd.pgrst.object+json."),
-    ConstraintViolation => (409, "constraint_violation", Some("23505"), "The write breaks a constraint of the table.", "Read `details` for the constraint PostgreSQL named."),
+    NotSingleRow => (406, "not_single_row", Some("PGRST116"), "JSON object requested, multiple (or no) rows returned.", "Filter on a unique column so one row matches, or drop Accept: application/vnd.pgrst.object+json; `details` says how many matched."),
+    ConstraintViolation => (409, "constraint_violation", Some("23505"), "The write breaks a constraint of the table.", "PostgreSQL names the constraint in `message` (or `details`)."),
     PayloadTooLarge => (413, "payload_too_large", None, "The request body is larger than this server accepts.", "Send a smaller body, or raise `server.body_limit_bytes` (BASALT_SERVER_BODY_LIMIT_BYTES)."),
     UnsupportedMediaType => (415, "unsupported_media_type", Some("PGRST107"), "The request body's Content-Type is not accepted here.", "Send Content-Type: application/json."),
     MimeTypeNotAllowed => (415, "mime_type_not_allowed", None, "The bucket does not accept this content type.", "Send one of the bucket's allowed_mime_types (see `details`)."),
@@ -135,7 +135,7 @@ error_codes! {
     NotReady => (503, "not_ready", None, "The server is not ready to serve requests.", "Retry after the number of seconds in Retry-After."),
     StorageUnavailable => (503, "storage_unavailable", None, "The storage backend failed or cannot be reached.", "Retry later; the server log says why."),
     ShuttingDown => (503, "shutting_down", None, "The server is shutting down.", "Retry; another replica will answer."),
-    RequestTimeout => (504, "request_timeout", Some("57014"), "The request took longer than this server allows.", "Narrow the request, or raise `server.request_timeout_ms` (BASALT_SERVER_REQUEST_TIMEOUT_MS)."),
+    RequestTimeout => (504, "request_timeout", Some("57014"), "The request took longer than this server allows.", "Narrow the request, or raise `server.request_timeout_ms` (the whole request) or, for a data API statement, `rest.statement_timeout_ms`."),
 }
 
 /// The one error body of every Basalt API: `{"code", "message", "details", "hint"}`.

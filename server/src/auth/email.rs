@@ -30,7 +30,8 @@ pub enum Kind {
 impl Kind {
     pub fn parse(text: &str) -> Option<Kind> {
         Some(match text {
-            "signup" => Kind::Signup,
+            // An invitation confirms the address as a sign-up's link does.
+            "signup" | "invite" => Kind::Signup,
             "recovery" => Kind::Recovery,
             "magiclink" => Kind::MagicLink,
             "email_change" => Kind::EmailChange,
@@ -231,7 +232,7 @@ fn to_audit(address: &str) -> String {
 
 /// Makes a single-use token of `kind` (replacing unused ones of that kind)
 /// and returns the verify link that carries it.
-async fn issue_token(
+pub async fn issue_token(
     state: &AppState,
     client: &impl GenericClient,
     user_id: Uuid,

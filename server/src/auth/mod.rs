@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod email;
+pub mod links;
 pub mod passwords;
 pub mod routes;
 pub mod sessions;

@@ -75,6 +75,85 @@ pub(super) async fn queue_email(
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
+#[derive(Deserialize)]
+pub(super) struct ResendBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// `POST /auth/v1/resend` (supabase-js `auth.resend`): the sign-up
+/// confirmation again (`type: "signup"`, sent only while the address is
+/// unconfirmed; the answer never tells), or the signed-in user's pending
+/// email change (`type: "email_change"`). Phone types are not supported.
+pub(super) async fn resend(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    query: Query<RedirectQuery>,
+    body: Json<ResendBody>,
+) -> Result<HttpResponse, HttpError> {
+    require_email(&state)?;
+    email::check_redirect(&state, query.redirect_to.as_deref())?;
+    let ip = Some(request_ip(&request, &state.trusted_proxies));
+    let client = state.pool.get().await?;
+    let email_request = match body.kind.as_str() {
+        "signup" => {
+            let email = users::validate_email(body.email.as_deref().unwrap_or(""))?;
+            state
+                .rate_limiter()
+                .check_email("signup", &email, Instant::now())?;
+            email::EmailRequest {
+                kind: "signup".into(),
+                email,
+                user_id: None,
+                new_email: None,
+                redirect_to: query.redirect_to.clone(),
+                create_user: false,
+                data: None,
+                ip,
+            }
+        }
+        "email_change" => {
+            let Some((user, _)) = caller.user else {
+                return Err(ErrorCode::NoAuthorization.into());
+            };
+            let pending: Option<String> = client
+                .query_one("SELECT new_email FROM auth.users WHERE id = $1", &[&user])
+                .await?
+                .get(0);
+            let Some(new_email) = pending else {
+                return Err(ApiError::new(ErrorCode::ValidationFailed)
+                    .with_details("type: no email change is pending")
+                    .into());
+            };
+            state
+                .rate_limiter()
+                .check_email("email_change", &new_email, Instant::now())?;
+            email::EmailRequest {
+                kind: "email_change".into(),
+                email: new_email,
+                user_id: Some(user),
+                new_email: None,
+                redirect_to: query.redirect_to.clone(),
+                create_user: false,
+                data: None,
+                ip,
+            }
+        }
+        other => {
+            return Err(ApiError::new(ErrorCode::ValidationFailed)
+                .with_details(format!(
+                    "type: `{other}` is not signup or email_change (phone types are not supported)"
+                ))
+                .into())
+        }
+    };
+    email::enqueue(&state, &client, &email_request).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
 /// Sends a magic sign-in link, creating the user first unless
 /// `create_user: false`. The answer never tells whether the address is known.
 pub(super) async fn otp(

@@ -38,6 +38,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/auth/v1/logout").route(web::post().to(logout)))
         .service(resource("/auth/v1/recover").route(web::post().to(recover)))
         .service(resource("/auth/v1/otp").route(web::post().to(otp)))
+        .service(resource("/auth/v1/resend").route(web::post().to(resend)))
         .service(
             resource("/auth/v1/verify")
                 .route(web::post().to(verify_post))
@@ -46,6 +47,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/auth/v1/settings").route(web::get().to(settings)))
         .service(resource("/auth/v1/.well-known/jwks.json").route(web::get().to(jwks)));
     super::admin::routes(config);
+    super::links::routes(config);
 }
 
 fn actor<'a>(

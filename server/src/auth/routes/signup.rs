@@ -90,9 +90,14 @@ pub(super) async fn signup(
     let actor = actor(&state, &request, Some(user_id), &caller.role);
     audit::audit(&transaction, "signup", actor, Some(user_id), json!({})).await?;
     let answer = if confirm {
-        users::by_id(&transaction, user_id)
+        // A pending account answers as a new one: no email sent yet (the
+        // worker sends it), whatever was sent before.
+        let mut user = users::by_id(&transaction, user_id)
             .await?
-            .unwrap_or_default()
+            .unwrap_or_default();
+        user["confirmation_sent_at"] = Value::Null;
+        user["recovery_sent_at"] = Value::Null;
+        user
     } else {
         sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?
     };
