@@ -92,4 +92,19 @@ await check('admin.generateLink: a magic link and a sign-up link verify into ses
   assert.equal(missing.error?.status, 404)
 })
 
+await check('signInAnonymously, then adding an email', async () => {
+  const anonymous = createClient(url, process.env.ANON_KEY, options)
+  const { user, session } = ok('signInAnonymously', await anonymous.auth.signInAnonymously({ options: { data: { theme: 'dark' } } }))
+  assert.equal(user.is_anonymous, true)
+  assert.equal(user.email, '')
+  assert.deepEqual(user.identities, [])
+  assert.equal(user.user_metadata.theme, 'dark')
+  const claims = JSON.parse(Buffer.from(session.access_token.split('.')[1], 'base64url'))
+  assert.equal(claims.is_anonymous, true)
+  assert.equal(claims.role, 'authenticated')
+  const { user: pending } = ok('updateUser', await anonymous.auth.updateUser({ email: 'anon-upgraded@example.com' }))
+  assert.equal(pending.new_email, 'anon-upgraded@example.com')
+  assert.equal(pending.is_anonymous, true, 'until the new address is confirmed')
+})
+
 finish('supabase-js auth')

@@ -210,7 +210,8 @@ async fn bad_input_gets_clear_errors_and_creates_nothing() {
             422,
             "weak_password",
         ),
-        (json!({"email": "a@example.com"}), 400, "invalid_json"),
+        // Email without password (neither is an anonymous sign-in).
+        (json!({"email": "a@example.com"}), 400, "validation_failed"),
         (
             json!({"email": "a@example.com", "password": "abcdefg1", "data": [1]}),
             400,

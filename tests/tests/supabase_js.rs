@@ -76,7 +76,8 @@ async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
     let smtp = SmtpServer::start();
     let mut builder = Basalt::builder()
         .env("BASALT_SITE_URL", "https://app.example.com")
-        .env("BASALT_JOBS_POLL_INTERVAL_MS", "100");
+        .env("BASALT_JOBS_POLL_INTERVAL_MS", "100")
+        .env("BASALT_AUTH_ANONYMOUS_SIGN_INS", "true");
     for (name, value) in smtp.env() {
         builder = builder.env(name, value);
     }
@@ -88,6 +89,36 @@ async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
     smtp.wait_for("pending@example.com", 1, wait).await;
     let invitation = smtp.wait_for("invitee@example.com", 0, wait).await;
     assert!(invitation.verify_link().contains("/auth/v1/verify?token="));
+    // The anonymous user who added an address: following its link makes
+    // the user permanent.
+    let link = smtp
+        .wait_for("anon-upgraded@example.com", 0, wait)
+        .await
+        .verify_link();
+    let followed = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(link)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.status(), 303, "{:?}", followed.headers());
+    let users = basalt
+        .as_service()
+        .get("/auth/v1/admin/users?per_page=100")
+        .await
+        .expect(200)
+        .json();
+    let upgraded = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "anon-upgraded@example.com")
+        .unwrap_or_else(|| panic!("{users}"))
+        .clone();
+    assert_eq!(upgraded["is_anonymous"], false, "{upgraded}");
+    assert_eq!(upgraded["app_metadata"]["provider"], "email", "{upgraded}");
 }
 
 #[tokio::test]

@@ -319,7 +319,11 @@ pub async fn verify(
         transaction
             .execute(
                 "UPDATE auth.users SET email = $2, new_email = NULL, email_change_sent_at = NULL,
-                        email_confirmed_at = now(), updated_at = now() WHERE id = $1",
+                        email_confirmed_at = now(), is_anonymous = false,
+                        raw_app_meta_data = CASE WHEN is_anonymous
+                            THEN raw_app_meta_data || '{\"provider\": \"email\", \"providers\": [\"email\"]}'
+                            ELSE raw_app_meta_data END,
+                        updated_at = now() WHERE id = $1",
                 &[&user_id, &new_email],
             )
             .await

@@ -84,6 +84,7 @@ async fn access_token(
         email: user["email"].as_str().unwrap_or_default().to_owned(),
         app_metadata: user["app_metadata"].clone(),
         user_metadata: user["user_metadata"].clone(),
+        is_anonymous: user["is_anonymous"].as_bool().unwrap_or(false),
     };
     Ok((state.jwt().mint_access(&claims), now + ttl, user))
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 /// A user as JSON, built by PostgreSQL from `auth.users u`.
 pub const USER_JSON: &str = "jsonb_build_object(
-    'id', u.id, 'aud', 'authenticated', 'role', u.role, 'email', u.email, 'phone', '',
+    'id', u.id, 'aud', 'authenticated', 'role', u.role, 'email', coalesce(u.email, ''), 'phone', '',
     'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at,
     'confirmation_sent_at', (SELECT max(t.created_at) FROM auth.one_time_tokens t
                              WHERE t.user_id = u.id AND t.kind = 'signup'),
@@ -18,14 +18,14 @@ pub const USER_JSON: &str = "jsonb_build_object(
     'last_sign_in_at', u.last_sign_in_at, 'banned_until', u.banned_until,
     'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data,
     'new_email', u.new_email, 'email_change_sent_at', u.email_change_sent_at,
-    'identities', jsonb_build_array(jsonb_build_object(
+    'identities', CASE WHEN u.is_anonymous THEN '[]'::jsonb ELSE jsonb_build_array(jsonb_build_object(
         'identity_id', u.id, 'id', u.id::text, 'user_id', u.id, 'provider', 'email',
         'email', lower(u.email),
         'identity_data', jsonb_build_object('sub', u.id::text, 'email', u.email,
             'email_verified', u.email_confirmed_at IS NOT NULL, 'phone_verified', false),
         'last_sign_in_at', u.last_sign_in_at, 'created_at', u.created_at,
-        'updated_at', u.updated_at)),
-    'is_anonymous', false, 'is_sso_user', false,
+        'updated_at', u.updated_at)) END,
+    'is_anonymous', u.is_anonymous, 'is_sso_user', false,
     'created_at', u.created_at, 'updated_at', u.updated_at)";
 
 pub async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<Value>, HttpError> {

@@ -43,6 +43,8 @@ pub struct AccessClaims {
     pub email: String,
     pub app_metadata: Value,
     pub user_metadata: Value,
+    /// As GoTrue: policies can tell anonymous users (`{auth.claims.is_anonymous}`).
+    pub is_anonymous: bool,
 }
 
 /// What a verified token says about its bearer.

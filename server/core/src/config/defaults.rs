@@ -134,6 +134,7 @@ impl Default for AuthConfig {
             argon2_parallelism: 1,
             email_confirmation: "auto".into(),
             email_token_ttl_secs: 3600,
+            anonymous_sign_ins: false,
             redirect_allow_list: Vec::new(),
         }
     }

@@ -158,6 +158,9 @@ pub struct AuthConfig {
     /// Where links may send users besides `site_url`: exact URLs (paths under
     /// them allowed) or prefixes ending with `*`.
     pub redirect_allow_list: Vec<String>,
+    /// Whether `POST /auth/v1/signup` without credentials makes an anonymous
+    /// user (supabase-js `signInAnonymously`).
+    pub anonymous_sign_ins: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,10 +4,67 @@ use super::*;
 
 #[derive(Deserialize)]
 pub(super) struct SignupBody {
-    email: String,
-    password: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
     #[serde(default)]
     data: Option<Value>,
+}
+
+/// The user's own `data`: a JSON object (or nothing).
+fn user_data(data: &Option<Value>) -> Result<Value, HttpError> {
+    let metadata = match data {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::Object(map)) => Value::Object(map.clone()),
+        Some(_) => {
+            return Err(ApiError::new(ErrorCode::ValidationFailed)
+                .with_details("data: must be a JSON object")
+                .into())
+        }
+    };
+    users::validate_metadata("data", &metadata)?;
+    Ok(metadata)
+}
+
+/// `POST /auth/v1/signup` with neither email nor password (supabase-js
+/// `signInAnonymously`): a user without an address, `is_anonymous` in its
+/// tokens, and a session at once. Adding an email later (`PUT
+/// /auth/v1/user`, confirmed by its link when email is on) makes it a
+/// permanent user. Off unless `auth.anonymous_sign_ins`.
+async fn anonymous(
+    caller: &Caller,
+    state: &AppState,
+    request: &HttpRequest,
+    data: &Option<Value>,
+) -> Result<HttpResponse, HttpError> {
+    if !state.config.auth.anonymous_sign_ins {
+        return Err(ErrorCode::AnonymousProviderDisabled.into());
+    }
+    let metadata = user_data(data)?;
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let user_id: uuid::Uuid = transaction
+        .query_one(
+            "INSERT INTO auth.users (email, is_anonymous, raw_user_meta_data, raw_app_meta_data)
+             VALUES (NULL, true, $1, '{\"provider\": \"anonymous\", \"providers\": [\"anonymous\"]}')
+             RETURNING id",
+            &[&metadata],
+        )
+        .await?
+        .get(0);
+    let actor = actor(state, request, Some(user_id), &caller.role);
+    audit::audit(
+        &transaction,
+        "anonymous_signup",
+        actor,
+        Some(user_id),
+        json!({}),
+    )
+    .await?;
+    let session = sessions::start(state, &transaction, user_id, actor, user_agent(request)).await?;
+    transaction.commit().await?;
+    Ok(HttpResponse::Ok().json(session))
 }
 
 /// Creates a user with email and password. Without email confirmation the
@@ -21,24 +78,24 @@ pub(super) async fn signup(
     query: Query<RedirectQuery>,
     body: Json<SignupBody>,
 ) -> Result<HttpResponse, HttpError> {
-    let email = users::validate_email(&body.email)?;
-    users::check_password(&state.config.auth, &body.password)?;
+    let (email, password) = match (&body.email, &body.password) {
+        (None, None) => return anonymous(&caller, &state, &request, &body.data).await,
+        (Some(email), Some(password)) => (email, password),
+        _ => {
+            return Err(ApiError::new(ErrorCode::ValidationFailed)
+                .with_details("email and password: send both (or neither, to sign in anonymously)")
+                .into())
+        }
+    };
+    let email = users::validate_email(email)?;
+    users::check_password(&state.config.auth, password)?;
     email::check_redirect(&state, query.redirect_to.as_deref())?;
     state
         .rate_limiter()
         .check_email("signup", &email, Instant::now())?;
-    let metadata = match &body.data {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::Object(map)) => Value::Object(map.clone()),
-        Some(_) => {
-            return Err(ApiError::new(ErrorCode::ValidationFailed)
-                .with_details("data: must be a JSON object")
-                .into())
-        }
-    };
-    users::validate_metadata("data", &metadata)?;
+    let metadata = user_data(&body.data)?;
     let confirm = state.config.email_confirmation();
-    let hash = state.passwords().hash(body.password.clone()).await?;
+    let hash = state.passwords().hash(password.clone()).await?;
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
     // A new address is inserted; an unconfirmed account (perhaps made by
@@ -128,7 +185,8 @@ pub(super) async fn look_alike_user(
                         NULL::timestamptz AS email_confirmed_at, NULL::timestamptz AS last_sign_in_at,
                         NULL::timestamptz AS banned_until, NULL::text AS new_email, NULL::timestamptz AS email_change_sent_at,
                         '{{\"provider\": \"email\", \"providers\": [\"email\"]}}'::jsonb AS raw_app_meta_data,
-                        $3::jsonb AS raw_user_meta_data, now() AS created_at, now() AS updated_at) u",
+                        $3::jsonb AS raw_user_meta_data, now() AS created_at, now() AS updated_at,
+                        false AS is_anonymous) u",
                 users::USER_JSON
             ),
             &[&id, &email, metadata],

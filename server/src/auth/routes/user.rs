@@ -125,7 +125,11 @@ pub(super) async fn change_email(
     } else {
         client
             .execute(
-                "UPDATE auth.users SET email = $2, updated_at = now() WHERE id = $1",
+                "UPDATE auth.users SET email = $2, is_anonymous = false,
+                        raw_app_meta_data = CASE WHEN is_anonymous
+                            THEN raw_app_meta_data || '{\"provider\": \"email\", \"providers\": [\"email\"]}'
+                            ELSE raw_app_meta_data END,
+                        updated_at = now() WHERE id = $1",
                 &[&user_id, &new_email],
             )
             .await
