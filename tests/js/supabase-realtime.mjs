@@ -5,6 +5,7 @@
 // ANON_KEY come from the Rust suite.
 import { createClient } from '@supabase/supabase-js'
 import ws from 'ws'
+import { createHmac } from 'node:crypto'
 import { assert, check, finish, ok } from './harness.mjs'
 
 const url = process.env.BASALT_URL
@@ -88,6 +89,41 @@ await check('a channel the policies refuse reports an error, and nothing crashes
   }))
   assert.equal(outcome[0], 'CHANNEL_ERROR')
   await client.removeChannel(channel)
+})
+
+// The user's token re-signed to expire in 3 s: the connection pauses when
+// it expires, and a fresh token (supabase-js's `access_token` event, from
+// realtime.setAuth) resumes it and replays what was missed.
+const shortLived = (token, seconds) => {
+  const [header, payload] = token.split('.')
+  const claims = JSON.parse(Buffer.from(payload, 'base64url'))
+  claims.exp = Math.floor(Date.now() / 1000) + seconds
+  const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+  const signature = createHmac('sha256', process.env.JWT_SECRET).update(body).digest('base64url')
+  return `${body}.${signature}`
+}
+
+await check('an expired token pauses delivery; a fresh one resumes it with the missed changes', async () => {
+  ok('createUser', await service.auth.admin.createUser({ email: 'rt@example.com', password: 'correct horse battery', email_confirm: true }))
+  const user = createClient(url, process.env.ANON_KEY, options)
+  const { session } = ok('signIn', await user.auth.signInWithPassword({ email: 'rt@example.com', password: 'correct horse battery' }))
+  await user.realtime.setAuth(shortLived(session.access_token, 3))
+  const got = []
+  const channel = user.channel('mine')
+    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages' }, (payload) => got.push(payload.new.body))
+  await subscribed(channel)
+  ok('insert', await service.from('messages').insert({ room: 'a', body: 'before' }))
+  await until('the first change', () => got.length === 1)
+  await new Promise((resolve) => setTimeout(resolve, 3500))
+  ok('insert', await service.from('messages').insert({ room: 'a', body: 'during' }))
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  assert.deepEqual(got, ['before'], 'paused while the token is expired')
+  await user.realtime.setAuth(session.access_token)
+  await until('the missed change', () => got.length === 2)
+  ok('insert', await service.from('messages').insert({ room: 'a', body: 'after' }))
+  await until('the next change', () => got.length === 3)
+  assert.deepEqual(got, ['before', 'during', 'after'])
+  await user.removeAllChannels()
 })
 
 await client.removeAllChannels()

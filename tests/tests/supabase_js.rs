@@ -4,7 +4,7 @@
 //! documentation on a fixture with the shapes those documents use, and
 //! check every answer.
 
-use basalt_tests::{Basalt, SmtpServer};
+use basalt_tests::{Basalt, SmtpServer, TEST_JWT_SECRET};
 use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
@@ -52,6 +52,9 @@ async fn run_script(basalt: &Basalt, script: &str) {
         .env("BASALT_URL", basalt.url(""))
         .env("SERVICE_KEY", &keys.service_role)
         .env("ANON_KEY", &keys.anon)
+        // To re-sign a user's token with a short `exp` (the server's own
+        // tokens live at least 30 s).
+        .env("JWT_SECRET", TEST_JWT_SECRET)
         .output()
         .await
         .expect("node runs (scripts/test installs it)");
@@ -127,7 +130,7 @@ async fn the_realtime_socket_answers_supabase_js_as_supabase_realtime_does() {
     let response = basalt
         .admin_sql(
             "create table messages (id serial primary key, room text, body text);
-             grant select on messages to anon",
+             grant select on messages to anon, authenticated",
         )
         .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
@@ -146,6 +149,8 @@ async fn the_realtime_socket_answers_supabase_js_as_supabase_realtime_does() {
         json!({"subject": "anon", "object": "channel:chat", "action": "*"}),
         json!({"subject": "anon", "object": "channel:lobby", "action": "*"}),
         json!({"subject": "anon", "object": "table:public.messages", "action": "select", "condition": "room=neq.secret"}),
+        json!({"subject": "authenticated", "object": "channel:mine", "action": "*"}),
+        json!({"subject": "authenticated", "object": "table:public.messages", "action": "select"}),
     ] {
         service.policy(policy).await;
     }
