@@ -5,6 +5,8 @@
 import { createClient } from '@supabase/supabase-js'
 import ws from 'ws'
 import { assert, check, finish, ok } from './harness.mjs'
+import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 
 const url = process.env.BASALT_URL
 const options = { auth: { persistSession: false, autoRefreshToken: false }, realtime: { transport: ws } }
@@ -105,6 +107,55 @@ await check('signInAnonymously, then adding an email', async () => {
   const { user: pending } = ok('updateUser', await anonymous.auth.updateUser({ email: 'anon-upgraded@example.com' }))
   assert.equal(pending.new_email, 'anon-upgraded@example.com')
   assert.equal(pending.is_anonymous, true, 'until the new address is confirmed')
+})
+
+/** The verify link of the first email to `to` received after `since` (ms),
+ * read from the SMTP server's maildir (MAILDIR, from the Rust suite). */
+const linkTo = async (to, since) => {
+  const dir = join(process.env.MAILDIR, 'new')
+  for (let tries = 0; tries < 300; tries += 1) {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name)
+      if (statSync(path).mtimeMs < since) continue
+      // Undo quoted-printable: soft line breaks, then =XX.
+      const text = readFileSync(path, 'latin1')
+        .replace(/=\r?\n/g, '')
+        .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)))
+      if (!text.includes(`To: ${to}`)) continue
+      const link = text.match(/https?:\/\/[^\s"<>]*\/auth\/v1\/verify\?[^\s"<>]+/)
+      if (link) return link[0].replaceAll('&amp;', '&')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`no email with a link to ${to}`)
+}
+
+await check('the PKCE flow: a magic link gives the app a code, exchanged once for a session', async () => {
+  const stored = new Map()
+  const storage = { getItem: (k) => stored.get(k) ?? null, setItem: (k, v) => { stored.set(k, v) }, removeItem: (k) => { stored.delete(k) } }
+  const pkce = createClient(url, process.env.ANON_KEY, { auth: { flowType: 'pkce', persistSession: true, autoRefreshToken: false, storage }, realtime: { transport: ws } })
+  const since = Date.now() - 1000
+  ok('signInWithOtp', await pkce.auth.signInWithOtp({ email: 'ada@example.com', options: { emailRedirectTo: 'https://app.example.com/callback', shouldCreateUser: false } }))
+  const link = await linkTo('ada@example.com', since)
+  const followed = await fetch(link, { redirect: 'manual' })
+  assert.equal(followed.status, 303)
+  const location = new URL(followed.headers.get('location'))
+  assert.equal(`${location.origin}${location.pathname}`, 'https://app.example.com/callback')
+  assert.ok(!location.href.includes('access_token'), 'no tokens in the URL')
+  const code = location.searchParams.get('code')
+  const { user, session } = ok('exchangeCodeForSession', await pkce.auth.exchangeCodeForSession(code))
+  assert.equal(user.email, 'ada@example.com')
+  assert.ok(session.access_token && session.refresh_token)
+  // A code works once (supabase-js forgets its verifier after the exchange,
+  // so the server is asked directly).
+  const exchange = (authCode, verifier) => fetch(`${url}/auth/v1/token?grant_type=pkce`, {
+    method: 'POST',
+    headers: { apikey: process.env.ANON_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ auth_code: authCode, code_verifier: verifier }),
+  })
+  const again = await exchange(code, 'x'.repeat(43))
+  assert.equal(again.status, 404)
+  assert.equal((await again.json()).code, 'flow_state_not_found')
 })
 
 finish('supabase-js auth')

@@ -124,6 +124,12 @@ impl SmtpServer {
         ]
     }
 
+    /// The maildir the server stores messages in (`new/` holds them), for
+    /// scripts that read the emails themselves.
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.path().join("mail")
+    }
+
     /// Every message received so far.
     pub fn messages(&self) -> Vec<ReceivedEmail> {
         let new = self.dir.path().join("mail/new");

@@ -41,8 +41,9 @@ create function film_titles() returns setof text language sql stable as 'select 
 create function touch_items() returns setof items language sql as 'update items set qty = qty returning *';
 ";
 
-/// Runs `tests/js/<script>` against `basalt`; its output on failure.
-async fn run_script(basalt: &Basalt, script: &str) {
+/// Runs `tests/js/<script>` against `basalt` (with `extra` environment);
+/// its output on failure.
+async fn run_script(basalt: &Basalt, script: &str, extra: &[(&str, String)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("js")
         .join(script);
@@ -55,6 +56,7 @@ async fn run_script(basalt: &Basalt, script: &str) {
         // To re-sign a user's token with a short `exp` (the server's own
         // tokens live at least 30 s).
         .env("JWT_SECRET", TEST_JWT_SECRET)
+        .envs(extra.iter().map(|(name, value)| (*name, value.as_str())))
         .output()
         .await
         .expect("node runs (scripts/test installs it)");
@@ -71,7 +73,7 @@ async fn the_data_api_answers_supabase_js_as_postgrest_does() {
     let basalt = Basalt::start().await;
     let response = basalt.admin_sql(FIXTURE).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-    run_script(&basalt, "supabase-rest.mjs").await;
+    run_script(&basalt, "supabase-rest.mjs", &[]).await;
 }
 
 #[tokio::test]
@@ -85,7 +87,8 @@ async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
         builder = builder.env(name, value);
     }
     let basalt = builder.start().await;
-    run_script(&basalt, "supabase-auth.mjs").await;
+    let maildir = smtp.maildir().to_string_lossy().into_owned();
+    run_script(&basalt, "supabase-auth.mjs", &[("MAILDIR", maildir)]).await;
     // What the script asked to be sent was sent: the sign-up confirmation
     // and its resend, and the invitation.
     let wait = std::time::Duration::from_secs(30);
@@ -154,5 +157,5 @@ async fn the_realtime_socket_answers_supabase_js_as_supabase_realtime_does() {
     ] {
         service.policy(policy).await;
     }
-    run_script(&basalt, "supabase-realtime.mjs").await;
+    run_script(&basalt, "supabase-realtime.mjs", &[]).await;
 }

@@ -109,6 +109,8 @@ error_codes! {
     MimeTypeNotAllowed => (415, "mime_type_not_allowed", None, "The bucket does not accept this content type.", "Send one of the bucket's allowed_mime_types (see `details`)."),
     TusVersionUnsupported => (412, "tus_version_unsupported", None, "The Tus-Resumable version is not supported.", "Send Tus-Resumable: 1.0.0."),
     AnonymousProviderDisabled => (422, "anonymous_provider_disabled", None, "Anonymous sign-ins are disabled on this server.", "Sign up with an email address, or set auth.anonymous_sign_ins (BASALT_AUTH_ANONYMOUS_SIGN_INS)."),
+    FlowStateNotFound => (404, "flow_state_not_found", None, "No sign-in flow has this code, or it was used or has expired.", "Start the sign-in again; each code works once, for a limited time."),
+    BadCodeVerifier => (400, "bad_code_verifier", None, "The code verifier does not match the flow's code challenge.", "Send the code verifier of the client that started this flow."),
     UserAlreadyExists => (422, "user_already_exists", None, "A user with this email address already exists.", "Sign in instead, or reset the password."),
     WeakPassword => (422, "weak_password", None, "The password does not meet the password policy.", "Read `details` and choose a stronger password."),
     RateLimited => (429, "rate_limited", None, "Too many requests.", "Wait for the number of seconds in Retry-After before trying again."),

@@ -101,6 +101,57 @@ pub struct EmailRequest {
     /// The requester's address, for the audit log the worker writes.
     #[serde(default)]
     pub ip: Option<std::net::IpAddr>,
+    /// A PKCE client's code challenge and method (`s256` or `plain`): the
+    /// link then ends in an authorization code, not in tokens.
+    #[serde(default)]
+    pub code_challenge: Option<Challenge>,
+}
+
+/// A PKCE code challenge: what `POST /auth/v1/token?grant_type=pkce` checks
+/// the code verifier against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub challenge: String,
+    /// `s256` or `plain`.
+    pub method: String,
+}
+
+impl Challenge {
+    /// The challenge a client sent (`code_challenge`, `code_challenge_method`),
+    /// checked: 43 to 128 characters, method `s256` (the default) or `plain`.
+    pub fn of(
+        challenge: Option<&str>,
+        method: Option<&str>,
+    ) -> Result<Option<Challenge>, HttpError> {
+        let Some(challenge) = challenge.filter(|c| !c.is_empty()) else {
+            return Ok(None);
+        };
+        let method = method.unwrap_or("s256").to_ascii_lowercase();
+        let shaped = (43..=128).contains(&challenge.len())
+            && challenge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !shaped || !matches!(method.as_str(), "s256" | "plain") {
+            return Err(ApiError::new(ErrorCode::ValidationFailed)
+                .with_details("code_challenge: 43 to 128 URL-safe characters, method s256 or plain")
+                .into());
+        }
+        Ok(Some(Challenge {
+            challenge: challenge.to_owned(),
+            method,
+        }))
+    }
+
+    /// Whether `verifier` answers the challenge.
+    pub fn accepts(&self, verifier: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = match self.method.as_str() {
+            "plain" => verifier.to_owned(),
+            _ => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes())),
+        };
+        expected.as_bytes().ct_eq(self.challenge.as_bytes()).into()
+    }
 }
 
 pub async fn enqueue(
@@ -201,6 +252,7 @@ async fn process(
         kind,
         new_email,
         request.redirect_to.as_deref(),
+        request.code_challenge.as_ref(),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -239,6 +291,7 @@ pub async fn issue_token(
     kind: Kind,
     new_email: Option<&str>,
     redirect_to: Option<&str>,
+    challenge: Option<&Challenge>,
 ) -> Result<String, HttpError> {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -251,8 +304,9 @@ pub async fn issue_token(
         .await?;
     client
         .execute(
-            "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, new_email, redirect_to, expires_at)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8))",
+            "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, new_email, redirect_to, expires_at,
+                                               code_challenge, code_challenge_method)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8), $7, $8)",
             &[
                 &user_id,
                 &kind.as_str(),
@@ -260,6 +314,8 @@ pub async fn issue_token(
                 &new_email,
                 &redirect_to,
                 &(state.config.auth.email_token_ttl_secs as f64),
+                &challenge.map(|c| &c.challenge),
+                &challenge.map(|c| &c.method),
             ],
         )
         .await
@@ -276,9 +332,54 @@ pub async fn issue_token(
     Ok(link.into())
 }
 
-/// What a verified token unlocked.
+/// How a token reached the server: a link followed by a browser (where a
+/// PKCE client's flow ends in a code), or a client's own call (a session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Link,
+    Call,
+}
+
+/// How long an authorization code waits to be exchanged.
+const FLOW_TTL_SECS: u64 = 300;
+
+/// Exchanges a PKCE flow's authorization code and verifier for the user it
+/// signed in (`POST /auth/v1/token?grant_type=pkce`): the code works once.
+pub async fn exchange(
+    client: &impl GenericClient,
+    auth_code: &str,
+    verifier: &str,
+) -> Result<Uuid, HttpError> {
+    let row = client
+        .query_opt(
+            "SELECT id, user_id, code_challenge, code_challenge_method FROM auth.flow_states
+             WHERE auth_code_hash = $1 AND used_at IS NULL AND expires_at > now() FOR UPDATE",
+            &[&hash(auth_code)],
+        )
+        .await?
+        .ok_or_else(|| HttpError::new(ErrorCode::FlowStateNotFound))?;
+    let challenge = Challenge {
+        challenge: row.get(2),
+        method: row.get(3),
+    };
+    if !challenge.accepts(verifier) {
+        return Err(ErrorCode::BadCodeVerifier.into());
+    }
+    client
+        .execute(
+            "UPDATE auth.flow_states SET used_at = now() WHERE id = $1",
+            &[&row.get::<_, i64>(0)],
+        )
+        .await?;
+    Ok(row.get(1))
+}
+
+/// What a verified token unlocked: a session, or — for a link made for a
+/// PKCE client and followed by a browser — the authorization code the app
+/// exchanges for one.
 pub struct Verified {
-    pub session: Value,
+    pub session: Option<Value>,
+    pub auth_code: Option<String>,
     pub redirect_to: Option<String>,
 }
 
@@ -289,6 +390,7 @@ pub async fn verify(
     token: &str,
     actor_ip: std::net::IpAddr,
     user_agent: Option<&str>,
+    flow: Flow,
 ) -> Result<Verified, HttpError> {
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
@@ -296,7 +398,7 @@ pub async fn verify(
         .query_opt(
             "UPDATE auth.one_time_tokens SET used_at = now()
              WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > now()
-             RETURNING user_id, new_email, redirect_to",
+             RETURNING user_id, new_email, redirect_to, code_challenge, code_challenge_method",
             &[&hash(token), &kind.as_str()],
         )
         .await?
@@ -304,6 +406,13 @@ pub async fn verify(
     let user_id: Uuid = row.get(0);
     let new_email: Option<String> = row.get(1);
     let redirect_to: Option<String> = row.get(2);
+    let challenge = match (
+        row.get::<_, Option<String>>(3),
+        row.get::<_, Option<String>>(4),
+    ) {
+        (Some(challenge), Some(method)) => Some(Challenge { challenge, method }),
+        _ => None,
+    };
     let banned: bool = transaction
         .query_one(
             "SELECT banned_until IS NOT NULL AND banned_until > now() FROM auth.users WHERE id = $1",
@@ -364,10 +473,66 @@ pub async fn verify(
         json!({}),
     )
     .await?;
+    // A link made for a PKCE client, followed by a browser: the app gets a
+    // code to exchange (with its verifier) instead of tokens in the URL.
+    if let (Some(challenge), Flow::Link) = (challenge, flow) {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let code = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        transaction
+            .execute(
+                "INSERT INTO auth.flow_states (user_id, auth_code_hash, code_challenge, code_challenge_method,
+                                               authentication_method, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8))",
+                &[
+                    &user_id,
+                    &hash(&code),
+                    &challenge.challenge,
+                    &challenge.method,
+                    &kind.as_str(),
+                    &(FLOW_TTL_SECS as f64),
+                ],
+            )
+            .await?;
+        transaction.commit().await?;
+        return Ok(Verified {
+            session: None,
+            auth_code: Some(code),
+            redirect_to,
+        });
+    }
     let session = sessions::start(state, &transaction, user_id, actor, user_agent).await?;
     transaction.commit().await?;
     Ok(Verified {
-        session,
+        session: Some(session),
+        auth_code: None,
         redirect_to,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Challenge;
+
+    #[test]
+    fn pkce_challenges_follow_rfc_7636() {
+        // The example of RFC 7636, appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let s256 = Challenge::of(
+            Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            Some("S256"),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(s256.accepts(verifier));
+        assert!(!s256.accepts("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj"));
+        let plain = Challenge::of(Some(verifier), Some("plain"))
+            .unwrap()
+            .unwrap();
+        assert!(plain.accepts(verifier));
+        assert!(!plain.accepts("something else entirely, forty-three chars!"));
+        assert_eq!(Challenge::of(None, Some("s256")).unwrap(), None);
+        assert!(Challenge::of(Some("short"), None).is_err());
+        assert!(Challenge::of(Some(verifier), Some("md5")).is_err());
+    }
 }

@@ -118,6 +118,7 @@ async fn invite(
             create_user: false,
             data: None,
             ip: Some(request_ip(&request, &state.trusted_proxies)),
+            code_challenge: None,
         },
     )
     .await?;
@@ -226,6 +227,7 @@ async fn generate_link(
         kind,
         None,
         body.redirect_to.as_deref(),
+        None,
     )
     .await?;
     let token = url::Url::parse(&link)

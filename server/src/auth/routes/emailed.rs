@@ -5,6 +5,11 @@ use super::*;
 #[derive(Deserialize)]
 pub(super) struct EmailBody {
     email: String,
+    /// A PKCE client's (supabase-js `flowType: 'pkce'`).
+    #[serde(default)]
+    code_challenge: Option<String>,
+    #[serde(default)]
+    code_challenge_method: Option<String>,
     #[serde(default)]
     create_user: Option<bool>,
     #[serde(default)]
@@ -70,6 +75,10 @@ pub(super) async fn queue_email(
         create_user: body.create_user.unwrap_or(true),
         data,
         ip: Some(request_ip(request, &state.trusted_proxies)),
+        code_challenge: email::Challenge::of(
+            body.code_challenge.as_deref(),
+            body.code_challenge_method.as_deref(),
+        )?,
     };
     email::enqueue(state, &client, &email_request).await?;
     Ok(HttpResponse::Ok().json(json!({})))
@@ -113,6 +122,7 @@ pub(super) async fn resend(
                 create_user: false,
                 data: None,
                 ip,
+                code_challenge: None,
             }
         }
         "email_change" => {
@@ -140,6 +150,7 @@ pub(super) async fn resend(
                 create_user: false,
                 data: None,
                 ip,
+                code_challenge: None,
             }
         }
         other => {
@@ -195,11 +206,12 @@ pub(super) async fn verify_any(
     kinds: &[email::Kind],
     token: &str,
     request: &HttpRequest,
+    flow: email::Flow,
 ) -> Result<email::Verified, HttpError> {
     let ip = request_ip(request, &state.trusted_proxies);
     let mut outcome = Err(HttpError::new(ErrorCode::OtpExpired));
     for kind in kinds {
-        outcome = email::verify(state, *kind, token, ip, user_agent(request)).await;
+        outcome = email::verify(state, *kind, token, ip, user_agent(request), flow).await;
         if !matches!(&outcome, Err(error) if error.error.kind == ErrorCode::OtpExpired) {
             break;
         }
@@ -223,7 +235,7 @@ pub(super) async fn verify_post(
     body: Json<VerifyBody>,
 ) -> Result<HttpResponse, HttpError> {
     let kinds = kinds_of(&body.kind)?;
-    let verified = verify_any(&state, &kinds, &body.token, &request).await?;
+    let verified = verify_any(&state, &kinds, &body.token, &request, email::Flow::Call).await?;
     Ok(HttpResponse::Ok().json(verified.session))
 }
 
@@ -250,15 +262,42 @@ pub(super) async fn verify_get(
         .filter(|url| email::check_redirect(&state, Some(url)).is_ok());
     let kind = query.kind.clone().unwrap_or_default();
     let outcome = match (kinds_of(&kind), &query.token) {
-        (Ok(kinds), Some(token)) => verify_any(&state, &kinds, token, &request).await,
+        (Ok(kinds), Some(token)) => {
+            verify_any(&state, &kinds, token, &request, email::Flow::Link).await
+        }
         (Err(error), _) => Err(error),
         (_, None) => Err(ApiError::new(ErrorCode::ValidationFailed)
             .with_details("token: required")
             .into()),
     };
     let (base, fragment) = match outcome {
+        // A PKCE flow: the code goes to the app in the query, to be exchanged.
+        Ok(email::Verified {
+            auth_code: Some(code),
+            redirect_to,
+            ..
+        }) => {
+            let stored = redirect_to.filter(|url| email::check_redirect(&state, Some(url)).is_ok());
+            let base = requested
+                .or(stored)
+                .unwrap_or_else(|| state.config.site_url.clone());
+            let mut url = match url::Url::parse(base.split('#').next().unwrap_or_default()) {
+                Ok(url) => url,
+                Err(_) => {
+                    return HttpResponse::SeeOther()
+                        .insert_header(("location", base))
+                        .finish()
+                }
+            };
+            url.query_pairs_mut().append_pair("code", &code);
+            return HttpResponse::SeeOther()
+                .insert_header(("location", url.to_string()))
+                .insert_header(("cache-control", "no-store"))
+                .finish();
+        }
         Ok(verified) => {
-            let session = &verified.session;
+            let session = verified.session.unwrap_or_default();
+            let session = &session;
             let mut fragment = url::form_urlencoded::Serializer::new(String::new());
             for key in [
                 "access_token",

@@ -10,6 +10,11 @@ pub(super) struct SignupBody {
     password: Option<String>,
     #[serde(default)]
     data: Option<Value>,
+    /// A PKCE client's (supabase-js `flowType: 'pkce'`).
+    #[serde(default)]
+    code_challenge: Option<String>,
+    #[serde(default)]
+    code_challenge_method: Option<String>,
 }
 
 /// The user's own `data`: a JSON object (or nothing).
@@ -131,6 +136,10 @@ pub(super) async fn signup(
                 create_user: false,
                 data: None,
                 ip: Some(request_ip(&request, &state.trusted_proxies)),
+                code_challenge: email::Challenge::of(
+                    body.code_challenge.as_deref(),
+                    body.code_challenge_method.as_deref(),
+                )?,
             },
         )
         .await?;

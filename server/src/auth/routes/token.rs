@@ -12,6 +12,9 @@ pub(super) struct TokenBody {
     email: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
+    /// `grant_type=pkce`: the code the link gave the app, and the client's verifier.
+    auth_code: Option<String>,
+    code_verifier: Option<String>,
 }
 
 pub(super) async fn token(
@@ -37,8 +40,41 @@ pub(super) async fn token(
                 })?;
             Ok(HttpResponse::Ok().json(sessions::refresh(&state, token, ip).await?))
         }
+        Some("pkce") => pkce_grant(caller, state, request, body.into_inner()).await,
         _ => Err(ErrorCode::UnsupportedGrantType.into()),
     }
+}
+
+/// `grant_type=pkce` (supabase-js `exchangeCodeForSession`): the
+/// authorization code an emailed link gave the app, with the verifier of
+/// the client that asked for the link, for a session.
+async fn pkce_grant(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    body: TokenBody,
+) -> Result<HttpResponse, HttpError> {
+    let (Some(code), Some(verifier)) = (body.auth_code, body.code_verifier) else {
+        return Err(ApiError::new(ErrorCode::ValidationFailed)
+            .with_details("auth_code and code_verifier: required")
+            .into());
+    };
+    let mut client = state.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let user_id = email::exchange(&transaction, &code, &verifier).await?;
+    let actor = actor(&state, &request, Some(user_id), &caller.role);
+    audit::audit(
+        &transaction,
+        "pkce_exchanged",
+        actor,
+        Some(user_id),
+        json!({}),
+    )
+    .await?;
+    let session =
+        sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?;
+    transaction.commit().await?;
+    Ok(HttpResponse::Ok().json(session))
 }
 
 /// Unknown email and wrong password get the same answer, after the same work.

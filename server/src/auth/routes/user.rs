@@ -120,6 +120,7 @@ pub(super) async fn change_email(
             create_user: false,
             data: None,
             ip: Some(request_ip(request, &state.trusted_proxies)),
+            code_challenge: None,
         };
         email::enqueue(state, client, &email_request).await
     } else {
