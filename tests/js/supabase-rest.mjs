@@ -138,6 +138,13 @@ await check('stripNulls() leaves null keys out', async () => {
   assert.deepEqual(plain, [{ id: 1, note: null }])
 })
 
+await check('rollback(): the write runs and answers, and nothing stays', async () => {
+  const ghost = ok('insert', await db.from('items').insert({ name: 'ghost' }).select('name').single().rollback())
+  assert.deepEqual(ghost, { name: 'ghost' })
+  const found = ok('read', await db.from('items').select('id').eq('name', 'ghost'))
+  assert.deepEqual(found, [])
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

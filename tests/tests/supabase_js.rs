@@ -70,7 +70,10 @@ async fn run_script(basalt: &Basalt, script: &str, extra: &[(&str, String)]) {
 
 #[tokio::test]
 async fn the_data_api_answers_supabase_js_as_postgrest_does() {
-    let basalt = Basalt::start().await;
+    let basalt = Basalt::builder()
+        .env("BASALT_REST_ALLOW_TX_ROLLBACK", "true")
+        .start()
+        .await;
     let response = basalt.admin_sql(FIXTURE).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     run_script(&basalt, "supabase-rest.mjs", &[]).await;

@@ -194,12 +194,18 @@ impl Reply {
 
 /// The request's `Prefer` headers (see `basalt_core::rest::request`).
 pub fn prefer(request: &HttpRequest) -> Result<Prefer, HttpError> {
-    Ok(Prefer::parse(
+    let mut prefer = Prefer::parse(
         request
             .headers()
             .get_all("prefer")
             .filter_map(|value| value.to_str().ok()),
-    )?)
+    )?;
+    // `tx=rollback` only where the configuration allows it (else ignored).
+    let allowed = request
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.config.rest.allow_tx_rollback);
+    prefer.rollback &= allowed;
+    Ok(prefer)
 }
 
 /// The query string as decoded pairs.

@@ -342,20 +342,24 @@ async fn run(
                     .into());
             }
         }
-        if prefer.count.is_none() {
-            return Ok(reply);
+        let mut reply = reply;
+        if prefer.count.is_some() {
+            let total = if counting { rows[1].get(0) } else { returned };
+            let range = match returned {
+                0 => format!("*/{total}"),
+                n => format!("0-{}/{total}", n - 1),
+            };
+            reply = reply.header("content-range", range);
         }
-        let total = if counting { rows[1].get(0) } else { returned };
-        let range = match returned {
-            0 => format!("*/{total}"),
-            n => format!("0-{}/{total}", n - 1),
-        };
-        Ok(reply
-            .header("content-range", range)
-            .header("preference-applied", prefer.applied()))
+        if prefer.count.is_some() || prefer.rollback {
+            reply = reply.header("preference-applied", prefer.applied());
+        }
+        Ok(reply)
     };
     if plan.read_only {
         super::tx::read(state, caller, steps, respond).await
+    } else if prefer.rollback {
+        super::tx::write_then_roll_back(state, caller, steps, respond).await
     } else {
         super::tx::write(state, caller, idempotency, steps, respond).await
     }

@@ -72,7 +72,7 @@ pub async fn read(
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
-    with_connection(state, caller, steps, None, Box::new(respond), true).await
+    with_connection(state, caller, steps, None, Box::new(respond), Mode::Read).await
 }
 
 /// Runs `steps` in one transaction as the caller, each returning one row;
@@ -88,7 +88,34 @@ pub async fn write(
     steps: Vec<Step>,
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
-    with_connection(state, caller, steps, idempotency, Box::new(respond), false).await
+    with_connection(
+        state,
+        caller,
+        steps,
+        idempotency,
+        Box::new(respond),
+        Mode::Write,
+    )
+    .await
+}
+
+/// [`write`], answered and then rolled back (`Prefer: tx=rollback`):
+/// nothing stays, and no `Idempotency-Key` is kept.
+pub async fn write_then_roll_back(
+    state: &AppState,
+    caller: &Caller,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    with_connection(state, caller, steps, None, Box::new(respond), Mode::DryRun).await
+}
+
+/// How a transaction ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Write,
+    DryRun,
 }
 
 /// A slot among the caller's running requests and a connection of the data
@@ -100,7 +127,7 @@ async fn with_connection(
     steps: Vec<Step>,
     idempotency: Option<&Idempotency>,
     respond: Respond<'_>,
-    read_only: bool,
+    mode: Mode,
 ) -> Result<Reply, HttpError> {
     let _slot = state
         .fairness()
@@ -108,12 +135,13 @@ async fn with_connection(
     let mut checkout = Checkout::new(state.api_pool.get().await?);
     let result = async {
         let prepared = Prepared::new(state, checkout.client(), caller, steps).await?;
-        if read_only {
-            prepared.read(state, checkout.client(), respond).await
-        } else {
-            prepared
-                .write(state, checkout.client(), idempotency, respond)
-                .await
+        match mode {
+            Mode::Read => prepared.read(state, checkout.client(), respond).await,
+            Mode::Write | Mode::DryRun => {
+                prepared
+                    .write(state, checkout.client(), idempotency, respond, mode)
+                    .await
+            }
         }
     }
     .await;
@@ -238,6 +266,7 @@ impl Prepared {
         client: &tokio_postgres::Client,
         idempotency: Option<&Idempotency>,
         respond: Respond<'_>,
+        mode: Mode,
     ) -> Result<Reply, HttpError> {
         let act_params = self.act_params();
         let outcome = async {
@@ -275,6 +304,10 @@ impl Prepared {
         }
         .await;
         match outcome {
+            Ok(Ok(reply)) if mode == Mode::DryRun => {
+                client.batch_execute("ROLLBACK").await?;
+                Ok(reply)
+            }
             Ok(Ok(reply)) => {
                 // Deferred constraints are checked here.
                 client

@@ -11,6 +11,7 @@ impl Default for RestConfig {
             max_rows: 1000,
             default_limit: 1000,
             allow_unfiltered_writes: false,
+            allow_tx_rollback: false,
             idempotency_ttl_secs: 86_400,
             batch_max_operations: 100,
             grant_api_roles: true,

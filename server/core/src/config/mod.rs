@@ -192,6 +192,9 @@ pub struct RestConfig {
     pub default_limit: u64,
     /// Whether `PATCH` and `DELETE` without any filter are allowed.
     pub allow_unfiltered_writes: bool,
+    /// Whether `Prefer: tx=rollback` is honoured (the request runs and is
+    /// rolled back: for tests and dry runs).
+    pub allow_tx_rollback: bool,
     /// How long a response stored under an `Idempotency-Key` is replayed.
     pub idempotency_ttl_secs: u64,
     /// The most operations one `POST /rest/v1/batch` may hold.

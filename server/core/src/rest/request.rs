@@ -65,6 +65,9 @@ pub struct Prefer {
     pub resolution: Option<Resolution>,
     pub missing_default: bool,
     pub max_affected: Option<i64>,
+    /// `tx=rollback`: run the request, answer it, and roll it back (honoured
+    /// only where the server allows it).
+    pub rollback: bool,
 }
 
 impl Prefer {
@@ -92,6 +95,8 @@ impl Prefer {
                     prefer.resolution = Some(Resolution::IgnoreDuplicates)
                 }
                 ("missing", "default") => prefer.missing_default = true,
+                ("tx", "rollback") => prefer.rollback = true,
+                ("tx", "commit") => prefer.rollback = false,
                 ("max-affected", value) => {
                     prefer.max_affected =
                         Some(value.parse().map_err(|_| QueryError::MaxAffected {
@@ -121,6 +126,9 @@ impl Prefer {
         }
         if let Some(value) = self.max_affected {
             applied.push(format!("max-affected={value}"));
+        }
+        if self.rollback {
+            applied.push("tx=rollback".into());
         }
         applied.join(", ")
     }

@@ -47,17 +47,22 @@ async fn run(
         _ => Shape::Rows,
     };
     let check = plan.check;
-    let reply = tx::write(
-        state,
-        caller,
-        idempotency.as_ref(),
-        vec![plan.step],
-        |rows| {
-            check.check(&rows[0], prefer)?;
-            reply(state, caller, target, prefer, &rows[0], outcome, shape)
-        },
-    )
-    .await?;
+    let respond = |rows: &[tokio_postgres::Row]| {
+        check.check(&rows[0], prefer)?;
+        reply(state, caller, target, prefer, &rows[0], outcome, shape)
+    };
+    let reply = if prefer.rollback {
+        tx::write_then_roll_back(state, caller, vec![plan.step], respond).await?
+    } else {
+        tx::write(
+            state,
+            caller,
+            idempotency.as_ref(),
+            vec![plan.step],
+            respond,
+        )
+        .await?
+    };
     Ok(reply.into_response())
 }
 
