@@ -145,6 +145,14 @@ await check('rollback(): the write runs and answers, and nothing stays', async (
   assert.deepEqual(found, [])
 })
 
+await check('explain(): the query plan as JSON, for the service_role key', async () => {
+  const plan = ok('explain', await db.from('countries').select('name').eq('id', 1).explain({ format: 'json' }))
+  assert.ok(Array.isArray(plan) && plan[0].Plan, JSON.stringify(plan))
+  const anon = createClient(url, process.env.ANON_KEY, { auth: { persistSession: false }, realtime: { transport: ws } })
+  const refused = await anon.from('countries').select('name').explain({ format: 'json' })
+  assert.equal(refused.status, 406)
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

@@ -72,6 +72,7 @@ async fn run_script(basalt: &Basalt, script: &str, extra: &[(&str, String)]) {
 async fn the_data_api_answers_supabase_js_as_postgrest_does() {
     let basalt = Basalt::builder()
         .env("BASALT_REST_ALLOW_TX_ROLLBACK", "true")
+        .env("BASALT_REST_PLAN", "service_role")
         .start()
         .await;
     let response = basalt.admin_sql(FIXTURE).await;

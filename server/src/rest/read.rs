@@ -76,6 +76,9 @@ pub async fn read(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     // Extract.
+    if request::wants_plan(accept(&request)) {
+        return explain(caller, state, request, path).await;
+    }
     let format = format(&request)?;
     let (prefer, pairs, mut target) =
         table_request(&state, &caller, &request, &path, "select").await?;
@@ -101,6 +104,63 @@ pub async fn read(
             }
         }
     }
+    Ok(reply.into_response())
+}
+
+/// `Accept: application/vnd.pgrst.plan+json`: the read's plan from
+/// PostgreSQL (`EXPLAIN (FORMAT JSON)`, not run), decided as the read is and
+/// planned as the caller, where `rest.plan` allows it (else `406`).
+async fn explain(
+    caller: Caller,
+    state: Data<AppState>,
+    request: HttpRequest,
+    path: Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let allowed = match state.config.rest.plan.as_str() {
+        "everyone" => true,
+        "service_role" => super::is_service_key(&caller),
+        _ => false,
+    };
+    if !allowed {
+        return Err(ApiError::new(ErrorCode::NotAcceptable)
+            .with_details(format!("Accept: {}", request::PLAN))
+            .with_hint("Plans are off: see rest.plan (BASALT_REST_PLAN).")
+            .into());
+    }
+    let (prefer, pairs, mut target) =
+        table_request(&state, &caller, &request, &path, "select").await?;
+    let cursor = page(&state, &request, &pairs, &mut target)?;
+    let decision = decide(
+        &state,
+        &caller,
+        &target.object,
+        "select",
+        &read_columns(&target.schema, &target.table, &target.query),
+    )?;
+    let mut plan = plan(
+        &state,
+        &caller,
+        &target,
+        &decision,
+        prefer,
+        cursor,
+        Format::Json,
+    )?;
+    let mut steps = std::mem::take(&mut plan.steps);
+    steps.truncate(1);
+    for step in &mut steps {
+        step.sql = format!("EXPLAIN (FORMAT JSON) {}", step.sql);
+    }
+    let reply = tx::read(&state, &caller, steps, |rows| {
+        let plan: serde_json::Value = rows[0].get(0);
+        Ok(Reply::new(actix_web::http::StatusCode::OK)
+            .header(
+                "content-type",
+                format!("{}; for=\"application/json\"; charset=utf-8", request::PLAN),
+            )
+            .body(plan.to_string()))
+    })
+    .await?;
     Ok(reply.into_response())
 }
 

@@ -195,6 +195,9 @@ pub struct RestConfig {
     /// Whether `Prefer: tx=rollback` is honoured (the request runs and is
     /// rolled back: for tests and dry runs).
     pub allow_tx_rollback: bool,
+    /// Who may ask for a read's query plan (`Accept:
+    /// application/vnd.pgrst.plan+json`): `off`, `service_role` or `everyone`.
+    pub plan: String,
     /// How long a response stored under an `Idempotency-Key` is replayed.
     pub idempotency_ttl_secs: u64,
     /// The most operations one `POST /rest/v1/batch` may hold.

@@ -297,6 +297,13 @@ impl Config {
         F: Fn(&str, String, &str) -> ConfigError,
     {
         range(fail, "rest.max_rows", self.rest.max_rows, 1, 1_000_000)?;
+        if !["off", "service_role", "everyone"].contains(&self.rest.plan.as_str()) {
+            return Err(fail(
+                "rest.plan",
+                format!("`{}` is not off, service_role or everyone", self.rest.plan),
+                "use off, service_role (the service_role key only) or everyone",
+            ));
+        }
         range(
             fail,
             "rest.default_limit",

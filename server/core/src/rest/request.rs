@@ -161,6 +161,20 @@ pub fn format(accept: Option<&str>) -> Option<Format> {
     )
 }
 
+/// A read's query plan as JSON (PostgREST's `EXPLAIN` media type).
+pub const PLAN: &str = "application/vnd.pgrst.plan+json";
+
+/// Whether `Accept` asks for the query plan (before any other media type).
+pub fn wants_plan(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept
+            .split(',')
+            .next()
+            .and_then(|media| media.split(';').next())
+            .is_some_and(|essence| essence.trim() == PLAN)
+    })
+}
+
 /// PostgREST's name for the default array of rows.
 pub const ARRAY: &str = "application/vnd.pgrst.array+json";
 
