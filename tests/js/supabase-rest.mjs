@@ -153,6 +153,13 @@ await check('explain(): the query plan as JSON, for the service_role key', async
   assert.equal(refused.status, 406)
 })
 
+await check('computed fields: a function of the row, selected, filtered and ordered like a column', async () => {
+  const rows = ok('computed', await db.from('actors').select('name,shout').neq('shout', 'AUDREY!').order('shout'))
+  assert.deepEqual(rows, [{ name: 'Keanu', shout: 'KEANU!' }])
+  const all = ok('star', await db.from('actors').select('*').eq('id', 1).single())
+  assert.ok(!('shout' in all), 'not part of *')
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

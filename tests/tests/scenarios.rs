@@ -14,6 +14,7 @@ async fn every_surface_refuses_with_a_catalogue_error() {
         .admin_sql(
             "create table posts (id serial primary key, title text, secret text);
              create function add(a int, b int) returns int language sql immutable as 'select a + b';
+             create function reveal(posts) returns text language sql stable as 'select $1.secret';
              notify pgrst, 'reload schema'",
         )
         .await;

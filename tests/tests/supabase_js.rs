@@ -37,6 +37,7 @@ create table teams (id int primary key, name text);
 create table matches (id int primary key, home_id int references teams(id), away_id int references teams(id), note text);
 insert into teams values (1, 'Reds'), (2, 'Blues');
 insert into matches values (1, 1, 2, null);
+create function shout(actors) returns text language sql stable as $$ select upper($1.name) || '!' $$;
 create function film_titles() returns setof text language sql stable as 'select title from films order by id';
 create function touch_items() returns setof items language sql as 'update items set qty = qty returning *';
 ";

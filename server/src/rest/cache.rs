@@ -222,6 +222,18 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
     {
         let names: Vec<String> = row.get(1);
         let types: Vec<String> = row.get(2);
+        let returns_set: bool = row.get(5);
+        // One argument of a table's row type and one value back: a computed
+        // field of that table.
+        if let ([arg_type], false) = (&types[..], returns_set) {
+            let table = arg_type.rsplit('.').next().unwrap_or(arg_type).trim_matches('"');
+            if let Some(table) = schema.tables.get_mut(table) {
+                table
+                    .computed
+                    .push((row.get(0), row.get::<_, String>(4)));
+                continue;
+            }
+        }
         // Functions with unnamed arguments cannot be called with named ones.
         if names.iter().any(String::is_empty) {
             continue;

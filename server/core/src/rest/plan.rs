@@ -19,6 +19,10 @@ pub struct Table {
     pub primary_key: Vec<String>,
     /// The column sets of the primary key and unique constraints, each sorted.
     pub unique_keys: Vec<Vec<String>>,
+    /// Computed fields: `(function, result type)` of the exposed schema's
+    /// functions taking this table's row and returning one value, read like
+    /// columns (`select=full_name`, filters, `order`) but not part of `*`.
+    pub computed: Vec<(String, String)>,
     /// Default expressions, as the catalog prints them.
     pub defaults: BTreeMap<String, String>,
     /// Whether the database itself may hide rows from the caller: row-level
@@ -76,6 +80,17 @@ impl Scope<'_> {
 impl Columns for Scope<'_> {
     fn resolve(&self, name: &str, params: &mut Vec<Param>) -> Result<Column, FilterError> {
         let (base, path) = json_path(name);
+        // A computed field: the function over the whole row.
+        if let (Some((function, type_name)), true) = (
+            self.table.computed.iter().find(|(f, _)| f == base),
+            path.is_empty(),
+        ) {
+            let row = quote(self.alias.unwrap_or(&self.table.name));
+            return Ok(Column {
+                sql: format!("{}.{}({row})", quote(&self.table.schema), quote(function)),
+                type_name: type_name.clone(),
+            });
+        }
         let (column, type_name) = self.table.column(base)?;
         if path.is_empty() {
             return Ok(Column {

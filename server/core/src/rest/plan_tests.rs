@@ -13,6 +13,7 @@ fn table(name: &str, columns: &[(&str, &str)]) -> Table {
             .collect(),
         primary_key: vec!["id".into()],
         unique_keys: vec![vec!["id".into()]],
+        computed: Vec::new(),
         defaults: BTreeMap::new(),
         hides_rows: false,
     }
