@@ -100,14 +100,7 @@ pub(super) async fn connection(
                         }
                         None => handle(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, &text).await,
                     };
-                    let mut failed = false;
-                    for reply in replies {
-                        if session.text(reply).await.is_err() {
-                            failed = true;
-                            break;
-                        }
-                    }
-                    if failed {
+                    if !send_all(&mut session, replies).await {
                         break None;
                     }
                 }
@@ -127,14 +120,7 @@ pub(super) async fn connection(
                         }
                         None => vec![error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into())],
                     };
-                    let mut failed = false;
-                    for reply in replies {
-                        if session.text(reply).await.is_err() {
-                            failed = true;
-                            break;
-                        }
-                    }
-                    if failed {
+                    if !send_all(&mut session, replies).await {
                         break None;
                     }
                 }
@@ -278,4 +264,14 @@ fn refusal(reply: Option<&String>) -> Option<(String, String)> {
             reply["message"].as_str().unwrap_or_default().to_owned(),
         )
     })
+}
+
+/// Sends each message in order; false when the connection broke.
+async fn send_all(session: &mut actix_ws::Session, messages: Vec<String>) -> bool {
+    for message in messages {
+        if session.text(message).await.is_err() {
+            return false;
+        }
+    }
+    true
 }

@@ -80,19 +80,8 @@ pub async fn read(
         return explain(caller, state, request, path).await;
     }
     let format = format(&request)?;
-    let (prefer, pairs, mut target) =
-        table_request(&state, &caller, &request, &path, "select").await?;
-    let cursor = page(&state, &request, &pairs, &mut target)?;
-    // Decide.
-    let decision = decide(
-        &state,
-        &caller,
-        &target.object,
-        "select",
-        &read_columns(&target.schema, &target.table, &target.query),
-    )?;
-    // Plan.
-    let mut plan = plan(&state, &caller, &target, &decision, prefer, cursor, format)?;
+    // Decide and plan.
+    let mut plan = decided(&state, &caller, &request, &path, format).await?;
     // Run and respond.
     let steps = std::mem::take(&mut plan.steps);
     let mut reply = tx::read(&state, &caller, steps, |rows| plan.respond(&state, rows)).await?;
@@ -105,6 +94,27 @@ pub async fn read(
         }
     }
     Ok(reply.into_response())
+}
+
+/// The read the request asks for, decided (the table, then the columns it
+/// touches) and planned.
+async fn decided(
+    state: &AppState,
+    caller: &Caller,
+    request: &HttpRequest,
+    path: &str,
+    format: Format,
+) -> Result<ReadPlan, HttpError> {
+    let (prefer, pairs, mut target) = table_request(state, caller, request, path, "select").await?;
+    let cursor = page(state, request, &pairs, &mut target)?;
+    let decision = decide(
+        state,
+        caller,
+        &target.object,
+        "select",
+        &read_columns(&target.schema, &target.table, &target.query),
+    )?;
+    plan(state, caller, &target, &decision, prefer, cursor, format)
 }
 
 /// `Accept: application/vnd.pgrst.plan+json`: the read's plan from
@@ -127,25 +137,7 @@ async fn explain(
             .with_hint("Plans are off: see rest.plan (BASALT_REST_PLAN).")
             .into());
     }
-    let (prefer, pairs, mut target) =
-        table_request(&state, &caller, &request, &path, "select").await?;
-    let cursor = page(&state, &request, &pairs, &mut target)?;
-    let decision = decide(
-        &state,
-        &caller,
-        &target.object,
-        "select",
-        &read_columns(&target.schema, &target.table, &target.query),
-    )?;
-    let mut plan = plan(
-        &state,
-        &caller,
-        &target,
-        &decision,
-        prefer,
-        cursor,
-        Format::Json,
-    )?;
+    let mut plan = decided(&state, &caller, &request, &path, Format::Json).await?;
     let mut steps = std::mem::take(&mut plan.steps);
     steps.truncate(1);
     for step in &mut steps {

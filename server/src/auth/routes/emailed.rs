@@ -107,23 +107,14 @@ pub(super) async fn resend(
     email::check_redirect(&state, query.redirect_to.as_deref())?;
     let ip = Some(request_ip(&request, &state.trusted_proxies));
     let client = state.pool.get().await?;
-    let email_request = match body.kind.as_str() {
+    // What to send again, and to whom.
+    let (kind, address, user_id) = match body.kind.as_str() {
         "signup" => {
             let email = users::validate_email(body.email.as_deref().unwrap_or(""))?;
             state
                 .rate_limiter()
                 .check_email("signup", &email, Instant::now())?;
-            email::EmailRequest {
-                kind: "signup".into(),
-                email,
-                user_id: None,
-                new_email: None,
-                redirect_to: query.redirect_to.clone(),
-                create_user: false,
-                data: None,
-                ip,
-                code_challenge: None,
-            }
+            ("signup", email, None)
         }
         "email_change" => {
             let Some((user, _)) = caller.user else {
@@ -141,17 +132,7 @@ pub(super) async fn resend(
             state
                 .rate_limiter()
                 .check_email("email_change", &new_email, Instant::now())?;
-            email::EmailRequest {
-                kind: "email_change".into(),
-                email: new_email,
-                user_id: Some(user),
-                new_email: None,
-                redirect_to: query.redirect_to.clone(),
-                create_user: false,
-                data: None,
-                ip,
-                code_challenge: None,
-            }
+            ("email_change", new_email, Some(user))
         }
         other => {
             return Err(ApiError::new(ErrorCode::ValidationFailed)
@@ -160,6 +141,17 @@ pub(super) async fn resend(
                 ))
                 .into())
         }
+    };
+    let email_request = email::EmailRequest {
+        kind: kind.into(),
+        email: address,
+        user_id,
+        new_email: None,
+        redirect_to: query.redirect_to.clone(),
+        create_user: false,
+        data: None,
+        ip,
+        code_challenge: None,
     };
     email::enqueue(&state, &client, &email_request).await?;
     Ok(HttpResponse::Ok().json(json!({})))
