@@ -160,6 +160,52 @@ await check('computed fields: a function of the row, selected, filtered and orde
   assert.ok(!('shout' in all), 'not part of *')
 })
 
+await check('computed relationships: a function of the row embedded like a relationship', async () => {
+  const france = ok('to-one', await db.from('countries').select('name,capital_city(name)').eq('id', 1).single())
+  assert.deepEqual(france, { name: 'France', capital_city: { name: 'Paris' } })
+  const keanu = ok('to-many', await db.from('actors').select('name,filmography(title)').eq('id', 1).order('title', { referencedTable: 'filmography' }).single())
+  assert.deepEqual(keanu.filmography, [{ title: 'John Wick' }, { title: 'The Matrix' }])
+  const inner = ok('inner', await db.from('actors').select('name,filmography!inner()').eq('filmography.title', 'Amelie'))
+  assert.deepEqual(inner, [{ name: 'Audrey' }])
+})
+
+await check('rpc: a single unnamed json, text or bytea argument takes the whole body', async () => {
+  assert.deepEqual(ok('json object', await db.rpc('echo_json', { any: 'thing', n: 1 })), { any: 'thing', n: 1 })
+  assert.deepEqual(ok('json array', await db.rpc('echo_json', [1, 2])), [1, 2])
+  const headers = { apikey: process.env.SERVICE_KEY, authorization: `Bearer ${process.env.SERVICE_KEY}` }
+  const text = await fetch(`${url}/rest/v1/rpc/shout_text`, { method: 'POST', headers: { ...headers, 'content-type': 'text/plain' }, body: 'hello' })
+  assert.equal(await text.json(), 'HELLO')
+  const bytes = await fetch(`${url}/rest/v1/rpc/byte_length`, { method: 'POST', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: new Uint8Array([0, 1, 2, 255]) })
+  assert.equal(await bytes.json(), 4)
+})
+
+await check('rpc: overloads are told apart by argument names, and an ambiguous call is 300', async () => {
+  assert.equal(ok('two', await db.rpc('pick', { a: 1, b: 2 })), 'two')
+  const ambiguous = await db.rpc('pick', { a: 1 })
+  assert.equal(ambiguous.status, 300, JSON.stringify(ambiguous))
+  assert.equal(ambiguous.error.code, 'PGRST203')
+  assert.match(ambiguous.error.message + ambiguous.error.details, /pick\(a integer\).*pick\(a text\)/)
+})
+
+await check('rpc: variadic and composite arguments', async () => {
+  assert.equal(ok('variadic post', await db.rpc('total', { nums: [1, 2, 3] })), 6)
+  assert.equal(ok('variadic get', await db.rpc('total', { nums: [4, 5] }, { get: true })), 9)
+  const repeated = await fetch(`${url}/rest/v1/rpc/total?nums=1&nums=10`, { headers: { apikey: process.env.SERVICE_KEY } })
+  assert.equal(await repeated.json(), 11)
+  assert.equal(ok('composite', await db.rpc('add_pair', { p: { x: 2, y: 3 } })), 5)
+})
+
+await check('rpc: select, filters and order on every result shape', async () => {
+  const table = ok('returns table', await db.rpc('city_stats').select('cities').eq('country', 'France'))
+  assert.deepEqual(table, [{ cities: 2 }])
+  const ordered = ok('order', await db.rpc('city_stats').order('cities', { ascending: false }))
+  assert.deepEqual(ordered.map((r) => r.country), ['France', 'Peru'])
+  assert.equal(ok('scalar', await db.rpc('film_count')), 3)
+  assert.deepEqual(ok('setof scalar', await db.rpc('numbers').gt('pgrst_scalar', 3)), [4, 5])
+  assert.deepEqual(ok('scalar order', await db.rpc('numbers').order('pgrst_scalar', { ascending: false }).limit(2)), [5, 4])
+  assert.deepEqual(ok('one row', await db.rpc('first_film').select('title')), { title: 'The Matrix' })
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

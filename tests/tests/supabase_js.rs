@@ -40,6 +40,24 @@ insert into matches values (1, 1, 2, null);
 create function shout(actors) returns text language sql stable as $$ select upper($1.name) || '!' $$;
 create function film_titles() returns setof text language sql stable as 'select title from films order by id';
 create function touch_items() returns setof items language sql as 'update items set qty = qty returning *';
+create function echo_json(json) returns json language sql immutable as 'select $1';
+create function shout_text(text) returns text language sql immutable as 'select upper($1)';
+create function byte_length(bytea) returns int language sql immutable as 'select length($1)';
+create function pick(a int) returns text language sql immutable as $$ select 'int' $$;
+create function pick(a text) returns text language sql immutable as $$ select 'text' $$;
+create function pick(a int, b int) returns text language sql immutable as $$ select 'two' $$;
+create function total(variadic nums int[]) returns int language sql immutable as 'select sum(n)::int from unnest(nums) n';
+create type pair as (x int, y int);
+create function add_pair(p pair) returns int language sql immutable as 'select p.x + p.y';
+create function city_stats() returns table (country text, cities bigint) language sql stable as
+  $$ select co.name, count(*) from cities ci join countries co on co.id = ci.country_id group by co.name $$;
+create function film_count() returns bigint language sql stable as 'select count(*) from films';
+create function first_film() returns films language sql stable as 'select * from films order by id limit 1';
+create function numbers() returns setof int language sql immutable as 'select generate_series(1, 5)';
+create function capital_city(countries) returns setof cities rows 1 language sql stable as
+  $$ select ci.* from cities ci join capitals ca on ca.city_id = ci.id where ca.country_id = $1.id $$;
+create function filmography(actors) returns setof films language sql stable as
+  $$ select f.* from films f join roles r on r.film_id = f.id where r.actor_id = $1.id $$;
 ";
 
 /// Runs `tests/js/<script>` against `basalt` (with `extra` environment);

@@ -55,7 +55,7 @@ fn schema() -> Schema {
             fk("posts_author_id_fkey", "posts", "author_id", "users"),
             fk("comments_post_id_fkey", "comments", "post_id", "posts"),
         ],
-        functions: Default::default(),
+        ..Schema::default()
     }
 }
 

@@ -86,6 +86,7 @@ error_codes! {
     PolicyNotFound => (404, "policy_not_found", None, "No policy has this id.", "List policies with GET /admin/v1/policies."),
     FunctionNotFound => (404, "function_not_found", Some("PGRST202"), "No function with this name and these arguments is exposed.", "Check the name and argument names; `hint` suggests the closest."),
     AmbiguousEmbed => (300, "ambiguous_embed", Some("PGRST201"), "The embedded resource is related to this one in several ways.", "Pick one with `!`, as `hint` lists."),
+    AmbiguousFunction => (300, "ambiguous_function", Some("PGRST203"), "Several overloads of this function take these arguments.", "Rename one overload's arguments, or drop one; `details` lists the candidates."),
     TableNotFound => (404, "table_not_found", Some("42P01"), "No table or view has this name in the exposed schema.", "Check the name; `details` suggests the closest one."),
     RowNotFound => (404, "row_not_found", Some("PGRST116"), "No row matches (or none you may see).", "Check the filter; another user's row is not found rather than forbidden."),
     RouteNotFound => (404, "route_not_found", None, "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
@@ -293,9 +294,13 @@ mod tests {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c == '_'));
             // 300 Multiple Choices is PostgREST's answer to an ambiguous
-            // embed: the one error that is not a 4xx or 5xx.
+            // embed or overload: the errors that are not a 4xx or 5xx.
             assert!(
-                (400..600).contains(&code.status()) || *code == ErrorCode::AmbiguousEmbed,
+                (400..600).contains(&code.status())
+                    || matches!(
+                        code,
+                        ErrorCode::AmbiguousEmbed | ErrorCode::AmbiguousFunction
+                    ),
                 "{}",
                 code.code()
             );

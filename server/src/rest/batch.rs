@@ -5,7 +5,7 @@
 //! error names the failing operation's index in `details`.
 
 use super::idempotency::Idempotency;
-use super::rpc::{call_reply, plan_call};
+use super::rpc::{call_reply, plan_call, Arguments};
 use super::write::{
     insert_rows, plan_delete, plan_insert, plan_update, representation, WriteCheck,
 };
@@ -153,7 +153,8 @@ async fn plan(
             write("delete", target, plan)
         }
         Operation::Rpc { function, args } => {
-            let plan = plan_call(state, caller, profile, &function, &args, &[]).await?;
+            let arguments = Arguments::named(args);
+            let plan = plan_call(state, caller, profile, &function, &arguments, &[]).await?;
             (plan.step, Planned::Call { void: plan.void })
         }
     })

@@ -8,7 +8,7 @@
 //! than starting another.
 
 use crate::db;
-use basalt_core::rest::{ForeignKey, Function, Schema, Table};
+use basalt_core::rest::{ComputedRelationship, ForeignKey, Function, Schema, Table};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -198,19 +198,34 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
     for row in client
         .query(
             "WITH args AS (
-                SELECT p.oid, o.i, o.t, coalesce(p.proargnames[o.i], '') AS name
+                SELECT p.oid, o.i, format_type(o.t, NULL) AS type,
+                       coalesce(p.proargnames[o.i], '') AS name,
+                       coalesce(p.proargmodes[o.i], 'i') AS mode, ty.typtype = 'c' AS composite
                 FROM pg_proc p
                 JOIN pg_namespace n ON n.oid = p.pronamespace
                 CROSS JOIN LATERAL unnest(coalesce(p.proallargtypes, p.proargtypes::oid[])) WITH ORDINALITY o(t, i)
-                WHERE n.nspname = $1 AND coalesce(p.proargmodes[o.i], 'i') IN ('i', 'b', 'v')
+                JOIN pg_type ty ON ty.oid = o.t
+                WHERE n.nspname = $1
+             ), inputs AS (
+                SELECT * FROM args WHERE mode IN ('i', 'b', 'v')
+             ), outputs AS (
+                SELECT * FROM args WHERE mode IN ('o', 'b', 't')
              )
              SELECT p.proname::text,
-                    coalesce((SELECT array_agg(name ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
-                    coalesce((SELECT array_agg(format_type(t, NULL) ORDER BY i) FROM args WHERE args.oid = p.oid), '{}'),
+                    coalesce((SELECT array_agg(name ORDER BY i) FROM inputs WHERE inputs.oid = p.oid), '{}'),
+                    coalesce((SELECT array_agg(type ORDER BY i) FROM inputs WHERE inputs.oid = p.oid), '{}'),
                     p.pronargdefaults::int, format_type(p.prorettype, NULL), p.proretset,
                     p.provolatile::text,
                     (SELECT c.relname::text FROM pg_class c WHERE c.oid = t.typrelid AND c.relnamespace = n.oid),
-                    p.prosecdef
+                    p.prosecdef, p.provariadic <> 0,
+                    coalesce((SELECT array_agg(name ORDER BY i) FROM inputs WHERE inputs.oid = p.oid AND composite), '{}'),
+                    coalesce((SELECT array_agg(name ORDER BY i) FROM outputs WHERE outputs.oid = p.oid),
+                             (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                              WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+                    coalesce((SELECT array_agg(type ORDER BY i) FROM outputs WHERE outputs.oid = p.oid),
+                             (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
+                              WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+                    p.prorows = 1
              FROM pg_proc p
              JOIN pg_namespace n ON n.oid = p.pronamespace
              JOIN pg_type t ON t.oid = p.prorettype
@@ -223,30 +238,53 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         let names: Vec<String> = row.get(1);
         let types: Vec<String> = row.get(2);
         let returns_set: bool = row.get(5);
-        // One argument of a table's row type and one value back: a computed
-        // field of that table.
-        if let ([arg_type], false) = (&types[..], returns_set) {
+        let returns_table: Option<String> = row.get(7);
+        // One argument of a table's row type: a computed relationship when
+        // it returns rows of a table, else (one value back) a computed field.
+        if let [arg_type] = &types[..] {
             let table = arg_type.rsplit('.').next().unwrap_or(arg_type).trim_matches('"');
-            if let Some(table) = schema.tables.get_mut(table) {
-                table
-                    .computed
-                    .push((row.get(0), row.get::<_, String>(4)));
+            if schema.tables.contains_key(table) {
+                match returns_table {
+                    Some(target) => schema.computed_relationships.push(ComputedRelationship {
+                        function: row.get(0),
+                        table: table.to_owned(),
+                        target,
+                        to_one: !returns_set || row.get::<_, bool>(13),
+                    }),
+                    None if !returns_set => {
+                        if let Some(table) = schema.tables.get_mut(table) {
+                            table.computed.push((row.get(0), row.get::<_, String>(4)));
+                        }
+                    }
+                    None => {}
+                }
                 continue;
             }
         }
-        // Functions with unnamed arguments cannot be called with named ones.
-        if names.iter().any(String::is_empty) {
+        // Unnamed arguments cannot be named in a call: only a function with
+        // one, taking the whole body, is callable.
+        let body_argument = matches!(&names[..], [name] if name.is_empty())
+            && matches!(
+                types[0].as_str(),
+                "json" | "jsonb" | "text" | "xml" | "bytea"
+            );
+        if names.iter().any(String::is_empty) && !body_argument {
             continue;
         }
+        let result_names: Vec<String> = row.get(11);
+        let result_types: Vec<String> = row.get(12);
         let function = Function {
             name: row.get(0),
             args: names.into_iter().zip(types).collect(),
             defaults: row.get::<_, i32>(3) as usize,
             returns: row.get(4),
-            returns_set: row.get(5),
+            returns_set,
             volatility: row.get::<_, String>(6).chars().next().unwrap_or('v'),
-            returns_table: row.get(7),
+            returns_table,
             security_definer: row.get(8),
+            variadic: row.get(9),
+            composite_args: row.get(10),
+            result_columns: result_names.into_iter().zip(result_types).collect(),
         };
         functions
             .entry(function.name.clone())

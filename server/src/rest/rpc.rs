@@ -18,7 +18,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::filter::sql::Param;
 use basalt_core::rest::QueryError;
-use basalt_core::rest::{quote, read_columns, read_sql, Function, Schema, Source};
+use basalt_core::rest::{
+    quote, read_columns, read_sql, Function, ReadQuery, Schema, Shape, Source, Table, SCALAR,
+};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -49,17 +51,43 @@ async fn function_of(
     state: &AppState,
     profile: &str,
     name: &str,
-    given: &[String],
+    arguments: &Arguments,
 ) -> Result<(Arc<Schema>, Function), HttpError> {
     let schema =
         super::snapshot(state, profile, |schema| schema.functions.contains_key(name)).await;
-    let function = schema.function(name, given)?.clone();
+    let given: Option<Vec<String>> = arguments
+        .named
+        .as_ref()
+        .map(|named| named.keys().cloned().collect());
+    let whole = arguments
+        .whole
+        .as_ref()
+        .map_or(&[][..], |(types, _)| *types);
+    let function = schema.function(name, given.as_deref(), whole)?.clone();
     Ok((schema, function))
 }
 
-/// A planned call: its statement (and, for rows of a table, the statement
-/// counting them all, for `Prefer: count=`), whether it may write, and
-/// whether it returns nothing.
+/// What a call passes: named arguments (a JSON object's keys, a GET's query
+/// parameters, a batch operation's `args`; `None` when the body is not an
+/// object), and the whole body for a function whose one unnamed argument
+/// takes it, with the types it may be passed as.
+#[derive(Debug, Default)]
+pub struct Arguments {
+    pub named: Option<Map<String, Value>>,
+    pub whole: Option<(&'static [&'static str], String)>,
+}
+
+impl Arguments {
+    pub fn named(named: Map<String, Value>) -> Self {
+        Arguments {
+            named: Some(named),
+            whole: None,
+        }
+    }
+}
+
+/// A planned call: its statement and the statement counting its rows (for
+/// `Prefer: count=`), whether it may write, and whether it returns nothing.
 pub struct CallPlan {
     pub step: Step,
     pub count: Option<Step>,
@@ -76,89 +104,104 @@ pub fn call_reply(void: bool, row: &tokio_postgres::Row) -> Reply {
     }
 }
 
-/// Decides and plans a call of `name` with `args`; `pairs` shape a result
-/// of table rows.
+/// Decides and plans a call of `name`; `pairs` shape its result.
 pub async fn plan_call(
     state: &AppState,
     caller: &Caller,
     profile: &str,
     name: &str,
-    args: &Map<String, Value>,
+    arguments: &Arguments,
     pairs: &[(String, String)],
 ) -> Result<CallPlan, HttpError> {
     decide(state, caller, profile, name)?;
-    let given: Vec<String> = args.keys().cloned().collect();
-    let (schema, function) = function_of(state, profile, name, &given).await?;
+    let (schema, function) = function_of(state, profile, name, arguments).await?;
     let query = super::parse_query(caller, pairs)?;
-    let (call, params) = call_sql(&schema, &function, name, args);
+    let (sql, params) = match (function.body_argument(), &arguments.whole) {
+        (Some(type_name), Some((_, body))) => (
+            format!(
+                "{}.{}($1::text::{type_name})",
+                quote(&schema.name),
+                quote(name)
+            ),
+            vec![Param::Text(Some(body.clone()))],
+        ),
+        _ => call_sql(
+            &schema,
+            &function,
+            arguments.named.as_ref().unwrap_or(&Map::new()),
+        ),
+    };
     let relation = format!("function {}.{name}", schema.name);
-    let returns_table = function
-        .returns_table
-        .as_ref()
-        .and_then(|name| schema.tables.get(name));
-    if let (Some(table), true) = (returns_table, function.returns_set) {
-        let call = Call {
-            schema: &schema,
-            function: &function,
-            sql: call,
-            params,
-        };
-        let (step, count) = table_rows(state, caller, call, table, &query, &relation)?;
-        return Ok(CallPlan {
-            step,
-            count: Some(count),
-            read_only: function.read_only(),
-            void: false,
-        });
-    }
-    let shaped = !query.filters.is_empty()
-        || !query.order.is_empty()
-        || query.limit.is_some()
-        || query.offset.is_some()
-        || !query.select.is_empty();
-    let void = function.returns == "void";
-    let sql = if void {
+    let read_only = function.read_only();
+    if function.returns == "void" {
+        if !query.filters.is_empty() || !query.select.is_empty() || !query.order.is_empty() {
+            return Err(QueryError::NotRows {
+                function: name.into(),
+            }
+            .into());
+        }
         // Selected (not wrapped in a subquery the planner could drop), so
         // the function runs.
-        format!("SELECT ({call})::text")
-    } else if shaped {
-        return Err(QueryError::NotRows {
-            function: name.into(),
-        }
-        .into());
-    } else if function.returns_set {
-        format!("SELECT coalesce(json_agg(r), '[]'::json)::text FROM {call} AS r")
-    } else {
-        format!("SELECT to_json({call})::text")
+        return Ok(CallPlan {
+            step: Step::new((format!("SELECT ({sql})::text"), params), &relation),
+            count: None,
+            read_only,
+            void: true,
+        });
+    }
+    let call = Call {
+        schema: &schema,
+        function: &function,
+        sql,
+        params,
     };
+    let (step, count) = result_rows(state, caller, call, &query, &relation)?;
     Ok(CallPlan {
-        step: Step::new((sql, params), &relation),
-        count: None,
-        read_only: function.read_only(),
-        void,
+        step,
+        count: Some(count),
+        read_only,
+        void: false,
     })
 }
 
-/// `schema.name(arg => $1::text::type, …)` with the arguments bound.
+/// `schema.name(arg => $1::text::type, …)` with the arguments bound: a JSON
+/// object for a composite argument becomes its row, and a variadic one is
+/// passed as its array.
 fn call_sql(
     schema: &Schema,
     function: &Function,
-    name: &str,
     args: &Map<String, Value>,
 ) -> (String, Vec<Param>) {
     let mut params = Vec::new();
+    let last = function.args.len().saturating_sub(1);
     let arguments = function
         .args
         .iter()
-        .filter_map(|(arg, type_name)| {
+        .enumerate()
+        .filter_map(|(at, (arg, type_name))| {
             args.get(arg).map(|value| {
                 params.push(Param::Text(argument_text(value, type_name)));
-                format!("{} => ${}::text::{type_name}", quote(arg), params.len())
+                let n = params.len();
+                let variadic = if function.variadic && at == last {
+                    "VARIADIC "
+                } else {
+                    ""
+                };
+                let value = if function.composite_args.contains(arg) && value.is_object() {
+                    format!("json_populate_record(NULL::{type_name}, ${n}::text::json)")
+                } else {
+                    format!("${n}::text::{type_name}")
+                };
+                format!("{variadic}{} => {value}", quote(arg))
             })
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let call = format!("{}.{}({arguments})", quote(&schema.name), quote(name));
+    let call = format!(
+        "{}.{}({arguments})",
+        quote(&schema.name),
+        quote(&function.name)
+    );
     (call, params)
 }
 
@@ -170,41 +213,81 @@ struct Call<'a> {
     params: Vec<Param>,
 }
 
-/// Rows of a table returned by a function, read like the table itself
-/// (select with embedding, filters, order, pages), from the call; and the
-/// statement counting every row the filters keep.
-fn table_rows(
+/// A function's result read like a table: `select` (with embedding, for rows
+/// of a table), filters, order and pages; and the statement counting every
+/// row the filters keep. Rows of a table are decided as a read of that
+/// table; a composite result's columns and a scalar result (the column
+/// `pgrst_scalar`) are the function's own, granted by `execute`.
+fn result_rows(
     state: &AppState,
     caller: &Caller,
     call: Call,
-    table: &basalt_core::rest::Table,
-    query: &basalt_core::rest::ReadQuery,
+    query: &ReadQuery,
     relation: &str,
 ) -> Result<(Step, Step), HttpError> {
     let schema = call.schema;
-    // A SECURITY INVOKER function reads the table as the caller: the
-    // table's select policy applies to its rows (and columns) as to a GET.
-    // A SECURITY DEFINER one runs with its owner's rights by design: the
-    // function's `execute` policy grants its rows.
-    let condition = if call.function.security_definer {
-        None
-    } else {
-        super::decide(
-            state,
-            caller,
-            &format!("table:{}.{}", schema.name, table.name),
-            "select",
-            &read_columns(schema, table, query),
-        )?
-        .condition
+    let function = call.function;
+    let single = |shape| {
+        if function.returns_set {
+            shape
+        } else {
+            Shape::Row
+        }
     };
+    let own = |columns: Vec<(String, String)>| Table {
+        schema: schema.name.clone(),
+        name: format!("{}()", function.name),
+        columns,
+        ..Table::default()
+    };
+    let (table, from, shape, condition);
+    let returns_table = function
+        .returns_table
+        .as_ref()
+        .and_then(|name| schema.tables.get(name));
+    if let Some(rows_of) = returns_table {
+        // A SECURITY INVOKER function reads the table as the caller: the
+        // table's select policy applies to its rows (and columns) as to a
+        // GET. A SECURITY DEFINER one runs with its owner's rights by
+        // design: the function's `execute` policy grants its rows.
+        condition = if function.security_definer {
+            None
+        } else {
+            super::decide(
+                state,
+                caller,
+                &format!("table:{}.{}", schema.name, rows_of.name),
+                "select",
+                &read_columns(schema, rows_of, query),
+            )?
+            .condition
+        };
+        table = rows_of.clone();
+        from = call.sql;
+        shape = single(Shape::Rows);
+    } else if !function.result_columns.is_empty() {
+        condition = None;
+        table = own(function.result_columns.clone());
+        from = call.sql;
+        shape = single(Shape::Rows);
+    } else {
+        condition = None;
+        table = own(vec![(SCALAR.to_owned(), function.returns.clone())]);
+        from = format!("(SELECT {} AS {})", call.sql, quote(SCALAR));
+        shape = match (query.select.is_empty(), function.returns_set) {
+            (true, true) => Shape::Scalars,
+            (true, false) => Shape::Scalar,
+            (false, set) => single(if set { Shape::Rows } else { Shape::Row }),
+        };
+    }
     let max_rows = state.config.rest.max_rows;
     let source = Source {
         schema,
-        table,
-        call: Some((call.sql, call.params)),
+        table: &table,
+        call: Some((from, call.params)),
         default_rows: state.config.rest.default_limit.min(max_rows),
         max_rows,
+        shape,
     };
     let uid = super::uid_of(caller);
     let variables = super::variables(caller, &uid);
@@ -225,11 +308,12 @@ pub async fn call(
     let post = request.method() == Method::POST;
     let prefer = super::prefer(&request)?;
     let mut pairs = query_pairs(&request);
-    let mut args = arguments(post, &body)?;
+    let mut args = arguments(&request, post, &body)?;
     let profile = super::profile(&state, &request)?;
     decide(&state, &caller, &profile, &name)?;
     if !post {
-        query_arguments(&state, &profile, &name, &mut pairs, &mut args).await;
+        let named = args.named.get_or_insert_with(Map::new);
+        query_arguments(&state, &profile, &name, &mut pairs, named).await;
     }
     let plan = plan_call(&state, &caller, &profile, &name, &args, &pairs).await?;
     if !plan.read_only && !post {
@@ -247,18 +331,47 @@ pub async fn call(
         .into_response())
 }
 
-/// The arguments of a POST: one JSON object (none with an empty body).
-fn arguments(post: bool, body: &[u8]) -> Result<Map<String, Value>, HttpError> {
-    if !post || body.is_empty() {
-        return Ok(Map::new());
+/// The arguments of a POST, by its `Content-Type`: a JSON object's keys
+/// are named arguments, and any JSON body may be taken whole by a function
+/// with one unnamed `json`/`jsonb` argument; a `text/plain`, `text/xml` or
+/// `application/octet-stream` body only whole, as `text`, `xml` or `bytea`.
+fn arguments(request: &HttpRequest, post: bool, body: &[u8]) -> Result<Arguments, HttpError> {
+    if !post {
+        return Ok(Arguments::default());
     }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(QueryError::ArgumentsNotAnObject.into()),
-        Err(error) => Err(ApiError::new(ErrorCode::InvalidJson)
-            .with_details(error.to_string())
-            .into()),
-    }
+    let media = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let text = || String::from_utf8(body.to_vec()).map_err(|_| QueryError::BodyNotText);
+    let whole = |types, body| Arguments {
+        named: None,
+        whole: Some((types, body)),
+    };
+    Ok(match media.as_str() {
+        "text/plain" => whole(&["text"], text()?),
+        "text/xml" | "application/xml" => whole(&["xml"], text()?),
+        "application/octet-stream" => whole(&["bytea"], format!("\\x{}", hex::encode(body))),
+        _ if body.is_empty() => Arguments::named(Map::new()),
+        _ => {
+            let raw = text()?;
+            match serde_json::from_str(&raw) {
+                Ok(Value::Object(named)) => Arguments {
+                    named: Some(named),
+                    whole: Some((&["json", "jsonb"], raw)),
+                },
+                Ok(_) => whole(&["json", "jsonb"], raw),
+                Err(error) => {
+                    return Err(ApiError::new(ErrorCode::InvalidJson)
+                        .with_details(error.to_string())
+                        .into())
+                }
+            }
+        }
+    })
 }
 
 /// `execute` on `function:<schema>.<name>`, decided before the function is
@@ -281,7 +394,8 @@ fn decide(state: &AppState, caller: &Caller, profile: &str, name: &str) -> Resul
 }
 
 /// For GET, the query parameters naming an argument of the function are
-/// arguments; the rest shape the result.
+/// arguments (a variadic one repeated, `?v=a&v=b`, gives its elements);
+/// the rest shape the result.
 async fn query_arguments(
     state: &AppState,
     profile: &str,
@@ -291,21 +405,45 @@ async fn query_arguments(
 ) {
     let schema =
         super::snapshot(state, profile, |schema| schema.functions.contains_key(name)).await;
-    let names: Vec<String> = schema
-        .functions
-        .get(name)
-        .into_iter()
-        .flatten()
-        .flat_map(|f| f.args.iter().map(|(n, _)| n.clone()))
-        .collect();
-    pairs.retain(|(key, value)| {
-        if names.contains(key) {
-            args.insert(key.clone(), Value::String(value.clone()));
-            false
-        } else {
-            true
+    let overloads = schema.functions.get(name).into_iter().flatten();
+    let mut names = Vec::new();
+    let mut variadic = Vec::new();
+    for function in overloads {
+        for (at, (arg, _)) in function.args.iter().enumerate() {
+            names.push(arg.clone());
+            if function.variadic && at + 1 == function.args.len() {
+                variadic.push(arg.clone());
+            }
         }
+    }
+    pairs.retain(|(key, value)| {
+        if !names.contains(key) {
+            return true;
+        }
+        let value = Value::String(value.clone());
+        if variadic.contains(key) {
+            let elements = args
+                .entry(key.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(elements) = elements {
+                elements.push(value);
+            }
+        } else {
+            args.insert(key.clone(), value);
+        }
+        false
     });
+    // `?v={1,2}` (as supabase-js sends an array) is the array itself.
+    for name in variadic {
+        if let Some(Value::Array(elements)) = args.get(&name) {
+            if let [Value::String(literal)] = &elements[..] {
+                if literal.starts_with('{') && literal.ends_with('}') {
+                    let literal = Value::String(literal.clone());
+                    args.insert(name, literal);
+                }
+            }
+        }
+    }
 }
 
 /// Runs the call: read-only functions in a read-only transaction, others in

@@ -89,8 +89,16 @@ pub enum QueryError {
         given: String,
         shapes: Vec<String>,
     },
+    /// Several overloads take the given arguments.
+    AmbiguousFunction {
+        schema: String,
+        candidates: Vec<String>,
+    },
     /// An RPC body that is not one object of arguments.
     ArgumentsNotAnObject,
+    /// Text or bytes for a function's whole-body argument that are not
+    /// what its type takes (`text` needs UTF-8).
+    BodyNotText,
     /// Filters or `select=` on a function that returns no table's rows.
     NotRows {
         function: String,
@@ -150,9 +158,19 @@ impl fmt::Display for QueryError {
             FunctionArguments { name, given, .. } => {
                 write!(f, "`{name}` cannot be called with {given}")
             }
+            AmbiguousFunction { schema, candidates } => write!(
+                f,
+                "could not choose the best candidate function between: {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("{schema}.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             ArgumentsNotAnObject => {
                 f.write_str("the body of an RPC call is one JSON object of arguments")
             }
+            BodyNotText => f.write_str("a text/plain body must be UTF-8"),
             NotRows { function } => write!(
                 f,
                 "`{function}` does not return rows of a table, so its result takes no filters"
@@ -168,6 +186,7 @@ impl Problem for QueryError {
                 ErrorCode::FunctionNotFound
             }
             QueryError::AmbiguousRelationship { .. } => ErrorCode::AmbiguousEmbed,
+            QueryError::AmbiguousFunction { .. } => ErrorCode::AmbiguousFunction,
             _ => ErrorCode::InvalidQuery,
         }
     }
@@ -202,9 +221,14 @@ impl Problem for QueryError {
                 "it takes {} (arguments with defaults may be left out)",
                 shapes.join(" or ")
             ),
-            MaxAffected { .. } | NulInParameter { .. } | ArgumentsNotAnObject | NotRows { .. } => {
-                return None
+            AmbiguousFunction { .. } => {
+                "rename the arguments of one overload, or drop one of them".into()
             }
+            MaxAffected { .. }
+            | NulInParameter { .. }
+            | ArgumentsNotAnObject
+            | BodyNotText
+            | NotRows { .. } => return None,
         })
     }
 
@@ -215,6 +239,7 @@ impl Problem for QueryError {
             NothingToEmbed { .. } | NoRelationship { .. } => Some("PGRST200"),
             AmbiguousRelationship { .. } => Some("PGRST201"),
             UnknownFunction { .. } | FunctionArguments { .. } => Some("PGRST202"),
+            AmbiguousFunction { .. } => Some("PGRST203"),
             DuplicateEmbed { .. } => Some("42712"),
             SpreadNotToOne { .. } => Some("PGRST119"),
             UnknownTable { .. } => Some("42P01"),

@@ -16,9 +16,11 @@ mod write;
 pub use cursor::Cursor;
 pub use error::{CursorError, DdlError, ProfileError, QueryError, RangeError, WriteError};
 pub use openapi::openapi;
-pub use plan::{quote, read_columns, read_sql, Access, ReadStatements, Scope, Source, Table};
+pub use plan::{
+    quote, read_columns, read_sql, Access, ReadStatements, Scope, Shape, Source, Table, SCALAR,
+};
 pub use query::{json_path, parse_read, Embed, Field, Nulls, Order, ReadQuery, SelectItem};
-pub use schema::{ForeignKey, Function, Relationship, Schema};
+pub use schema::{ComputedRelationship, ForeignKey, Function, Relationship, Schema};
 pub use write::{
     body_columns, check_values, delete_sql, insert_sql, put_row, update_sql, Conflict,
     InsertOptions,

@@ -154,12 +154,22 @@ fn function_path(function: &Function) -> Value {
         type_schema(&function.returns)
     };
     let response = json!({"200": {"description": "The result", "content": {"application/json": {"schema": result}}}});
+    // One unnamed argument takes the whole body, of its media type.
+    let content = match function.body_argument() {
+        Some("text") => json!({"text/plain": {"schema": {"type": "string"}}}),
+        Some("xml") => json!({"text/xml": {"schema": {"type": "string"}}}),
+        Some("bytea") => {
+            json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}})
+        }
+        Some(_) => json!({"application/json": {"schema": {}}}),
+        None => json!({"application/json": {"schema": body}}),
+    };
     let mut item = json!({"post": {
         "summary": format!("Call {}", function.name),
-        "requestBody": {"required": !required.is_empty(), "content": {"application/json": {"schema": body}}},
+        "requestBody": {"required": !required.is_empty(), "content": content},
         "responses": response
     }});
-    if function.read_only() {
+    if function.read_only() && function.body_argument().is_none() {
         let parameters: Vec<Value> = function
             .args
             .iter()

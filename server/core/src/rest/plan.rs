@@ -165,6 +165,8 @@ pub fn read_columns(schema: &Schema, table: &Table, query: &ReadQuery) -> Vec<St
             Relationship::ToOne(fk) => fk.columns,
             Relationship::ToMany(fk) | Relationship::OneToOne(fk) => fk.foreign_columns,
             Relationship::ManyToMany { to_parent, .. } => to_parent.foreign_columns,
+            // Decided like a computed field: a column list must name it.
+            Relationship::Computed(computed) => vec![computed.function],
         });
     }
     columns.sort();
@@ -205,10 +207,10 @@ impl<'a, A: Access> Planner<'a, A> {
             let mut clauses = self.join(&relationship, alias, &inner)?;
             clauses.extend(self.conditions(target, &inner, &embed.query, condition.as_ref())?);
             parts.push(format!(
-                "EXISTS (SELECT 1 FROM {} AS {} WHERE {})",
-                target.qualified(),
+                "EXISTS (SELECT 1 FROM {} AS {}{})",
+                self.source_of(&relationship, target, alias),
                 quote(&inner),
-                clauses.join(" AND ")
+                where_sql(&clauses)
             ));
         }
         Ok(parts)
@@ -237,6 +239,22 @@ impl<'a, A: Access> Planner<'a, A> {
         Ok((target, relationship, condition))
     }
 
+    /// What an embed reads from: the table, or a computed relationship's
+    /// function over the parent's row.
+    fn source_of(&self, relationship: &Relationship, target: &Table, parent: &str) -> String {
+        match relationship {
+            Relationship::Computed(computed) => format!(
+                "{}.{}({})",
+                quote(&self.schema.name),
+                quote(&computed.function),
+                quote(parent)
+            ),
+            _ => target.qualified(),
+        }
+    }
+
+    /// The conditions joining an embed to its parent (none for a computed
+    /// relationship, whose function picks the rows).
     fn join(
         &mut self,
         relationship: &Relationship,
@@ -259,6 +277,7 @@ impl<'a, A: Access> Planner<'a, A> {
                 .collect()
         };
         Ok(match relationship {
+            Relationship::Computed(_) => Vec::new(),
             Relationship::ToOne(fk) => pairs(fk, parent, target),
             Relationship::ToMany(fk) | Relationship::OneToOne(fk) => pairs(fk, target, parent),
             Relationship::ManyToMany {
@@ -329,10 +348,7 @@ impl<'a, A: Access> Planner<'a, A> {
                 // embedded object (JSON, so types are kept).
                 SelectItem::Embed(embed) if embed.spread => {
                     let (target, relationship, _) = self.related(table, embed)?;
-                    if !matches!(
-                        relationship,
-                        Relationship::ToOne(_) | Relationship::OneToOne(_)
-                    ) {
+                    if !relationship.to_one() {
                         return Err(QueryError::SpreadNotToOne {
                             relation: embed.relation.clone(),
                         }
@@ -390,21 +406,18 @@ impl<'a, A: Access> Planner<'a, A> {
         clauses.extend(self.conditions(target, &inner, &embed.query, condition.as_ref())?);
         let list = self.select_list(target, &inner, &embed.query)?;
         let mut sql = format!(
-            "SELECT {} FROM {} AS {} WHERE {}",
+            "SELECT {} FROM {} AS {}{}",
             list.join(", "),
-            target.qualified(),
+            self.source_of(&relationship, target, alias),
             quote(&inner),
-            clauses.join(" AND ")
+            where_sql(&clauses)
         );
         sql.push_str(&self.order_by(target, &inner, &embed.query.order)?);
-        Ok(match relationship {
-            Relationship::ToOne(_) | Relationship::OneToOne(_) => {
-                format!("(SELECT row_to_json(e) FROM ({sql} LIMIT 1) e)")
-            }
-            _ => {
-                sql.push_str(&self.page(&embed.query, self.max_rows));
-                format!("(SELECT coalesce(json_agg(e), '[]'::json) FROM ({sql}) e)")
-            }
+        Ok(if relationship.to_one() {
+            format!("(SELECT row_to_json(e) FROM ({sql} LIMIT 1) e)")
+        } else {
+            sql.push_str(&self.page(&embed.query, self.max_rows));
+            format!("(SELECT coalesce(json_agg(e), '[]'::json) FROM ({sql}) e)")
         })
     }
 
@@ -512,7 +525,29 @@ pub struct Source<'a> {
     pub default_rows: u64,
     /// The most rows any page (and any embedded array) holds.
     pub max_rows: u64,
+    /// How the rows are answered: an array of objects, or (for functions)
+    /// one object, or their one column's values.
+    pub shape: Shape,
 }
+
+/// The JSON a read answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shape {
+    /// An array of objects.
+    #[default]
+    Rows,
+    /// The first object, or null (a function returning one row).
+    Row,
+    /// An array of the `pgrst_scalar` column's values (a function returning
+    /// a set of scalars).
+    Scalars,
+    /// The first row's `pgrst_scalar` value, or null (a scalar function).
+    Scalar,
+}
+
+/// The column a scalar function's result is read as (PostgREST's name, so
+/// `?pgrst_scalar=gt.1` and `order=pgrst_scalar` work as they do there).
+pub const SCALAR: &str = "pgrst_scalar";
 
 impl<'a> Source<'a> {
     pub fn table(schema: &'a Schema, table: &'a Table, max_rows: u64) -> Self {
@@ -522,6 +557,7 @@ impl<'a> Source<'a> {
             call: None,
             default_rows: max_rows,
             max_rows,
+            shape: Shape::Rows,
         }
     }
 }
@@ -555,9 +591,15 @@ pub fn read_sql<A: Access>(
     let mut sql = format!("SELECT {}{from}", list.join(", "));
     sql.push_str(&planner.order_by(table, "t0", &query.order)?);
     sql.push_str(&planner.page(query, source.default_rows));
+    let body = match source.shape {
+        Shape::Rows => "coalesce(json_agg(t), '[]'::json)".to_owned(),
+        Shape::Row => "coalesce(json_agg(t)->0, 'null'::json)".to_owned(),
+        Shape::Scalars => format!("coalesce(json_agg(t.{}), '[]'::json)", quote(SCALAR)),
+        Shape::Scalar => format!("coalesce(json_agg(t.{})->0, 'null'::json)", quote(SCALAR)),
+    };
     Ok(ReadStatements {
         read: (
-            format!("SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM ({sql}) t"),
+            format!("SELECT {body}::text, count(*) FROM ({sql}) t"),
             planner.params,
         ),
         from,

@@ -69,6 +69,12 @@ fn schema() -> Schema {
             fk("post_tags_tag_id_fkey", "post_tags", "tag_id", "tags"),
         ],
         functions: BTreeMap::new(),
+        computed_relationships: vec![super::super::ComputedRelationship {
+            function: "top_comment".into(),
+            table: "posts".into(),
+            target: "comments".into(),
+            to_one: true,
+        }],
     }
 }
 
@@ -158,6 +164,8 @@ fn golden_read_sql() {
             "select=name,posts!inner(title)&posts.title=eq.x",
             None,
         ),
+        // A computed relationship: the function over the parent's row.
+        ("posts", "select=title,top_comment(body)", None),
     ];
     let rules = Rules;
     let mut snapshot = String::new();

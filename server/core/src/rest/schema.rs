@@ -16,7 +16,7 @@ pub struct ForeignKey {
     pub foreign_columns: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Function {
     pub name: String,
     /// `(name, type)` of the input arguments, in order.
@@ -31,6 +31,13 @@ pub struct Function {
     pub volatility: char,
     /// `SECURITY DEFINER`: runs with its owner's rights, deliberately.
     pub security_definer: bool,
+    /// The last argument is `VARIADIC` (an array given as its elements).
+    pub variadic: bool,
+    /// The arguments of a composite (row) type, given as JSON objects.
+    pub composite_args: Vec<String>,
+    /// `(name, type)` of the columns of a composite result: `RETURNS TABLE`,
+    /// `OUT` parameters, or a row type.
+    pub result_columns: Vec<(String, String)>,
 }
 
 impl Function {
@@ -38,6 +45,55 @@ impl Function {
     pub fn read_only(&self) -> bool {
         self.volatility != 'v'
     }
+
+    /// The type of the one unnamed argument that takes the whole body
+    /// (`json`, `jsonb`, `text`, `xml` or `bytea`), if that is its shape.
+    pub fn body_argument(&self) -> Option<&str> {
+        match &self.args[..] {
+            [(name, type_name)] if name.is_empty() => Some(type_name),
+            _ => None,
+        }
+    }
+
+    /// Whether `given` names every argument without a default and nothing else.
+    fn takes(&self, given: &[String]) -> bool {
+        let required = self.args.len() - self.defaults;
+        self.body_argument().is_none()
+            && given
+                .iter()
+                .all(|g| self.args.iter().any(|(name, _)| name == g))
+            && self.args[..required]
+                .iter()
+                .all(|(name, _)| given.contains(name))
+    }
+
+    /// `name(a integer, b text)`.
+    fn signature(&self) -> String {
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(|(n, t)| {
+                if n.is_empty() {
+                    t.clone()
+                } else {
+                    format!("{n} {t}")
+                }
+            })
+            .collect();
+        format!("{}({})", self.name, args.join(", "))
+    }
+}
+
+/// A function taking a row of `table` and returning rows of `target`,
+/// embedded under its own name like a relationship (PostgREST's computed
+/// relationships).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputedRelationship {
+    pub function: String,
+    pub table: String,
+    pub target: String,
+    /// It returns one row (not a set, or `ROWS 1`): an object or null.
+    pub to_one: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +103,7 @@ pub struct Schema {
     pub foreign_keys: Vec<ForeignKey>,
     /// Overloads share a name.
     pub functions: BTreeMap<String, Vec<Function>>,
+    pub computed_relationships: Vec<ComputedRelationship>,
 }
 
 /// How an embedded resource relates to the one it is embedded in.
@@ -65,6 +122,8 @@ pub enum Relationship {
         to_parent: ForeignKey,
         to_target: ForeignKey,
     },
+    /// The rows a function of the parent's row returns.
+    Computed(ComputedRelationship),
 }
 
 impl Relationship {
@@ -74,6 +133,16 @@ impl Relationship {
                 fk.name.clone()
             }
             Relationship::ManyToMany { junction, .. } => junction.clone(),
+            Relationship::Computed(computed) => computed.function.clone(),
+        }
+    }
+
+    /// At most one related row: an object or null.
+    pub fn to_one(&self) -> bool {
+        match self {
+            Relationship::ToOne(_) | Relationship::OneToOne(_) => true,
+            Relationship::Computed(computed) => computed.to_one,
+            Relationship::ToMany(_) | Relationship::ManyToMany { .. } => false,
         }
     }
 
@@ -87,6 +156,7 @@ impl Relationship {
                 to_parent,
                 to_target,
             } => junction == hint || to_parent.name == hint || to_target.name == hint,
+            Relationship::Computed(computed) => computed.function == hint,
         }
     }
 }
@@ -118,6 +188,11 @@ impl Schema {
         relation: &str,
         hint: Option<&str>,
     ) -> Option<(String, Option<String>)> {
+        // A computed relationship's function name wins over a table's name,
+        // as in PostgREST (it is how one overrides a detected relationship).
+        if let Some(computed) = self.computed(parent, relation) {
+            return Some((computed.target.clone(), Some(computed.function.clone())));
+        }
         if self.tables.contains_key(relation) {
             return Some((relation.to_owned(), hint.map(str::to_owned)));
         }
@@ -131,6 +206,13 @@ impl Schema {
                 None
             }
         })
+    }
+
+    /// The computed relationship `function` of `table`.
+    fn computed(&self, table: &str, function: &str) -> Option<&ComputedRelationship> {
+        self.computed_relationships
+            .iter()
+            .find(|c| c.table == table && c.function == function)
     }
 
     /// The table or view, or an error naming the closest one.
@@ -153,6 +235,11 @@ impl Schema {
         target: &str,
         hint: Option<&str>,
     ) -> Result<Relationship, QueryError> {
+        if let Some(computed) = hint.and_then(|hint| self.computed(parent, hint)) {
+            if computed.target == target {
+                return Ok(Relationship::Computed(computed.clone()));
+            }
+        }
         let mut candidates = Vec::new();
         for fk in &self.foreign_keys {
             let self_reference = fk.table == fk.foreign_table;
@@ -221,9 +308,17 @@ impl Schema {
         }
     }
 
-    /// The function `name` that takes exactly the named arguments (those with
-    /// defaults may be left out).
-    pub fn function(&self, name: &str, given: &[String]) -> Result<&Function, QueryError> {
+    /// The function `name` that takes exactly the named arguments `given`
+    /// (those with defaults may be left out) or, when none does or the
+    /// body is not an object of arguments (`given` is `None`), the one whose
+    /// single unnamed argument takes the whole body as one of `whole`'s
+    /// types. Two overloads that both take `given` are ambiguous.
+    pub fn function(
+        &self,
+        name: &str,
+        given: Option<&[String]>,
+        whole: &[&str],
+    ) -> Result<&Function, QueryError> {
         let overloads = self
             .functions
             .get(name)
@@ -236,37 +331,38 @@ impl Schema {
                 )
                 .map(str::to_owned),
             })?;
-        overloads
+        let named: Vec<&Function> = match given {
+            Some(given) => overloads.iter().filter(|f| f.takes(given)).collect(),
+            None => Vec::new(),
+        };
+        if let [function] = named[..] {
+            return Ok(function);
+        }
+        if named.len() > 1 {
+            return Err(QueryError::AmbiguousFunction {
+                schema: self.name.clone(),
+                candidates: named.iter().map(|f| f.signature()).collect(),
+            });
+        }
+        let body = overloads
             .iter()
-            .find(|function| {
-                let required = function.args.len() - function.defaults;
-                given
-                    .iter()
-                    .all(|g| function.args.iter().any(|(name, _)| name == g))
-                    && function.args[..required]
-                        .iter()
-                        .all(|(name, _)| given.contains(name))
-            })
-            .ok_or_else(|| {
-                let shapes: Vec<String> = overloads
-                    .iter()
-                    .map(|f| {
-                        let args: Vec<String> =
-                            f.args.iter().map(|(n, t)| format!("{n} {t}")).collect();
-                        format!("{name}({})", args.join(", "))
-                    })
-                    .collect();
-                let given = if given.is_empty() {
-                    "no arguments".to_owned()
-                } else {
-                    format!("the arguments {}", given.join(", "))
-                };
-                QueryError::FunctionArguments {
-                    name: name.into(),
-                    given,
-                    shapes,
-                }
-            })
+            .find(|f| f.body_argument().is_some_and(|t| whole.contains(&t)));
+        if let Some(function) = body {
+            return Ok(function);
+        }
+        if given.is_none() && whole.contains(&"json") {
+            return Err(QueryError::ArgumentsNotAnObject);
+        }
+        let given = match given {
+            Some([]) => "no arguments".to_owned(),
+            Some(given) => format!("the arguments {}", given.join(", ")),
+            None => format!("a {} body", whole.first().copied().unwrap_or("binary")),
+        };
+        Err(QueryError::FunctionArguments {
+            name: name.into(),
+            given,
+            shapes: overloads.iter().map(Function::signature).collect(),
+        })
     }
 }
 
@@ -362,5 +458,61 @@ mod tests {
             Ok(Relationship::ToMany(_))
         ));
         assert!(schema.relationship("tags", "users", None).is_err());
+    }
+
+    fn function(args: &[(&str, &str)]) -> Function {
+        Function {
+            name: "pick".into(),
+            args: args
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+            returns: "text".into(),
+            volatility: 'i',
+            ..Function::default()
+        }
+    }
+
+    #[test]
+    fn overloads_resolve_by_argument_names_and_the_body() {
+        let schema = Schema {
+            name: "public".into(),
+            functions: [(
+                "pick".to_owned(),
+                vec![
+                    function(&[("a", "integer")]),
+                    function(&[("a", "text")]),
+                    function(&[("a", "integer"), ("b", "integer")]),
+                    function(&[("", "jsonb")]),
+                ],
+            )]
+            .into(),
+            ..Schema::default()
+        };
+        let names = |given: &[&str]| given.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+        let json = ["json", "jsonb"];
+        let two = schema.function("pick", Some(&names(&["a", "b"])), &json);
+        assert_eq!(two.unwrap().args.len(), 2);
+        let ambiguous = schema
+            .function("pick", Some(&names(&["a"])), &json)
+            .unwrap_err();
+        assert_eq!(
+            ambiguous.to_string(),
+            "could not choose the best candidate function between: public.pick(a integer), public.pick(a text)"
+        );
+        assert_eq!(
+            crate::errors::Problem::upstream(&ambiguous),
+            Some("PGRST203")
+        );
+        // Keys no overload takes, or a body that is not an object: the
+        // function taking the whole body.
+        let whole = schema
+            .function("pick", Some(&names(&["x"])), &json)
+            .unwrap();
+        assert_eq!(whole.body_argument(), Some("jsonb"));
+        assert!(schema.function("pick", None, &json).is_ok());
+        // Not for a GET's query parameters, nor a body of another type.
+        assert!(schema.function("pick", Some(&names(&["x"])), &[]).is_err());
+        assert!(schema.function("pick", None, &["text"]).is_err());
     }
 }

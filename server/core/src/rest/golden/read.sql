@@ -14,3 +14,7 @@ users?select=name,posts!inner(title)&posts.title=eq.x
 SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT "t0"."name" AS "name", (SELECT coalesce(json_agg(e), '[]'::json) FROM (SELECT "t2"."title" AS "title" FROM "public"."posts" AS "t2" WHERE "t2"."author_id" = "t0"."id" AND ("t2"."title" = $2::text::text) LIMIT $3::text::bigint) e) AS "posts" FROM "public"."users" AS "t0" WHERE EXISTS (SELECT 1 FROM "public"."posts" AS "t1" WHERE "t1"."author_id" = "t0"."id" AND ("t1"."title" = $1::text::text)) LIMIT $4::text::bigint) t
 [Text(Some("x")), Text(Some("x")), Text(Some("100")), Text(Some("100"))]
 
+posts?select=title,top_comment(body)
+SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT "t0"."title" AS "title", (SELECT row_to_json(e) FROM (SELECT "t1"."body" AS "body" FROM "public"."top_comment"("t0") AS "t1" LIMIT 1) e) AS "top_comment" FROM "public"."posts" AS "t0" LIMIT $1::text::bigint) t
+[Text(Some("100"))]
+
