@@ -206,6 +206,19 @@ await check('rpc: select, filters and order on every result shape', async () => 
   assert.deepEqual(ok('one row', await db.rpc('first_film').select('title')), { title: 'The Matrix' })
 })
 
+await check('aggregates: over every row, grouped by the other columns, with embeds and inside them', async () => {
+  const all = ok('all', await db.from('orders').select('amount.sum(),count(),most:amount.max()::text').single())
+  assert.deepEqual(all, { sum: 32.5, count: 3, most: '15.5' })
+  const grouped = ok('grouped', await db.from('orders').select('country_id,total:amount.sum()').order('country_id'))
+  assert.deepEqual(grouped, [{ country_id: 1, total: 25.5 }, { country_id: 2, total: 7 }])
+  const byCountry = ok('to-one embed', await db.from('orders').select('amount.sum(),countries(name)'))
+  assert.deepEqual(byCountry.sort((a, b) => a.sum - b.sum), [{ sum: 7, countries: { name: 'Peru' } }, { sum: 25.5, countries: { name: 'France' } }])
+  const inside = ok('inside an embed', await db.from('countries').select('name,orders(amount.avg(),count())').order('id'))
+  assert.deepEqual(inside, [{ name: 'France', orders: [{ avg: 12.75, count: 2 }] }, { name: 'Peru', orders: [{ avg: 7, count: 1 }] }])
+  const cast = ok('input cast', await db.from('orders').select('amount::int.sum()').single())
+  assert.deepEqual(cast, { sum: 33 })
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

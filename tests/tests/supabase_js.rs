@@ -56,6 +56,8 @@ create function first_film() returns films language sql stable as 'select * from
 create function numbers() returns setof int language sql immutable as 'select generate_series(1, 5)';
 create function capital_city(countries) returns setof cities rows 1 language sql stable as
   $$ select ci.* from cities ci join capitals ca on ca.city_id = ci.id where ca.country_id = $1.id $$;
+create table orders (id int primary key, country_id int references countries(id), amount numeric);
+insert into orders values (1, 1, 10), (2, 1, 15.5), (3, 2, 7);
 create function filmography(actors) returns setof films language sql stable as
   $$ select f.* from films f join roles r on r.film_id = f.id where r.actor_id = $1.id $$;
 ";
@@ -92,6 +94,7 @@ async fn the_data_api_answers_supabase_js_as_postgrest_does() {
     let basalt = Basalt::builder()
         .env("BASALT_REST_ALLOW_TX_ROLLBACK", "true")
         .env("BASALT_REST_PLAN", "service_role")
+        .env("BASALT_REST_AGGREGATES", "true")
         .start()
         .await;
     let response = basalt.admin_sql(FIXTURE).await;

@@ -86,6 +86,7 @@ error_codes! {
     PolicyNotFound => (404, "policy_not_found", None, "No policy has this id.", "List policies with GET /admin/v1/policies."),
     FunctionNotFound => (404, "function_not_found", Some("PGRST202"), "No function with this name and these arguments is exposed.", "Check the name and argument names; `hint` suggests the closest."),
     AmbiguousEmbed => (300, "ambiguous_embed", Some("PGRST201"), "The embedded resource is related to this one in several ways.", "Pick one with `!`, as `hint` lists."),
+    AggregatesDisabled => (400, "aggregates_disabled", Some("PGRST123"), "Aggregate functions are not allowed in select= on this server.", "Ask the operator to set `rest.aggregates = true` (BASALT_REST_AGGREGATES)."),
     AmbiguousFunction => (300, "ambiguous_function", Some("PGRST203"), "Several overloads of this function take these arguments.", "Rename one overload's arguments, or drop one; `details` lists the candidates."),
     TableNotFound => (404, "table_not_found", Some("42P01"), "No table or view has this name in the exposed schema.", "Check the name; `details` suggests the closest one."),
     RowNotFound => (404, "row_not_found", Some("PGRST116"), "No row matches (or none you may see).", "Check the filter; another user's row is not found rather than forbidden."),

@@ -306,8 +306,15 @@ const REG_TYPES: &[&str] = &[
 /// The query string as a read, refusing casts to the `reg*` types for all
 /// but the service_role key: `::regclass`, `::regrole`, `::regproc` turn text
 /// into catalog lookups, a way to probe for tables, roles and functions.
-pub fn parse_query(caller: &Caller, pairs: &[(String, String)]) -> Result<ReadQuery, HttpError> {
+pub fn parse_query(
+    state: &AppState,
+    caller: &Caller,
+    pairs: &[(String, String)],
+) -> Result<ReadQuery, HttpError> {
     let query = parse_read(pairs)?;
+    if !state.config.rest.aggregates && query.aggregates() {
+        return Err(ApiError::new(ErrorCode::AggregatesDisabled).into());
+    }
     if !is_service_key(caller) {
         if let Some(cast) = query.casts().into_iter().find(|cast| {
             let base = cast.rsplit('.').next().unwrap_or(cast);
@@ -332,7 +339,7 @@ pub async fn target(
     name: &str,
     action: &str,
 ) -> Result<Target, HttpError> {
-    let query = parse_query(caller, pairs)?;
+    let query = parse_query(state, caller, pairs)?;
     let object = format!("table:{profile}.{name}");
     let coarse = state
         .authz()

@@ -115,7 +115,7 @@ pub async fn plan_call(
 ) -> Result<CallPlan, HttpError> {
     decide(state, caller, profile, name)?;
     let (schema, function) = function_of(state, profile, name, arguments).await?;
-    let query = super::parse_query(caller, pairs)?;
+    let query = super::parse_query(state, caller, pairs)?;
     let (sql, params) = match (function.body_argument(), &arguments.whole) {
         (Some(type_name), Some((_, body))) => (
             format!(

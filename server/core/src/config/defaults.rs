@@ -12,6 +12,7 @@ impl Default for RestConfig {
             default_limit: 1000,
             allow_unfiltered_writes: false,
             allow_tx_rollback: false,
+            aggregates: false,
             plan: "off".into(),
             idempotency_ttl_secs: 86_400,
             batch_max_operations: 100,

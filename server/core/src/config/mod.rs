@@ -195,6 +195,9 @@ pub struct RestConfig {
     /// Whether `Prefer: tx=rollback` is honoured (the request runs and is
     /// rolled back: for tests and dry runs).
     pub allow_tx_rollback: bool,
+    /// Whether `select=` may hold aggregates (`count()`, `amount.sum()`…):
+    /// each scans every row the filters keep, so they are off by default.
+    pub aggregates: bool,
     /// Who may ask for a read's query plan (`Accept:
     /// application/vnd.pgrst.plan+json`): `off`, `service_role` or `everyone`.
     pub plan: String,

@@ -310,13 +310,20 @@ impl<'a, A: Access> Planner<'a, A> {
 }
 
 impl<'a, A: Access> Planner<'a, A> {
-    /// `expr AS "name"` for each selected item of `table` under `alias`.
+    /// `expr AS "name"` for each selected item of `table` under `alias`,
+    /// and, when some are aggregates, ` GROUP BY` the others (and the
+    /// columns embeds join on, which their subqueries read).
     fn select_list(
         &mut self,
         table: &Table,
         alias: &str,
         query: &ReadQuery,
-    ) -> Result<Vec<String>, A::Error> {
+    ) -> Result<(Vec<String>, String), A::Error> {
+        let aggregated = query
+            .select
+            .iter()
+            .any(|item| matches!(item, SelectItem::Field(field) if field.aggregate.is_some()));
+        let mut groups = Vec::new();
         let scope = Scope {
             table,
             alias: Some(alias),
@@ -332,14 +339,32 @@ impl<'a, A: Access> Planner<'a, A> {
                 SelectItem::Star => {
                     for (column, _) in &table.columns {
                         list.push(format!("{} AS {}", scope.qualify(column), quote(column)));
+                        groups.push(scope.qualify(column));
                     }
                 }
                 SelectItem::Field(field) => {
-                    let column = scope.resolve(&field.column, &mut self.params)?;
-                    let expr = match &field.cast {
-                        Some(cast) => format!("({})::{cast}", column.sql),
-                        None => column.sql,
+                    let mut expr = match &field.aggregate {
+                        Some(aggregate) if field.column.is_empty() => {
+                            format!("{}(*)", aggregate.function)
+                        }
+                        Some(aggregate) => {
+                            let column = scope.resolve(&field.column, &mut self.params)?;
+                            match &aggregate.input_cast {
+                                Some(cast) => {
+                                    format!("{}(({})::{cast})", aggregate.function, column.sql)
+                                }
+                                None => format!("{}({})", aggregate.function, column.sql),
+                            }
+                        }
+                        None => {
+                            let column = scope.resolve(&field.column, &mut self.params)?.sql;
+                            groups.push(column.clone());
+                            column
+                        }
                     };
+                    if let Some(cast) = &field.cast {
+                        expr = format!("({expr})::{cast}");
+                    }
                     list.push(format!("{expr} AS {}", quote(&field.output_name())));
                 }
                 // `rel()`: a join to filter on (with `!inner`), nothing to show.
@@ -355,6 +380,7 @@ impl<'a, A: Access> Planner<'a, A> {
                         .into());
                     }
                     let names = self.output_names(target, &embed.query);
+                    groups.extend(self.joined_on(&relationship, alias));
                     let sql = self.embed(table, alias, embed)?;
                     for name in names {
                         self.params.push(Param::Text(Some(name.clone())));
@@ -366,12 +392,37 @@ impl<'a, A: Access> Planner<'a, A> {
                     }
                 }
                 SelectItem::Embed(embed) => {
+                    if aggregated {
+                        let (_, relationship, _) = self.related(table, embed)?;
+                        groups.extend(self.joined_on(&relationship, alias));
+                    }
                     let sql = self.embed(table, alias, embed)?;
                     list.push(format!("{sql} AS {}", quote(embed.output_name())));
                 }
             }
         }
-        Ok(list)
+        let group_by = if aggregated && !groups.is_empty() {
+            groups.dedup();
+            format!(" GROUP BY {}", groups.join(", "))
+        } else {
+            String::new()
+        };
+        Ok((list, group_by))
+    }
+
+    /// The parent's columns an embed's subquery reads.
+    fn joined_on(&self, relationship: &Relationship, alias: &str) -> Vec<String> {
+        let columns = match relationship {
+            Relationship::ToOne(fk) => &fk.columns,
+            Relationship::ToMany(fk) | Relationship::OneToOne(fk) => &fk.foreign_columns,
+            Relationship::ManyToMany { to_parent, .. } => &to_parent.foreign_columns,
+            // The whole row: grouped by every column, as `*` would be.
+            Relationship::Computed(_) => return vec![quote(alias)],
+        };
+        columns
+            .iter()
+            .map(|column| format!("{}.{}", quote(alias), quote(column)))
+            .collect()
     }
 
     /// The keys an embedded row shows for `query` over `table`.
@@ -404,9 +455,9 @@ impl<'a, A: Access> Planner<'a, A> {
         let inner = self.alias();
         let mut clauses = self.join(&relationship, alias, &inner)?;
         clauses.extend(self.conditions(target, &inner, &embed.query, condition.as_ref())?);
-        let list = self.select_list(target, &inner, &embed.query)?;
+        let (list, group_by) = self.select_list(target, &inner, &embed.query)?;
         let mut sql = format!(
-            "SELECT {} FROM {} AS {}{}",
+            "SELECT {} FROM {} AS {}{}{group_by}",
             list.join(", "),
             self.source_of(&relationship, target, alias),
             quote(&inner),
@@ -587,8 +638,8 @@ pub fn read_sql<A: Access>(
     let filter = where_sql(&conditions);
     let from = format!(" FROM {from_item} AS \"t0\"{filter}");
     let from_params = planner.params.clone();
-    let list = planner.select_list(table, "t0", query)?;
-    let mut sql = format!("SELECT {}{from}", list.join(", "));
+    let (list, group_by) = planner.select_list(table, "t0", query)?;
+    let mut sql = format!("SELECT {}{from}{group_by}", list.join(", "));
     sql.push_str(&planner.order_by(table, "t0", &query.order)?);
     sql.push_str(&planner.page(query, source.default_rows));
     let body = match source.shape {

@@ -15,20 +15,38 @@ pub enum SelectItem {
     Embed(Embed),
 }
 
-/// `[alias:]column[->key…][::type]`.
+/// `[alias:]column[->key…][::type]`, or an aggregate of it:
+/// `[alias:][column[::type].]count|sum|avg|min|max()[::type]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
     pub alias: Option<String>,
-    /// The column, possibly with a JSON path (`data->a->>b`).
+    /// The column, possibly with a JSON path (`data->a->>b`); empty for `count()`.
     pub column: String,
+    /// The cast of the value shown (of the aggregate's result, for one).
     pub cast: Option<String>,
+    pub aggregate: Option<Aggregate>,
 }
 
+/// An aggregate function over a column (PostgREST 12's `col.sum()`), the
+/// column cast first if `input_cast` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    /// `count`, `sum`, `avg`, `min` or `max`.
+    pub function: &'static str,
+    pub input_cast: Option<String>,
+}
+
+const AGGREGATES: [&str; 5] = ["count", "sum", "avg", "min", "max"];
+
 impl Field {
-    /// The key in the output: the alias, the JSON path's last key, or the column.
+    /// The key in the output: the alias, the aggregate's name, the JSON
+    /// path's last key, or the column.
     pub fn output_name(&self) -> String {
         if let Some(alias) = &self.alias {
             return alias.clone();
+        }
+        if let Some(aggregate) = &self.aggregate {
+            return aggregate.function.to_owned();
         }
         match json_path(&self.column).1.last() {
             Some((_, key)) => key.clone(),
@@ -126,7 +144,9 @@ impl ReadQuery {
             .select
             .iter()
             .filter_map(|item| match item {
-                SelectItem::Field(field) => Some(json_path(&field.column).0.to_owned()),
+                SelectItem::Field(field) if !field.column.is_empty() => {
+                    Some(json_path(&field.column).0.to_owned())
+                }
                 _ => None,
             })
             .collect();
@@ -146,14 +166,29 @@ impl ReadQuery {
         let mut casts = Vec::new();
         for item in &self.select {
             match item {
-                SelectItem::Field(Field {
-                    cast: Some(cast), ..
-                }) => casts.push(cast.as_str()),
+                SelectItem::Field(field) => {
+                    casts.extend(field.cast.as_deref());
+                    casts.extend(
+                        field
+                            .aggregate
+                            .as_ref()
+                            .and_then(|a| a.input_cast.as_deref()),
+                    );
+                }
                 SelectItem::Embed(embed) => casts.extend(embed.query.casts()),
                 _ => {}
             }
         }
         casts
+    }
+
+    /// Whether `select=` (or an embed's) holds an aggregate.
+    pub fn aggregates(&self) -> bool {
+        self.select.iter().any(|item| match item {
+            SelectItem::Field(field) => field.aggregate.is_some(),
+            SelectItem::Embed(embed) => embed.query.aggregates(),
+            SelectItem::Star => false,
+        })
     }
 
     /// The columns the filters read (what a write's `WHERE` reads).
@@ -220,6 +255,10 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, QueryError> {
             continue;
         }
         let (alias, rest) = split_alias(item);
+        if let Some(field) = parse_aggregate(&alias, rest)? {
+            items.push(SelectItem::Field(field));
+            continue;
+        }
         let (spread, rest) = match rest.strip_prefix("...") {
             Some(rest) => (true, rest),
             None => (false, rest),
@@ -257,25 +296,73 @@ fn parse_select(value: &str) -> Result<Vec<SelectItem>, QueryError> {
             items.push(SelectItem::Embed(embed));
             continue;
         }
-        let (column, cast) = match rest.rfind("::") {
-            Some(at) if !rest[at..].contains('"') => (
-                &rest[..at],
-                Some(super::ddl::checked_type_name(&rest[at + 2..]).map_err(QueryError::Cast)?),
-            ),
-            _ => (rest, None),
-        };
-        let raw = column.trim();
-        let column = unquote_column(raw)?;
-        if column.is_empty() || !raw.starts_with('"') && raw.contains(['(', ')']) {
-            return Err(QueryError::NotAColumn { item: item.into() });
-        }
+        let (column, cast) = split_cast(rest)?;
+        let column = column_of(column, item)?;
         items.push(SelectItem::Field(Field {
             alias,
             column,
             cast,
+            aggregate: None,
         }));
     }
     Ok(items)
+}
+
+/// `text::type` → (`text`, the checked type), at the last `::` outside quotes.
+fn split_cast(text: &str) -> Result<(&str, Option<String>), QueryError> {
+    Ok(match text.rfind("::") {
+        Some(at) if !text[at..].contains('"') => (
+            &text[..at],
+            Some(super::ddl::checked_type_name(&text[at + 2..]).map_err(QueryError::Cast)?),
+        ),
+        _ => (text, None),
+    })
+}
+
+/// A selected column's name (unquoted), refusing what is not one.
+fn column_of(raw: &str, item: &str) -> Result<String, QueryError> {
+    let raw = raw.trim();
+    let column = unquote_column(raw)?;
+    if column.is_empty() || !raw.starts_with('"') && raw.contains(['(', ')']) {
+        return Err(QueryError::NotAColumn { item: item.into() });
+    }
+    Ok(column)
+}
+
+/// `[column[::type].]function()[::type]` for one of [`AGGREGATES`]; `None`
+/// when `item` is not an aggregate.
+fn parse_aggregate(alias: &Option<String>, item: &str) -> Result<Option<Field>, QueryError> {
+    let (body, cast) = match item.rfind(")::") {
+        Some(at) => (&item[..=at], split_cast(item)?.1),
+        None => (item, None),
+    };
+    let Some(call) = body.strip_suffix("()") else {
+        return Ok(None);
+    };
+    let (column, function) = match call.rsplit_once('.') {
+        Some((column, function)) => (column, function),
+        None => ("", call),
+    };
+    let Some(function) = AGGREGATES.iter().find(|f| **f == function) else {
+        return Ok(None);
+    };
+    let (column, input_cast) = match column {
+        "" if *function == "count" => (String::new(), None),
+        "" => return Err(QueryError::NotAColumn { item: item.into() }),
+        column => {
+            let (column, input_cast) = split_cast(column)?;
+            (column_of(column, item)?, input_cast)
+        }
+    };
+    Ok(Some(Field {
+        alias: alias.clone(),
+        column,
+        cast,
+        aggregate: Some(Aggregate {
+            function,
+            input_cast,
+        }),
+    }))
 }
 
 fn parse_order(value: &str) -> Result<Vec<Order>, QueryError> {
@@ -373,6 +460,7 @@ mod tests {
 
     fn field(alias: Option<&str>, column: &str, cast: Option<&str>) -> SelectItem {
         SelectItem::Field(Field {
+            aggregate: None,
             alias: alias.map(str::to_owned),
             column: column.into(),
             cast: cast.map(str::to_owned),
@@ -437,5 +525,40 @@ mod tests {
         assert!(parse_read(&[("name".into(), "eq.a\0b".into())]).is_err());
         let fine = format!("{}id{}", "a(".repeat(3), ")".repeat(3));
         assert!(parse_read(&[("select".into(), fine)]).is_ok());
+    }
+
+    #[test]
+    fn aggregates() {
+        let query = parse_read(&[(
+            "select".into(),
+            "kind,count(),total:amount::numeric.sum()::text,orders(id.max())".into(),
+        )])
+        .unwrap();
+        let SelectItem::Field(count) = &query.select[1] else {
+            panic!("a field")
+        };
+        assert_eq!(
+            (count.output_name(), count.column.as_str()),
+            ("count".into(), "")
+        );
+        assert_eq!(
+            query.select[2],
+            SelectItem::Field(Field {
+                alias: Some("total".into()),
+                column: "amount".into(),
+                cast: Some("text".into()),
+                aggregate: Some(Aggregate {
+                    function: "sum",
+                    input_cast: Some("numeric".into()),
+                }),
+            })
+        );
+        assert!(query.aggregates());
+        assert_eq!(query.named_columns(), vec!["amount", "kind"]);
+        assert_eq!(query.casts(), vec!["text", "numeric"]);
+        // Not aggregates: an embed named like none, a function needing a column.
+        let plain = parse_read(&[("select".into(), "id,total()".into())]).unwrap();
+        assert!(!plain.aggregates());
+        assert!(parse_read(&[("select".into(), "sum()".into())]).is_err());
     }
 }
