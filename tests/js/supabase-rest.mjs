@@ -169,6 +169,15 @@ await check('computed relationships: a function of the row embedded like a relat
   assert.deepEqual(inner, [{ name: 'Audrey' }])
 })
 
+await check('views embed through the foreign keys of the tables they show', async () => {
+  const novel = ok('view to view', await db.from('novels').select('title,writers(name)').eq('id', 3).single())
+  assert.deepEqual(novel, { title: 'War and Peace', writers: { name: 'Tolstoy' } })
+  const writer = ok('reverse', await db.from('writers').select('name,novels(title)').eq('id', 1).order('id', { referencedTable: 'novels' }).single())
+  assert.deepEqual(writer, { name: 'Austen', novels: [{ title: 'Emma' }, { title: 'Persuasion' }] })
+  const early = ok('view of a view', await db.from('early_novels').select('title,writers(name)').order('id'))
+  assert.deepEqual(early.map((n) => n.writers.name), ['Austen', 'Austen'])
+})
+
 await check('rpc: a single unnamed json, text or bytea argument takes the whole body', async () => {
   assert.deepEqual(ok('json object', await db.rpc('echo_json', { any: 'thing', n: 1 })), { any: 'thing', n: 1 })
   assert.deepEqual(ok('json array', await db.rpc('echo_json', [1, 2])), [1, 2])

@@ -10,8 +10,9 @@ use serde_json::json;
 use std::path::Path;
 
 /// The fixture of the data API script: one-to-many, one-to-one (by primary
-/// key and by unique key), a self-reference, a junction table, ranges,
-/// identity columns and functions.
+/// key and by unique key), a self-reference, a junction table, views over
+/// tables of a private schema (and a view of a view), ranges, identity
+/// columns and functions of every shape.
 const FIXTURE: &str = "
 create table countries (id int primary key, name text not null unique);
 create table cities (id int primary key, name text, country_id int references countries(id));
@@ -58,6 +59,14 @@ create function capital_city(countries) returns setof cities rows 1 language sql
   $$ select ci.* from cities ci join capitals ca on ca.city_id = ci.id where ca.country_id = $1.id $$;
 create table orders (id int primary key, country_id int references countries(id), amount numeric);
 insert into orders values (1, 1, 10), (2, 1, 15.5), (3, 2, 7);
+create schema private;
+create table private.writers (id int primary key, name text);
+create table private.novels (id int primary key, title text, writer_id int references private.writers(id));
+insert into private.writers values (1, 'Austen'), (2, 'Tolstoy');
+insert into private.novels values (1, 'Emma', 1), (2, 'Persuasion', 1), (3, 'War and Peace', 2);
+create view writers as select id, name from private.writers;
+create view novels as select id, title, writer_id from private.novels;
+create view early_novels as select id, title, writer_id from novels where id < 3;
 create function filmography(actors) returns setof films language sql stable as
   $$ select f.* from films f join roles r on r.film_id = f.id where r.actor_id = $1.id $$;
 ";

@@ -8,7 +8,8 @@
 //! than starting another.
 
 use crate::db;
-use basalt_core::rest::{ComputedRelationship, ForeignKey, Function, Schema, Table};
+use basalt_core::rest::views::{self, BaseForeignKey, Relation, ViewColumn};
+use basalt_core::rest::{ComputedRelationship, Function, Schema, Table};
 use deadpool_postgres::Pool;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -143,33 +144,36 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         }
         table.columns.push((column, row.get(2)));
     }
+    // Keys of every table of the database: views carry those of the tables
+    // they show (`views::infer`), which may live in schemas not exposed.
+    let mut unique_keys = Vec::new();
     for row in client
         .query(
-            "SELECT c.relname::text, array_agg(a.attname::text ORDER BY k.ord), con.contype = 'p'
+            "SELECT n.nspname::text, c.relname::text, array_agg(a.attname::text ORDER BY k.ord),
+                    con.contype = 'p'
              FROM pg_constraint con
              JOIN pg_class c ON c.oid = con.conrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-             WHERE n.nspname = $1 AND con.contype IN ('p', 'u')
-             GROUP BY c.relname, con.oid, con.contype",
-            &[&name],
+             WHERE con.contype IN ('p', 'u') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             GROUP BY n.nspname, c.relname, con.oid, con.contype",
+            &[],
         )
         .await?
     {
-        if let Some(table) = schema.tables.get_mut(&row.get::<_, String>(0)) {
-            let columns: Vec<String> = row.get(1);
-            if row.get::<_, bool>(2) {
+        let relation: Relation = (row.get(0), row.get(1));
+        let columns: Vec<String> = row.get(2);
+        if relation.0 == name && row.get::<_, bool>(3) {
+            if let Some(table) = schema.tables.get_mut(&relation.1) {
                 table.primary_key = columns.clone();
             }
-            let mut key = columns;
-            key.sort();
-            table.unique_keys.push(key);
         }
+        unique_keys.push((relation, columns));
     }
-    schema.foreign_keys = client
+    let foreign_keys: Vec<BaseForeignKey> = client
         .query(
-            "SELECT con.conname::text, c.relname::text, f.relname::text,
+            "SELECT con.conname::text, n.nspname::text, c.relname::text, fns.nspname::text, f.relname::text,
                     array_agg(a.attname::text ORDER BY k.ord), array_agg(fa.attname::text ORDER BY k.ord)
              FROM pg_constraint con
              JOIN pg_class c ON c.oid = con.conrelid
@@ -179,21 +183,59 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
              CROSS JOIN LATERAL unnest(con.conkey, con.confkey) WITH ORDINALITY k(attnum, fattnum, ord)
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
              JOIN pg_attribute fa ON fa.attrelid = f.oid AND fa.attnum = k.fattnum
-             WHERE con.contype = 'f' AND n.nspname = $1 AND fns.nspname = $1
-             GROUP BY con.oid, con.conname, c.relname, f.relname
-             ORDER BY con.conname",
+             WHERE con.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             GROUP BY con.oid, con.conname, n.nspname, c.relname, fns.nspname, f.relname
+             ORDER BY con.conname, n.nspname, c.relname",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| BaseForeignKey {
+            name: row.get(0),
+            table: (row.get(1), row.get(2)),
+            foreign_table: (row.get(3), row.get(4)),
+            columns: row.get(5),
+            foreign_columns: row.get(6),
+        })
+        .collect();
+    // Each column of a view of this schema (or of a view it reads, down to
+    // the tables) with the name of a base column its query reads.
+    let view_columns: Vec<ViewColumn> = client
+        .query(
+            "WITH RECURSIVE views AS (
+                SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = $1 AND c.relkind IN ('v', 'm')
+                UNION
+                SELECT d.refobjid FROM views
+                JOIN pg_rewrite r ON r.ev_class = views.oid
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                 AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> views.oid
+                JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('v', 'm')
+             )
+             SELECT DISTINCT vn.nspname::text, v.relname::text, va.attname::text, bn.nspname::text, b.relname::text
+             FROM views
+             JOIN pg_class v ON v.oid = views.oid
+             JOIN pg_namespace vn ON vn.oid = v.relnamespace
+             JOIN pg_rewrite r ON r.ev_class = v.oid
+             JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                              AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+                              AND d.refobjid <> v.oid
+             JOIN pg_class b ON b.oid = d.refobjid
+             JOIN pg_namespace bn ON bn.oid = b.relnamespace
+             JOIN pg_attribute a ON a.attrelid = b.oid AND a.attnum = d.refobjsubid
+             JOIN pg_attribute va ON va.attrelid = v.oid AND va.attname = a.attname
+                                  AND va.attnum > 0 AND NOT va.attisdropped",
             &[&name],
         )
         .await?
         .iter()
-        .map(|row| ForeignKey {
-            name: row.get(0),
-            table: row.get(1),
-            foreign_table: row.get(2),
-            columns: row.get(3),
-            foreign_columns: row.get(4),
+        .map(|row| ViewColumn {
+            view: (row.get(0), row.get(1)),
+            column: row.get(2),
+            base: (row.get(3), row.get(4)),
         })
         .collect();
+    views::infer(&mut schema, &foreign_keys, &view_columns, &unique_keys);
     let mut functions: BTreeMap<String, Vec<Function>> = BTreeMap::new();
     for row in client
         .query(

@@ -11,6 +11,7 @@ mod plan;
 mod query;
 pub mod request;
 mod schema;
+pub mod views;
 mod write;
 
 pub use cursor::Cursor;
