@@ -228,6 +228,11 @@ await check('aggregates: over every row, grouped by the other columns, with embe
   assert.deepEqual(cast, { sum: 33 })
 })
 
+await check('csv(): values in PostgreSQL text forms, RFC 4180 quoting, null apart from the empty string', async () => {
+  const text = ok('csv', await db.from('samples').select('*').order('id').csv())
+  assert.equal(text, 'id,flag,tags,at,doc,note\n1,t,"{a,""b c""}",2024-01-02 10:00:00,"{""k"": [1, 2]}",""\n2,f,,,,"say ""hi"", then\ngo"\n')
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

@@ -59,6 +59,10 @@ create function capital_city(countries) returns setof cities rows 1 language sql
   $$ select ci.* from cities ci join capitals ca on ca.city_id = ci.id where ca.country_id = $1.id $$;
 create table orders (id int primary key, country_id int references countries(id), amount numeric);
 insert into orders values (1, 1, 10), (2, 1, 15.5), (3, 2, 7);
+create table samples (id int primary key, flag boolean, tags text[], at timestamp, doc jsonb, note text);
+insert into samples values (1, true, '{a,\"b c\"}', '2024-01-02 10:00:00', '{\"k\": [1, 2]}', ''),
+  (2, false, null, null, null, 'say \"hi\", then
+go');
 create schema private;
 create table private.writers (id int primary key, name text);
 create table private.novels (id int primary key, title text, writer_id int references private.writers(id));

@@ -13,7 +13,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::rest::request::{self, Count, Format, Prefer, Shaping, OBJECT};
-use basalt_core::rest::{read_columns, read_sql, Cursor, Source};
+use basalt_core::rest::{read_columns, read_sql, Cursor, Shape, Source};
 
 fn accept(request: &HttpRequest) -> Option<&str> {
     request
@@ -38,35 +38,52 @@ fn range(request: &HttpRequest) -> Result<Option<(u64, Option<u64>)>, HttpError>
     Ok(request::range(header)?)
 }
 
-/// CSV (RFC 4180) of a JSON array of objects: a header of the first row's
-/// keys; null is an empty field, nested values are JSON text. With
-/// `neutralize` (`rest.csv_neutralize_formulas`), a field a spreadsheet would
-/// run as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage
-/// return) is prefixed with `'` (OWASP's advice for CSV injection).
-pub fn csv(body: &str, neutralize: bool) -> String {
-    let cell = |text: String| {
-        if neutralize && text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-            format!("'{text}")
+/// CSV (RFC 4180) of rows of values in PostgreSQL's text forms: a header
+/// of `columns`, one line per row; null is an empty field, an empty string
+/// `""`. A field with a comma, quote or line break is quoted, its quotes
+/// doubled. With `neutralize` (`rest.csv_neutralize_formulas`), a field a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
+/// or carriage return, and not a number) is prefixed with `'` (OWASP's
+/// advice for CSV injection). Written here rather than with the `csv` crate,
+/// which cannot tell an empty string from a null.
+pub fn csv(columns: &[String], body: &str, neutralize: bool) -> String {
+    fn field(out: &mut String, text: &str) {
+        if text.is_empty() || text.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&text.replace('"', "\"\""));
+            out.push('"');
         } else {
-            text
-        }
-    };
-    let rows: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(body).unwrap_or_default();
-    let mut out = csv::Writer::from_writer(Vec::new());
-    if let Some(first) = rows.first() {
-        let _ = out.write_record(first.keys());
-        for row in &rows {
-            let _ = out.write_record(row.values().map(|value| match value {
-                serde_json::Value::Null => String::new(),
-                serde_json::Value::String(text) => cell(text.clone()),
-                // Numbers (a negative one starts with `-`) are data.
-                serde_json::Value::Number(number) => number.to_string(),
-                other => cell(other.to_string()),
-            }));
+            out.push_str(text);
         }
     }
-    String::from_utf8(out.into_inner().unwrap_or_default()).unwrap_or_default()
+    let formula = |text: &str| {
+        neutralize
+            && text.starts_with(['=', '+', '-', '@', '\t', '\r'])
+            && text.parse::<f64>().is_err()
+    };
+    let rows: Vec<Vec<Option<String>>> = serde_json::from_str(body).unwrap_or_default();
+    let mut out = String::new();
+    for (at, name) in columns.iter().enumerate() {
+        if at > 0 {
+            out.push(',');
+        }
+        field(&mut out, name);
+    }
+    out.push('\n');
+    for row in &rows {
+        for (at, value) in row.iter().enumerate() {
+            if at > 0 {
+                out.push(',');
+            }
+            match value {
+                None => {}
+                Some(text) if formula(text) => field(&mut out, &format!("'{text}")),
+                Some(text) => field(&mut out, text),
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 pub async fn read(
@@ -187,6 +204,8 @@ fn page(
 /// A read planned: its statements (the page, then the count the caller
 /// gets) and what the answer needs of the request.
 struct ReadPlan {
+    /// The keys of each row (the CSV header).
+    columns: Vec<String>,
     steps: Vec<Step>,
     prefer: Prefer,
     cursor: Option<Cursor>,
@@ -211,6 +230,10 @@ fn plan(
     let default_rows = state.config.rest.default_limit.min(max_rows);
     let source = Source {
         default_rows,
+        shape: match format {
+            Format::Csv => Shape::Text,
+            _ => Shape::Rows,
+        },
         ..Source::table(&target.schema, &target.table, max_rows)
     };
     let statements = read_sql(
@@ -251,6 +274,7 @@ fn plan(
         None => {}
     }
     Ok(ReadPlan {
+        columns: statements.columns,
         steps,
         prefer,
         cursor,
@@ -331,7 +355,11 @@ impl ReadPlan {
             },
             Format::Csv => reply
                 .header("content-type", "text/csv; charset=utf-8")
-                .body(csv(&body, state.config.rest.csv_neutralize_formulas)),
+                .body(csv(
+                    &self.columns,
+                    &body,
+                    state.config.rest.csv_neutralize_formulas,
+                )),
         })
     }
 }

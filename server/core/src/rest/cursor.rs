@@ -113,16 +113,16 @@ impl Cursor {
 
     /// Adds the last row's key (as a JSON array of text) to the read's result.
     pub fn wrap(&self, (sql, params): (String, Vec<Param>)) -> (String, Vec<Param>) {
-        let prefix = "SELECT coalesce(json_agg(t), '[]'::json)::text, count(*)";
         let keys = self
             .order
             .iter()
             .map(|o| format!("t.{}::text", super::plan::quote(&o.column)))
             .collect::<Vec<_>>()
             .join(", ");
-        let rest = sql.strip_prefix(prefix).expect("a read statement");
+        let at = sql.find(", count(*) FROM (").expect("a read statement") + ", count(*)".len();
+        let (head, rest) = sql.split_at(at);
         (
-            format!("{prefix}, (array_agg(json_build_array({keys})::text))[count(*)]{rest}"),
+            format!("{head}, (array_agg(json_build_array({keys})::text))[count(*)]{rest}"),
             params,
         )
     }

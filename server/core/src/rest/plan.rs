@@ -528,6 +528,8 @@ fn where_sql(conditions: &[String]) -> String {
 #[derive(Debug)]
 pub struct ReadStatements {
     pub read: (String, Vec<Param>),
+    /// The keys of each row, in order.
+    pub columns: Vec<String>,
     from: String,
     from_params: Vec<Param>,
 }
@@ -594,6 +596,10 @@ pub enum Shape {
     Scalars,
     /// The first row's `pgrst_scalar` value, or null (a scalar function).
     Scalar,
+    /// An array of arrays: each row's values in PostgreSQL's text forms (as
+    /// its output functions write them: `t`, `{1,2}`, `2024-01-02
+    /// 10:00:00+00`), null as null; [`ReadStatements::columns`] names them.
+    Text,
 }
 
 /// The column a scalar function's result is read as (PostgREST's name, so
@@ -642,7 +648,25 @@ pub fn read_sql<A: Access>(
     let mut sql = format!("SELECT {}{from}{group_by}", list.join(", "));
     sql.push_str(&planner.order_by(table, "t0", &query.order)?);
     sql.push_str(&planner.page(query, source.default_rows));
+    let columns = if query.select.is_empty() {
+        table.column_names()
+    } else {
+        planner.output_names(table, query)
+    };
     let body = match source.shape {
+        Shape::Text => {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|name| {
+                    let value = format!("t.{}", quote(name));
+                    format!("CASE WHEN {value} IS NULL THEN NULL ELSE format('%s', {value}) END")
+                })
+                .collect();
+            format!(
+                "coalesce(json_agg(ARRAY[{}]::text[]), '[]'::json)",
+                cells.join(", ")
+            )
+        }
         Shape::Rows => "coalesce(json_agg(t), '[]'::json)".to_owned(),
         Shape::Row => "coalesce(json_agg(t)->0, 'null'::json)".to_owned(),
         Shape::Scalars => format!("coalesce(json_agg(t.{}), '[]'::json)", quote(SCALAR)),
@@ -653,6 +677,7 @@ pub fn read_sql<A: Access>(
             format!("SELECT {body}::text, count(*) FROM ({sql}) t"),
             planner.params,
         ),
+        columns,
         from,
         from_params,
     })
