@@ -34,6 +34,18 @@ ensure_postgres() {
   apt_install postgresql
 }
 
+# PostGIS for the GeoJSON test: Debian's package for the newest installed
+# server. Optional: without it that test says SKIP.
+ensure_postgis() {
+  local major
+  major=$(ls /usr/lib/postgresql/ 2>/dev/null | sort -n | tail -1)
+  if [ -z "$major" ] || [ -f "/usr/share/postgresql/$major/extension/postgis.control" ]; then
+    return 0
+  fi
+  apt_install "postgresql-$major-postgis-3" ||
+    echo "warning: PostGIS could not be installed; the GeoJSON test will SKIP" >&2
+}
+
 ensure_command() { # ensure_command COMMAND DEBIAN_PACKAGE
   command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }

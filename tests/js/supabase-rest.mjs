@@ -233,6 +233,19 @@ await check('csv(): values in PostgreSQL text forms, RFC 4180 quoting, null apar
   assert.equal(text, 'id,flag,tags,at,doc,note\n1,t,"{a,""b c""}",2024-01-02 10:00:00,"{""k"": [1, 2]}",""\n2,f,,,,"say ""hi"", then\ngo"\n')
 })
 
+await check('geojson(): a FeatureCollection with PostGIS, else 406', async () => {
+  if (process.env.POSTGIS !== '1') {
+    const refused = await db.from('countries').select('name').geojson()
+    assert.equal(refused.status, 406, JSON.stringify(refused))
+    return
+  }
+  const collection = ok('geojson', await db.from('places').select('name,location').geojson())
+  assert.deepEqual(collection, {
+    type: 'FeatureCollection',
+    features: [{ type: 'Feature', geometry: { type: 'Point', coordinates: [2.2945, 48.8584] }, properties: { name: 'Eiffel Tower' } }]
+  })
+})
+
 await check('errors carry PostgREST codes', async () => {
   const none = await db.from('countries').select().eq('name', 'Atlantis').single()
   assert.equal(none.status, 406)

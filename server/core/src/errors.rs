@@ -99,7 +99,7 @@ error_codes! {
     UploadOffsetMismatch => (409, "upload_offset_mismatch", None, "Upload-Offset does not match the upload's current offset.", "Send HEAD to learn the offset, then PATCH from there."),
     DeclaredInConfig => (409, "declared_in_config", None, "This is declared in the config file and cannot be changed through the API.", "Change it in the config file ([[authz.roles]] / [[authz.policies]]) and restart."),
     UnknownProfile => (406, "unknown_profile", Some("PGRST106"), "The schema asked for in Accept-Profile or Content-Profile is not exposed.", "Use one of the schemas listed in `details` (rest.schema, rest.extra_schemas)."),
-    NotAcceptable => (406, "not_acceptable", Some("PGRST107"), "None of the media types in Accept can be produced.", "Accept application/json, text/csv or application/vnd.pgrst.object+json."),
+    NotAcceptable => (406, "not_acceptable", Some("PGRST107"), "None of the media types in Accept can be produced.", "Accept application/json, text/csv, application/vnd.pgrst.object+json or (with PostGIS) application/geo+json."),
     IdempotencyKeyInProgress => (409, "idempotency_key_in_progress", None, "A request with this Idempotency-Key is still being processed.", "Retry after it finishes; the stored response will be returned."),
     FeedGap => (410, "feed_gap", None, "Changes after this position are no longer kept.", "Refetch the current state, then follow the feed from its head."),
     RangeNotSatisfiable => (416, "range_not_satisfiable", Some("PGRST103"), "The requested range starts past the last row.", "Ask for a range within the total in Content-Range."),

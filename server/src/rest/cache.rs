@@ -236,6 +236,14 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         })
         .collect();
     views::infer(&mut schema, &foreign_keys, &view_columns, &unique_keys);
+    schema.postgis = client
+        .query_opt(
+            "SELECT n.nspname::text FROM pg_extension e
+             JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'postgis'",
+            &[],
+        )
+        .await?
+        .map(|row| row.get(0));
     let mut functions: BTreeMap<String, Vec<Function>> = BTreeMap::new();
     for row in client
         .query(

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 use basalt_core::errors::{ApiError, ErrorCode};
-use basalt_core::rest::request::{self, Count, Format, Prefer, Shaping, OBJECT};
+use basalt_core::rest::request::{self, Count, Format, Prefer, Shaping, GEOJSON, OBJECT};
 use basalt_core::rest::{read_columns, read_sql, Cursor, Shape, Source};
 
 fn accept(request: &HttpRequest) -> Option<&str> {
@@ -232,6 +232,12 @@ fn plan(
         default_rows,
         shape: match format {
             Format::Csv => Shape::Text,
+            Format::GeoJson => Shape::GeoJson {
+                postgis: target.schema.postgis.as_deref().ok_or_else(|| {
+                    ApiError::new(ErrorCode::NotAcceptable)
+                        .with_details(format!("{GEOJSON} needs PostGIS in the database"))
+                })?,
+            },
             _ => Shape::Rows,
         },
         ..Source::table(&target.schema, &target.table, max_rows)
@@ -353,6 +359,7 @@ impl ReadPlan {
                         .into())
                 }
             },
+            Format::GeoJson => reply.header("content-type", GEOJSON).body(body),
             Format::Csv => reply
                 .header("content-type", "text/csv; charset=utf-8")
                 .body(csv(

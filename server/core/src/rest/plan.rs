@@ -580,12 +580,12 @@ pub struct Source<'a> {
     pub max_rows: u64,
     /// How the rows are answered: an array of objects, or (for functions)
     /// one object, or their one column's values.
-    pub shape: Shape,
+    pub shape: Shape<'a>,
 }
 
 /// The JSON a read answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Shape {
+pub enum Shape<'a> {
     /// An array of objects.
     #[default]
     Rows,
@@ -596,6 +596,10 @@ pub enum Shape {
     Scalars,
     /// The first row's `pgrst_scalar` value, or null (a scalar function).
     Scalar,
+    /// A GeoJSON FeatureCollection of the rows, each a Feature whose
+    /// geometry is its first geometry column (PostGIS's `ST_AsGeoJSON` of a
+    /// row, from the schema PostGIS is installed in).
+    GeoJson { postgis: &'a str },
     /// An array of arrays: each row's values in PostgreSQL's text forms (as
     /// its output functions write them: `t`, `{1,2}`, `2024-01-02
     /// 10:00:00+00`), null as null; [`ReadStatements::columns`] names them.
@@ -668,6 +672,11 @@ pub fn read_sql<A: Access>(
             )
         }
         Shape::Rows => "coalesce(json_agg(t), '[]'::json)".to_owned(),
+        Shape::GeoJson { postgis } => format!(
+            "json_build_object('type', 'FeatureCollection', 'features', \
+             coalesce(json_agg({}.ST_AsGeoJSON(t)::json), '[]'::json))",
+            quote(postgis)
+        ),
         Shape::Row => "coalesce(json_agg(t)->0, 'null'::json)".to_owned(),
         Shape::Scalars => format!("coalesce(json_agg(t.{}), '[]'::json)", quote(SCALAR)),
         Shape::Scalar => format!("coalesce(json_agg(t.{})->0, 'null'::json)", quote(SCALAR)),

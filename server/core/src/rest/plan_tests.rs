@@ -75,6 +75,7 @@ fn schema() -> Schema {
             target: "comments".into(),
             to_one: true,
         }],
+        postgis: None,
     }
 }
 

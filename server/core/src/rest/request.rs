@@ -140,7 +140,12 @@ pub enum Format {
     Json,
     Object,
     Csv,
+    /// `application/geo+json`: a GeoJSON FeatureCollection (with PostGIS).
+    GeoJson,
 }
+
+/// The GeoJSON media type.
+pub const GEOJSON: &str = "application/geo+json";
 
 /// The media type of a single object (`.single()` in supabase-js).
 pub const OBJECT: &str = "application/vnd.pgrst.object+json";
@@ -156,6 +161,7 @@ pub fn format(accept: Option<&str>) -> Option<Format> {
             "" | "*/*" | "application/*" | "application/json" | ARRAY => Some(Format::Json),
             OBJECT => Some(Format::Object),
             "text/csv" | "text/*" => Some(Format::Csv),
+            GEOJSON => Some(Format::GeoJson),
             _ => None,
         },
     )
@@ -394,6 +400,7 @@ mod tests {
             (Some(OBJECT), Some(Format::Object)),
             (Some("image/png, text/csv;q=0.5"), Some(Format::Csv)),
             (Some("text/*"), Some(Format::Csv)),
+            (Some(GEOJSON), Some(Format::GeoJson)),
             (Some("image/png"), None),
         ] {
             assert_eq!(format(accept), expected, "{accept:?}");

@@ -104,6 +104,8 @@ pub struct Schema {
     /// Overloads share a name.
     pub functions: BTreeMap<String, Vec<Function>>,
     pub computed_relationships: Vec<ComputedRelationship>,
+    /// The schema PostGIS is installed in, if it is (for GeoJSON answers).
+    pub postgis: Option<String>,
 }
 
 /// How an embedded resource relates to the one it is embedded in.
