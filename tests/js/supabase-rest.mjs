@@ -145,9 +145,14 @@ await check('rollback(): the write runs and answers, and nothing stays', async (
   assert.deepEqual(found, [])
 })
 
-await check('explain(): the query plan as JSON, for the service_role key', async () => {
+await check('explain(): the query plan as JSON or text, for the service_role key', async () => {
   const plan = ok('explain', await db.from('countries').select('name').eq('id', 1).explain({ format: 'json' }))
   assert.ok(Array.isArray(plan) && plan[0].Plan, JSON.stringify(plan))
+  const text = ok('explain text', await db.from('countries').select('name').eq('id', 1).explain())
+  assert.equal(typeof text, 'string')
+  assert.match(text, /Index Scan using countries_pkey on countries/)
+  const analyzed = ok('explain analyze', await db.from('countries').select('name').explain({ analyze: true, verbose: true }))
+  assert.match(analyzed, /actual time=.*\n[\s\S]*Output:/)
   const anon = createClient(url, process.env.ANON_KEY, { auth: { persistSession: false }, realtime: { transport: ws } })
   const refused = await anon.from('countries').select('name').explain({ format: 'json' })
   assert.equal(refused.status, 406)

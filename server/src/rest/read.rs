@@ -93,8 +93,8 @@ pub async fn read(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     // Extract.
-    if request::wants_plan(accept(&request)) {
-        return explain(caller, state, request, path).await;
+    if let Some(asked) = request::plan_request(accept(&request)) {
+        return explain(caller, state, request, path, asked).await;
     }
     let format = format(&request)?;
     // Decide and plan.
@@ -142,6 +142,7 @@ async fn explain(
     state: Data<AppState>,
     request: HttpRequest,
     path: Path<String>,
+    asked: request::PlanRequest,
 ) -> Result<HttpResponse, HttpError> {
     let allowed = match state.config.rest.plan.as_str() {
         "everyone" => true,
@@ -150,7 +151,7 @@ async fn explain(
     };
     if !allowed {
         return Err(ApiError::new(ErrorCode::NotAcceptable)
-            .with_details(format!("Accept: {}", request::PLAN))
+            .with_details(format!("Accept: {}", asked.media_type()))
             .with_hint("Plans are off: see rest.plan (BASALT_REST_PLAN).")
             .into());
     }
@@ -158,16 +159,19 @@ async fn explain(
     let mut steps = std::mem::take(&mut plan.steps);
     steps.truncate(1);
     for step in &mut steps {
-        step.sql = format!("EXPLAIN (FORMAT JSON) {}", step.sql);
+        step.sql = format!("{} {}", asked.explain(), step.sql);
     }
     let reply = tx::read(&state, &caller, steps, |rows| {
-        let plan: serde_json::Value = rows[0].get(0);
+        let body = if asked.text {
+            // One row per line of the plan.
+            let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            lines.join("\n")
+        } else {
+            rows[0].get::<_, serde_json::Value>(0).to_string()
+        };
         Ok(Reply::new(actix_web::http::StatusCode::OK)
-            .header(
-                "content-type",
-                format!("{}; for=\"application/json\"; charset=utf-8", request::PLAN),
-            )
-            .body(plan.to_string()))
+            .header("content-type", asked.media_type())
+            .body(body))
     })
     .await?;
     Ok(reply.into_response())

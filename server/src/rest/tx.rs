@@ -61,7 +61,7 @@ impl Step {
 type Respond<'a> = Box<dyn FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError> + 'a>;
 
 /// Runs `steps` in one read-only transaction as the caller, each returning
-/// one row, and answers with `respond`. One round trip: `BEGIN READ ONLY`,
+/// one row (a text query plan one per line), and answers with `respond`. One round trip: `BEGIN READ ONLY`,
 /// the role switch, the statements and `ROLLBACK` are pipelined. Rows are
 /// used only when `BEGIN` and the switch succeeded; in a read-only
 /// transaction that is rolled back, statements that ran regardless change
@@ -241,7 +241,7 @@ impl Prepared {
             self.statements
                 .iter()
                 .zip(&arguments)
-                .map(|(statement, values)| client.query_one(statement, values)),
+                .map(|(statement, values)| client.query(statement, values)),
         );
         let (began, acted, results, rolled_back) = futures_util::join!(
             client.batch_execute("BEGIN READ ONLY"),
@@ -252,9 +252,10 @@ impl Prepared {
         running.disarm();
         began?;
         acted?;
+        // Each step's rows in turn: one each, but for a text plan's lines.
         let mut rows = Vec::with_capacity(results.len());
         for (result, step) in results.into_iter().zip(&self.steps) {
-            rows.push(result.map_err(|e| self.failed(e, step))?);
+            rows.extend(result.map_err(|e| self.failed(e, step))?);
         }
         rolled_back?;
         respond(&rows)

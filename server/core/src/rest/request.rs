@@ -170,15 +170,62 @@ pub fn format(accept: Option<&str>) -> Option<Format> {
 /// A read's query plan as JSON (PostgREST's `EXPLAIN` media type).
 pub const PLAN: &str = "application/vnd.pgrst.plan+json";
 
-/// Whether `Accept` asks for the query plan (before any other media type).
-pub fn wants_plan(accept: Option<&str>) -> bool {
-    accept.is_some_and(|accept| {
-        accept
-            .split(',')
-            .next()
-            .and_then(|media| media.split(';').next())
-            .is_some_and(|essence| essence.trim() == PLAN)
-    })
+/// The same plan as PostgreSQL's text.
+pub const PLAN_TEXT: &str = "application/vnd.pgrst.plan+text";
+
+/// A query plan asked for in `Accept` (supabase-js's `explain()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRequest {
+    /// `FORMAT TEXT` rather than JSON.
+    pub text: bool,
+    /// `EXPLAIN` options from `options=analyze|verbose|settings|buffers|wal`
+    /// (others are ignored, as PostgREST does).
+    pub options: Vec<&'static str>,
+}
+
+impl PlanRequest {
+    /// The `EXPLAIN (…)` prefix.
+    pub fn explain(&self) -> String {
+        let mut options: Vec<String> = vec![format!(
+            "FORMAT {}",
+            if self.text { "TEXT" } else { "JSON" }
+        )];
+        options.extend(self.options.iter().map(|o| o.to_ascii_uppercase()));
+        format!("EXPLAIN ({})", options.join(", "))
+    }
+
+    /// The media type the plan is answered as.
+    pub fn media_type(&self) -> String {
+        let essence = if self.text { PLAN_TEXT } else { PLAN };
+        format!("{essence}; for=\"application/json\"; charset=utf-8")
+    }
+}
+
+/// The plan `Accept` asks for, when its first media type is a plan's.
+pub fn plan_request(accept: Option<&str>) -> Option<PlanRequest> {
+    let first = accept?.split(',').next()?;
+    let mut parts = first.split(';');
+    let text = match parts.next()?.trim() {
+        PLAN => false,
+        PLAN_TEXT => true,
+        _ => return None,
+    };
+    let mut options = Vec::new();
+    for part in parts {
+        if let Some(("options", value)) = part.trim().split_once('=') {
+            for option in value.trim_matches('"').split('|') {
+                let known = ["analyze", "verbose", "settings", "buffers", "wal"];
+                if let Some(option) = known.into_iter().find(|k| *k == option.trim()) {
+                    options.push(option);
+                }
+            }
+        }
+    }
+    // WAL usage is reported only by an analyzed plan.
+    if !options.contains(&"analyze") {
+        options.retain(|option| *option != "wal");
+    }
+    Some(PlanRequest { text, options })
 }
 
 /// PostgREST's name for the default array of rows.
@@ -428,5 +475,20 @@ mod tests {
         ] {
             assert_eq!(range(header), expected, "{header:?}");
         }
+    }
+
+    #[test]
+    fn plans_in_accept() {
+        assert_eq!(plan_request(Some("application/json")), None);
+        let json = plan_request(Some(PLAN)).unwrap();
+        assert_eq!(json.explain(), "EXPLAIN (FORMAT JSON)");
+        let text = plan_request(Some(
+            "application/vnd.pgrst.plan+text; for=\"application/json\"; options=analyze|verbose|drop;",
+        ))
+        .unwrap();
+        assert_eq!(text.explain(), "EXPLAIN (FORMAT TEXT, ANALYZE, VERBOSE)");
+        assert!(text.media_type().starts_with(PLAN_TEXT));
+        let wal = plan_request(Some("application/vnd.pgrst.plan+json; options=wal")).unwrap();
+        assert!(wal.options.is_empty(), "wal needs analyze");
     }
 }
