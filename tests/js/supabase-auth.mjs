@@ -109,9 +109,9 @@ await check('signInAnonymously, then adding an email', async () => {
   assert.equal(pending.is_anonymous, true, 'until the new address is confirmed')
 })
 
-/** The verify link of the first email to `to` received after `since` (ms),
- * read from the SMTP server's maildir (MAILDIR, from the Rust suite). */
-const linkTo = async (to, since) => {
+/** The match of `pattern` in the first email to `to` received after `since`
+ * (ms), read from the SMTP server's maildir (MAILDIR, from the Rust suite). */
+const mailTo = async (to, since, pattern) => {
   const dir = join(process.env.MAILDIR, 'new')
   for (let tries = 0; tries < 300; tries += 1) {
     for (const name of readdirSync(dir)) {
@@ -122,13 +122,66 @@ const linkTo = async (to, since) => {
         .replace(/=\r?\n/g, '')
         .replace(/=([0-9A-F]{2})/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)))
       if (!text.includes(`To: ${to}`)) continue
-      const link = text.match(/https?:\/\/[^\s"<>]*\/auth\/v1\/verify\?[^\s"<>]+/)
-      if (link) return link[0].replaceAll('&amp;', '&')
+      const found = text.match(pattern)
+      if (found) return found
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  throw new Error(`no email with a link to ${to}`)
+  throw new Error(`no email to ${to} matching ${pattern}`)
 }
+
+/** The verify link of the first email to `to` received after `since`. */
+const linkTo = async (to, since) =>
+  (await mailTo(to, since, /https?:\/\/[^\s"<>]*\/auth\/v1\/verify\?[^\s"<>]+/))[0].replaceAll('&amp;', '&')
+
+/** The reauthentication code of the first email to `to` after `since`. */
+const codeTo = async (to, since) => (await mailTo(to, since, /Enter the code: (\d{6})/))[1]
+
+await check('reauthenticate(): a password change asks for the emailed code, which one guess spends', async () => {
+  const me = createClient(url, process.env.ANON_KEY, options)
+  ok('createUser', await admin.createUser({ email: 'careful@example.com', password: 'correct horse battery', email_confirm: true }))
+  ok('signIn', await me.auth.signInWithPassword({ email: 'careful@example.com', password: 'correct horse battery' }))
+  const needed = await me.auth.updateUser({ password: 'a brand new passphrase' })
+  assert.equal(needed.error?.status, 400, JSON.stringify(needed.error))
+  assert.equal(needed.error?.code, 'reauthentication_needed')
+  let since = Date.now()
+  ok('reauthenticate', await me.auth.reauthenticate())
+  let code = await codeTo('careful@example.com', since)
+  const guessed = await me.auth.updateUser({ password: 'a brand new passphrase', nonce: code === '000000' ? '111111' : '000000' })
+  assert.equal(guessed.error?.status, 422, JSON.stringify(guessed.error))
+  assert.equal(guessed.error?.code, 'reauthentication_not_valid')
+  const spent = await me.auth.updateUser({ password: 'a brand new passphrase', nonce: code })
+  assert.equal(spent.error?.code, 'reauthentication_not_valid', 'the wrong guess spent the code')
+  since = Date.now()
+  ok('reauthenticate again', await me.auth.reauthenticate())
+  code = await codeTo('careful@example.com', since)
+  ok('updateUser with the code', await me.auth.updateUser({ password: 'a brand new passphrase', nonce: code }))
+  const fresh = createClient(url, process.env.ANON_KEY, options)
+  ok('signIn with the new password', await fresh.auth.signInWithPassword({ email: 'careful@example.com', password: 'a brand new passphrase' }))
+})
+
+await check('identities: the email identity is listed and cannot be unlinked', async () => {
+  const me = createClient(url, process.env.ANON_KEY, options)
+  ok('signIn', await me.auth.signInWithPassword({ email: 'ada@example.com', password: 'correct horse battery' }))
+  const { identities } = ok('getUserIdentities', await me.auth.getUserIdentities())
+  assert.deepEqual(identities.map((i) => i.provider), ['email'])
+  const unlinked = await me.auth.unlinkIdentity(identities[0])
+  assert.equal(unlinked.error?.status, 422, JSON.stringify(unlinked.error))
+  assert.equal(unlinked.error?.code, 'single_identity_not_deletable')
+  const other = await me.auth.unlinkIdentity({ ...identities[0], identity_id: '00000000-0000-0000-0000-000000000000' })
+  assert.equal(other.error?.code, 'identity_not_found')
+})
+
+await check('admin.generateLink: an email change link moves the account to the new address', async () => {
+  ok('createUser', await admin.createUser({ email: 'mover@example.com', password: 'correct horse battery', email_confirm: true }))
+  const link = ok('email_change_new', await admin.generateLink({ type: 'email_change_new', email: 'mover@example.com', newEmail: 'moved@example.com' }))
+  assert.equal(link.user.new_email, 'moved@example.com')
+  assert.equal(link.properties.verification_type, 'email_change_new')
+  const verified = ok('verify', await client.auth.verifyOtp({ token_hash: link.properties.hashed_token, type: 'email_change' }))
+  assert.equal(verified.user.email, 'moved@example.com')
+  const taken = await admin.generateLink({ type: 'email_change_current', email: 'moved@example.com', newEmail: 'ada@example.com' })
+  assert.equal(taken.error?.status, 422, JSON.stringify(taken.error))
+})
 
 await check('the PKCE flow: a magic link gives the app a code, exchanged once for a session', async () => {
   const stored = new Map()

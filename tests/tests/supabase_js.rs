@@ -135,7 +135,9 @@ async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
     let mut builder = Basalt::builder()
         .env("BASALT_SITE_URL", "https://app.example.com")
         .env("BASALT_JOBS_POLL_INTERVAL_MS", "100")
-        .env("BASALT_AUTH_ANONYMOUS_SIGN_INS", "true");
+        .env("BASALT_AUTH_ANONYMOUS_SIGN_INS", "true")
+        .env("BASALT_AUTH_SECURE_PASSWORD_CHANGE", "true")
+        .env("BASALT_AUTH_REAUTHENTICATION_WINDOW_SECS", "0");
     for (name, value) in smtp.env() {
         builder = builder.env(name, value);
     }

@@ -25,6 +25,9 @@ pub enum Kind {
     Recovery,
     MagicLink,
     EmailChange,
+    /// A six-digit code for `PUT /auth/v1/user` (never a sign-in: not
+    /// [`Kind::parse`]d, so `/verify` never takes it).
+    Reauthentication,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Recovery => "recovery",
             Kind::MagicLink => "magiclink",
             Kind::EmailChange => "email_change",
+            Kind::Reauthentication => "reauthentication",
         }
     }
 
@@ -55,6 +59,7 @@ impl Kind {
             Kind::Recovery => &templates.recovery,
             Kind::MagicLink => &templates.magic_link,
             Kind::EmailChange => &templates.email_change,
+            Kind::Reauthentication => &templates.reauthentication,
         }
     }
 }
@@ -181,8 +186,11 @@ async fn process(
     mailer: &Mailer,
     request: EmailRequest,
 ) -> Result<(), jobs::Failure> {
-    let kind = Kind::parse(&request.kind)
-        .ok_or_else(|| jobs::Failure::Permanent("unknown email kind".into()))?;
+    let kind = match request.kind.as_str() {
+        "reauthentication" => Kind::Reauthentication,
+        other => Kind::parse(other)
+            .ok_or_else(|| jobs::Failure::Permanent("unknown email kind".into()))?,
+    };
     let mut client = state.pool.get().await.map_err(|e| e.to_string())?;
     let transaction = client.transaction().await.map_err(|e| e.to_string())?;
     let found = transaction
@@ -197,7 +205,7 @@ async fn process(
         // Only an unconfirmed account gets a confirmation email.
         (Kind::Signup, Some((id, address, false))) => (id, address, None),
         (Kind::Signup, _) => return Ok(()),
-        (Kind::Recovery, Some((id, address, _))) => (id, address, None),
+        (Kind::Recovery | Kind::Reauthentication, Some((id, address, _))) => (id, address, None),
         (Kind::MagicLink, Some((id, address, _))) => (id, address, None),
         (Kind::MagicLink, None) if request.create_user => {
             let data = request.data.clone().unwrap_or_else(|| json!({}));
@@ -226,7 +234,7 @@ async fn process(
             };
             (user_id, request.email.clone(), Some(request.email.as_str()))
         }
-        (Kind::Recovery | Kind::MagicLink, None) => return Ok(()),
+        (Kind::Recovery | Kind::MagicLink | Kind::Reauthentication, None) => return Ok(()),
     };
     let actor = Actor {
         id: None,
@@ -245,20 +253,29 @@ async fn process(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let link = issue_token(
-        state,
-        &transaction,
-        user_id,
-        kind,
-        new_email,
-        request.redirect_to.as_deref(),
-        request.code_challenge.as_ref(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let (link, code) = if kind == Kind::Reauthentication {
+        let code = issue_code(state, &transaction, user_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        (String::new(), code)
+    } else {
+        let link = issue_token(
+            state,
+            &transaction,
+            user_id,
+            kind,
+            new_email,
+            request.redirect_to.as_deref(),
+            request.code_challenge.as_ref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        (link, String::new())
+    };
     transaction.commit().await.map_err(|e| e.to_string())?;
     let values = [
         ("link", link.as_str()),
+        ("token", code.as_str()),
         ("email", to.as_str()),
         ("new_email", new_email.unwrap_or("")),
         ("site_url", state.config.site_url.as_str()),
@@ -280,6 +297,53 @@ fn to_audit(address: &str) -> String {
         .rsplit_once('@')
         .map(|(_, domain)| format!("*@{domain}"))
         .unwrap_or_default()
+}
+
+/// Makes a six-digit reauthentication code (replacing an unused one), kept
+/// hashed like the links' tokens.
+async fn issue_code(
+    state: &AppState,
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<String, HttpError> {
+    let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+    client
+        .execute(
+            "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND kind = 'reauthentication'",
+            &[&user_id],
+        )
+        .await?;
+    client
+        .execute(
+            "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, expires_at)
+             VALUES ($1, 'reauthentication', $2, now() + make_interval(secs => $3::float8))",
+            &[
+                &user_id,
+                &hash(&code),
+                &(state.config.auth.email_token_ttl_secs as f64),
+            ],
+        )
+        .await?;
+    Ok(code)
+}
+
+/// Spends the pending reauthentication code of `user_id`, whatever `nonce`
+/// is (one guess per code: a six-digit code cannot be tried a million
+/// times); whether `nonce` was it, unexpired. Runs on its own, so a wrong
+/// guess spends the code even though the request then fails.
+pub async fn spend_code(
+    client: &impl GenericClient,
+    user_id: Uuid,
+    nonce: &str,
+) -> Result<bool, HttpError> {
+    let rows = client
+        .query(
+            "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND kind = 'reauthentication'
+             RETURNING used_at IS NULL AND expires_at > now() AND token_hash = $2",
+            &[&user_id, &hash(nonce)],
+        )
+        .await?;
+    Ok(rows.iter().any(|row| row.get::<_, bool>(0)))
 }
 
 /// Makes a single-use token of `kind` (replacing unused ones of that kind)

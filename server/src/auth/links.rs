@@ -162,12 +162,18 @@ struct LinkBody {
     data: Option<Map<String, Value>>,
     #[serde(default)]
     redirect_to: Option<String>,
+    /// For `email_change_current` and `email_change_new`: the new address.
+    #[serde(default)]
+    new_email: Option<String>,
 }
 
 /// `POST /auth/v1/admin/generate_link`: the link an email would carry,
 /// answered instead of sent (for an admin who delivers it another way):
 /// `signup` (creates the user with `password`), `invite` (creates it with
-/// none), `magiclink` and `recovery` (an existing user). The answer is the
+/// none), `magiclink` and `recovery` (an existing user), and
+/// `email_change_current`/`email_change_new` (an existing user's change to
+/// `new_email`: Basalt confirms a change with one link, so both types
+/// answer that link, which moves the account to the new address). The answer is the
 /// user with GoTrue's `action_link`, `hashed_token` (what `POST
 /// /auth/v1/verify` takes as `token_hash`), `email_otp` (always empty:
 /// Basalt's links carry a token, not a code), `redirect_to` and
@@ -185,13 +191,23 @@ async fn generate_link(
         "signup" | "invite" => Kind::Signup,
         "magiclink" => Kind::MagicLink,
         "recovery" => Kind::Recovery,
+        "email_change_current" | "email_change_new" => Kind::EmailChange,
         other => {
             return Err(ApiError::new(ErrorCode::ValidationFailed)
                 .with_details(format!(
-                    "type: `{other}` is not signup, invite, magiclink or recovery"
+                    "type: `{other}` is not signup, invite, magiclink, recovery, email_change_current or email_change_new"
                 ))
                 .into())
         }
+    };
+    let new_email = match (kind, body.new_email.as_deref()) {
+        (Kind::EmailChange, Some(new_email)) => Some(users::validate_email(new_email)?),
+        (Kind::EmailChange, None) => {
+            return Err(ApiError::new(ErrorCode::ValidationFailed)
+                .with_details("new_email: an email change link needs the new address")
+                .into())
+        }
+        _ => None,
     };
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
@@ -220,12 +236,29 @@ async fn generate_link(
             .map(|row| row.get(0))
             .ok_or_else(|| HttpError::new(ErrorCode::UserNotFound))?,
     };
+    if let Some(new_email) = &new_email {
+        let taken = transaction
+            .query_opt(
+                "SELECT 1 FROM auth.users WHERE lower(email) = lower($1) AND id <> $2",
+                &[new_email, &id],
+            )
+            .await?;
+        if taken.is_some() {
+            return Err(ErrorCode::UserAlreadyExists.into());
+        }
+        transaction
+            .execute(
+                "UPDATE auth.users SET new_email = $2, email_change_sent_at = now() WHERE id = $1",
+                &[&id, new_email],
+            )
+            .await?;
+    }
     let link = email::issue_token(
         &state,
         &transaction,
         id,
         kind,
-        None,
+        new_email.as_deref(),
         body.redirect_to.as_deref(),
         None,
     )

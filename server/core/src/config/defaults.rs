@@ -138,6 +138,8 @@ impl Default for AuthConfig {
             email_confirmation: "auto".into(),
             email_token_ttl_secs: 3600,
             anonymous_sign_ins: false,
+            secure_password_change: false,
+            reauthentication_window_secs: 24 * 3600,
             redirect_allow_list: Vec::new(),
         }
     }
@@ -171,6 +173,11 @@ impl Default for TemplatesConfig {
             recovery: template("Reset your password", "Reset your password"),
             magic_link: template("Your sign-in link", "Sign in"),
             email_change: template("Confirm your new email address", "Confirm {{ new_email }}"),
+            reauthentication: EmailTemplate {
+                subject: "Confirm reauthentication".into(),
+                html: "<h2>Confirm reauthentication</h2>\n<p>Enter the code: <strong>{{ token }}</strong></p>\n<p>If you did not ask for this, change your password.</p>\n".into(),
+                text: "Confirm reauthentication\n\nEnter the code: {{ token }}\n\nIf you did not ask for this, change your password.\n".into(),
+            },
         }
     }
 }

@@ -161,6 +161,14 @@ pub struct AuthConfig {
     /// Whether `POST /auth/v1/signup` without credentials makes an anonymous
     /// user (supabase-js `signInAnonymously`).
     pub anonymous_sign_ins: bool,
+    /// Whether changing the password through `PUT /auth/v1/user` needs the
+    /// `nonce` emailed by `GET /auth/v1/reauthenticate` when the session is
+    /// older than `reauthentication_window_secs` (GoTrue's secure password
+    /// change).
+    pub secure_password_change: bool,
+    /// How long after signing in a session may change the password without
+    /// a nonce (0: never).
+    pub reauthentication_window_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,10 +281,13 @@ pub struct TemplatesConfig {
     pub recovery: EmailTemplate,
     pub magic_link: EmailTemplate,
     pub email_change: EmailTemplate,
+    /// The code of `GET /auth/v1/reauthenticate` (`{{ token }}`).
+    pub reauthentication: EmailTemplate,
 }
 
-/// An email: subject, HTML and text bodies with `{{ link }}`, `{{ email }}`,
-/// `{{ new_email }}` and `{{ site_url }}` placeholders.
+/// An email: subject, HTML and text bodies with `{{ link }}`, `{{ token }}`
+/// (a reauthentication code), `{{ email }}`, `{{ new_email }}` and
+/// `{{ site_url }}` placeholders.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmailTemplate {

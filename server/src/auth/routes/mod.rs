@@ -39,6 +39,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/auth/v1/recover").route(web::post().to(recover)))
         .service(resource("/auth/v1/otp").route(web::post().to(otp)))
         .service(resource("/auth/v1/resend").route(web::post().to(resend)))
+        .service(resource("/auth/v1/reauthenticate").route(web::get().to(reauthenticate)))
+        .service(resource("/auth/v1/user/identities/{id}").route(web::delete().to(unlink_identity)))
         .service(
             resource("/auth/v1/verify")
                 .route(web::post().to(verify_post))

@@ -1,4 +1,6 @@
-//! `GET`/`PUT /auth/v1/user`: the signed-in user, and changing their password, metadata or address.
+//! `GET`/`PUT /auth/v1/user`: the signed-in user, and changing their password,
+//! metadata or address; `GET /auth/v1/reauthenticate`: the code a password
+//! change asks for under `auth.secure_password_change`.
 
 use super::*;
 
@@ -18,12 +20,121 @@ pub(super) async fn get_user(
     Ok(HttpResponse::Ok().json(json))
 }
 
-/// Unknown fields (supabase-js sends `nonce`, `code_challenge`, ...) are ignored.
+/// Unknown fields (supabase-js sends `code_challenge`, ...) are ignored.
 #[derive(Deserialize)]
 pub(super) struct UpdateUserBody {
     email: Option<String>,
     password: Option<String>,
     data: Option<serde_json::Map<String, Value>>,
+    /// The code of `GET /auth/v1/reauthenticate`.
+    nonce: Option<String>,
+}
+
+/// `DELETE /auth/v1/user/identities/{id}` (supabase-js `unlinkIdentity`): a
+/// Basalt user's one identity is their email address, and a user keeps at
+/// least one (as GoTrue), so this always refuses: `422` for that identity,
+/// `404` for any other id.
+pub(super) async fn unlink_identity(
+    user: SignedIn,
+    state: Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let client = state.pool.get().await?;
+    if !sessions::is_live(&state, &client, user.user_id, user.session_id).await? {
+        return Err(ErrorCode::SessionExpired.into());
+    }
+    let has_email: bool = client
+        .query_one(
+            "SELECT NOT is_anonymous AND coalesce(email, '') <> '' FROM auth.users WHERE id = $1",
+            &[&user.user_id],
+        )
+        .await?
+        .get(0);
+    if has_email && path.as_str() == user.user_id.to_string() {
+        Err(ErrorCode::SingleIdentityNotDeletable.into())
+    } else {
+        Err(ErrorCode::IdentityNotFound.into())
+    }
+}
+
+/// Emails the signed-in user a six-digit code (`templates.reauthentication`)
+/// for `PUT /auth/v1/user`'s `nonce`; a new one replaces the last.
+pub(super) async fn reauthenticate(
+    user: SignedIn,
+    state: Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    if !state.email_enabled {
+        return Err(ErrorCode::EmailNotConfigured.into());
+    }
+    let client = state.pool.get().await?;
+    if !sessions::is_live(&state, &client, user.user_id, user.session_id).await? {
+        return Err(ErrorCode::SessionExpired.into());
+    }
+    let email: Option<String> = client
+        .query_one(
+            "SELECT email FROM auth.users WHERE id = $1",
+            &[&user.user_id],
+        )
+        .await?
+        .get(0);
+    let Some(email) = email.filter(|email| !email.is_empty()) else {
+        return Err(ApiError::new(ErrorCode::ReauthenticationNotValid)
+            .with_details("reauthentication needs an email address")
+            .into());
+    };
+    state
+        .rate_limiter()
+        .check_email("reauthentication", &email, Instant::now())?;
+    let email_request = email::EmailRequest {
+        kind: "reauthentication".into(),
+        email,
+        user_id: Some(user.user_id),
+        new_email: None,
+        redirect_to: None,
+        create_user: false,
+        data: None,
+        ip: Some(request_ip(&request, &state.trusted_proxies)),
+        code_challenge: None,
+    };
+    email::enqueue(&state, &client, &email_request).await?;
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// Under `auth.secure_password_change`, a session signed in longer ago
+/// than `auth.reauthentication_window_secs` changes the password only with
+/// the emailed `nonce`, which the attempt spends.
+async fn check_reauthentication(
+    state: &AppState,
+    user: &SignedIn,
+    nonce: Option<&str>,
+) -> Result<(), HttpError> {
+    if !state.config.auth.secure_password_change {
+        return Ok(());
+    }
+    let client = state.pool.get().await?;
+    let recent: bool = client
+        .query_one(
+            "SELECT coalesce(bool_or(created_at > now() - make_interval(secs => $2::float8)), false)
+             FROM auth.sessions WHERE id = $1",
+            &[
+                &user.session_id,
+                &(state.config.auth.reauthentication_window_secs as f64),
+            ],
+        )
+        .await?
+        .get(0);
+    if recent && state.config.auth.reauthentication_window_secs > 0 {
+        return Ok(());
+    }
+    let Some(nonce) = nonce else {
+        return Err(ErrorCode::ReauthenticationNeeded.into());
+    };
+    if email::spend_code(&client, user.user_id, nonce).await? {
+        Ok(())
+    } else {
+        Err(ErrorCode::ReauthenticationNotValid.into())
+    }
 }
 
 /// Changes the password and/or merges `data` into user_metadata.
@@ -39,6 +150,9 @@ pub(super) async fn update_user(
         .map(users::validate_email)
         .transpose()?;
     let new_hash = users::hash_new_password(&state, body.password.as_ref()).await?;
+    if new_hash.is_some() {
+        check_reauthentication(&state, &user, body.nonce.as_deref()).await?;
+    }
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
     if !sessions::is_live(&state, &transaction, user.user_id, user.session_id).await? {
