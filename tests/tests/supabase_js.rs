@@ -142,6 +142,19 @@ async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
         builder = builder.env(name, value);
     }
     let basalt = builder.start().await;
+    // A table only sessions that passed a second factor may read.
+    let response = basalt
+        .admin_sql(
+            "create table vault (id int primary key, note text);
+             insert into vault values (1, 'shh');
+             grant select on vault to authenticated",
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    basalt
+        .as_service()
+        .policy(json!({"subject": "aal2", "object": "table:public.vault", "action": "select"}))
+        .await;
     let maildir = smtp.maildir().to_string_lossy().into_owned();
     run_script(&basalt, "supabase-auth.mjs", &[("MAILDIR", maildir)]).await;
     // What the script asked to be sent was sent: the sign-up confirmation

@@ -52,6 +52,18 @@ impl Kind {
         }
     }
 
+    /// How a session opened by this kind's link was authenticated (GoTrue's
+    /// `amr` method names).
+    pub fn amr(self) -> &'static str {
+        match self {
+            Kind::Signup => "email/signup",
+            Kind::Recovery => "recovery",
+            Kind::MagicLink => "magiclink",
+            Kind::EmailChange => "email_change",
+            Kind::Reauthentication => "reauthentication",
+        }
+    }
+
     fn template(self, state: &AppState) -> &EmailTemplate {
         let templates = &state.config.templates;
         match self {
@@ -413,10 +425,10 @@ pub async fn exchange(
     client: &impl GenericClient,
     auth_code: &str,
     verifier: &str,
-) -> Result<Uuid, HttpError> {
+) -> Result<(Uuid, &'static str), HttpError> {
     let row = client
         .query_opt(
-            "SELECT id, user_id, code_challenge, code_challenge_method FROM auth.flow_states
+            "SELECT id, user_id, code_challenge, code_challenge_method, authentication_method FROM auth.flow_states
              WHERE auth_code_hash = $1 AND used_at IS NULL AND expires_at > now() FOR UPDATE",
             &[&hash(auth_code)],
         )
@@ -435,7 +447,8 @@ pub async fn exchange(
             &[&row.get::<_, i64>(0)],
         )
         .await?;
-    Ok(row.get(1))
+    let method = Kind::parse(row.get(4)).map_or("otp", Kind::amr);
+    Ok((row.get(1), method))
 }
 
 /// What a verified token unlocked: a session, or — for a link made for a
@@ -565,7 +578,8 @@ pub async fn verify(
             redirect_to,
         });
     }
-    let session = sessions::start(state, &transaction, user_id, actor, user_agent).await?;
+    let session =
+        sessions::start(state, &transaction, user_id, kind.amr(), actor, user_agent).await?;
     transaction.commit().await?;
     Ok(Verified {
         session: Some(session),

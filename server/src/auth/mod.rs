@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod email;
 pub mod links;
+pub mod mfa;
 pub mod passwords;
 pub mod routes;
 pub mod sessions;

@@ -71,6 +71,12 @@ async fn access_token(
     let user = users::by_id(client, user_id)
         .await?
         .ok_or_else(|| HttpError::new(ErrorCode::RefreshTokenNotFound))?;
+    let session = client
+        .query_one(
+            "SELECT aal, amr FROM auth.sessions WHERE id = $1",
+            &[&session_id],
+        )
+        .await?;
     let now = chrono::Utc::now().timestamp();
     let ttl = state.config.auth.access_token_ttl_secs as i64;
     let claims = AccessClaims {
@@ -85,29 +91,57 @@ async fn access_token(
         app_metadata: user["app_metadata"].clone(),
         user_metadata: user["user_metadata"].clone(),
         is_anonymous: user["is_anonymous"].as_bool().unwrap_or(false),
+        aal: session.get(0),
+        amr: session.get(1),
     };
     Ok((state.jwt().mint_access(&claims), now + ttl, user))
 }
 
-/// Opens a session for a user who just proved who they are.
+/// Opens a session for a user who just proved who they are, by `method`
+/// (GoTrue's `amr` names: `password`, `otp`, `magiclink`, `email/signup`,
+/// `recovery`, `email_change`, `anonymous`): an `aal1` session.
 pub async fn start(
     state: &AppState,
     client: &impl deadpool_postgres::GenericClient,
     user_id: Uuid,
+    method: &str,
     actor: Actor<'_>,
     user_agent: Option<&str>,
 ) -> Result<Value, HttpError> {
     let max_lifetime = state.config.auth.session_max_lifetime_secs as f64;
     let session_id: Uuid = client
         .query_one(
-            "INSERT INTO auth.sessions (user_id, not_after, user_agent, ip)
-             VALUES ($1, CASE WHEN $2::float8 > 0 THEN now() + make_interval(secs => $2::float8) END, $3, $4)
+            "INSERT INTO auth.sessions (user_id, not_after, user_agent, ip, amr)
+             VALUES ($1, CASE WHEN $2::float8 > 0 THEN now() + make_interval(secs => $2::float8) END, $3, $4,
+                     jsonb_build_array(jsonb_build_object('method', $5::text, 'timestamp', extract(epoch FROM now())::bigint)))
              RETURNING id",
-            &[&user_id, &max_lifetime, &user_agent, &actor.ip],
+            &[&user_id, &max_lifetime, &user_agent, &actor.ip, &method],
         )
         .await
         ?
         .get(0);
+    let refresh_token = root_token(client, session_id).await?;
+    client
+        .execute(
+            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
+            &[&user_id],
+        )
+        .await?;
+    let (access, expires_at, user) = access_token(state, client, user_id, session_id).await?;
+    Ok(issued_json(
+        access,
+        state.config.auth.access_token_ttl_secs,
+        expires_at,
+        refresh_token,
+        user,
+    ))
+}
+
+/// A new root refresh token of `session_id`.
+async fn root_token(
+    client: &impl deadpool_postgres::GenericClient,
+    session_id: Uuid,
+) -> Result<String, HttpError> {
     let refresh_token = new_root_token();
     client
         .execute(
@@ -115,12 +149,35 @@ pub async fn start(
             &[&hash(&refresh_token), &session_id],
         )
         .await?;
+    Ok(refresh_token)
+}
+
+/// Raises `session_id` to `aal2` after a second factor (`method`), and hands
+/// out its new tokens. The refresh token the client held is dropped (a new
+/// root replaces it), so the session keeps one live branch.
+pub async fn step_up(
+    state: &AppState,
+    client: &impl deadpool_postgres::GenericClient,
+    user_id: Uuid,
+    session_id: Uuid,
+    method: &str,
+) -> Result<Value, HttpError> {
     client
         .execute(
-            "UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1",
-            &[&user_id],
+            "UPDATE auth.sessions SET aal = 'aal2', refreshed_at = now(),
+                    amr = amr || jsonb_build_array(jsonb_build_object(
+                        'method', $2::text, 'timestamp', extract(epoch FROM now())::bigint))
+             WHERE id = $1",
+            &[&session_id, &method],
         )
         .await?;
+    client
+        .execute(
+            "DELETE FROM auth.refresh_tokens WHERE session_id = $1 AND spent_at IS NULL",
+            &[&session_id],
+        )
+        .await?;
+    let refresh_token = root_token(client, session_id).await?;
     let (access, expires_at, user) = access_token(state, client, user_id, session_id).await?;
     Ok(issued_json(
         access,

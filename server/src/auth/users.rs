@@ -7,8 +7,18 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
-/// A user as JSON, built by PostgreSQL from `auth.users u`.
-pub const USER_JSON: &str = "jsonb_build_object(
+/// An MFA factor as GoTrue lists it, built from `auth.mfa_factors f`.
+macro_rules! factor_json {
+    () => {
+        "jsonb_build_object('id', f.id, 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,
+            'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at)"
+    };
+}
+pub const FACTOR_JSON: &str = factor_json!();
+
+/// A user as JSON, built by PostgreSQL from `auth.users u`; `factors`
+/// (GoTrue's MFA factors) only when the user has some.
+pub const USER_JSON: &str = concat!("(jsonb_build_object(
     'id', u.id, 'aud', 'authenticated', 'role', u.role, 'email', coalesce(u.email, ''), 'phone', '',
     'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at,
     'confirmation_sent_at', (SELECT max(t.created_at) FROM auth.one_time_tokens t
@@ -26,7 +36,9 @@ pub const USER_JSON: &str = "jsonb_build_object(
         'last_sign_in_at', u.last_sign_in_at, 'created_at', u.created_at,
         'updated_at', u.updated_at)) END,
     'is_anonymous', u.is_anonymous, 'is_sso_user', false,
-    'created_at', u.created_at, 'updated_at', u.updated_at)";
+    'created_at', u.created_at, 'updated_at', u.updated_at)
+    || coalesce((SELECT jsonb_build_object('factors', jsonb_agg(", factor_json!(), " ORDER BY f.created_at))
+        FROM auth.mfa_factors f WHERE f.user_id = u.id HAVING count(*) > 0), '{}'))");
 
 pub async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<Value>, HttpError> {
     let row = client

@@ -45,6 +45,10 @@ pub struct AccessClaims {
     pub user_metadata: Value,
     /// As GoTrue: policies can tell anonymous users (`{auth.claims.is_anonymous}`).
     pub is_anonymous: bool,
+    /// The session's assurance level: `aal1`, or `aal2` after a second factor.
+    pub aal: String,
+    /// How the session was authenticated: `[{"method", "timestamp"}]`.
+    pub amr: Value,
 }
 
 /// What a verified token says about its bearer.

@@ -50,6 +50,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/auth/v1/.well-known/jwks.json").route(web::get().to(jwks)));
     super::admin::routes(config);
     super::links::routes(config);
+    super::mfa::routes(config);
 }
 
 fn actor<'a>(

@@ -67,7 +67,15 @@ async fn anonymous(
         json!({}),
     )
     .await?;
-    let session = sessions::start(state, &transaction, user_id, actor, user_agent(request)).await?;
+    let session = sessions::start(
+        state,
+        &transaction,
+        user_id,
+        "anonymous",
+        actor,
+        user_agent(request),
+    )
+    .await?;
     transaction.commit().await?;
     Ok(HttpResponse::Ok().json(session))
 }
@@ -165,7 +173,8 @@ pub(super) async fn signup(
         user["recovery_sent_at"] = Value::Null;
         user
     } else {
-        sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?
+        let agent = user_agent(&request);
+        sessions::start(&state, &transaction, user_id, "password", actor, agent).await?
     };
     transaction.commit().await?;
     Ok(HttpResponse::Ok().json(answer))

@@ -61,7 +61,7 @@ async fn pkce_grant(
     };
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let user_id = email::exchange(&transaction, &code, &verifier).await?;
+    let (user_id, method) = email::exchange(&transaction, &code, &verifier).await?;
     let actor = actor(&state, &request, Some(user_id), &caller.role);
     audit::audit(
         &transaction,
@@ -71,8 +71,8 @@ async fn pkce_grant(
         json!({}),
     )
     .await?;
-    let session =
-        sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?;
+    let agent = user_agent(&request);
+    let session = sessions::start(&state, &transaction, user_id, method, actor, agent).await?;
     transaction.commit().await?;
     Ok(HttpResponse::Ok().json(session))
 }
@@ -140,8 +140,8 @@ pub(super) async fn password_grant(
     let transaction = client.transaction().await?;
     let actor = actor(&state, &request, Some(user_id), &caller.role);
     audit::audit(&transaction, "login", actor, Some(user_id), json!({})).await?;
-    let issued =
-        sessions::start(&state, &transaction, user_id, actor, user_agent(&request)).await?;
+    let agent = user_agent(&request);
+    let issued = sessions::start(&state, &transaction, user_id, "password", actor, agent).await?;
     transaction.commit().await?;
     Ok(HttpResponse::Ok().json(issued))
 }

@@ -75,10 +75,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// The engine's view of a caller: token role, user, and roles from the claim.
 pub fn subject_of(state: &AppState, caller: &Caller) -> Subject {
+    let mut claim_roles = claim_roles(state, &caller.claims["app_metadata"]);
+    // A session that passed a second factor holds the built-in role `aal2`.
+    if caller.user.is_some() && caller.claims["aal"] == "aal2" {
+        claim_roles.push("aal2".to_owned());
+    }
     Subject {
         role: caller.role.clone(),
         user_id: caller.user.map(|(user, _)| user),
-        claim_roles: claim_roles(state, &caller.claims["app_metadata"]),
+        claim_roles,
     }
 }
 
