@@ -54,6 +54,19 @@ await check('postgres_changes: inserts, updates and deletes, per binding and per
   await client.removeChannel(channel)
 })
 
+await check('postgres_changes without a table: every captured table the caller may read', async () => {
+  const seen = []
+  const channel = client.channel('db')
+    .on('postgres_changes', { event: 'INSERT', schema: 'public' }, (payload) => seen.push(payload))
+  await subscribed(channel)
+  ok('insert note', await service.from('notes').insert({ body: 'not for anon' }))
+  ok('insert message', await service.from('messages').insert({ room: 'c', body: 'wildcard' }))
+  await until('the message', () => seen.length >= 1)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.deepEqual(seen.map((p) => [p.table, p.new.body]), [['messages', 'wildcard']])
+  await client.removeChannel(channel)
+})
+
 await check('broadcast to the sender itself, acknowledged', async () => {
   const received = []
   const channel = client.channel('chat', { config: { broadcast: { self: true, ack: true } } })

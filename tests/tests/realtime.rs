@@ -790,13 +790,9 @@ async fn the_phoenix_dialect_answers_every_frame_and_survives_bad_ones() {
     let reply = client.expect().await;
     assert_eq!(reply["payload"]["status"], "error", "{reply}");
     assert_eq!(reply["payload"]["response"]["code"], "invalid_message");
-    // A binding without a table, an unknown event, a channel no policy allows.
+    // A token refresh without a token, an unknown event, a channel no policy allows.
     for (event, payload, code) in [
-        (
-            "phx_join",
-            json!({"config": {"postgres_changes": [{"event": "*", "schema": "public"}]}}),
-            "invalid_message",
-        ),
+        ("access_token", json!({}), "invalid_message"),
         ("phx_dance", json!({}), "invalid_message"),
         ("phx_join", json!({"config": {}}), "forbidden"),
     ] {

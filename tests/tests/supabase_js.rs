@@ -201,20 +201,23 @@ async fn the_realtime_socket_answers_supabase_js_as_supabase_realtime_does() {
     let response = basalt
         .admin_sql(
             "create table messages (id serial primary key, room text, body text);
-             grant select on messages to anon, authenticated",
+             grant select on messages to anon, authenticated;
+             create table notes (id serial primary key, body text)",
         )
         .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     let service = basalt.as_service();
-    service
-        .send(
-            Method::POST,
-            "/admin/v1/tables/messages/realtime",
-            &[],
-            None,
-        )
-        .await
-        .expect(200);
+    for table in ["messages", "notes"] {
+        service
+            .send(
+                Method::POST,
+                &format!("/admin/v1/tables/{table}/realtime"),
+                &[],
+                None,
+            )
+            .await
+            .expect(200);
+    }
     for policy in [
         json!({"subject": "anon", "object": "channel:db", "action": "*"}),
         json!({"subject": "anon", "object": "channel:chat", "action": "*"}),

@@ -23,6 +23,44 @@ pub(super) fn table_access(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The specs with `table: "*"` replaced by one per captured table of their
+/// schema that the caller may read (tables they may not read are left out:
+/// a wildcard asks for what the caller may see). Tables enabled later are
+/// not added to a joined channel.
+async fn every_table(
+    state: &AppState,
+    caller: &Caller,
+    specs: Vec<ChangeSpec>,
+) -> Result<Vec<ChangeSpec>, String> {
+    if !specs.iter().any(|spec| spec.table == "*") {
+        return Ok(specs);
+    }
+    let client = state.pool.get().await.map_err(|e| e.to_string())?;
+    let enabled = feed::enabled_tables(&client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut expanded = Vec::new();
+    for spec in specs {
+        if spec.table != "*" {
+            expanded.push(spec);
+            continue;
+        }
+        let schema = spec
+            .schema
+            .clone()
+            .unwrap_or_else(|| state.config.rest.schema.clone());
+        for (_, table) in enabled.iter().filter(|(s, _)| *s == schema) {
+            if table_access(state, caller, &schema, table).is_ok() {
+                expanded.push(ChangeSpec {
+                    table: table.clone(),
+                    ..spec.clone()
+                });
+            }
+        }
+    }
+    Ok(expanded)
+}
+
 pub(super) async fn join(
     state: &AppState,
     hub: &Hub,
@@ -66,6 +104,10 @@ pub(super) async fn join(
     if !decision.allowed {
         return vec![error(&reference, ErrorCode::Forbidden, decision.reason)];
     }
+    let specs = match every_table(state, caller, specs).await {
+        Ok(specs) => specs,
+        Err(problem) => return vec![error(&reference, ErrorCode::DatabaseUnavailable, problem)],
+    };
     let mut subscriptions = Vec::new();
     for spec in specs {
         let schema = spec

@@ -52,7 +52,11 @@ struct Binding {
     id: u32,
     event: Option<String>,
     schema: String,
+    /// A table, or `*` for every captured table of the schema.
     table: String,
+    /// The table as the client wrote it (none for every table): the join's
+    /// reply echoes it.
+    table_text: Option<String>,
     /// As the client wrote it (the join's reply echoes it), and parsed.
     filter_text: Option<String>,
     filter: Option<Expr>,
@@ -254,11 +258,8 @@ impl Phoenix {
                 for spec in config["postgres_changes"].as_array().into_iter().flatten() {
                     let event = spec["event"].as_str().unwrap_or("*");
                     let schema = spec["schema"].as_str().unwrap_or("public");
-                    let Some(table) = spec["table"].as_str().filter(|t| *t != "*") else {
-                        return Err(invalid(
-                            "each postgres_changes binding names its table".into(),
-                        ));
-                    };
+                    // No table, or `*`: every captured table of the schema.
+                    let table = spec["table"].as_str().unwrap_or("*");
                     let filter = spec["filter"].as_str().filter(|f| !f.is_empty());
                     specs.push(
                         json!({"event": event, "schema": schema, "table": table, "filter": filter}),
@@ -268,6 +269,7 @@ impl Phoenix {
                         event: (event != "*").then(|| event.to_owned()),
                         schema: schema.to_owned(),
                         table: table.to_owned(),
+                        table_text: spec["table"].as_str().map(str::to_owned),
                         filter_text: filter.map(str::to_owned),
                         filter: filter.and_then(|f| parse_condition(f).ok()),
                     });
@@ -346,7 +348,7 @@ impl Phoenix {
             "id": b.id,
             "event": b.event.as_deref().unwrap_or("*"),
             "schema": b.schema,
-            "table": b.table,
+            "table": b.table_text,
             "filter": b.filter_text,
         })).collect::<Vec<_>>()})
     }
@@ -375,7 +377,7 @@ impl Phoenix {
                     .bindings
                     .iter()
                     .filter(|b| b.event.as_deref().is_none_or(|e| e == operation))
-                    .filter(|b| b.schema == schema && b.table == table)
+                    .filter(|b| b.schema == schema && (b.table == table || b.table == "*"))
                     .filter(|b| match &b.filter {
                         None => true,
                         Some(filter) => {

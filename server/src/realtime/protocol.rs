@@ -2,7 +2,7 @@
 
 use super::*;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub(super) struct ChangeSpec {
     #[serde(default)]
     pub(super) event: Option<String>,
