@@ -22,7 +22,6 @@ pub(super) fn table_access(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The specs with `table: "*"` replaced by one per captured table of their
 /// schema that the caller may read (tables they may not read are left out:
 /// a wildcard asks for what the caller may see). Tables enabled later are
@@ -61,6 +60,7 @@ async fn every_table(
     Ok(expanded)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn join(
     state: &AppState,
     hub: &Hub,
