@@ -746,7 +746,7 @@ async fn rpc_calls_functions_with_named_arguments() {
     assert_eq!(answer.status, 404);
     assert_eq!(
         answer.json()["details"],
-        "`add_them` cannot be called with no arguments"
+        "`add_them` cannot be called with the arguments c"
     );
     assert!(answer.json()["hint"]
         .as_str()

@@ -87,11 +87,25 @@ async fn postgrest_errors(
     let http = request.request().clone();
     match next.call(request).await {
         Ok(response) => {
-            let upstream = response
+            let mut upstream = response
                 .response()
                 .error()
                 .and_then(|error| error.as_error::<HttpError>())
                 .map(HttpError::upstream_response);
+            // The framework's bare 405 for a method the resource lacks.
+            let bare = !response
+                .headers()
+                .contains_key(actix_web::http::header::CONTENT_TYPE);
+            if upstream.is_none() && bare && response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                let mut replacement =
+                    HttpError::new(ErrorCode::MethodNotAllowed).upstream_response();
+                if let Some(allow) = response.headers().get(actix_web::http::header::ALLOW) {
+                    replacement
+                        .headers_mut()
+                        .insert(actix_web::http::header::ALLOW, allow.clone());
+                }
+                upstream = Some(replacement);
+            }
             Ok(match upstream {
                 Some(replacement) => response.into_response(replacement).map_into_right_body(),
                 None => response.map_into_left_body(),

@@ -416,8 +416,24 @@ async fn query_arguments(
             }
         }
     }
+    // A parameter that is no filter (a filter's value is `op.value`) and
+    // none of the reserved ones is meant as an argument: named so, a
+    // function without it is not found (`add?c=1`: "the arguments c").
+    let reserved = [
+        "select",
+        "order",
+        "limit",
+        "offset",
+        "columns",
+        "on_conflict",
+        "cursor",
+    ];
+    let argument = |key: &String, value: &String| {
+        names.contains(key)
+            || !value.contains('.') && !key.contains('.') && !reserved.contains(&key.as_str())
+    };
     pairs.retain(|(key, value)| {
-        if !names.contains(key) {
+        if !argument(key, value) {
             return true;
         }
         let value = Value::String(value.clone());

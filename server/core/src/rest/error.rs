@@ -490,6 +490,10 @@ impl Problem for WriteError {
     fn code(&self) -> ErrorCode {
         match self {
             WriteError::WrongType { .. } => ErrorCode::InvalidValue,
+            // The body is not the objects a write takes: PGRST102's entry.
+            WriteError::NotObjects | WriteError::NotAnObject | WriteError::NotOneObject { .. } => {
+                ErrorCode::InvalidJson
+            }
             _ => ErrorCode::InvalidQuery,
         }
     }
