@@ -58,6 +58,7 @@ await check('a wrong password is the GoTrue error', async () => {
   const result = await client.auth.signInWithPassword({ email: 'ada@example.com', password: 'wrong password here' })
   assert.equal(result.error?.status, 400)
   assert.equal(result.error?.code, 'invalid_credentials')
+  assert.equal(result.error?.message, 'Invalid login credentials', "GoTrue's English")
 })
 
 await check('resend a pending sign-up confirmation', async () => {
