@@ -179,7 +179,7 @@ await check('views embed through the foreign keys of the tables they show', asyn
   assert.deepEqual(novel, { title: 'War and Peace', writers: { name: 'Tolstoy' } })
   const writer = ok('reverse', await db.from('writers').select('name,novels(title)').eq('id', 1).order('id', { referencedTable: 'novels' }).single())
   assert.deepEqual(writer, { name: 'Austen', novels: [{ title: 'Emma' }, { title: 'Persuasion' }] })
-  const early = ok('view of a view', await db.from('early_novels').select('title,writers(name)').order('id'))
+  const early = ok('view of a view, key renamed', await db.from('early_novels').select('title,writers(name)').order('id'))
   assert.deepEqual(early.map((n) => n.writers.name), ['Austen', 'Austen'])
 })
 

@@ -70,7 +70,7 @@ insert into private.writers values (1, 'Austen'), (2, 'Tolstoy');
 insert into private.novels values (1, 'Emma', 1), (2, 'Persuasion', 1), (3, 'War and Peace', 2);
 create view writers as select id, name from private.writers;
 create view novels as select id, title, writer_id from private.novels;
-create view early_novels as select id, title, writer_id from novels where id < 3;
+create view early_novels as select id, title, writer_id as by_writer from novels where id < 3;
 create function filmography(actors) returns setof films language sql stable as
   $$ select f.* from films f join roles r on r.film_id = f.id where r.actor_id = $1.id $$;
 ";

@@ -198,9 +198,9 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
             foreign_columns: row.get(6),
         })
         .collect();
-    // Each column of a view of this schema (or of a view it reads, down to
-    // the tables) with the name of a base column its query reads.
-    let view_columns: Vec<ViewColumn> = client
+    // The rules of this schema's views (and of the views they read, down to
+    // the tables): which base column each view column shows.
+    let rules: Vec<(Relation, Vec<views::Origin>)> = client
         .query(
             "WITH RECURSIVE views AS (
                 SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -212,27 +212,57 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
                                  AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> views.oid
                 JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('v', 'm')
              )
-             SELECT DISTINCT vn.nspname::text, v.relname::text, va.attname::text, bn.nspname::text, b.relname::text
+             SELECT n.nspname::text, v.relname::text, r.ev_action::text
              FROM views
              JOIN pg_class v ON v.oid = views.oid
-             JOIN pg_namespace vn ON vn.oid = v.relnamespace
-             JOIN pg_rewrite r ON r.ev_class = v.oid
-             JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                              AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
-                              AND d.refobjid <> v.oid
-             JOIN pg_class b ON b.oid = d.refobjid
-             JOIN pg_namespace bn ON bn.oid = b.relnamespace
-             JOIN pg_attribute a ON a.attrelid = b.oid AND a.attnum = d.refobjsubid
-             JOIN pg_attribute va ON va.attrelid = v.oid AND va.attname = a.attname
-                                  AND va.attnum > 0 AND NOT va.attisdropped",
+             JOIN pg_namespace n ON n.oid = v.relnamespace
+             JOIN pg_rewrite r ON r.ev_class = v.oid AND r.rulename = '_RETURN'",
             &[&name],
         )
         .await?
         .iter()
-        .map(|row| ViewColumn {
-            view: (row.get(0), row.get(1)),
-            column: row.get(2),
-            base: (row.get(3), row.get(4)),
+        .map(|row| {
+            let rule: String = row.get(2);
+            ((row.get(0), row.get(1)), views::origins(&rule))
+        })
+        .collect();
+    let mut tables: Vec<u32> = rules
+        .iter()
+        .flat_map(|(_, origins)| origins.iter().map(|origin| origin.table))
+        .collect();
+    tables.sort_unstable();
+    tables.dedup();
+    let mut base_columns = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT c.oid, n.nspname::text, c.relname::text, a.attnum, a.attname::text
+             FROM pg_attribute a
+             JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&tables],
+        )
+        .await?
+    {
+        let relation: Relation = (row.get(1), row.get(2));
+        base_columns.insert(
+            (row.get::<_, u32>(0), row.get::<_, i16>(3)),
+            (relation, row.get::<_, String>(4)),
+        );
+    }
+    let view_columns: Vec<ViewColumn> = rules
+        .iter()
+        .flat_map(|(view, origins)| {
+            let base_columns = &base_columns;
+            origins.iter().filter_map(move |origin| {
+                let (base, base_column) = base_columns.get(&(origin.table, origin.column))?;
+                Some(ViewColumn {
+                    view: view.clone(),
+                    column: origin.name.clone(),
+                    base: base.clone(),
+                    base_column: base_column.clone(),
+                })
+            })
         })
         .collect();
     views::infer(&mut schema, &foreign_keys, &view_columns, &unique_keys);

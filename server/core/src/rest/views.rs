@@ -4,12 +4,14 @@
 //! of views resolve down to the table; the base tables may live in schemas
 //! that are not exposed.
 //!
-//! A view column is matched to the base column of the same name among the
-//! columns the view's query reads (`pg_depend`); a column renamed in the
-//! view, or a name two of its base tables share, carries no key.
+//! Which base column a view column shows comes from the view's rule (its
+//! query tree, as `pg_rewrite.ev_action` prints it): each output column of
+//! the top-level query names its origin table and column (`resorigtbl`,
+//! `resorigcol`), renames included. A computed column, or one of a `UNION`,
+//! has no origin and carries no key.
 
 use super::schema::{ForeignKey, Schema};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A relation by schema and name.
 pub type Relation = (String, String);
@@ -24,12 +26,138 @@ pub struct BaseForeignKey {
     pub foreign_columns: Vec<String>,
 }
 
-/// A view column with the same name as a base column its query reads.
+/// A view column and the base column it shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewColumn {
     pub view: Relation,
     pub column: String,
     pub base: Relation,
+    pub base_column: String,
+}
+
+/// An output column of a view's rule: its name, and the table (by oid) and
+/// column (by number) it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub name: String,
+    pub table: u32,
+    pub column: i16,
+}
+
+/// A node of PostgreSQL's printed query trees: `{TYPE :field value …}`,
+/// `(…)` lists, and atoms (backslash escapes undone).
+#[derive(Debug)]
+enum Node {
+    Map(Vec<(String, Vec<Node>)>),
+    List(Vec<Node>),
+    Atom(String),
+}
+
+/// Reads one node at `at` (after leading spaces).
+fn node(text: &[char], at: &mut usize) -> Option<Node> {
+    while text.get(*at).is_some_and(|c| c.is_whitespace()) {
+        *at += 1;
+    }
+    match text.get(*at)? {
+        '{' => {
+            *at += 1;
+            let _type = atom(text, at);
+            let mut fields: Vec<(String, Vec<Node>)> = Vec::new();
+            loop {
+                while text.get(*at).is_some_and(|c| c.is_whitespace()) {
+                    *at += 1;
+                }
+                match text.get(*at)? {
+                    '}' => {
+                        *at += 1;
+                        return Some(Node::Map(fields));
+                    }
+                    ':' => fields.push((atom(text, at), Vec::new())),
+                    _ => {
+                        let value = node(text, at)?;
+                        fields.last_mut()?.1.push(value);
+                    }
+                }
+            }
+        }
+        '(' => {
+            *at += 1;
+            let mut items = Vec::new();
+            loop {
+                while text.get(*at).is_some_and(|c| c.is_whitespace()) {
+                    *at += 1;
+                }
+                if *text.get(*at)? == ')' {
+                    *at += 1;
+                    return Some(Node::List(items));
+                }
+                items.push(node(text, at)?);
+            }
+        }
+        '}' | ')' => None,
+        _ => Some(Node::Atom(atom(text, at))),
+    }
+}
+
+/// A token up to whitespace or a bracket, with `\x` read as `x`.
+fn atom(text: &[char], at: &mut usize) -> String {
+    let mut token = String::new();
+    while let Some(&c) = text.get(*at) {
+        match c {
+            '\\' => {
+                token.extend(text.get(*at + 1));
+                *at += 2;
+            }
+            c if c.is_whitespace() || "{}()".contains(c) => break,
+            c => {
+                token.push(c);
+                *at += 1;
+            }
+        }
+    }
+    token
+}
+
+/// The output columns of a view's rule (`pg_rewrite.ev_action`) and their
+/// origins: the top-level query's target list, junk entries left out.
+pub fn origins(rule: &str) -> Vec<Origin> {
+    let text: Vec<char> = rule.chars().collect();
+    let mut at = 0;
+    let Some(Node::List(queries)) = node(&text, &mut at) else {
+        return Vec::new();
+    };
+    let Some(Node::Map(query)) = queries.first() else {
+        return Vec::new();
+    };
+    let field = |fields: &[(String, Vec<Node>)], name: &str| -> Option<String> {
+        match fields.iter().find(|(n, _)| n == name)?.1.first()? {
+            Node::Atom(value) => Some(value.clone()),
+            _ => None,
+        }
+    };
+    let Some((_, target_list)) = query.iter().find(|(name, _)| name == ":targetList") else {
+        return Vec::new();
+    };
+    let Some(Node::List(entries)) = target_list.first() else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let Node::Map(fields) = entry else {
+                return None;
+            };
+            if field(fields, ":resjunk").as_deref() == Some("true") {
+                return None;
+            }
+            Some(Origin {
+                name: field(fields, ":resname")?,
+                table: field(fields, ":resorigtbl")?.parse().ok()?,
+                column: field(fields, ":resorigcol")?.parse().ok()?,
+            })
+        })
+        .filter(|origin| origin.table != 0 && origin.column > 0)
+        .collect()
 }
 
 /// How one exposed relation shows a base table: the base column → its
@@ -39,36 +167,32 @@ struct Exposure {
     columns: BTreeMap<String, String>,
 }
 
-/// The view columns that stand for exactly one base column, by view.
-fn unambiguous(view_columns: &[ViewColumn]) -> BTreeMap<&Relation, BTreeMap<&str, &Relation>> {
-    let mut candidates: BTreeMap<(&Relation, &str), BTreeSet<&Relation>> = BTreeMap::new();
+/// Each view's columns and the base column each shows.
+type Shown<'a> = BTreeMap<&'a Relation, BTreeMap<&'a str, (&'a Relation, &'a str)>>;
+
+fn shown(view_columns: &[ViewColumn]) -> Shown<'_> {
+    let mut views: Shown = BTreeMap::new();
     for column in view_columns {
-        candidates
-            .entry((&column.view, &column.column))
+        views
+            .entry(&column.view)
             .or_default()
-            .insert(&column.base);
-    }
-    let mut views: BTreeMap<&Relation, BTreeMap<&str, &Relation>> = BTreeMap::new();
-    for ((view, column), bases) in candidates {
-        if let [base] = bases.into_iter().collect::<Vec<_>>()[..] {
-            views.entry(view).or_default().insert(column, base);
-        }
+            .insert(&column.column, (&column.base, &column.base_column));
     }
     views
 }
 
-/// The base table column `column` of `relation` stands for, through views
-/// of views (a few levels at most).
+/// The base table column `column` of `relation` shows, through views of
+/// views (a few levels at most).
 fn resolve<'a>(
-    views: &BTreeMap<&'a Relation, BTreeMap<&'a str, &'a Relation>>,
+    views: &Shown<'a>,
     relation: &'a Relation,
     column: &'a str,
-) -> Option<&'a Relation> {
-    let mut current = relation;
+) -> Option<(&'a Relation, &'a str)> {
+    let (mut current, mut name) = (relation, column);
     for _ in 0..8 {
         match views.get(current) {
-            Some(columns) => current = columns.get(column)?,
-            None => return Some(current),
+            Some(columns) => (current, name) = *columns.get(name)?,
+            None => return Some((current, name)),
         }
     }
     None
@@ -83,7 +207,7 @@ pub fn infer(
     view_columns: &[ViewColumn],
     unique_keys: &[(Relation, Vec<String>)],
 ) {
-    let views = unambiguous(view_columns);
+    let views = shown(view_columns);
     let mut exposures: BTreeMap<Relation, Vec<Exposure>> = BTreeMap::new();
     for table in schema.tables.values() {
         let relation = (schema.name.clone(), table.name.clone());
@@ -92,13 +216,13 @@ pub fn infer(
             let base = if views.contains_key(&relation) {
                 resolve(&views, &relation, column)
             } else {
-                Some(&relation)
+                Some((&relation, column.as_str()))
             };
-            if let Some(base) = base {
+            if let Some((base, base_column)) = base {
                 by_base
                     .entry(base.clone())
                     .or_default()
-                    .insert(column.clone(), column.clone());
+                    .insert(base_column.to_owned(), column.clone());
             }
         }
         for (base, columns) in by_base {
@@ -173,28 +297,52 @@ mod tests {
         }
     }
 
-    fn shows(view: &str, columns: &[&str], base: Relation) -> Vec<ViewColumn> {
+    fn shows(view: &str, columns: &[(&str, &str)], base: Relation) -> Vec<ViewColumn> {
         columns
             .iter()
-            .map(|column| ViewColumn {
+            .map(|(column, base_column)| ViewColumn {
                 view: relation("api", view),
                 column: column.to_string(),
                 base: base.clone(),
+                base_column: base_column.to_string(),
             })
             .collect()
     }
 
     #[test]
+    fn a_rules_output_columns_and_their_origins() {
+        // `create view renamed as select p.id, p.author_id as writer,
+        //  a.name as "who (name)", (select count(*) from posts q
+        //  where q.author_id = p.author_id) as n from posts p join authors a
+        //  on a.id = p.author_id`, as PostgreSQL 15 printed its rule.
+        let rule = include_str!("golden/view_rule.txt");
+        let found: Vec<(String, i16)> = origins(rule)
+            .into_iter()
+            .map(|o| (o.name, o.column))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("id".into(), 1),
+                ("writer".into(), 2),
+                ("who (name)".into(), 2)
+            ]
+        );
+        assert!(origins("not a rule").is_empty());
+        assert!(origins("({QUERY :targetList ({TARGETENTRY :resname").is_empty());
+    }
+
+    #[test]
     fn views_carry_their_base_tables_keys() {
         // api.books and api.authors are views over private tables; api.bestsellers a
-        // view of api.books; api.pairs joins two tables that both have `id`.
+        // view of api.books renaming its key; api.pairs joins the two.
         let mut schema = Schema {
             name: "api".into(),
             tables: [
                 table("books", &["id", "title", "author_id"]),
                 table("authors", &["id", "name"]),
-                table("bestsellers", &["id", "author_id"]),
-                table("pairs", &["id", "author_id"]),
+                table("bestsellers", &["id", "writer"]),
+                table("pairs", &["author_id", "name"]),
             ]
             .into_iter()
             .map(|t| (t.name.clone(), t))
@@ -203,15 +351,18 @@ mod tests {
         };
         let books = relation("private", "books");
         let authors = relation("private", "authors");
-        let mut columns = shows("books", &["id", "title", "author_id"], books.clone());
-        columns.extend(shows("authors", &["id", "name"], authors.clone()));
+        let same = |names: &[&'static str]| names.iter().map(|n| (*n, *n)).collect::<Vec<_>>();
+        let mut columns = shows("books", &same(&["id", "title", "author_id"]), books.clone());
+        columns.extend(shows("authors", &same(&["id", "name"]), authors.clone()));
+        // A view of a view, renaming the key it shows.
         columns.extend(shows(
             "bestsellers",
-            &["id", "author_id"],
+            &[("id", "id"), ("writer", "author_id")],
             relation("api", "books"),
         ));
-        columns.extend(shows("pairs", &["id", "author_id"], books.clone()));
-        columns.extend(shows("pairs", &["id"], authors.clone()));
+        // A join: each column from its own table.
+        columns.extend(shows("pairs", &[("author_id", "author_id")], books.clone()));
+        columns.extend(shows("pairs", &[("name", "name")], authors.clone()));
         let fks = [BaseForeignKey {
             name: "books_author_id_fkey".into(),
             table: books.clone(),
@@ -238,8 +389,14 @@ mod tests {
             schema.relationship("authors", "books", None),
             Ok(Relationship::ToMany(_))
         ));
+        let renamed = schema
+            .foreign_keys
+            .iter()
+            .find(|fk| fk.table == "bestsellers")
+            .unwrap();
+        assert_eq!(renamed.columns, vec!["writer"]);
         assert_eq!(schema.tables["bestsellers"].unique_keys, vec![vec!["id"]]);
-        // `pairs.id` could be either table's: no key.
+        // `pairs` shows no key of either table.
         assert!(schema.tables["pairs"].unique_keys.is_empty());
     }
 }
