@@ -103,6 +103,11 @@ await check('rpc: count, head and max-affected', async () => {
   assert.equal(head.error, null, JSON.stringify(head.error))
   assert.equal(head.count, 3)
   assert.equal(head.data, null)
+  // Counted in the same statement: a function that writes runs once.
+  const hit = await db.rpc('hit', {}, { count: 'exact' })
+  assert.equal(hit.count, 1, JSON.stringify(hit))
+  const hits = await db.from('hits').select('id', { count: 'exact', head: true })
+  assert.equal(hits.count, 1, 'hit() ran once')
   const capped = await db.rpc('touch_items', {}).maxAffected(1)
   assert.equal(capped.status, 400, JSON.stringify(capped))
 })

@@ -41,6 +41,8 @@ insert into matches values (1, 1, 2, null);
 create function shout(actors) returns text language sql stable as $$ select upper($1.name) || '!' $$;
 create function film_titles() returns setof text language sql stable as 'select title from films order by id';
 create function touch_items() returns setof items language sql as 'update items set qty = qty returning *';
+create table hits (id serial primary key);
+create function hit() returns setof hits language sql as 'insert into hits default values returning *';
 create function echo_json(json) returns json language sql immutable as 'select $1';
 create function shout_text(text) returns text language sql immutable as 'select upper($1)';
 create function byte_length(bytea) returns int language sql immutable as 'select length($1)';

@@ -86,11 +86,11 @@ impl Arguments {
     }
 }
 
-/// A planned call: its statement and the statement counting its rows (for
-/// `Prefer: count=`), whether it may write, and whether it returns nothing.
+/// A planned call: its one statement (the function runs once; the third
+/// column counts every row the filters keep, unless it returns nothing),
+/// whether it may write, and whether it returns nothing.
 pub struct CallPlan {
     pub step: Step,
-    pub count: Option<Step>,
     pub read_only: bool,
     pub void: bool,
 }
@@ -141,10 +141,15 @@ pub async fn plan_call(
             .into());
         }
         // Selected (not wrapped in a subquery the planner could drop), so
-        // the function runs.
+        // the function runs; a set of nothing is counted, so one row comes
+        // back however many it returns (set-returning calls are never dropped).
+        let sql = if function.returns_set {
+            format!("SELECT count(*)::text FROM (SELECT {sql}) AS s")
+        } else {
+            format!("SELECT ({sql})::text")
+        };
         return Ok(CallPlan {
-            step: Step::new((format!("SELECT ({sql})::text"), params), &relation),
-            count: None,
+            step: Step::new((sql, params), &relation),
             read_only,
             void: true,
         });
@@ -155,10 +160,8 @@ pub async fn plan_call(
         sql,
         params,
     };
-    let (step, count) = result_rows(state, caller, call, &query, &relation)?;
     Ok(CallPlan {
-        step,
-        count: Some(count),
+        step: result_rows(state, caller, call, &query, &relation)?,
         read_only,
         void: false,
     })
@@ -214,8 +217,8 @@ struct Call<'a> {
 }
 
 /// A function's result read like a table: `select` (with embedding, for rows
-/// of a table), filters, order and pages; and the statement counting every
-/// row the filters keep. Rows of a table are decided as a read of that
+/// of a table), filters, order and pages, with the count of every row the
+/// filters keep. Rows of a table are decided as a read of that
 /// table; a composite result's columns and a scalar result (the column
 /// `pgrst_scalar`) are the function's own, granted by `execute`.
 fn result_rows(
@@ -224,7 +227,7 @@ fn result_rows(
     call: Call,
     query: &ReadQuery,
     relation: &str,
-) -> Result<(Step, Step), HttpError> {
+) -> Result<Step, HttpError> {
     let schema = call.schema;
     let function = call.function;
     let single = |shape| {
@@ -293,8 +296,7 @@ fn result_rows(
     let variables = super::variables(caller, &uid);
     let access = Embedding { state, caller };
     let statements = read_sql(source, query, condition.as_ref(), &access, &variables)?;
-    let count = Step::new(statements.count_exact(), relation);
-    Ok((Step::new(statements.read, relation), count))
+    Ok(Step::new(statements.read, relation))
 }
 
 pub async fn call(
@@ -475,13 +477,12 @@ async fn run(
     plan: CallPlan,
 ) -> Result<Reply, HttpError> {
     let void = plan.void;
-    let counting = prefer.count.is_some() && plan.count.is_some();
-    let mut steps = vec![plan.step];
-    if counting {
-        steps.extend(plan.count);
-    }
+    let steps = vec![plan.step];
     let respond = |rows: &[tokio_postgres::Row]| {
-        let reply = call_reply(void, &rows[0]);
+        let Some(row) = rows.first() else {
+            return Err(HttpError::new(ErrorCode::InternalError));
+        };
+        let reply = call_reply(void, row);
         let returned = match reply.body.as_deref().map(serde_json::from_str::<Value>) {
             Some(Ok(Value::Array(items))) => items.len() as i64,
             Some(Ok(Value::Null)) | None => 0,
@@ -498,7 +499,7 @@ async fn run(
         }
         let mut reply = reply;
         if prefer.count.is_some() {
-            let total = if counting { rows[1].get(0) } else { returned };
+            let total = if void { returned } else { row.get(2) };
             let range = match returned {
                 0 => format!("*/{total}"),
                 n => format!("0-{}/{total}", n - 1),

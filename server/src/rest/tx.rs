@@ -255,7 +255,14 @@ impl Prepared {
         // Each step's rows in turn: one each, but for a text plan's lines.
         let mut rows = Vec::with_capacity(results.len());
         for (result, step) in results.into_iter().zip(&self.steps) {
-            rows.extend(result.map_err(|e| self.failed(e, step))?);
+            let step_rows = result.map_err(|e| self.failed(e, step))?;
+            if step_rows.is_empty() {
+                tracing::error!(relation = %step.relation, "a read statement returned no row");
+                return Err(HttpError::new(
+                    basalt_core::errors::ErrorCode::InternalError,
+                ));
+            }
+            rows.extend(step_rows);
         }
         rolled_back?;
         respond(&rows)

@@ -85,9 +85,15 @@ impl Columns for Scope<'_> {
             self.table.computed.iter().find(|(f, _)| f == base),
             path.is_empty(),
         ) {
+            // Cast to the table's type: a function's rows come as records.
             let row = quote(self.alias.unwrap_or(&self.table.name));
             return Ok(Column {
-                sql: format!("{}.{}({row})", quote(&self.table.schema), quote(function)),
+                sql: format!(
+                    "{}.{}({row}::{})",
+                    quote(&self.table.schema),
+                    quote(function),
+                    self.table.qualified()
+                ),
                 type_name: type_name.clone(),
             });
         }
@@ -244,10 +250,11 @@ impl<'a, A: Access> Planner<'a, A> {
     fn source_of(&self, relationship: &Relationship, target: &Table, parent: &str) -> String {
         match relationship {
             Relationship::Computed(computed) => format!(
-                "{}.{}({})",
-                quote(&self.schema.name),
+                "{schema}.{}({}::{schema}.{})",
                 quote(&computed.function),
-                quote(parent)
+                quote(parent),
+                quote(&computed.table),
+                schema = quote(&self.schema.name),
             ),
             _ => target.qualified(),
         }
@@ -572,7 +579,8 @@ pub struct Source<'a> {
     /// The table (or, for a function's result, the table whose rows it returns).
     pub table: &'a Table,
     /// The `FROM` item when it is not the table itself (a function call),
-    /// with its parameters, numbered first.
+    /// with its parameters, numbered first. It runs once, in a CTE, and the
+    /// read's third column counts every row the filters keep.
     pub call: Option<(String, Vec<Param>)>,
     /// Rows when the query gives no `limit`.
     pub default_rows: u64,
@@ -606,6 +614,9 @@ pub enum Shape<'a> {
     Text,
 }
 
+/// The CTE a function's result is materialized in.
+const CALL: &str = "pgrst_call";
+
 /// The column a scalar function's result is read as (PostgREST's name, so
 /// `?pgrst_scalar=gt.1` and `order=pgrst_scalar` work as they do there).
 pub const SCALAR: &str = "pgrst_scalar";
@@ -632,9 +643,16 @@ pub fn read_sql<A: Access>(
     caller: &Caller,
 ) -> Result<ReadStatements, A::Error> {
     let table = source.table;
-    let (from_item, params) = source
-        .call
-        .unwrap_or_else(|| (table.qualified(), Vec::new()));
+    // A function call runs once: materialized in a CTE that the page, and
+    // the count of every row the filters keep, both read.
+    let (call_sql, params) = match source.call {
+        Some((call, params)) => (Some(call), params),
+        None => (None, Vec::new()),
+    };
+    let from_item = match call_sql {
+        Some(_) => quote(CALL),
+        None => table.qualified(),
+    };
     let mut planner = Planner {
         schema: source.schema,
         access,
@@ -681,11 +699,16 @@ pub fn read_sql<A: Access>(
         Shape::Scalars => format!("coalesce(json_agg(t.{}), '[]'::json)", quote(SCALAR)),
         Shape::Scalar => format!("coalesce(json_agg(t.{})->0, 'null'::json)", quote(SCALAR)),
     };
-    Ok(ReadStatements {
-        read: (
-            format!("SELECT {body}::text, count(*) FROM ({sql}) t"),
-            planner.params,
+    let read = match &call_sql {
+        Some(call) => format!(
+            "WITH {} AS MATERIALIZED (SELECT * FROM {call} AS \"c\") \
+             SELECT {body}::text, count(*), (SELECT count(*){from}) FROM ({sql}) t",
+            quote(CALL)
         ),
+        None => format!("SELECT {body}::text, count(*) FROM ({sql}) t"),
+    };
+    Ok(ReadStatements {
+        read: (read, planner.params),
         columns,
         from,
         from_params,

@@ -15,6 +15,6 @@ SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT "t0"."name
 [Text(Some("x")), Text(Some("x")), Text(Some("100")), Text(Some("100"))]
 
 posts?select=title,top_comment(body)
-SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT "t0"."title" AS "title", (SELECT row_to_json(e) FROM (SELECT "t1"."body" AS "body" FROM "public"."top_comment"("t0") AS "t1" LIMIT 1) e) AS "top_comment" FROM "public"."posts" AS "t0" LIMIT $1::text::bigint) t
+SELECT coalesce(json_agg(t), '[]'::json)::text, count(*) FROM (SELECT "t0"."title" AS "title", (SELECT row_to_json(e) FROM (SELECT "t1"."body" AS "body" FROM "public"."top_comment"("t0"::"public"."posts") AS "t1" LIMIT 1) e) AS "top_comment" FROM "public"."posts" AS "t0" LIMIT $1::text::bigint) t
 [Text(Some("100"))]
 
