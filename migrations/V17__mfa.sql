@@ -26,6 +26,8 @@ CREATE TABLE auth.mfa_challenges (
     session_id uuid NOT NULL REFERENCES auth.sessions (id) ON DELETE CASCADE,
     created_at timestamptz NOT NULL DEFAULT now(),
     verified_at timestamptz,
+    -- Answered with a wrong code: recent failures lock the factor for a while.
+    failed boolean NOT NULL DEFAULT false,
     ip inet
 );
 CREATE INDEX mfa_challenges_factor_idx ON auth.mfa_challenges (factor_id);

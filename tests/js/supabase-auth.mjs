@@ -146,6 +146,8 @@ await check('reauthenticate(): a password change asks for the emailed code, whic
   const needed = await me.auth.updateUser({ password: 'a brand new passphrase' })
   assert.equal(needed.error?.status, 400, JSON.stringify(needed.error))
   assert.equal(needed.error?.code, 'reauthentication_needed')
+  const moved = await me.auth.updateUser({ email: 'elsewhere@example.com' })
+  assert.equal(moved.error?.code, 'reauthentication_needed', 'an address change too')
   let since = Date.now()
   ok('reauthenticate', await me.auth.reauthenticate())
   let code = await codeTo('careful@example.com', since)
@@ -241,6 +243,7 @@ await check('MFA with TOTP: enroll, verify to aal2, codes work once, aal2 polici
   assert.match(enrolled.totp.qr_code, /^data:image\/svg\+xml;utf-8,.*<svg/s)
   const taken = await me.auth.mfa.enroll({ factorType: 'totp', friendlyName: 'phone' })
   assert.equal(taken.error?.code, 'mfa_factor_name_conflict')
+  const spare = ok('enroll spare', await me.auth.mfa.enroll({ factorType: 'totp', friendlyName: 'spare' }))
   const code = totpCode(enrolled.totp.secret)
   const wrong = await me.auth.mfa.challengeAndVerify({ factorId: enrolled.id, code: code === '000000' ? '111111' : '000000' })
   assert.equal(wrong.error?.status, 422, JSON.stringify(wrong.error))
@@ -250,7 +253,10 @@ await check('MFA with TOTP: enroll, verify to aal2, codes work once, aal2 polici
   assert.equal(claims.aal, 'aal2')
   assert.deepEqual(claims.amr.map((m) => m.method), ['password', 'totp'])
   assert.equal(ok('aal after', await me.auth.mfa.getAuthenticatorAssuranceLevel()).currentLevel, 'aal2')
-  assert.deepEqual(ok('listFactors', await me.auth.mfa.listFactors()).totp.map((f) => f.id), [enrolled.id])
+  const listed = ok('listFactors', await me.auth.mfa.listFactors())
+  assert.deepEqual(listed.totp.map((f) => f.id), [enrolled.id])
+  assert.deepEqual(listed.all.map((f) => f.id), [enrolled.id], 'the unverified spare is dropped')
+  assert.ok(!listed.all.some((f) => f.id === spare.id))
   const replay = await me.auth.mfa.challengeAndVerify({ factorId: enrolled.id, code })
   assert.equal(replay.error?.code, 'mfa_verification_failed', 'a code works once')
   // Another sign-in is aal1 until it verifies too, and may not remove the factor.
@@ -267,10 +273,20 @@ await check('MFA with TOTP: enroll, verify to aal2, codes work once, aal2 polici
   // Refreshing keeps the level.
   const refreshed = ok('refresh', await me.auth.refreshSession())
   assert.equal(JSON.parse(Buffer.from(refreshed.session.access_token.split('.')[1], 'base64url')).aal, 'aal2')
-  // Admins list and remove a user's factors.
+  // Five wrong codes (the wrong one and the replay above, three more) lock
+  // the factor for a while, even for the right code.
+  for (let i = 0; i < 3; i += 1) {
+    const guess = await other.auth.mfa.challengeAndVerify({ factorId: enrolled.id, code: String(i).repeat(6) === totpCode(enrolled.totp.secret) ? '999999' : String(i).repeat(6) })
+    assert.equal(guess.error?.code, 'mfa_verification_failed')
+  }
+  const locked = await other.auth.mfa.challengeAndVerify({ factorId: enrolled.id, code: totpCode(enrolled.totp.secret) })
+  assert.equal(locked.error?.status, 429, JSON.stringify(locked.error))
+  // Admins list and remove a user's factors; the sessions are aal1 again.
   assert.equal(ok('admin list', await admin.mfa.listFactors({ userId: user.id })).factors.length, 1)
   ok('admin delete', await admin.mfa.deleteFactor({ userId: user.id, id: enrolled.id }))
   assert.deepEqual(ok('admin list after', await admin.mfa.listFactors({ userId: user.id })).factors, [])
+  const downgraded = ok('refresh after delete', await me.auth.refreshSession())
+  assert.equal(JSON.parse(Buffer.from(downgraded.session.access_token.split('.')[1], 'base64url')).aal, 'aal1')
 })
 
 finish('supabase-js auth')

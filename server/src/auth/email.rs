@@ -311,8 +311,20 @@ fn to_audit(address: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Makes a six-digit reauthentication code (replacing an unused one), kept
-/// hashed like the links' tokens.
+/// A reauthentication code as kept: an HMAC under the server secret, of the
+/// user and the code (a plain hash of six digits is reversed at once, and
+/// two users' equal codes must not collide).
+fn code_hash(state: &AppState, user_id: Uuid, code: &str) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(state.refresh_key.as_bytes()).expect("HMAC takes any key");
+    mac.update(b"basalt reauthentication code\0");
+    mac.update(user_id.as_bytes());
+    mac.update(code.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Makes a six-digit reauthentication code (replacing an unused one).
 async fn issue_code(
     state: &AppState,
     client: &impl GenericClient,
@@ -331,7 +343,7 @@ async fn issue_code(
              VALUES ($1, 'reauthentication', $2, now() + make_interval(secs => $3::float8))",
             &[
                 &user_id,
-                &hash(&code),
+                &code_hash(state, user_id, &code),
                 &(state.config.auth.email_token_ttl_secs as f64),
             ],
         )
@@ -344,6 +356,7 @@ async fn issue_code(
 /// times); whether `nonce` was it, unexpired. Runs on its own, so a wrong
 /// guess spends the code even though the request then fails.
 pub async fn spend_code(
+    state: &AppState,
     client: &impl GenericClient,
     user_id: Uuid,
     nonce: &str,
@@ -352,7 +365,7 @@ pub async fn spend_code(
         .query(
             "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND kind = 'reauthentication'
              RETURNING used_at IS NULL AND expires_at > now() AND token_hash = $2",
-            &[&user_id, &hash(nonce)],
+            &[&user_id, &code_hash(state, user_id, nonce)],
         )
         .await?;
     Ok(rows.iter().any(|row| row.get::<_, bool>(0)))

@@ -40,6 +40,10 @@ use uuid::Uuid;
 pub const MAX_FACTORS: i64 = 10;
 /// How long a challenge may be answered.
 pub const CHALLENGE_TTL_SECS: i64 = 300;
+/// Wrong codes a factor takes within [`LOCK_WINDOW_SECS`] before it refuses
+/// more (a six-digit code must not be guessed by trying).
+pub const MAX_FAILURES: i64 = 5;
+pub const LOCK_WINDOW_SECS: i64 = 900;
 const STEP_SECS: u64 = 30;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -170,9 +174,10 @@ async fn enroll(
             .into());
     }
     let name = body.friendly_name.as_deref().map(str::trim);
-    if name.is_some_and(|n| n.len() > 256 || n.contains('\0')) {
+    let too_long = |text: Option<&str>| text.is_some_and(|t| t.len() > 256 || t.contains('\0'));
+    if too_long(name) || too_long(body.issuer.as_deref()) {
         return Err(ApiError::new(ErrorCode::ValidationFailed)
-            .with_details("friendly_name: at most 256 bytes, no NUL")
+            .with_details("friendly_name, issuer: at most 256 bytes, no NUL")
             .into());
     }
     let mut client = state.pool.get().await?;
@@ -218,6 +223,11 @@ async fn enroll(
         email
     };
     let uri = totp(&secret, &issuer, &account)?.get_url();
+    let qr = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|_| HttpError::new(ErrorCode::InternalError))?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
     let id: Uuid = transaction
         .query_one(
             "INSERT INTO auth.mfa_factors (user_id, friendly_name, factor_type, secret)
@@ -239,11 +249,6 @@ async fn enroll(
     )
     .await?;
     transaction.commit().await?;
-    let qr = qrcode::QrCode::new(uri.as_bytes())
-        .map_err(|_| HttpError::new(ErrorCode::InternalError))?
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(200, 200)
-        .build();
     Ok(HttpResponse::Ok().json(json!({
         "id": id,
         "type": "totp",
@@ -338,9 +343,42 @@ async fn verify(
 ) -> Result<HttpResponse, HttpError> {
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    session_aal(&state, &transaction, &user).await?;
+    let aal = session_aal(&state, &transaction, &user).await?;
     let factor = factor_of(&transaction, user.user_id, &path).await?;
     let factor_id: Uuid = factor.get(0);
+    // A new factor is added to a user who has one only by an aal2 session:
+    // a factor left unverified cannot raise a password-only session.
+    if factor.get::<_, String>(1) == "unverified" && aal != "aal2" {
+        let others: i64 = transaction
+            .query_one(
+                "SELECT count(*) FROM auth.mfa_factors WHERE user_id = $1 AND status = 'verified'",
+                &[&user.user_id],
+            )
+            .await?
+            .get(0);
+        if others > 0 {
+            return Err(ApiError::new(ErrorCode::InsufficientAal)
+                .with_details("verifying another factor needs an aal2 session")
+                .into());
+        }
+    }
+    let failures: i64 = transaction
+        .query_one(
+            "SELECT count(*) FROM auth.mfa_challenges
+             WHERE factor_id = $1 AND failed AND verified_at > now() - make_interval(secs => $2::float8)",
+            &[&factor_id, &(LOCK_WINDOW_SECS as f64)],
+        )
+        .await?
+        .get(0);
+    if failures >= MAX_FAILURES {
+        return Err(
+            HttpError::from(ApiError::new(ErrorCode::RateLimited).with_details(format!(
+                "{MAX_FAILURES} wrong codes for this factor in {} minutes",
+                LOCK_WINDOW_SECS / 60
+            )))
+            .retry_after(LOCK_WINDOW_SECS as u64),
+        );
+    }
     let challenge_id = Uuid::parse_str(&body.challenge_id)
         .map_err(|_| HttpError::new(ErrorCode::MfaChallengeExpired))?;
     // A challenge is answered once, right or wrong, in its own session.
@@ -365,6 +403,12 @@ async fn verify(
     let totp = totp(&open(&state, user.user_id, factor.get(2))?, "Basalt", "")?;
     let actor = actor(&state, &request, &user);
     let Some(step) = matching_step(&totp, &body.code, factor.get(3)) else {
+        transaction
+            .execute(
+                "UPDATE auth.mfa_challenges SET failed = true WHERE id = $1",
+                &[&challenge_id],
+            )
+            .await?;
         audit::audit(
             &transaction,
             "mfa_verification_failed",
@@ -381,6 +425,14 @@ async fn verify(
             "UPDATE auth.mfa_factors SET status = 'verified', last_step = $2, updated_at = now()
              WHERE id = $1",
             &[&factor_id, &step],
+        )
+        .await?;
+    // Factors left unverified are dropped, as GoTrue does: none can be
+    // verified later by someone who enrolled it with the password alone.
+    transaction
+        .execute(
+            "DELETE FROM auth.mfa_factors WHERE user_id = $1 AND status = 'unverified'",
+            &[&user.user_id],
         )
         .await?;
     audit::audit(
@@ -426,6 +478,8 @@ async fn unenroll(
     Ok(HttpResponse::Ok().json(json!({ "id": id })))
 }
 
+/// Removes a factor; a user left with no verified factor has no `aal2`
+/// session either (their next refresh says `aal1`).
 async fn delete_factor(
     client: &impl GenericClient,
     id: Uuid,
@@ -434,6 +488,13 @@ async fn delete_factor(
 ) -> Result<(), HttpError> {
     client
         .execute("DELETE FROM auth.mfa_factors WHERE id = $1", &[&id])
+        .await?;
+    client
+        .execute(
+            "UPDATE auth.sessions SET aal = 'aal1' WHERE user_id = $1 AND aal = 'aal2'
+               AND NOT EXISTS (SELECT 1 FROM auth.mfa_factors WHERE user_id = $1 AND status = 'verified')",
+            &[&user_id],
+        )
         .await?;
     audit::audit(
         client,

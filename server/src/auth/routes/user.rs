@@ -102,35 +102,37 @@ pub(super) async fn reauthenticate(
 }
 
 /// Under `auth.secure_password_change`, a session signed in longer ago
-/// than `auth.reauthentication_window_secs` changes the password only with
-/// the emailed `nonce`, which the attempt spends.
+/// than `auth.reauthentication_window_secs` changes the password or the
+/// email address only with the emailed `nonce`, which the attempt spends.
 async fn check_reauthentication(
     state: &AppState,
     user: &SignedIn,
+    password: bool,
     nonce: Option<&str>,
 ) -> Result<(), HttpError> {
     if !state.config.auth.secure_password_change {
         return Ok(());
     }
     let client = state.pool.get().await?;
-    let recent: bool = client
+    let row = client
         .query_one(
-            "SELECT coalesce(bool_or(created_at > now() - make_interval(secs => $2::float8)), false)
-             FROM auth.sessions WHERE id = $1",
+            "SELECT coalesce(bool_or(s.created_at > now() - make_interval(secs => $2::float8)), false),
+                    coalesce(max(u.email), '') <> ''
+             FROM auth.sessions s JOIN auth.users u ON u.id = s.user_id WHERE s.id = $1",
             &[
                 &user.session_id,
                 &(state.config.auth.reauthentication_window_secs as f64),
             ],
         )
-        .await?
-        .get(0);
-    if recent && state.config.auth.reauthentication_window_secs > 0 {
+        .await?;
+    let (recent, has_email): (bool, bool) = (row.get(0), row.get(1));
+    if recent && state.config.auth.reauthentication_window_secs > 0 || !password && !has_email {
         return Ok(());
     }
     let Some(nonce) = nonce else {
         return Err(ErrorCode::ReauthenticationNeeded.into());
     };
-    if email::spend_code(&client, user.user_id, nonce).await? {
+    if email::spend_code(&state, &client, user.user_id, nonce).await? {
         Ok(())
     } else {
         Err(ErrorCode::ReauthenticationNotValid.into())
@@ -150,8 +152,11 @@ pub(super) async fn update_user(
         .map(users::validate_email)
         .transpose()?;
     let new_hash = users::hash_new_password(&state, body.password.as_ref()).await?;
-    if new_hash.is_some() {
-        check_reauthentication(&state, &user, body.nonce.as_deref()).await?;
+    // The address too (a changed address can reset the password), unless
+    // the user has none yet (an anonymous user adding one).
+    if new_hash.is_some() || new_email.is_some() {
+        let password = new_hash.is_some();
+        check_reauthentication(&state, &user, password, body.nonce.as_deref()).await?;
     }
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
