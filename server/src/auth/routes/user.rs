@@ -132,7 +132,7 @@ async fn check_reauthentication(
     let Some(nonce) = nonce else {
         return Err(ErrorCode::ReauthenticationNeeded.into());
     };
-    if email::spend_code(&state, &client, user.user_id, nonce).await? {
+    if email::spend_code(state, &client, user.user_id, nonce).await? {
         Ok(())
     } else {
         Err(ErrorCode::ReauthenticationNotValid.into())
