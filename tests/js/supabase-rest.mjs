@@ -188,6 +188,20 @@ await check('views embed through the foreign keys of the tables they show', asyn
   assert.deepEqual(early.map((n) => n.writers.name), ['Austen', 'Austen'])
 })
 
+await check('a computed relationship needs execute on its function', async () => {
+  const anon = createClient(url, process.env.ANON_KEY, { auth: { persistSession: false }, realtime: { transport: ws } })
+  const refused = await anon.from('countries').select('name,capital_city(name)').eq('id', 1)
+  assert.ok([401, 403].includes(refused.status), JSON.stringify(refused))
+  const granted = await fetch(`${url}/admin/v1/policies`, {
+    method: 'POST',
+    headers: { apikey: process.env.SERVICE_KEY, 'content-type': 'application/json' },
+    body: JSON.stringify({ subject: 'anon', object: 'function:public.capital_city', action: 'execute' }),
+  })
+  assert.equal(granted.status, 201, await granted.text())
+  const allowed = ok('allowed', await anon.from('countries').select('name,capital_city(name)').eq('id', 1).single())
+  assert.deepEqual(allowed, { name: 'France', capital_city: { name: 'Paris' } })
+})
+
 await check('rpc: a single unnamed json, text or bytea argument takes the whole body', async () => {
   assert.deepEqual(ok('json object', await db.rpc('echo_json', { any: 'thing', n: 1 })), { any: 'thing', n: 1 })
   assert.deepEqual(ok('json array', await db.rpc('echo_json', [1, 2])), [1, 2])
@@ -212,6 +226,7 @@ await check('rpc: variadic and composite arguments', async () => {
   const repeated = await fetch(`${url}/rest/v1/rpc/total?nums=1&nums=10`, { headers: { apikey: process.env.SERVICE_KEY } })
   assert.equal(await repeated.json(), 11)
   assert.equal(ok('composite', await db.rpc('add_pair', { p: { x: 2, y: 3 } })), 5)
+  assert.deepEqual(ok('a row of a table', await db.rpc('both_cases', { a: { id: 9, name: 'Zed' } })), ['ZED', 'zed'])
 })
 
 await check('rpc: select, filters and order on every result shape', async () => {
@@ -223,6 +238,7 @@ await check('rpc: select, filters and order on every result shape', async () => 
   assert.deepEqual(ok('setof scalar', await db.rpc('numbers').gt('pgrst_scalar', 3)), [4, 5])
   assert.deepEqual(ok('scalar order', await db.rpc('numbers').order('pgrst_scalar', { ascending: false }).limit(2)), [5, 4])
   assert.deepEqual(ok('one row', await db.rpc('first_film').select('title')), { title: 'The Matrix' })
+  assert.deepEqual(ok('unnamed OUT columns', await db.rpc('pair_out')), { column1: 1, column2: 'a' })
 })
 
 await check('aggregates: over every row, grouped by the other columns, with embeds and inside them', async () => {
@@ -236,6 +252,9 @@ await check('aggregates: over every row, grouped by the other columns, with embe
   assert.deepEqual(inside, [{ name: 'France', orders: [{ avg: 12.75, count: 2 }] }, { name: 'Peru', orders: [{ avg: 7, count: 1 }] }])
   const cast = ok('input cast', await db.from('orders').select('amount::int.sum()').single())
   assert.deepEqual(cast, { sum: 33 })
+  const written = await db.from('orders').insert({ id: 9, country_id: 1, amount: 1 }).select('amount.sum()')
+  assert.equal(written.status, 400, 'a write answers its rows, not aggregates')
+  assert.deepEqual(ok('rolled back', await db.from('orders').select('id').eq('id', 9)), [])
 })
 
 await check('csv(): values in PostgreSQL text forms, RFC 4180 quoting, null apart from the empty string', async () => {
@@ -249,6 +268,8 @@ await check('geojson(): a FeatureCollection with PostGIS, else 406', async () =>
     assert.equal(refused.status, 406, JSON.stringify(refused))
     return
   }
+  const noGeometry = await db.from('places').select('name').geojson()
+  assert.equal(noGeometry.status, 406, JSON.stringify(noGeometry))
   const collection = ok('geojson', await db.from('places').select('name,location').geojson())
   assert.deepEqual(collection, {
     type: 'FeatureCollection',

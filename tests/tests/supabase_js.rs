@@ -54,6 +54,9 @@ create type pair as (x int, y int);
 create function add_pair(p pair) returns int language sql immutable as 'select p.x + p.y';
 create function city_stats() returns table (country text, cities bigint) language sql stable as
   $$ select co.name, count(*) from cities ci join countries co on co.id = ci.country_id group by co.name $$;
+create function pair_out(out int, out text) language sql immutable as $$ select 1, 'a' $$;
+create function both_cases(a actors) returns setof text language sql immutable as
+  $$ select upper(a.name) union all select lower(a.name) $$;
 create function film_count() returns bigint language sql stable as 'select count(*) from films';
 create function first_film() returns films language sql stable as 'select * from films order by id limit 1';
 create function numbers() returns setof int language sql immutable as 'select generate_series(1, 5)';
@@ -114,6 +117,12 @@ async fn the_data_api_answers_supabase_js_as_postgrest_does() {
         .await;
     let response = basalt.admin_sql(FIXTURE).await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    for table in ["countries", "cities"] {
+        basalt
+            .as_service()
+            .policy(json!({"subject": "anon", "object": format!("table:public.{table}"), "action": "select"}))
+            .await;
+    }
     // GeoJSON needs PostGIS (scripts/test installs Debian's package).
     let postgis = basalt
         .admin_sql(

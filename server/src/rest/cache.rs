@@ -323,22 +323,24 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         // it returns rows of a table, else (one value back) a computed field.
         if let [arg_type] = &types[..] {
             let table = arg_type.rsplit('.').next().unwrap_or(arg_type).trim_matches('"');
-            if schema.tables.contains_key(table) {
-                match returns_table {
-                    Some(target) => schema.computed_relationships.push(ComputedRelationship {
+            match (schema.tables.contains_key(table), &returns_table) {
+                (true, Some(target)) => {
+                    schema.computed_relationships.push(ComputedRelationship {
                         function: row.get(0),
                         table: table.to_owned(),
-                        target,
+                        target: target.clone(),
                         to_one: !returns_set || row.get::<_, bool>(13),
-                    }),
-                    None if !returns_set => {
-                        if let Some(table) = schema.tables.get_mut(table) {
-                            table.computed.push((row.get(0), row.get::<_, String>(4)));
-                        }
-                    }
-                    None => {}
+                    });
+                    continue;
                 }
-                continue;
+                (true, None) if !returns_set => {
+                    if let Some(table) = schema.tables.get_mut(table) {
+                        table.computed.push((row.get(0), row.get::<_, String>(4)));
+                    }
+                    continue;
+                }
+                // Any other function of a row stays callable as RPC.
+                _ => {}
             }
         }
         // Unnamed arguments cannot be named in a call: only a function with
@@ -351,7 +353,16 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         if names.iter().any(String::is_empty) && !body_argument {
             continue;
         }
-        let result_names: Vec<String> = row.get(11);
+        // Unnamed OUT columns are `column1`, `column2`, … as PostgreSQL names them.
+        let result_names: Vec<String> = row
+            .get::<_, Vec<String>>(11)
+            .into_iter()
+            .enumerate()
+            .map(|(at, name)| match name.is_empty() {
+                true => format!("column{}", at + 1),
+                false => name,
+            })
+            .collect();
         let result_types: Vec<String> = row.get(12);
         let function = Function {
             name: row.get(0),

@@ -447,6 +447,9 @@ impl Access for Embedding<'_> {
         let object = format!("table:{}.{}", table.schema, table.name);
         decide(self.state, self.caller, &object, "select", columns).map(|d| d.condition)
     }
+    fn execute(&self, schema: &str, function: &str) -> Result<(), HttpError> {
+        rpc::decide(self.state, self.caller, schema, function)
+    }
 }
 
 /// The values policy conditions read: `{auth.uid}`, `{auth.role}`, `{auth.claims.…}`.

@@ -218,6 +218,47 @@ struct ReadPlan {
     page_size: i64,
 }
 
+/// GeoJSON needs PostGIS, and a geometry column among what the read
+/// selects (a Feature's geometry): else 406.
+fn geojson(target: &super::Target) -> Result<Shape<'_>, HttpError> {
+    let refuse = |why: &str| -> HttpError {
+        ApiError::new(ErrorCode::NotAcceptable)
+            .with_details(format!("{GEOJSON} needs {why}"))
+            .into()
+    };
+    let postgis = target
+        .schema
+        .postgis
+        .as_deref()
+        .ok_or_else(|| refuse("PostGIS in the database"))?;
+    let geometry = |column: &str| {
+        target
+            .table
+            .columns
+            .iter()
+            .any(|(name, type_name)| name == column && type_name.starts_with("geometry"))
+    };
+    let selected: Vec<String> = if target.query.selects_all() {
+        target.table.column_names()
+    } else {
+        target
+            .query
+            .select
+            .iter()
+            .filter_map(|item| match item {
+                basalt_core::rest::SelectItem::Field(field) if field.aggregate.is_none() => {
+                    Some(field.column.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    if !selected.iter().any(|column| geometry(column)) {
+        return Err(refuse("a geometry column in select="));
+    }
+    Ok(Shape::GeoJson { postgis })
+}
+
 fn plan(
     state: &AppState,
     caller: &Caller,
@@ -236,12 +277,7 @@ fn plan(
         default_rows,
         shape: match format {
             Format::Csv => Shape::Text,
-            Format::GeoJson => Shape::GeoJson {
-                postgis: target.schema.postgis.as_deref().ok_or_else(|| {
-                    ApiError::new(ErrorCode::NotAcceptable)
-                        .with_details(format!("{GEOJSON} needs PostGIS in the database"))
-                })?,
-            },
+            Format::GeoJson => geojson(target)?,
             _ => Shape::Rows,
         },
         ..Source::table(&target.schema, &target.table, max_rows)

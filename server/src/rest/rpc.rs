@@ -378,7 +378,12 @@ fn arguments(request: &HttpRequest, post: bool, body: &[u8]) -> Result<Arguments
 
 /// `execute` on `function:<schema>.<name>`, decided before the function is
 /// looked up: only callers who may call it make the server look for it.
-fn decide(state: &AppState, caller: &Caller, profile: &str, name: &str) -> Result<(), HttpError> {
+pub(super) fn decide(
+    state: &AppState,
+    caller: &Caller,
+    profile: &str,
+    name: &str,
+) -> Result<(), HttpError> {
     let decision = state.authz().authorize(
         &subject_of(state, caller),
         &format!("function:{profile}.{name}"),

@@ -137,6 +137,9 @@ impl Columns for Scope<'_> {
 pub trait Access {
     type Error: From<QueryError> + From<FilterError>;
     fn select(&self, table: &Table, columns: &[String]) -> Result<Option<Expr>, Self::Error>;
+    /// Whether the caller may call `function` of `schema` (a computed
+    /// relationship runs it), or a refusal.
+    fn execute(&self, schema: &str, function: &str) -> Result<(), Self::Error>;
 }
 
 /// Builds one read statement; parameters are numbered in the order they are pushed.
@@ -242,6 +245,9 @@ impl<'a, A: Access> Planner<'a, A> {
             .access
             .select(target, &read_columns(schema, target, &embed.query))?;
         let relationship = schema.relationship(&parent.name, &target.name, hint.as_deref())?;
+        if let Relationship::Computed(computed) = &relationship {
+            self.access.execute(&schema.name, &computed.function)?;
+        }
         Ok((target, relationship, condition))
     }
 

@@ -78,7 +78,9 @@ pub fn representation(
             match item {
                 SelectItem::Star => {}
                 SelectItem::Field(field)
-                    if field.cast.is_none() && !field.column.contains("->") =>
+                    if field.cast.is_none()
+                        && field.aggregate.is_none()
+                        && !field.column.contains("->") =>
                 {
                     if !row.contains_key(&field.column) {
                         return Err(WriteError::UnknownColumn {
