@@ -139,6 +139,33 @@ const linkTo = async (to, since) =>
 /** The reauthentication code of the first email to `to` after `since`. */
 const codeTo = async (to, since) => (await mailTo(to, since, /Enter the code: (\d{6})/))[1]
 
+/** The sign-in code of the first email to `to` after `since`. */
+const signInCodeTo = async (to, since) => (await mailTo(to, since, /Or enter the code: (\d{6})/))[1]
+
+await check('signInWithOtp, then verifyOtp with the emailed six-digit code; five wrong codes void it', async () => {
+  const me = createClient(url, process.env.ANON_KEY, options)
+  let since = Date.now()
+  ok('signInWithOtp', await me.auth.signInWithOtp({ email: 'ada@example.com', options: { shouldCreateUser: false } }))
+  let code = await signInCodeTo('ada@example.com', since)
+  const { session } = ok('verifyOtp', await me.auth.verifyOtp({ email: 'ada@example.com', token: code, type: 'email' }))
+  assert.ok(session.access_token)
+  const again = await me.auth.verifyOtp({ email: 'ada@example.com', token: code, type: 'email' })
+  assert.equal(again.error?.code, 'otp_expired', 'a code works once')
+  since = Date.now()
+  ok('signInWithOtp again', await me.auth.signInWithOtp({ email: 'ada@example.com', options: { shouldCreateUser: false } }))
+  code = await signInCodeTo('ada@example.com', since)
+  for (let i = 0; i < 5; i += 1) {
+    const wrong = String((Number(code) + 1 + i) % 1000000).padStart(6, '0')
+    const refused = await me.auth.verifyOtp({ email: 'ada@example.com', token: wrong, type: 'magiclink' })
+    assert.equal(refused.error?.code, 'otp_expired')
+  }
+  const voided = await me.auth.verifyOtp({ email: 'ada@example.com', token: code, type: 'magiclink' })
+  assert.equal(voided.error?.code, 'otp_expired', 'five wrong codes void the email')
+  const link = ok('generateLink', await admin.generateLink({ type: 'magiclink', email: 'ada@example.com' }))
+  assert.match(link.properties.email_otp, /^\d{6}$/)
+  ok('verify generated code', await me.auth.verifyOtp({ email: 'ada@example.com', token: link.properties.email_otp, type: 'magiclink' }))
+})
+
 await check('reauthenticate(): a password change asks for the emailed code, which one guess spends', async () => {
   const me = createClient(url, process.env.ANON_KEY, options)
   ok('createUser', await admin.createUser({ email: 'careful@example.com', password: 'correct horse battery', email_confirm: true }))
@@ -191,7 +218,7 @@ await check('the PKCE flow: a magic link gives the app a code, exchanged once fo
   const stored = new Map()
   const storage = { getItem: (k) => stored.get(k) ?? null, setItem: (k, v) => { stored.set(k, v) }, removeItem: (k) => { stored.delete(k) } }
   const pkce = createClient(url, process.env.ANON_KEY, { auth: { flowType: 'pkce', persistSession: true, autoRefreshToken: false, storage }, realtime: { transport: ws } })
-  const since = Date.now() - 1000
+  const since = Date.now()
   ok('signInWithOtp', await pkce.auth.signInWithOtp({ email: 'ada@example.com', options: { emailRedirectTo: 'https://app.example.com/callback', shouldCreateUser: false } }))
   const link = await linkTo('ada@example.com', since)
   const followed = await fetch(link, { redirect: 'manual' })

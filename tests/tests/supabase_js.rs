@@ -148,7 +148,11 @@ async fn the_auth_api_answers_supabase_js_as_gotrue_does() {
         .env("BASALT_JOBS_POLL_INTERVAL_MS", "100")
         .env("BASALT_AUTH_ANONYMOUS_SIGN_INS", "true")
         .env("BASALT_AUTH_SECURE_PASSWORD_CHANGE", "true")
-        .env("BASALT_AUTH_REAUTHENTICATION_WINDOW_SECS", "0");
+        .env("BASALT_AUTH_REAUTHENTICATION_WINDOW_SECS", "0")
+        .env(
+            "BASALT_TEMPLATES_MAGIC_LINK_TEXT",
+            "Sign in: {{ link }}\nOr enter the code: {{ token }}\n",
+        );
     for (name, value) in smtp.env() {
         builder = builder.env(name, value);
     }

@@ -271,7 +271,7 @@ async fn process(
             .map_err(|e| e.to_string())?;
         (String::new(), code)
     } else {
-        let link = issue_token(
+        issue_token(
             state,
             &transaction,
             user_id,
@@ -281,8 +281,7 @@ async fn process(
             request.code_challenge.as_ref(),
         )
         .await
-        .map_err(|e| e.to_string())?;
-        (link, String::new())
+        .map_err(|e| e.to_string())?
     };
     transaction.commit().await.map_err(|e| e.to_string())?;
     let values = [
@@ -311,17 +310,23 @@ fn to_audit(address: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A reauthentication code as kept: an HMAC under the server secret, of the
-/// user and the code (a plain hash of six digits is reversed at once, and
-/// two users' equal codes must not collide).
+/// A six-digit code (an emailed one, or a reauthentication code) as kept:
+/// an HMAC under the server secret, of the user and the code (a plain hash
+/// of six digits is reversed at once, and two users' equal codes must not
+/// collide).
 fn code_hash(state: &AppState, user_id: Uuid, code: &str) -> Vec<u8> {
     use hmac::{Hmac, Mac};
     let mut mac =
         Hmac::<Sha256>::new_from_slice(state.refresh_key.as_bytes()).expect("HMAC takes any key");
-    mac.update(b"basalt reauthentication code\0");
+    mac.update(b"basalt emailed code\0");
     mac.update(user_id.as_bytes());
     mac.update(code.as_bytes());
     mac.finalize().into_bytes().to_vec()
+}
+
+/// Six random digits.
+fn new_code() -> String {
+    format!("{:06}", rand::random_range(0..1_000_000u32))
 }
 
 /// Makes a six-digit reauthentication code (replacing an unused one).
@@ -330,7 +335,7 @@ async fn issue_code(
     client: &impl GenericClient,
     user_id: Uuid,
 ) -> Result<String, HttpError> {
-    let code = format!("{:06}", rand::random_range(0..1_000_000u32));
+    let code = new_code();
     client
         .execute(
             "DELETE FROM auth.one_time_tokens WHERE user_id = $1 AND kind = 'reauthentication'",
@@ -372,7 +377,8 @@ pub async fn spend_code(
 }
 
 /// Makes a single-use token of `kind` (replacing unused ones of that kind)
-/// and returns the verify link that carries it.
+/// with its six-digit code, and returns the verify link that carries the
+/// token, and the code.
 pub async fn issue_token(
     state: &AppState,
     client: &impl GenericClient,
@@ -381,7 +387,8 @@ pub async fn issue_token(
     new_email: Option<&str>,
     redirect_to: Option<&str>,
     challenge: Option<&Challenge>,
-) -> Result<String, HttpError> {
+) -> Result<(String, String), HttpError> {
+    let code = new_code();
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -394,8 +401,8 @@ pub async fn issue_token(
     client
         .execute(
             "INSERT INTO auth.one_time_tokens (user_id, kind, token_hash, new_email, redirect_to, expires_at,
-                                               code_challenge, code_challenge_method)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8), $7, $8)",
+                                               code_challenge, code_challenge_method, code_hash)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8), $7, $8, $9)",
             &[
                 &user_id,
                 &kind.as_str(),
@@ -405,6 +412,7 @@ pub async fn issue_token(
                 &(state.config.auth.email_token_ttl_secs as f64),
                 &challenge.map(|c| &c.challenge),
                 &challenge.map(|c| &c.method),
+                &code_hash(state, user_id, &code),
             ],
         )
         .await
@@ -418,7 +426,7 @@ pub async fn issue_token(
         link.query_pairs_mut()
             .append_pair("redirect_to", redirect_to);
     }
-    Ok(link.into())
+    Ok((link.into(), code))
 }
 
 /// How a token reached the server: a link followed by a browser (where a
@@ -474,25 +482,83 @@ pub struct Verified {
 }
 
 /// Spends a token of `kind` and applies it; returns a new session.
+/// What a verification names: a link's token, or the address an email went
+/// to and the six-digit code it carried.
+#[derive(Clone, Copy)]
+pub enum Locator<'a> {
+    Token(&'a str),
+    Code { email: &'a str, code: &'a str },
+}
+
+/// Wrong codes that void a pending email's link and code.
+pub const MAX_CODE_FAILURES: i32 = 5;
+
 pub async fn verify(
     state: &AppState,
     kind: Kind,
-    token: &str,
+    locator: Locator<'_>,
     actor_ip: std::net::IpAddr,
     user_agent: Option<&str>,
     flow: Flow,
 ) -> Result<Verified, HttpError> {
+    const SPEND: &str = "UPDATE auth.one_time_tokens SET used_at = now()
+             WHERE {which} AND kind = $2 AND used_at IS NULL AND expires_at > now()
+             RETURNING user_id, new_email, redirect_to, code_challenge, code_challenge_method";
     let mut client = state.pool.get().await?;
     let transaction = client.transaction().await?;
-    let row = transaction
-        .query_opt(
-            "UPDATE auth.one_time_tokens SET used_at = now()
-             WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > now()
-             RETURNING user_id, new_email, redirect_to, code_challenge, code_challenge_method",
-            &[&hash(token), &kind.as_str()],
-        )
-        .await?
-        .ok_or_else(|| HttpError::new(ErrorCode::OtpExpired))?;
+    let row = match locator {
+        Locator::Token(token) => {
+            transaction
+                .query_opt(
+                    &SPEND.replace("{which}", "token_hash = $1"),
+                    &[&hash(token), &kind.as_str()],
+                )
+                .await?
+        }
+        Locator::Code { email, code } => {
+            // The latest pending email of this kind to the address (an
+            // address change's code went to the new one).
+            let Some(pending) = transaction
+                .query_opt(
+                    "SELECT t.id, t.user_id, t.code_hash FROM auth.one_time_tokens t
+                     JOIN auth.users u ON u.id = t.user_id
+                     WHERE t.kind = $1 AND t.used_at IS NULL AND t.expires_at > now()
+                       AND t.code_hash IS NOT NULL
+                       AND lower(CASE WHEN t.kind = 'email_change' THEN t.new_email ELSE u.email END) = lower($2)
+                     ORDER BY t.id DESC LIMIT 1 FOR UPDATE OF t",
+                    &[&kind.as_str(), &email],
+                )
+                .await?
+            else {
+                return Err(ErrorCode::OtpExpired.into());
+            };
+            let id: i64 = pending.get(0);
+            let stored: Vec<u8> = pending.get(2);
+            let given = code_hash(state, pending.get(1), code.trim());
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &given[..])) {
+                // Counted apart from the request, which fails: five wrong
+                // codes void the email (its link too).
+                transaction
+                    .execute(
+                        "UPDATE auth.one_time_tokens SET code_failures = code_failures + 1 WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                transaction
+                    .execute(
+                        "DELETE FROM auth.one_time_tokens WHERE id = $1 AND code_failures >= $2",
+                        &[&id, &MAX_CODE_FAILURES],
+                    )
+                    .await?;
+                transaction.commit().await?;
+                return Err(ErrorCode::OtpExpired.into());
+            }
+            transaction
+                .query_opt(&SPEND.replace("{which}", "id = $1"), &[&id, &kind.as_str()])
+                .await?
+        }
+    };
+    let row = row.ok_or_else(|| HttpError::new(ErrorCode::OtpExpired))?;
     let user_id: Uuid = row.get(0);
     let new_email: Option<String> = row.get(1);
     let redirect_to: Option<String> = row.get(2);

@@ -253,7 +253,7 @@ async fn generate_link(
             )
             .await?;
     }
-    let link = email::issue_token(
+    let (link, code) = email::issue_token(
         &state,
         &transaction,
         id,
@@ -293,7 +293,7 @@ async fn generate_link(
     };
     answer.insert("action_link".into(), Value::String(link));
     answer.insert("hashed_token".into(), Value::String(token));
-    answer.insert("email_otp".into(), Value::String(String::new()));
+    answer.insert("email_otp".into(), Value::String(code));
     answer.insert("redirect_to".into(), json!(body.redirect_to));
     answer.insert("verification_type".into(), Value::String(body.kind.clone()));
     Ok(HttpResponse::Ok().json(answer))

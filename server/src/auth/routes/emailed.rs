@@ -180,8 +180,11 @@ pub(super) async fn otp(
 pub(super) struct VerifyBody {
     #[serde(rename = "type")]
     kind: String,
+    /// A link's token (`token_hash`), or with `email` the emailed code.
     #[serde(alias = "token_hash")]
     token: String,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 /// `email` (GoTrue's name for a link sent to the address) covers sign-up
@@ -196,14 +199,14 @@ pub(super) fn kinds_of(text: &str) -> Result<Vec<email::Kind>, HttpError> {
 pub(super) async fn verify_any(
     state: &AppState,
     kinds: &[email::Kind],
-    token: &str,
+    locator: email::Locator<'_>,
     request: &HttpRequest,
     flow: email::Flow,
 ) -> Result<email::Verified, HttpError> {
     let ip = request_ip(request, &state.trusted_proxies);
     let mut outcome = Err(HttpError::new(ErrorCode::OtpExpired));
     for kind in kinds {
-        outcome = email::verify(state, *kind, token, ip, user_agent(request), flow).await;
+        outcome = email::verify(state, *kind, locator, ip, user_agent(request), flow).await;
         if !matches!(&outcome, Err(error) if error.error.kind == ErrorCode::OtpExpired) {
             break;
         }
@@ -227,7 +230,14 @@ pub(super) async fn verify_post(
     body: Json<VerifyBody>,
 ) -> Result<HttpResponse, HttpError> {
     let kinds = kinds_of(&body.kind)?;
-    let verified = verify_any(&state, &kinds, &body.token, &request, email::Flow::Call).await?;
+    let locator = match body.email.as_deref() {
+        Some(address) => email::Locator::Code {
+            email: address.trim(),
+            code: &body.token,
+        },
+        None => email::Locator::Token(&body.token),
+    };
+    let verified = verify_any(&state, &kinds, locator, &request, email::Flow::Call).await?;
     Ok(HttpResponse::Ok().json(verified.session))
 }
 
@@ -255,7 +265,8 @@ pub(super) async fn verify_get(
     let kind = query.kind.clone().unwrap_or_default();
     let outcome = match (kinds_of(&kind), &query.token) {
         (Ok(kinds), Some(token)) => {
-            verify_any(&state, &kinds, token, &request, email::Flow::Link).await
+            let locator = email::Locator::Token(token);
+            verify_any(&state, &kinds, locator, &request, email::Flow::Link).await
         }
         (Err(error), _) => Err(error),
         (_, None) => Err(ApiError::new(ErrorCode::ValidationFailed)
