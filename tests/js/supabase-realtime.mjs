@@ -80,6 +80,20 @@ await check('broadcast to the sender itself, acknowledged', async () => {
   await client.removeChannel(channel)
 })
 
+await check('binary broadcast payloads arrive as bytes', async () => {
+  const received = []
+  const channel = client.channel('chat', { config: { broadcast: { self: true, ack: true } } })
+    .on('broadcast', { event: 'blob' }, (payload) => received.push(payload))
+  await subscribed(channel)
+  const bytes = new Uint8Array([1, 2, 0, 255]).buffer
+  assert.equal(await channel.send({ type: 'broadcast', event: 'blob', payload: bytes }), 'ok')
+  await until('the binary broadcast', () => received.length === 1)
+  assert.ok(received[0].payload instanceof ArrayBuffer, String(received[0].payload))
+  assert.deepEqual([...new Uint8Array(received[0].payload)], [1, 2, 0, 255])
+  assert.equal(received[0].event, 'blob')
+  await client.removeChannel(channel)
+})
+
 await check('presence: track, then the state shows the member', async () => {
   const channel = client.channel('lobby', { config: { presence: { key: 'ann' } } })
   let synced = 0

@@ -13,6 +13,7 @@
 
 use super::*;
 use basalt_core::filter::Expr;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -167,9 +168,9 @@ impl Phoenix {
         })
     }
 
-    /// A binary frame: supabase-js's user broadcast push (kind 3) with a
-    /// JSON payload. Binary payloads are not carried (Basalt's broadcasts
-    /// are JSON).
+    /// A binary frame: supabase-js's user broadcast push (kind 3), with a
+    /// JSON payload, or a binary one (an `ArrayBuffer`), carried through
+    /// Basalt's JSON broadcasts as `{"$binary": "<base64>"}`.
     pub(super) fn decode_binary(&self, bytes: &[u8]) -> Result<Frame, String> {
         let malformed = || "a binary frame is a user broadcast push (kind 3)".to_owned();
         if bytes.len() < 7 || bytes[0] != 3 {
@@ -184,11 +185,13 @@ impl Phoenix {
             parts.push(String::from_utf8_lossy(part).into_owned());
             offset += length;
         }
-        if encoding != 1 {
-            return Err("binary broadcast payloads are not supported; send JSON".into());
-        }
-        let payload: Value =
-            serde_json::from_slice(&bytes[offset..]).map_err(|e| format!("payload: {e}"))?;
+        let payload: Value = match encoding {
+            0 => {
+                json!({ BINARY: base64::engine::general_purpose::STANDARD.encode(&bytes[offset..]) })
+            }
+            1 => serde_json::from_slice(&bytes[offset..]).map_err(|e| format!("payload: {e}"))?,
+            _ => return Err("a payload is JSON (1) or binary (0)".into()),
+        };
         let some = |text: &String| (!text.is_empty()).then(|| text.clone());
         Ok(Frame {
             join_ref: some(&parts[0]),
@@ -227,20 +230,20 @@ impl Phoenix {
         &self,
         request: &Frame,
         outcome: Result<Value, (String, String)>,
-    ) -> String {
+    ) -> Outgoing {
         let payload = match outcome {
             Ok(response) => json!({"status": "ok", "response": response}),
             Err((code, reason)) => {
                 json!({"status": "error", "response": {"reason": reason, "code": code}})
             }
         };
-        self.encode(&Frame {
+        Outgoing::Text(self.encode(&Frame {
             join_ref: request.join_ref.clone(),
             reference: request.reference.clone(),
             topic: request.topic.clone(),
             event: "phx_reply".into(),
             payload,
-        })
+        }))
     }
 
     /// The Basalt message for a frame (as the JSON `protocol::handle`
@@ -355,7 +358,7 @@ impl Phoenix {
 
     /// A Basalt delivery (a change, a broadcast, presence, a system message)
     /// as the frame supabase-js expects, or `None` when it has no equivalent.
-    pub(super) fn delivery(&mut self, message: &str, state: &AppState) -> Option<String> {
+    pub(super) fn delivery(&mut self, message: &str, state: &AppState) -> Option<Outgoing> {
         let message: Value = serde_json::from_str(message).ok()?;
         let topic = message["topic"].as_str().unwrap_or_default().to_owned();
         let channel = self.channels.get(&topic);
@@ -413,10 +416,21 @@ impl Phoenix {
                     }}),
                 )
             }
-            "broadcast" => (
-                "broadcast",
-                json!({"type": "broadcast", "event": message["event"], "payload": message["payload"]}),
-            ),
+            "broadcast" => {
+                if let (Serializer::Arrays, Some(bytes)) =
+                    (&self.serializer, binary_payload(&message["payload"]))
+                {
+                    return Some(Outgoing::Binary(user_broadcast(
+                        &format!("realtime:{topic}"),
+                        message["event"].as_str().unwrap_or_default(),
+                        &bytes,
+                    )));
+                }
+                (
+                    "broadcast",
+                    json!({"type": "broadcast", "event": message["event"], "payload": message["payload"]}),
+                )
+            }
             "presence_state" => ("presence_state", metas(&message["state"])),
             "presence_diff" => (
                 "presence_diff",
@@ -429,13 +443,13 @@ impl Phoenix {
             ),
             _ => return None,
         };
-        Some(self.encode(&Frame {
+        Some(Outgoing::Text(self.encode(&Frame {
             join_ref: channel.and_then(|c| c.join_ref.clone()),
             reference: None,
             topic: format!("realtime:{topic}"),
             event: event.into(),
             payload,
-        }))
+        })))
     }
 
     /// `[{name, type}]` of the row's columns, types from the schema cache.
@@ -464,6 +478,32 @@ impl Phoenix {
                 .collect(),
         )
     }
+}
+
+/// The key a binary broadcast payload is carried under in Basalt's JSON.
+const BINARY: &str = "$binary";
+
+/// The bytes of a payload that came as binary (`{"$binary": "<base64>"}`).
+fn binary_payload(payload: &Value) -> Option<Vec<u8>> {
+    match payload {
+        Value::Object(map) if map.len() == 1 => base64::engine::general_purpose::STANDARD
+            .decode(map.get(BINARY)?.as_str()?)
+            .ok(),
+        _ => None,
+    }
+}
+
+/// supabase-js's binary user broadcast (kind 4): lengths of topic, event
+/// and metadata (none), the encoding (0, binary), then each and the bytes.
+/// Topics and events are at most 255 bytes (Basalt refuses longer topics).
+fn user_broadcast(topic: &str, event: &str, payload: &[u8]) -> Vec<u8> {
+    let event = &event.as_bytes()[..event.len().min(255)];
+    let topic = &topic.as_bytes()[..topic.len().min(255)];
+    let mut frame = vec![4, topic.len() as u8, event.len() as u8, 0, 0];
+    frame.extend_from_slice(topic);
+    frame.extend_from_slice(event);
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// Basalt's presence members (`{key: [state, …]}`) as Phoenix's

@@ -98,7 +98,11 @@ pub(super) async fn connection(
                             let frame = phoenix.decode(&text);
                             handle_frame(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, phoenix, frame).await
                         }
-                        None => handle(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, &text).await,
+                        None => handle(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, &text)
+                            .await
+                            .into_iter()
+                            .map(Outgoing::Text)
+                            .collect(),
                     };
                     if !send_all(&mut session, replies).await {
                         break None;
@@ -118,7 +122,7 @@ pub(super) async fn connection(
                             let frame = phoenix.decode_binary(&bytes);
                             handle_frame(&state, &hub, id, &mut caller, apikey.as_deref(), &mut expires, phoenix, frame).await
                         }
-                        None => vec![error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into())],
+                        None => vec![Outgoing::Text(error(&None, ErrorCode::RealtimeInvalidMessage, "send JSON text frames".into()))],
                     };
                     if !send_all(&mut session, replies).await {
                         break None;
@@ -137,12 +141,10 @@ pub(super) async fn connection(
             Some(out) = queued.recv() => {
                 let out = match phoenix.as_mut() {
                     Some(phoenix) => phoenix.delivery(&out, &state),
-                    None => Some(out),
+                    None => Some(Outgoing::Text(out)),
                 };
-                if let Some(out) = out {
-                    if session.text(out).await.is_err() {
-                        break None;
-                    }
+                if !send_all(&mut session, out.into_iter().collect()).await {
+                    break None;
                 }
             }
             _ = kill.notified() => {
@@ -167,12 +169,10 @@ pub(super) async fn connection(
                     "message": "Delivery is paused; send a fresh access_token to resume (missed changes are replayed)."}).to_string();
                 let message = match phoenix.as_mut() {
                     Some(phoenix) => phoenix.delivery(&message, &state),
-                    None => Some(message),
+                    None => Some(Outgoing::Text(message)),
                 };
-                if let Some(message) = message {
-                    if session.text(message).await.is_err() {
-                        break None;
-                    }
+                if !send_all(&mut session, message.into_iter().collect()).await {
+                    break None;
                 }
             }
         }
@@ -197,7 +197,7 @@ async fn handle_frame(
     expires: &mut Option<tokio::time::Instant>,
     phoenix: &mut Phoenix,
     frame: Result<Frame, String>,
-) -> Vec<String> {
+) -> Vec<Outgoing> {
     let frame = match frame {
         Ok(frame) => frame,
         Err(problem) => {
@@ -266,10 +266,20 @@ fn refusal(reply: Option<&String>) -> Option<(String, String)> {
     })
 }
 
+/// A frame to send: text, or bytes (Phoenix's binary user broadcasts).
+pub(super) enum Outgoing {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
 /// Sends each message in order; false when the connection broke.
-async fn send_all(session: &mut actix_ws::Session, messages: Vec<String>) -> bool {
+async fn send_all(session: &mut actix_ws::Session, messages: Vec<Outgoing>) -> bool {
     for message in messages {
-        if session.text(message).await.is_err() {
+        let sent = match message {
+            Outgoing::Text(text) => session.text(text).await,
+            Outgoing::Binary(bytes) => session.binary(bytes).await,
+        };
+        if sent.is_err() {
             return false;
         }
     }
