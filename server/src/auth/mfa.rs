@@ -191,14 +191,7 @@ async fn enroll(
         )
         .await?
         .get(0);
-    let row = transaction
-        .query_one(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'verified')
-             FROM auth.mfa_factors WHERE user_id = $1",
-            &[&user.user_id],
-        )
-        .await?;
-    let (factors, verified): (i64, i64) = (row.get(0), row.get(1));
+    let (factors, verified) = factor_counts(&transaction, user.user_id).await?;
     if verified > 0 && aal != "aal2" {
         return Err(ApiError::new(ErrorCode::InsufficientAal)
             .with_details("enrolling another factor needs an aal2 session")
@@ -259,6 +252,21 @@ async fn enroll(
             "uri": uri,
         },
     })))
+}
+
+/// How many factors the user has, and how many are verified.
+async fn factor_counts(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<(i64, i64), HttpError> {
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'verified')
+             FROM auth.mfa_factors WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// The user's factor `id` (404 for another user's or none).
@@ -348,19 +356,13 @@ async fn verify(
     let factor_id: Uuid = factor.get(0);
     // A new factor is added to a user who has one only by an aal2 session:
     // a factor left unverified cannot raise a password-only session.
-    if factor.get::<_, String>(1) == "unverified" && aal != "aal2" {
-        let others: i64 = transaction
-            .query_one(
-                "SELECT count(*) FROM auth.mfa_factors WHERE user_id = $1 AND status = 'verified'",
-                &[&user.user_id],
-            )
-            .await?
-            .get(0);
-        if others > 0 {
-            return Err(ApiError::new(ErrorCode::InsufficientAal)
-                .with_details("verifying another factor needs an aal2 session")
-                .into());
-        }
+    if factor.get::<_, String>(1) == "unverified"
+        && aal != "aal2"
+        && factor_counts(&transaction, user.user_id).await?.1 > 0
+    {
+        return Err(ApiError::new(ErrorCode::InsufficientAal)
+            .with_details("verifying another factor needs an aal2 session")
+            .into());
     }
     let failures: i64 = transaction
         .query_one(

@@ -127,6 +127,17 @@ pub async fn start(
             &[&user_id],
         )
         .await?;
+    issue(state, client, user_id, session_id, refresh_token).await
+}
+
+/// The session's answer: a new access token with `refresh_token`.
+async fn issue(
+    state: &AppState,
+    client: &impl deadpool_postgres::GenericClient,
+    user_id: Uuid,
+    session_id: Uuid,
+    refresh_token: String,
+) -> Result<Value, HttpError> {
     let (access, expires_at, user) = access_token(state, client, user_id, session_id).await?;
     Ok(issued_json(
         access,
@@ -178,14 +189,7 @@ pub async fn step_up(
         )
         .await?;
     let refresh_token = root_token(client, session_id).await?;
-    let (access, expires_at, user) = access_token(state, client, user_id, session_id).await?;
-    Ok(issued_json(
-        access,
-        state.config.auth.access_token_ttl_secs,
-        expires_at,
-        refresh_token,
-        user,
-    ))
+    issue(state, client, user_id, session_id, refresh_token).await
 }
 
 /// `grant_type=refresh_token`: rotates the token, or detects reuse.
@@ -292,15 +296,9 @@ pub async fn refresh(
         json!({"session_id": session_id}),
     )
     .await?;
-    let (access, expires_at, user) = access_token(state, &transaction, user_id, session_id).await?;
+    let issued = issue(state, &transaction, user_id, session_id, successor).await?;
     transaction.commit().await?;
-    Ok(issued_json(
-        access,
-        state.config.auth.access_token_ttl_secs,
-        expires_at,
-        successor,
-        user,
-    ))
+    Ok(issued)
 }
 
 pub async fn revoke(
