@@ -270,6 +270,8 @@ await check('geojson(): a FeatureCollection with PostGIS, else 406', async () =>
   }
   const noGeometry = await db.from('places').select('name').geojson()
   assert.equal(noGeometry.status, 406, JSON.stringify(noGeometry))
+  const castAway = await db.from('places').select('name,location::text').geojson()
+  assert.equal(castAway.status, 406, JSON.stringify(castAway))
   const collection = ok('geojson', await db.from('places').select('name,location').geojson())
   assert.deepEqual(collection, {
     type: 'FeatureCollection',

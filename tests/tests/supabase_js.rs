@@ -76,6 +76,7 @@ insert into private.novels values (1, 'Emma', 1), (2, 'Persuasion', 1), (3, 'War
 create view writers as select id, name from private.writers;
 create view novels as select id, title, writer_id from private.novels;
 create view early_novels as select id, title, writer_id as by_writer from novels where id < 3;
+alter view early_novels rename column by_writer to written_by;
 create function filmography(actors) returns setof films language sql stable as
   $$ select f.* from films f join roles r on r.film_id = f.id where r.actor_id = $1.id $$;
 ";

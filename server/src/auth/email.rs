@@ -490,7 +490,7 @@ pub enum Locator<'a> {
     Code { email: &'a str, code: &'a str },
 }
 
-/// Wrong codes that void a pending email's link and code.
+/// Wrong codes that void a pending email's code (not its link).
 pub const MAX_CODE_FAILURES: i32 = 5;
 
 pub async fn verify(
@@ -530,23 +530,24 @@ pub async fn verify(
                 )
                 .await?
             else {
+                // The same work as a wrong code, so the time taken does not
+                // tell whether the address has a pending email.
+                let _ = code_hash(state, Uuid::nil(), code);
+                transaction.commit().await?;
                 return Err(ErrorCode::OtpExpired.into());
             };
             let id: i64 = pending.get(0);
             let stored: Vec<u8> = pending.get(2);
             let given = code_hash(state, pending.get(1), code.trim());
             if !bool::from(subtle::ConstantTimeEq::ct_eq(&stored[..], &given[..])) {
-                // Counted apart from the request, which fails: five wrong
-                // codes void the email (its link too).
+                // Counted, and kept although the request fails: five wrong
+                // codes void the code (the link still works, so strangers
+                // guessing cannot take the owner's email away).
                 transaction
                     .execute(
-                        "UPDATE auth.one_time_tokens SET code_failures = code_failures + 1 WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?;
-                transaction
-                    .execute(
-                        "DELETE FROM auth.one_time_tokens WHERE id = $1 AND code_failures >= $2",
+                        "UPDATE auth.one_time_tokens SET code_failures = code_failures + 1,
+                                code_hash = CASE WHEN code_failures + 1 >= $2 THEN NULL ELSE code_hash END
+                         WHERE id = $1",
                         &[&id, &MAX_CODE_FAILURES],
                     )
                     .await?;

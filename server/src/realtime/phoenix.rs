@@ -417,12 +417,17 @@ impl Phoenix {
                 )
             }
             "broadcast" => {
-                if let (Serializer::Arrays, Some(bytes)) =
-                    (&self.serializer, binary_payload(&message["payload"]))
+                let phoenix_topic = format!("realtime:{topic}");
+                let event = message["event"].as_str().unwrap_or_default();
+                // A frame's lengths are single bytes: a longer topic or event
+                // gets the JSON frame (with the payload's `$binary` object).
+                let fits = phoenix_topic.len() <= 255 && event.len() <= 255;
+                if let (Serializer::Arrays, Some(bytes), true) =
+                    (&self.serializer, binary_payload(&message["payload"]), fits)
                 {
                     return Some(Outgoing::Binary(user_broadcast(
-                        &format!("realtime:{topic}"),
-                        message["event"].as_str().unwrap_or_default(),
+                        &phoenix_topic,
+                        event,
                         &bytes,
                     )));
                 }
@@ -495,13 +500,11 @@ fn binary_payload(payload: &Value) -> Option<Vec<u8>> {
 
 /// supabase-js's binary user broadcast (kind 4): lengths of topic, event
 /// and metadata (none), the encoding (0, binary), then each and the bytes.
-/// Topics and events are at most 255 bytes (Basalt refuses longer topics).
+/// The caller makes sure topic and event fit in 255 bytes.
 fn user_broadcast(topic: &str, event: &str, payload: &[u8]) -> Vec<u8> {
-    let event = &event.as_bytes()[..event.len().min(255)];
-    let topic = &topic.as_bytes()[..topic.len().min(255)];
     let mut frame = vec![4, topic.len() as u8, event.len() as u8, 0, 0];
-    frame.extend_from_slice(topic);
-    frame.extend_from_slice(event);
+    frame.extend_from_slice(topic.as_bytes());
+    frame.extend_from_slice(event.as_bytes());
     frame.extend_from_slice(payload);
     frame
 }

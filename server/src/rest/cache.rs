@@ -200,7 +200,7 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         .collect();
     // The rules of this schema's views (and of the views they read, down to
     // the tables): which base column each view column shows.
-    let rules: Vec<(Relation, Vec<views::Origin>)> = client
+    let rules: Vec<(u32, Relation, Vec<views::Origin>)> = client
         .query(
             "WITH RECURSIVE views AS (
                 SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -212,7 +212,7 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
                                  AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> views.oid
                 JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('v', 'm')
              )
-             SELECT n.nspname::text, v.relname::text, r.ev_action::text
+             SELECT v.oid, n.nspname::text, v.relname::text, r.ev_action::text
              FROM views
              JOIN pg_class v ON v.oid = views.oid
              JOIN pg_namespace n ON n.oid = v.relnamespace
@@ -222,13 +222,19 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         .await?
         .iter()
         .map(|row| {
-            let rule: String = row.get(2);
-            ((row.get(0), row.get(1)), views::origins(&rule))
+            let rule: String = row.get(3);
+            (row.get(0), (row.get(1), row.get(2)), views::origins(&rule))
         })
         .collect();
+    // The columns of the base tables, and of the views (named by position).
     let mut tables: Vec<u32> = rules
         .iter()
-        .flat_map(|(_, origins)| origins.iter().map(|origin| origin.table))
+        .flat_map(|(view, _, origins)| {
+            origins
+                .iter()
+                .map(|origin| origin.table)
+                .chain(std::iter::once(*view))
+        })
         .collect();
     tables.sort_unstable();
     tables.dedup();
@@ -252,13 +258,14 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
     }
     let view_columns: Vec<ViewColumn> = rules
         .iter()
-        .flat_map(|(view, origins)| {
+        .flat_map(|(oid, view, origins)| {
             let base_columns = &base_columns;
             origins.iter().filter_map(move |origin| {
                 let (base, base_column) = base_columns.get(&(origin.table, origin.column))?;
+                let (_, column) = base_columns.get(&(*oid, origin.position))?;
                 Some(ViewColumn {
                     view: view.clone(),
-                    column: origin.name.clone(),
+                    column: column.clone(),
                     base: base.clone(),
                     base_column: base_column.clone(),
                 })
@@ -353,9 +360,13 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
         if names.iter().any(String::is_empty) && !body_argument {
             continue;
         }
-        // Unnamed OUT columns are `column1`, `column2`, … as PostgreSQL names them.
-        let result_names: Vec<String> = row
-            .get::<_, Vec<String>>(11)
+        // Unnamed OUT columns are `column1`, `column2`, … as PostgreSQL names
+        // them; a single unnamed one makes a scalar result.
+        let mut result_names: Vec<String> = row.get(11);
+        if result_names == [""] {
+            result_names.clear();
+        }
+        let result_names: Vec<String> = result_names
             .into_iter()
             .enumerate()
             .map(|(at, name)| match name.is_empty() {
@@ -363,7 +374,8 @@ async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
                 false => name,
             })
             .collect();
-        let result_types: Vec<String> = row.get(12);
+        let mut result_types: Vec<String> = row.get(12);
+        result_types.truncate(result_names.len());
         let function = Function {
             name: row.get(0),
             args: names.into_iter().zip(types).collect(),

@@ -246,7 +246,9 @@ fn geojson(target: &super::Target) -> Result<Shape<'_>, HttpError> {
             .select
             .iter()
             .filter_map(|item| match item {
-                basalt_core::rest::SelectItem::Field(field) if field.aggregate.is_none() => {
+                basalt_core::rest::SelectItem::Field(field)
+                    if field.aggregate.is_none() && field.cast.is_none() =>
+                {
                     Some(field.column.clone())
                 }
                 _ => None,

@@ -35,11 +35,12 @@ pub struct ViewColumn {
     pub base_column: String,
 }
 
-/// An output column of a view's rule: its name, and the table (by oid) and
-/// column (by number) it comes from.
+/// An output column of a view's rule: its position (the view's attribute
+/// number: names in the rule go stale when a view column is renamed), and
+/// the table (by oid) and column (by number) it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub name: String,
+    pub position: i16,
     pub table: u32,
     pub column: i16,
 }
@@ -53,20 +54,34 @@ enum Node {
     Atom(String),
 }
 
-/// Reads one node at `at` (after leading spaces).
-fn node(text: &[char], at: &mut usize) -> Option<Node> {
-    while text.get(*at).is_some_and(|c| c.is_whitespace()) {
+/// How deep a rule's tree may nest before it is not read (a long chain of
+/// operators nests deeply; the reader must not run out of stack).
+const MAX_DEPTH: usize = 256;
+
+/// What PostgreSQL's printer separates tokens with (and escapes in names).
+fn separator(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n')
+}
+
+fn skip_separators(text: &[char], at: &mut usize) {
+    while text.get(*at).copied().is_some_and(separator) {
         *at += 1;
     }
+}
+
+/// Reads one node at `at` (after leading separators), `depth` levels down.
+fn node(text: &[char], at: &mut usize, depth: usize) -> Option<Node> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    skip_separators(text, at);
     match text.get(*at)? {
         '{' => {
             *at += 1;
             let _type = atom(text, at);
             let mut fields: Vec<(String, Vec<Node>)> = Vec::new();
             loop {
-                while text.get(*at).is_some_and(|c| c.is_whitespace()) {
-                    *at += 1;
-                }
+                skip_separators(text, at);
                 match text.get(*at)? {
                     '}' => {
                         *at += 1;
@@ -74,7 +89,7 @@ fn node(text: &[char], at: &mut usize) -> Option<Node> {
                     }
                     ':' => fields.push((atom(text, at), Vec::new())),
                     _ => {
-                        let value = node(text, at)?;
+                        let value = node(text, at, depth + 1)?;
                         fields.last_mut()?.1.push(value);
                     }
                 }
@@ -84,14 +99,12 @@ fn node(text: &[char], at: &mut usize) -> Option<Node> {
             *at += 1;
             let mut items = Vec::new();
             loop {
-                while text.get(*at).is_some_and(|c| c.is_whitespace()) {
-                    *at += 1;
-                }
+                skip_separators(text, at);
                 if *text.get(*at)? == ')' {
                     *at += 1;
                     return Some(Node::List(items));
                 }
-                items.push(node(text, at)?);
+                items.push(node(text, at, depth + 1)?);
             }
         }
         '}' | ')' => None,
@@ -99,7 +112,7 @@ fn node(text: &[char], at: &mut usize) -> Option<Node> {
     }
 }
 
-/// A token up to whitespace or a bracket, with `\x` read as `x`.
+/// A token up to a separator or a bracket, with `\x` read as `x`.
 fn atom(text: &[char], at: &mut usize) -> String {
     let mut token = String::new();
     while let Some(&c) = text.get(*at) {
@@ -108,7 +121,7 @@ fn atom(text: &[char], at: &mut usize) -> String {
                 token.extend(text.get(*at + 1));
                 *at += 2;
             }
-            c if c.is_whitespace() || "{}()".contains(c) => break,
+            c if separator(c) || "{}()".contains(c) => break,
             c => {
                 token.push(c);
                 *at += 1;
@@ -118,12 +131,13 @@ fn atom(text: &[char], at: &mut usize) -> String {
     token
 }
 
-/// The output columns of a view's rule (`pg_rewrite.ev_action`) and their
-/// origins: the top-level query's target list, junk entries left out.
+/// The output columns of a view's rule (`pg_rewrite.ev_action`) that come
+/// from a table's column: the top-level query's target list, junk entries
+/// left out, each at its position.
 pub fn origins(rule: &str) -> Vec<Origin> {
     let text: Vec<char> = rule.chars().collect();
     let mut at = 0;
-    let Some(Node::List(queries)) = node(&text, &mut at) else {
+    let Some(Node::List(queries)) = node(&text, &mut at, 0) else {
         return Vec::new();
     };
     let Some(Node::Map(query)) = queries.first() else {
@@ -143,15 +157,16 @@ pub fn origins(rule: &str) -> Vec<Origin> {
     };
     entries
         .iter()
-        .filter_map(|entry| {
-            let Node::Map(fields) = entry else {
-                return None;
-            };
-            if field(fields, ":resjunk").as_deref() == Some("true") {
-                return None;
+        .filter_map(|entry| match entry {
+            Node::Map(fields) if field(fields, ":resjunk").as_deref() != Some("true") => {
+                Some(fields)
             }
+            _ => None,
+        })
+        .enumerate()
+        .filter_map(|(at, fields)| {
             Some(Origin {
-                name: field(fields, ":resname")?,
+                position: i16::try_from(at + 1).ok()?,
                 table: field(fields, ":resorigtbl")?.parse().ok()?,
                 column: field(fields, ":resorigcol")?.parse().ok()?,
             })
@@ -161,10 +176,13 @@ pub fn origins(rule: &str) -> Vec<Origin> {
 }
 
 /// How one exposed relation shows a base table: the base column → its
-/// column there.
+/// column there; `joined` when the relation shows more than one base table
+/// (a join keeps the base's foreign keys, not its unique keys: a row of the
+/// base may appear in several of its rows).
 struct Exposure {
     name: String,
     columns: BTreeMap<String, String>,
+    joined: bool,
 }
 
 /// Each view's columns and the base column each shows.
@@ -212,6 +230,9 @@ pub fn infer(
     for table in schema.tables.values() {
         let relation = (schema.name.clone(), table.name.clone());
         let mut by_base: BTreeMap<Relation, BTreeMap<String, String>> = BTreeMap::new();
+        // A base shown twice (a self-join: `c.id, p.id AS parent_id`) is
+        // ambiguous: which copy is which cannot be told, so it carries no key.
+        let mut twice = Vec::new();
         for (column, _) in &table.columns {
             let base = if views.contains_key(&relation) {
                 resolve(&views, &relation, column)
@@ -219,16 +240,22 @@ pub fn infer(
                 Some((&relation, column.as_str()))
             };
             if let Some((base, base_column)) = base {
-                by_base
-                    .entry(base.clone())
-                    .or_default()
-                    .insert(base_column.to_owned(), column.clone());
+                let shown = by_base.entry(base.clone()).or_default();
+                if shown
+                    .insert(base_column.to_owned(), column.clone())
+                    .is_some()
+                {
+                    twice.push(base.clone());
+                }
             }
         }
+        by_base.retain(|base, _| !twice.contains(base));
+        let joined = by_base.len() > 1;
         for (base, columns) in by_base {
             exposures.entry(base).or_default().push(Exposure {
                 name: table.name.clone(),
                 columns,
+                joined,
             });
         }
     }
@@ -263,6 +290,9 @@ pub fn infer(
     schema.foreign_keys = inferred;
     for (base, key) in unique_keys {
         for exposure in exposures.get(base).into_iter().flatten() {
+            if exposure.joined {
+                continue;
+            }
             let Some(mut columns) = map(exposure, key) else {
                 continue;
             };
@@ -316,20 +346,17 @@ mod tests {
         //  where q.author_id = p.author_id) as n from posts p join authors a
         //  on a.id = p.author_id`, as PostgreSQL 15 printed its rule.
         let rule = include_str!("golden/view_rule.txt");
-        let found: Vec<(String, i16)> = origins(rule)
+        let found: Vec<(i16, i16)> = origins(rule)
             .into_iter()
-            .map(|o| (o.name, o.column))
+            .map(|o| (o.position, o.column))
             .collect();
-        assert_eq!(
-            found,
-            vec![
-                ("id".into(), 1),
-                ("writer".into(), 2),
-                ("who (name)".into(), 2)
-            ]
-        );
+        // id, writer (posts.author_id), "who (name)" (authors.name); n has no origin.
+        assert_eq!(found, vec![(1, 1), (2, 2), (3, 2)]);
         assert!(origins("not a rule").is_empty());
         assert!(origins("({QUERY :targetList ({TARGETENTRY :resname").is_empty());
+        // Nesting past the cap is not read (no stack overflow).
+        let deep = format!("({}{})", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(origins(&deep).is_empty());
     }
 
     #[test]
@@ -398,5 +425,49 @@ mod tests {
         assert_eq!(schema.tables["bestsellers"].unique_keys, vec![vec!["id"]]);
         // `pairs` shows no key of either table.
         assert!(schema.tables["pairs"].unique_keys.is_empty());
+    }
+
+    #[test]
+    fn self_joins_and_joins_keep_only_what_is_certain() {
+        let mut schema = Schema {
+            name: "api".into(),
+            tables: [
+                table("nodes", &["id", "parent_id"]),
+                table("tree", &["id", "parent_id"]),
+                table("titled", &["author_key", "title"]),
+            ]
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect(),
+            ..Schema::default()
+        };
+        let nodes = relation("api", "nodes");
+        let posts = relation("private", "posts");
+        let authors = relation("private", "authors");
+        // tree: select c.id, p.id as parent_id from nodes c join nodes p …
+        let mut columns = shows("tree", &[("id", "id"), ("parent_id", "id")], nodes.clone());
+        // titled: select a.id as author_key, p.title from posts p join authors a …
+        columns.extend(shows("titled", &[("author_key", "id")], authors.clone()));
+        columns.extend(shows("titled", &[("title", "title")], posts.clone()));
+        let fks = [BaseForeignKey {
+            name: "nodes_parent_id_fkey".into(),
+            table: nodes.clone(),
+            columns: vec!["parent_id".into()],
+            foreign_table: nodes.clone(),
+            foreign_columns: vec!["id".into()],
+        }];
+        let unique = [(nodes, vec!["id".to_owned()]), (authors, vec!["id".into()])];
+        infer(&mut schema, &fks, &columns, &unique);
+        assert!(
+            schema
+                .foreign_keys
+                .iter()
+                .all(|fk| fk.table != "tree" && fk.foreign_table != "tree"),
+            "{:?}",
+            schema.foreign_keys
+        );
+        assert!(schema.tables["tree"].unique_keys.is_empty());
+        // A join shows authors.id once per post: not unique there.
+        assert!(schema.tables["titled"].unique_keys.is_empty());
     }
 }
