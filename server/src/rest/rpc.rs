@@ -287,7 +287,7 @@ fn result_rows(
     let source = Source {
         schema,
         table: &table,
-        call: Some((from, call.params)),
+        call: Some((from, call.params, !function.read_only())),
         default_rows: state.config.rest.default_limit.min(max_rows),
         max_rows,
         shape,

@@ -585,9 +585,12 @@ pub struct Source<'a> {
     /// The table (or, for a function's result, the table whose rows it returns).
     pub table: &'a Table,
     /// The `FROM` item when it is not the table itself (a function call),
-    /// with its parameters, numbered first. It runs once, in a CTE, and the
-    /// read's third column counts every row the filters keep.
-    pub call: Option<(String, Vec<Param>)>,
+    /// with its parameters, numbered first, and whether it may write. It is
+    /// a CTE that the page and the read's third column (the count of every
+    /// row the filters keep) both read: materialized for a function that
+    /// may write, so it runs once; inlined for a read-only one, so the
+    /// planner can push the filters into it.
+    pub call: Option<(String, Vec<Param>, bool)>,
     /// Rows when the query gives no `limit`.
     pub default_rows: u64,
     /// The most rows any page (and any embedded array) holds.
@@ -652,7 +655,7 @@ pub fn read_sql<A: Access>(
     // A function call runs once: materialized in a CTE that the page, and
     // the count of every row the filters keep, both read.
     let (call_sql, params) = match source.call {
-        Some((call, params)) => (Some(call), params),
+        Some((call, params, writes)) => (Some((call, writes)), params),
         None => (None, Vec::new()),
     };
     let from_item = match call_sql {
@@ -706,10 +709,11 @@ pub fn read_sql<A: Access>(
         Shape::Scalar => format!("coalesce(json_agg(t.{})->0, 'null'::json)", quote(SCALAR)),
     };
     let read = match &call_sql {
-        Some(call) => format!(
-            "WITH {} AS MATERIALIZED (SELECT * FROM {call} AS \"c\") \
+        Some((call, writes)) => format!(
+            "WITH {} AS {}MATERIALIZED (SELECT * FROM {call} AS \"c\") \
              SELECT {body}::text, count(*), (SELECT count(*){from}) FROM ({sql}) t",
-            quote(CALL)
+            quote(CALL),
+            if *writes { "" } else { "NOT " }
         ),
         None => format!("SELECT {body}::text, count(*) FROM ({sql}) t"),
     };
