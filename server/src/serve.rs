@@ -206,12 +206,15 @@ async fn run(
         &config.database,
         config.database.pool_size,
     )?;
-    let api_pool = db::pool::build(
+    let api_pool = db::pool::PerThread::new(
         api_pg,
         database.tls.clone(),
         &config.database,
-        config.database.api_pool_size,
-    )?;
+        config
+            .database
+            .api_pool_size
+            .div_ceil(http_workers(&config) as u32),
+    );
     check_api_login(&api_pool, &config).await?;
     crate::authz::declared::reconcile(&pool, &config.authz)
         .await
@@ -261,7 +264,7 @@ async fn run(
         .with(Arc::new(storage));
     let state = AppState {
         pool: pool.clone(),
-        api_pool,
+        api_pool: Arc::new(api_pool),
         tls: database.tls.clone(),
         refresh_key: Arc::new(jwt_secret),
         trusted_proxies: Arc::new(config.trusted_proxies().expect("validated at start-up")),
@@ -348,10 +351,7 @@ async fn run(
     metrics::gauge!("basalt_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 
     let server_config = &config.server;
-    let workers = match server_config.workers {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n as usize,
-    };
+    let workers = http_workers(&config);
     let keep_alive = match server_config.keep_alive_secs {
         0 => KeepAlive::Disabled,
         secs => KeepAlive::Timeout(Duration::from_secs(secs)),
@@ -431,13 +431,18 @@ fn token_window(config: &Config) -> Duration {
     Duration::from_secs(config.auth.access_token_ttl_secs + config.auth.clock_skew_secs)
 }
 
+/// How many HTTP workers serve requests (`server.workers`, 0: one per core).
+fn http_workers(config: &Config) -> usize {
+    match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n as usize,
+    }
+}
+
 /// The data API's pool can log in (its memberships were made or checked by
 /// `db::roles::provision`); otherwise every data request would fail.
-async fn check_api_login(
-    api_pool: &deadpool_postgres::Pool,
-    config: &Config,
-) -> anyhow::Result<()> {
-    api_pool.get().await.map(drop).with_context(|| {
+async fn check_api_login(api_pool: &db::pool::PerThread, config: &Config) -> anyhow::Result<()> {
+    api_pool.check().await.with_context(|| {
         format!(
             "cannot log in as database.api_role `{}`",
             config.database.api_role

@@ -22,7 +22,7 @@ pub struct AppState {
     pub pool: Pool,
     /// The data API's connections, logged in as `database.api_role`, which
     /// can only become the API roles (see `db/roles.rs`).
-    pub api_pool: Pool,
+    pub api_pool: Arc<crate::db::pool::PerThread>,
     /// The TLS connector, also needed to send cancel requests.
     pub tls: Tls,
     /// Keys the HMAC that derives each refresh token's successor.

@@ -106,22 +106,28 @@ impl Connect for ConnectOnSharedRuntime {
     }
 }
 
+/// A pool whose connections live on [`connection_runtime`], shared by every
+/// thread: Basalt's own connection.
 pub fn build(
     pg: tokio_postgres::Config,
     tls: Tls,
     config: &DatabaseConfig,
     max_size: u32,
 ) -> anyhow::Result<Pool> {
+    let manager = Manager::from_connect(pg, ConnectOnSharedRuntime { tls }, manager_config(config));
+    sized(manager, config, max_size)
+}
+
+fn manager_config(config: &DatabaseConfig) -> ManagerConfig {
     let recycling_method = match config.recycling.as_str() {
         "verified" => RecyclingMethod::Verified,
         "clean" => RecyclingMethod::Clean,
         _ => RecyclingMethod::Fast,
     };
-    let manager = Manager::from_connect(
-        pg,
-        ConnectOnSharedRuntime { tls },
-        ManagerConfig { recycling_method },
-    );
+    ManagerConfig { recycling_method }
+}
+
+fn sized(manager: Manager, config: &DatabaseConfig, max_size: u32) -> anyhow::Result<Pool> {
     let connect = Duration::from_millis(config.connect_timeout_ms);
     Pool::builder(manager)
         .max_size(max_size as usize)
@@ -131,6 +137,68 @@ pub fn build(
         .runtime(Runtime::Tokio1)
         .build()
         .context("cannot build the connection pool")
+}
+
+/// The data API's pools: one per thread that asks, so each HTTP worker (one
+/// thread running one single-threaded runtime) has its own, whose
+/// connections' tasks run on that worker's runtime. A request and its
+/// connection then never change threads: the statements a request pipelines
+/// leave in one write, and no message waits for another thread to wake up
+/// (measured in docs/benchmarks.md). A connection never outlives the runtime
+/// it was opened on, because only that runtime's requests use it (the
+/// hazard [`connection_runtime`] exists for does not arise).
+pub struct PerThread {
+    id: usize,
+    pg: tokio_postgres::Config,
+    tls: Tls,
+    config: DatabaseConfig,
+    size: u32,
+}
+
+thread_local! {
+    /// This thread's pool of each [`PerThread`] (by its id).
+    static THREAD_POOLS: std::cell::RefCell<Vec<(usize, Pool)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl PerThread {
+    /// Pools of `size` connections each (`database.api_pool_size` divided
+    /// among the HTTP workers).
+    pub fn new(pg: tokio_postgres::Config, tls: Tls, config: &DatabaseConfig, size: u32) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        PerThread {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            pg,
+            tls,
+            config: config.clone(),
+            size: size.max(1),
+        }
+    }
+
+    /// This thread's pool, made on first use.
+    pub fn current(&self) -> Pool {
+        THREAD_POOLS.with(|pools| {
+            let mut pools = pools.borrow_mut();
+            if let Some((_, pool)) = pools.iter().find(|(id, _)| *id == self.id) {
+                return pool.clone();
+            }
+            let manager = Manager::from_config(
+                self.pg.clone(),
+                self.tls.clone(),
+                manager_config(&self.config),
+            );
+            let pool =
+                sized(manager, &self.config, self.size).expect("a pool with a runtime builds");
+            pools.push((self.id, pool.clone()));
+            pool
+        })
+    }
+
+    /// Logs in once, on a connection of its own.
+    pub async fn check(&self) -> Result<(), tokio_postgres::Error> {
+        let (client, connection) = self.pg.connect(self.tls.clone()).await?;
+        drop(client);
+        connection.await
+    }
 }
 
 /// Publishes the pool's figures as gauges (called when /metrics is scraped).

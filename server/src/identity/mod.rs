@@ -44,16 +44,18 @@ impl Caller {
         if apikey.is_none() && bearer.is_none() {
             return Err(ErrorCode::ApiKeyMissing.into());
         }
-        if let Some(key) = apikey {
-            state.jwt().verify(key).map_err(|error| {
+        let key = match apikey {
+            Some(key) => Some(state.jwt().verify(key).map_err(|error| {
                 let mut invalid = ApiError::new(ErrorCode::ApiKeyInvalid);
                 invalid.details = error.error.details;
                 HttpError::from(invalid)
-            })?;
-        }
-        let verified = state
-            .jwt()
-            .verify(bearer.or(apikey).expect("one is present"))?;
+            })?),
+            None => None,
+        };
+        let verified = match bearer {
+            Some(bearer) => state.jwt().verify(bearer)?,
+            None => key.ok_or(ErrorCode::ApiKeyMissing)?,
+        };
         if let Some((_, session)) = verified.user {
             if state.revoked().contains(&session) {
                 return Err(ApiError::new(ErrorCode::SessionExpired)

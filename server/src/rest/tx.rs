@@ -132,7 +132,7 @@ async fn with_connection(
     let _slot = state
         .fairness()
         .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
-    let mut checkout = Checkout::new(state.api_pool.get().await?);
+    let mut checkout = Checkout::new(state.api_pool.current().get().await?);
     let result = async {
         let prepared = Prepared::new(state, checkout.client(), caller, steps).await?;
         match mode {
@@ -283,25 +283,36 @@ impl Prepared {
                 if let Some(stored) = key.claim(client, state).await? {
                     return Ok(Err(stored));
                 }
-                client.execute(&self.act, &act_params).await?;
-            } else {
-                let (began, acted) = futures_util::join!(
-                    client.batch_execute("BEGIN"),
-                    client.execute(&self.act, &act_params)
-                );
-                began?;
-                acted?;
             }
+            // One round trip: `BEGIN` (unless the key's claim began the
+            // transaction), the role switch and every statement, pipelined.
+            // A statement never runs outside the caller's role: had `BEGIN`
+            // failed, so would everything after it on this connection; had
+            // the switch failed, the transaction is aborted and the
+            // statements after it are refused.
+            let begin = async {
+                match idempotency {
+                    None => client.batch_execute("BEGIN").await,
+                    Some(_) => Ok(()),
+                }
+            };
+            let arguments: Vec<_> = self.values.iter().map(references).collect();
+            let statements = futures_util::future::join_all(
+                self.statements
+                    .iter()
+                    .zip(&arguments)
+                    .map(|(statement, values)| client.query_one(statement, values)),
+            );
+            // Armed while the statements run: if the request is dropped
+            // then (a timeout), they are cancelled.
+            let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
+            let (began, acted, results) =
+                futures_util::join!(begin, client.execute(&self.act, &act_params), statements);
+            running.disarm();
+            began?;
+            acted?;
             let mut rows = Vec::with_capacity(self.steps.len());
-            let token = client.cancel_token();
-            for ((step, statement), values) in
-                self.steps.iter().zip(&self.statements).zip(&self.values)
-            {
-                // Armed only while the statement runs: if the request is
-                // dropped then (a timeout), the statement is cancelled.
-                let mut running = CancelOnDrop::new(token.clone(), state.tls.clone());
-                let result = client.query_one(statement, &references(values)).await;
-                running.disarm();
+            for (result, step) in results.into_iter().zip(&self.steps) {
                 rows.push(result.map_err(|e| self.failed(e, step))?);
             }
             let reply = respond(&rows)?;
