@@ -13,14 +13,14 @@ pub mod roles;
 /// client gone away — the connection is detached from the pool and closed,
 /// so the cancel sent for its statement can never land on the statement of
 /// the next request to use that connection.
-pub struct Checkout(Option<deadpool_postgres::Object>);
+pub struct Checkout(Option<pool::ApiObject>);
 
 impl Checkout {
-    pub fn new(object: deadpool_postgres::Object) -> Self {
+    pub fn new(object: pool::ApiObject) -> Self {
         Checkout(Some(object))
     }
 
-    pub fn client(&mut self) -> &mut deadpool_postgres::Object {
+    pub fn client(&mut self) -> &mut pool::ApiObject {
         self.0.as_mut().expect("held until released")
     }
 
@@ -28,12 +28,17 @@ impl Checkout {
     pub fn release(mut self) {
         drop(self.0.take());
     }
+
+    /// Closed, not back to the pool.
+    pub fn discard(self) {
+        drop(self);
+    }
 }
 
 impl Drop for Checkout {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
-            drop(deadpool_postgres::Object::take(object));
+            drop(pool::ApiObject::take(object));
         }
     }
 }

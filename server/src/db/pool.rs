@@ -127,9 +127,13 @@ fn manager_config(config: &DatabaseConfig) -> ManagerConfig {
     ManagerConfig { recycling_method }
 }
 
-fn sized(manager: Manager, config: &DatabaseConfig, max_size: u32) -> anyhow::Result<Pool> {
+fn sized<M: deadpool::managed::Manager>(
+    manager: M,
+    config: &DatabaseConfig,
+    max_size: u32,
+) -> anyhow::Result<deadpool::managed::Pool<M>> {
     let connect = Duration::from_millis(config.connect_timeout_ms);
-    Pool::builder(manager)
+    deadpool::managed::Pool::builder(manager)
         .max_size(max_size as usize)
         .wait_timeout(Some(Duration::from_millis(config.pool_wait_timeout_ms)))
         .create_timeout(Some(connect))
@@ -138,6 +142,84 @@ fn sized(manager: Manager, config: &DatabaseConfig, max_size: u32) -> anyhow::Re
         .build()
         .context("cannot build the connection pool")
 }
+
+/// A connection of the data API, with what its last API-key request left
+/// its session set to (`rest/tx.rs`): `None` when unknown.
+pub struct ApiClient {
+    pub client: deadpool_postgres::ClientWrapper,
+    pub session: Option<Arc<Session>>,
+}
+
+/// A session as an API key's requests run in it: set once on a connection
+/// (`role`, claims, statement timeout, read-only by default), then checked
+/// after every statement that relies on it. `expected` is what PostgreSQL
+/// reports for those settings (and `search_path`) once they are set.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Session {
+    pub role: String,
+    pub claims: String,
+    pub statement_timeout: String,
+    pub expected: Vec<String>,
+}
+
+impl Session {
+    /// Whether this is the session of `role` with these claims and timeout.
+    pub fn is_for(&self, role: &str, claims: &str, statement_timeout: &str) -> bool {
+        self.role == role && self.claims == claims && self.statement_timeout == statement_timeout
+    }
+}
+
+impl std::ops::Deref for ApiClient {
+    type Target = deadpool_postgres::ClientWrapper;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for ApiClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
+
+/// deadpool-postgres's manager, with [`ApiClient`]'s session beside each
+/// connection; a recycling method that runs SQL (`clean`, `verified`)
+/// forgets it.
+pub struct ApiManager {
+    inner: Manager,
+    forgets: bool,
+}
+
+impl deadpool::managed::Manager for ApiManager {
+    type Type = ApiClient;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<ApiClient, tokio_postgres::Error> {
+        Ok(ApiClient {
+            client: self.inner.create().await?,
+            session: None,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        object: &mut ApiClient,
+        metrics: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<tokio_postgres::Error> {
+        self.inner.recycle(&mut object.client, metrics).await?;
+        if self.forgets {
+            object.session = None;
+        }
+        Ok(())
+    }
+
+    fn detach(&self, object: &mut ApiClient) {
+        self.inner.detach(&mut object.client);
+    }
+}
+
+pub type ApiPool = deadpool::managed::Pool<ApiManager>;
+pub type ApiObject = deadpool::managed::Object<ApiManager>;
 
 /// The data API's pools: one per thread that asks, so each HTTP worker (one
 /// thread running one single-threaded runtime) has its own, whose
@@ -157,7 +239,7 @@ pub struct PerThread {
 
 thread_local! {
     /// This thread's pool of each [`PerThread`] (by its id).
-    static THREAD_POOLS: std::cell::RefCell<Vec<(usize, Pool)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static THREAD_POOLS: std::cell::RefCell<Vec<(usize, ApiPool)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl PerThread {
@@ -175,19 +257,21 @@ impl PerThread {
     }
 
     /// This thread's pool, made on first use.
-    pub fn current(&self) -> Pool {
+    pub fn current(&self) -> ApiPool {
         THREAD_POOLS.with(|pools| {
             let mut pools = pools.borrow_mut();
             if let Some((_, pool)) = pools.iter().find(|(id, _)| *id == self.id) {
                 return pool.clone();
             }
-            let manager = Manager::from_config(
-                self.pg.clone(),
-                self.tls.clone(),
-                manager_config(&self.config),
-            );
-            let pool =
-                sized(manager, &self.config, self.size).expect("a pool with a runtime builds");
+            let manager = ApiManager {
+                inner: Manager::from_config(
+                    self.pg.clone(),
+                    self.tls.clone(),
+                    manager_config(&self.config),
+                ),
+                forgets: self.config.recycling != "fast",
+            };
+            let pool = sized(manager, &self.config, self.size).expect("a pool with a runtime builds");
             pools.push((self.id, pool.clone()));
             pool
         })

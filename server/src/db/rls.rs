@@ -22,3 +22,25 @@ pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
 /// `$1` visible to RLS, and its statements limited to `$3` milliseconds
 /// (`0`: no limit).
 pub const ACT_AS: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true), set_config('statement_timeout', $3, true)";
+
+/// Sets an API key's session on a data API connection (`rest/tx.rs`): the
+/// role `$2`, the claims `$1` and the statement timeout `$3` for the session
+/// (not the transaction), and transactions read-only unless begun
+/// `READ WRITE`. Answers the [`SESSION_SETTINGS`] settings as PostgreSQL
+/// then reports them, in the order [`in_session`] reads them back.
+pub const SESSION_SETUP: &str = "SELECT set_config('role', $2, false), set_config('request.jwt.claims', $1, false), set_config('statement_timeout', $3, false), set_config('default_transaction_read_only', 'on', false), current_setting('search_path')";
+
+/// How many settings [`SESSION_SETUP`] answers and [`in_session`] appends.
+pub const SESSION_SETTINGS: usize = 5;
+
+/// A read's statement with the session's settings as they are once it has
+/// run appended to its row: the outer select list is computed after the
+/// inner statement produced its row, so any change made by SQL the
+/// statement ran (a function, a view) shows.
+pub fn in_session(sql: &str) -> String {
+    format!(
+        "SELECT s.*, current_setting('role'), current_setting('request.jwt.claims', true), \
+         current_setting('statement_timeout'), current_setting('default_transaction_read_only'), \
+         current_setting('search_path') FROM ({sql}) s"
+    )
+}

@@ -161,7 +161,7 @@ async fn explain(
     for step in &mut steps {
         step.sql = format!("{} {}", asked.explain(), step.sql);
     }
-    let reply = tx::read(&state, &caller, steps, |rows| {
+    let reply = tx::read_lines(&state, &caller, steps, |rows| {
         let body = if asked.text {
             // One row per line of the plan.
             let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();

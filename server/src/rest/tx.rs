@@ -6,6 +6,7 @@
 
 use super::idempotency::Idempotency;
 use super::{is_service_key, query_failed, Reply};
+use crate::db::pool::{ApiObject, Session};
 use crate::db::{rls, CancelOnDrop, Checkout};
 use crate::error::HttpError;
 use crate::identity::Caller;
@@ -60,12 +61,13 @@ impl Step {
 /// of `respond`.
 type Respond<'a> = Box<dyn FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError> + 'a>;
 
-/// Runs `steps` in one read-only transaction as the caller, each returning
-/// one row (a text query plan one per line), and answers with `respond`. One round trip: `BEGIN READ ONLY`,
-/// the role switch, the statements and `ROLLBACK` are pipelined. Rows are
-/// used only when `BEGIN` and the switch succeeded; in a read-only
-/// transaction that is rolled back, statements that ran regardless change
-/// nothing.
+/// Runs `steps` read-only as the caller, each returning one row, and
+/// answers with `respond` (the rows may carry more columns after the ones
+/// the step selects). One round trip: `BEGIN READ ONLY`, the role switch,
+/// the statements and `ROLLBACK` are pipelined. Rows are used only when
+/// `BEGIN` and the switch succeeded; in a read-only transaction that is
+/// rolled back, statements that ran regardless change nothing. An API key's
+/// read of one statement runs in its session instead (see [`Session`]).
 pub async fn read(
     state: &AppState,
     caller: &Caller,
@@ -73,6 +75,17 @@ pub async fn read(
     respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
 ) -> Result<Reply, HttpError> {
     with_connection(state, caller, steps, None, Box::new(respond), Mode::Read).await
+}
+
+/// [`read`] of statements that may answer several rows (a text query plan,
+/// one line per row), always in a transaction with the role switch.
+pub async fn read_lines(
+    state: &AppState,
+    caller: &Caller,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    with_connection(state, caller, steps, None, Box::new(respond), Mode::Lines).await
 }
 
 /// Runs `steps` in one transaction as the caller, each returning one row;
@@ -114,6 +127,7 @@ pub async fn write_then_roll_back(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Read,
+    Lines,
     Write,
     DryRun,
 }
@@ -133,10 +147,16 @@ async fn with_connection(
         .fairness()
         .acquire(caller, state.config.rest.max_concurrent_per_caller)?;
     let mut checkout = Checkout::new(state.api_pool.current().get().await?);
+    let in_session = mode == Mode::Read && caller.user.is_none() && steps.len() == 1;
+    if !in_session {
+        // What this request runs may change the session: it is unknown after.
+        checkout.client().session = None;
+    }
     let result = async {
-        let prepared = Prepared::new(state, checkout.client(), caller, steps).await?;
+        let prepared = Prepared::new(state, checkout.client(), caller, steps, in_session).await?;
         match mode {
-            Mode::Read => prepared.read(state, checkout.client(), respond).await,
+            Mode::Read if in_session => prepared.read_in_session(state, checkout.client(), respond).await,
+            Mode::Read | Mode::Lines => prepared.read(state, checkout.client(), respond).await,
             Mode::Write | Mode::DryRun => {
                 prepared
                     .write(state, checkout.client(), idempotency, respond, mode)
@@ -145,8 +165,28 @@ async fn with_connection(
         }
     }
     .await;
-    checkout.release();
-    result
+    match result {
+        Ok(Answered::Kept(reply)) => {
+            checkout.release();
+            Ok(reply)
+        }
+        Ok(Answered::Discarded(reply)) => {
+            checkout.discard();
+            Ok(reply)
+        }
+        Err(error) => {
+            checkout.release();
+            Err(error)
+        }
+    }
+}
+
+/// A reply, and whether its connection may serve other requests.
+enum Answered {
+    Kept(Reply),
+    /// The statement left the session other than it was set (app SQL changed
+    /// a setting for the session): the connection is closed.
+    Discarded(Reply),
 }
 
 /// Prepared statements each pooled connection keeps (per distinct SQL text:
@@ -161,6 +201,8 @@ const STATEMENT_CACHE_LIMIT: usize = 256;
 /// request dropped half-way leaves no open transaction behind, because its
 /// connection is then closed (see [`Checkout`]).
 struct Prepared {
+    /// Whether the statements were prepared to run in an API key's session.
+    in_session: bool,
     steps: Vec<Step>,
     statements: Vec<tokio_postgres::Statement>,
     values: Vec<Values>,
@@ -172,9 +214,10 @@ struct Prepared {
 impl Prepared {
     async fn new(
         state: &AppState,
-        client: &mut deadpool_postgres::Object,
+        client: &mut ApiObject,
         caller: &Caller,
         steps: Vec<Step>,
+        in_session: bool,
     ) -> Result<Prepared, HttpError> {
         if client.statement_cache.size() >= STATEMENT_CACHE_LIMIT {
             client.statement_cache.clear();
@@ -195,9 +238,14 @@ impl Prepared {
         let act = client.prepare_cached(rls::ACT_AS).await?;
         let mut statements = Vec::with_capacity(steps.len());
         for step in &steps {
+            let sql = if in_session {
+                std::borrow::Cow::Owned(rls::in_session(&step.sql))
+            } else {
+                std::borrow::Cow::Borrowed(step.sql.as_str())
+            };
             statements.push(
                 client
-                    .prepare_cached(&step.sql)
+                    .prepare_cached(&sql)
                     .await
                     .map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
             );
@@ -207,6 +255,7 @@ impl Prepared {
             .map(|step| boxed(step.params.clone()))
             .collect();
         Ok(Prepared {
+            in_session,
             steps,
             statements,
             values,
@@ -233,7 +282,7 @@ impl Prepared {
         state: &AppState,
         client: &tokio_postgres::Client,
         respond: Respond<'_>,
-    ) -> Result<Reply, HttpError> {
+    ) -> Result<Answered, HttpError> {
         let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
         let act_params = self.act_params();
         let arguments: Vec<_> = self.values.iter().map(references).collect();
@@ -265,7 +314,75 @@ impl Prepared {
             rows.extend(step_rows);
         }
         rolled_back?;
-        respond(&rows)
+        respond(&rows).map(Answered::Kept)
+    }
+
+    /// An API key's read of one statement, in the connection's session
+    /// (`db::rls::SESSION_SETUP`): the role, claims and statement timeout
+    /// were set for the session, and transactions are read-only by default,
+    /// so the statement runs alone, in its own implicit transaction. The
+    /// session is set up when the connection's last request did not leave
+    /// it so — in a transaction with this statement, so that the statement
+    /// never runs if that fails. The statement's row ends with the
+    /// settings as they are after it ran (`db::rls::in_session`): the
+    /// session is kept only when they are still what was set.
+    async fn read_in_session(
+        &self,
+        state: &AppState,
+        client: &mut ApiObject,
+        respond: Respond<'_>,
+    ) -> Result<Answered, HttpError> {
+        debug_assert!(self.in_session && self.statements.len() == 1);
+        let [claims, role, timeout] = &self.act_values;
+        let known = client
+            .session
+            .take()
+            .filter(|session| session.is_for(role, claims, timeout));
+        let values = references(&self.values[0]);
+        let statement = &self.statements[0];
+        let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
+        let (row, session) = match known {
+            Some(session) => (client.query_one(statement, &values).await, session),
+            None => {
+                let setup = client.prepare_cached(rls::SESSION_SETUP).await?;
+                let act_params = self.act_params();
+                let (began, set, row, committed) = futures_util::join!(
+                    client.batch_execute("BEGIN READ ONLY"),
+                    client.query_one(&setup, &act_params),
+                    client.query_one(statement, &values),
+                    // A rollback when anything failed.
+                    client.batch_execute("COMMIT")
+                );
+                began?;
+                let set = set?;
+                committed?;
+                let session = Session {
+                    role: role.clone(),
+                    claims: claims.clone(),
+                    statement_timeout: timeout.clone(),
+                    expected: (0..rls::SESSION_SETTINGS)
+                        .map(|at| set.get(at))
+                        .collect(),
+                };
+                (row, std::sync::Arc::new(session))
+            }
+        };
+        running.disarm();
+        let row = row.map_err(|e| self.failed(e, &self.steps[0]))?;
+        let after = row.len() - rls::SESSION_SETTINGS;
+        let unchanged = (0..rls::SESSION_SETTINGS)
+            .all(|at| row.get::<_, Option<&str>>(after + at) == Some(session.expected[at].as_str()));
+        let reply = respond(std::slice::from_ref(&row))?;
+        if unchanged {
+            client.session = Some(session);
+            Ok(Answered::Kept(reply))
+        } else {
+            tracing::warn!(
+                relation = %self.steps[0].relation,
+                "a statement changed the settings of its connection's session; the connection is closed"
+            );
+            Ok(Answered::Discarded(reply))
+        }
     }
 
     async fn write(
@@ -275,11 +392,11 @@ impl Prepared {
         idempotency: Option<&Idempotency>,
         respond: Respond<'_>,
         mode: Mode,
-    ) -> Result<Reply, HttpError> {
+    ) -> Result<Answered, HttpError> {
         let act_params = self.act_params();
         let outcome = async {
             if let Some(key) = idempotency {
-                client.batch_execute("BEGIN").await?;
+                client.batch_execute("BEGIN READ WRITE").await?;
                 if let Some(stored) = key.claim(client, state).await? {
                     return Ok(Err(stored));
                 }
@@ -292,7 +409,7 @@ impl Prepared {
             // statements after it are refused.
             let begin = async {
                 match idempotency {
-                    None => client.batch_execute("BEGIN").await,
+                    None => client.batch_execute("BEGIN READ WRITE").await,
                     Some(_) => Ok(()),
                 }
             };
@@ -325,7 +442,7 @@ impl Prepared {
         match outcome {
             Ok(Ok(reply)) if mode == Mode::DryRun => {
                 client.batch_execute("ROLLBACK").await?;
-                Ok(reply)
+                Ok(Answered::Kept(reply))
             }
             Ok(Ok(reply)) => {
                 // Deferred constraints are checked here.
@@ -333,12 +450,12 @@ impl Prepared {
                     .batch_execute("COMMIT")
                     .await
                     .map_err(|e| query_failed(e, self.role(), "the transaction"))?;
-                Ok(reply)
+                Ok(Answered::Kept(reply))
             }
             // A replayed reply: nothing of this request was written.
             Ok(Err(reply)) => {
                 client.batch_execute("ROLLBACK").await?;
-                Ok(reply)
+                Ok(Answered::Kept(reply))
             }
             Err(error) => {
                 client.batch_execute("ROLLBACK").await?;

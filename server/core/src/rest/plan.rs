@@ -513,10 +513,15 @@ impl<'a, A: Access> Planner<'a, A> {
     }
 
     /// ` LIMIT n [OFFSET m]`: `limit`, else `default` rows, at most `max_rows`.
+    /// `LIMIT` as a number in the SQL text (a `u64`, never request text):
+    /// as a parameter, PostgreSQL would plan a generic statement for an
+    /// unknown limit, find it costlier than planning each execution anew,
+    /// and so plan every execution (docs/benchmarks.md). `OFFSET` stays a
+    /// parameter: its values are many, and a statement text per value would
+    /// churn the prepared statements.
     fn page(&mut self, query: &ReadQuery, default: u64) -> String {
         let limit = query.limit.unwrap_or(default).min(self.max_rows);
-        self.params.push(Param::Text(Some(limit.to_string())));
-        let mut sql = format!(" LIMIT ${}::text::bigint", self.params.len());
+        let mut sql = format!(" LIMIT {limit}");
         if let Some(offset) = query.offset {
             self.params.push(Param::Text(Some(offset.to_string())));
             sql.push_str(&format!(" OFFSET ${}::text::bigint", self.params.len()));

@@ -269,10 +269,10 @@ fn golden_read_sql() {
         &caller,
     )
     .unwrap();
-    assert_eq!(
-        default.read.1,
-        vec![text("20")],
-        "the default page size applies"
+    assert!(
+        default.read.0.ends_with(" LIMIT 20) t") && default.read.1.is_empty(),
+        "the default page size applies: {}",
+        default.read.0
     );
     let capped = read_sql(
         Source::table(&schema, &schema.tables["posts"], 100),
@@ -282,5 +282,9 @@ fn golden_read_sql() {
         &caller,
     )
     .unwrap();
-    assert_eq!(capped.read.1, vec![text("100")], "the cap applies");
+    assert!(
+        capped.read.0.ends_with(" LIMIT 100) t") && capped.read.1.is_empty(),
+        "the cap applies: {}",
+        capped.read.0
+    );
 }
