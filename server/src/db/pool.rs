@@ -148,6 +148,8 @@ fn sized<M: deadpool::managed::Manager>(
 pub struct ApiClient {
     pub client: deadpool_postgres::ClientWrapper,
     pub session: Option<Arc<Session>>,
+    /// `search_path` as the connection began (requests set it back).
+    pub search_path: String,
 }
 
 /// A session as an API key's requests run in it: set once on a connection
@@ -195,9 +197,15 @@ impl deadpool::managed::Manager for ApiManager {
     type Error = tokio_postgres::Error;
 
     async fn create(&self) -> Result<ApiClient, tokio_postgres::Error> {
+        let client = self.inner.create().await?;
+        let search_path = client
+            .query_one("SELECT current_setting('search_path')", &[])
+            .await?
+            .get(0);
         Ok(ApiClient {
-            client: self.inner.create().await?,
+            client,
             session: None,
+            search_path,
         })
     }
 
@@ -271,7 +279,8 @@ impl PerThread {
                 ),
                 forgets: self.config.recycling != "fast",
             };
-            let pool = sized(manager, &self.config, self.size).expect("a pool with a runtime builds");
+            let pool =
+                sized(manager, &self.config, self.size).expect("a pool with a runtime builds");
             pools.push((self.id, pool.clone()));
             pool
         })

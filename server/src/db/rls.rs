@@ -23,12 +23,16 @@ pub fn database_role(config: &AuthzConfig, signed_in: bool) -> &str {
 /// (`0`: no limit).
 pub const ACT_AS: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true), set_config('statement_timeout', $3, true)";
 
+/// [`ACT_AS`], and the `search_path` back to `$4`, the connection's own (a
+/// committed write whose SQL ran `SET search_path` changed it for the session).
+pub const ACT_AS_ON_API_CONNECTION: &str = "SELECT set_config('request.jwt.claims', $1, true), set_config('role', $2, true), set_config('statement_timeout', $3, true), set_config('search_path', $4, true)";
+
 /// Sets an API key's session on a data API connection (`rest/tx.rs`): the
 /// role `$2`, the claims `$1` and the statement timeout `$3` for the session
-/// (not the transaction), and transactions read-only unless begun
-/// `READ WRITE`. Answers the [`SESSION_SETTINGS`] settings as PostgreSQL
+/// (not the transaction), transactions read-only unless begun `READ WRITE`,
+/// and the connection's own `search_path` (`$4`) back. Answers the [`SESSION_SETTINGS`] settings as PostgreSQL
 /// then reports them, in the order [`in_session`] reads them back.
-pub const SESSION_SETUP: &str = "SELECT set_config('role', $2, false), set_config('request.jwt.claims', $1, false), set_config('statement_timeout', $3, false), set_config('default_transaction_read_only', 'on', false), current_setting('search_path')";
+pub const SESSION_SETUP: &str = "SELECT set_config('role', $2, false), set_config('request.jwt.claims', $1, false), set_config('statement_timeout', $3, false), set_config('default_transaction_read_only', 'on', false), set_config('search_path', $4, false)";
 
 /// How many settings [`SESSION_SETUP`] answers and [`in_session`] appends.
 pub const SESSION_SETTINGS: usize = 5;

@@ -155,7 +155,11 @@ async fn with_connection(
     let result = async {
         let prepared = Prepared::new(state, checkout.client(), caller, steps, in_session).await?;
         match mode {
-            Mode::Read if in_session => prepared.read_in_session(state, checkout.client(), respond).await,
+            Mode::Read if in_session => {
+                prepared
+                    .read_in_session(state, checkout.client(), respond)
+                    .await
+            }
             Mode::Read | Mode::Lines => prepared.read(state, checkout.client(), respond).await,
             Mode::Write | Mode::DryRun => {
                 prepared
@@ -207,8 +211,9 @@ struct Prepared {
     statements: Vec<tokio_postgres::Statement>,
     values: Vec<Values>,
     act: tokio_postgres::Statement,
-    /// The claims, the role and the statement timeout of the role switch.
-    act_values: [String; 3],
+    /// The claims, the role, the statement timeout and the `search_path` of
+    /// the role switch.
+    act_values: [String; 4],
 }
 
 impl Prepared {
@@ -235,7 +240,7 @@ impl Prepared {
         } else {
             state.config.rest.statement_timeout_ms.to_string()
         };
-        let act = client.prepare_cached(rls::ACT_AS).await?;
+        let act = client.prepare_cached(rls::ACT_AS_ON_API_CONNECTION).await?;
         let mut statements = Vec::with_capacity(steps.len());
         for step in &steps {
             let sql = if in_session {
@@ -260,7 +265,12 @@ impl Prepared {
             statements,
             values,
             act,
-            act_values: [caller.claims.to_string(), role, statement_timeout],
+            act_values: [
+                caller.claims.to_string(),
+                role,
+                statement_timeout,
+                client.search_path.clone(),
+            ],
         })
     }
 
@@ -268,9 +278,9 @@ impl Prepared {
         &self.act_values[1]
     }
 
-    fn act_params(&self) -> [&(dyn ToSql + Sync); 3] {
-        let [claims, role, timeout] = &self.act_values;
-        [claims, role, timeout]
+    fn act_params(&self) -> [&(dyn ToSql + Sync); 4] {
+        let [claims, role, timeout, search_path] = &self.act_values;
+        [claims, role, timeout, search_path]
     }
 
     fn failed(&self, error: tokio_postgres::Error, step: &Step) -> HttpError {
@@ -333,7 +343,7 @@ impl Prepared {
         respond: Respond<'_>,
     ) -> Result<Answered, HttpError> {
         debug_assert!(self.in_session && self.statements.len() == 1);
-        let [claims, role, timeout] = &self.act_values;
+        let [claims, role, timeout, _] = &self.act_values;
         let known = client
             .session
             .take()
@@ -360,9 +370,7 @@ impl Prepared {
                     role: role.clone(),
                     claims: claims.clone(),
                     statement_timeout: timeout.clone(),
-                    expected: (0..rls::SESSION_SETTINGS)
-                        .map(|at| set.get(at))
-                        .collect(),
+                    expected: (0..rls::SESSION_SETTINGS).map(|at| set.get(at)).collect(),
                 };
                 (row, std::sync::Arc::new(session))
             }
@@ -370,8 +378,9 @@ impl Prepared {
         running.disarm();
         let row = row.map_err(|e| self.failed(e, &self.steps[0]))?;
         let after = row.len() - rls::SESSION_SETTINGS;
-        let unchanged = (0..rls::SESSION_SETTINGS)
-            .all(|at| row.get::<_, Option<&str>>(after + at) == Some(session.expected[at].as_str()));
+        let unchanged = (0..rls::SESSION_SETTINGS).all(|at| {
+            row.get::<_, Option<&str>>(after + at) == Some(session.expected[at].as_str())
+        });
         let reply = respond(std::slice::from_ref(&row))?;
         if unchanged {
             client.session = Some(session);
