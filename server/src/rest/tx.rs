@@ -405,7 +405,11 @@ impl Prepared {
         let act_params = self.act_params();
         let outcome = async {
             if let Some(key) = idempotency {
-                client.batch_execute("BEGIN READ WRITE").await?;
+                // The key is claimed as the login role, whatever role an
+                // API key's session left on the connection.
+                client
+                    .batch_execute("BEGIN READ WRITE; SET LOCAL ROLE NONE")
+                    .await?;
                 if let Some(stored) = key.claim(client, state).await? {
                     return Ok(Err(stored));
                 }
