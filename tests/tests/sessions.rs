@@ -286,3 +286,63 @@ async fn database_changes_apply_to_warm_connections_at_once() {
         public
     );
 }
+
+#[tokio::test]
+async fn a_write_committed_with_its_statement_keeps_nothing_it_refused() {
+    let basalt = one_connection().await;
+    sql(
+        &basalt,
+        "create table owners (id int primary key);
+         create table pets (id int primary key, name text unique,
+           owner int references owners deferrable initially deferred);
+         insert into owners values (1);
+         grant select, insert on pets to anon;",
+    )
+    .await;
+    let admin = Client::service(&basalt);
+    for action in ["select", "insert"] {
+        admin
+            .policy(json!({"subject": "anon", "object": "table:public.pets", "action": action}))
+            .await;
+    }
+    let anon = Client::anon(&basalt);
+    // A plain insert, no row condition, return=minimal: COMMIT goes with it.
+    anon.post("/rest/v1/pets", json!({"id": 1, "name": "rex", "owner": 1}))
+        .await
+        .expect(201);
+    // Refused by the statement: nothing kept.
+    let duplicate = anon
+        .post("/rest/v1/pets", json!({"id": 2, "name": "rex", "owner": 1}))
+        .await;
+    assert_eq!(duplicate.status, 409, "{}", duplicate.text);
+    // Refused only at COMMIT (a deferred foreign key): nothing kept either.
+    let orphan = anon
+        .post("/rest/v1/pets", json!({"id": 3, "name": "tom", "owner": 9}))
+        .await;
+    assert_eq!(orphan.status, 409, "{}", orphan.text);
+    assert_eq!(orphan.json()["code"], "23503", "{}", orphan.text);
+    // A bulk insert whose second row fails keeps neither.
+    let bulk = anon
+        .post(
+            "/rest/v1/pets",
+            json!([{"id": 4, "name": "felix", "owner": 1}, {"id": 5, "name": "rex", "owner": 1}]),
+        )
+        .await;
+    assert_eq!(bulk.status, 409, "{}", bulk.text);
+    let kept = admin
+        .get("/rest/v1/pets?select=id&order=id")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(kept, json!([{"id": 1}]));
+    // The connection serves the next write and read as usual.
+    anon.post("/rest/v1/pets", json!({"id": 6, "name": "tom", "owner": 1}))
+        .await
+        .expect(201);
+    let kept = anon
+        .get("/rest/v1/pets?select=id&order=id")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(kept, json!([{"id": 1}, {"id": 6}]));
+}

@@ -112,6 +112,19 @@ pub async fn write(
     .await
 }
 
+/// [`write`] of statements whose rows `respond` never refuses (the caller
+/// made sure: no row condition to count, no `max-affected`, no row to show,
+/// no `Idempotency-Key`): `COMMIT` is pipelined with them, so the write takes
+/// one round trip. A statement that fails turns the `COMMIT` into a rollback.
+pub async fn write_at_once(
+    state: &AppState,
+    caller: &Caller,
+    steps: Vec<Step>,
+    respond: impl FnOnce(&[tokio_postgres::Row]) -> Result<Reply, HttpError>,
+) -> Result<Reply, HttpError> {
+    with_connection(state, caller, steps, None, Box::new(respond), Mode::AtOnce).await
+}
+
 /// [`write`], answered and then rolled back (`Prefer: tx=rollback`):
 /// nothing stays, and no `Idempotency-Key` is kept.
 pub async fn write_then_roll_back(
@@ -129,6 +142,7 @@ enum Mode {
     Read,
     Lines,
     Write,
+    AtOnce,
     DryRun,
 }
 
@@ -161,7 +175,7 @@ async fn with_connection(
                     .await
             }
             Mode::Read | Mode::Lines => prepared.read(state, checkout.client(), respond).await,
-            Mode::Write | Mode::DryRun => {
+            Mode::Write | Mode::AtOnce | Mode::DryRun => {
                 prepared
                     .write(state, checkout.client(), idempotency, respond, mode)
                     .await
@@ -435,15 +449,37 @@ impl Prepared {
             );
             // Armed while the statements run: if the request is dropped
             // then (a timeout), they are cancelled.
+            let commit = async {
+                match mode {
+                    Mode::AtOnce => Some(client.batch_execute("COMMIT").await),
+                    _ => None,
+                }
+            };
             let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
-            let (began, acted, results) =
-                futures_util::join!(begin, client.execute(&self.act, &act_params), statements);
+            let (began, acted, results, committed) = futures_util::join!(
+                begin,
+                client.execute(&self.act, &act_params),
+                statements,
+                commit
+            );
             running.disarm();
             began?;
             acted?;
             let mut rows = Vec::with_capacity(self.steps.len());
             for (result, step) in results.into_iter().zip(&self.steps) {
                 rows.push(result.map_err(|e| self.failed(e, step))?);
+            }
+            if let Some(committed) = committed {
+                // Deferred constraints are checked here.
+                committed.map_err(|e| query_failed(e, self.role(), "the transaction"))?;
+                return respond(&rows)
+                    .inspect_err(|error| {
+                        tracing::error!(
+                            code = ?error.error.code,
+                            "a write committed with its statements was refused after the commit"
+                        )
+                    })
+                    .map(Ok);
             }
             let reply = respond(&rows)?;
             if let Some(key) = idempotency {
@@ -453,6 +489,9 @@ impl Prepared {
         }
         .await;
         match outcome {
+            // Committed (or, had a statement failed, rolled back) already.
+            Ok(Ok(reply)) if mode == Mode::AtOnce => Ok(Answered::Kept(reply)),
+            Err(error) if mode == Mode::AtOnce => Err(error),
             Ok(Ok(reply)) if mode == Mode::DryRun => {
                 client.batch_execute("ROLLBACK").await?;
                 Ok(Answered::Kept(reply))

@@ -46,6 +46,13 @@ async fn run(
         Some(Format::Object) => Shape::Object,
         _ => Shape::Rows,
     };
+    // Nothing in the reply can refuse this write once its statement
+    // succeeded: its COMMIT goes with it (`tx::write_at_once`).
+    let at_once = plan.unconditional
+        && prefer.max_affected.is_none()
+        && shape == Shape::Rows
+        && !matches!(prefer.return_, Some(Return::Representation))
+        && idempotency.is_none();
     let check = plan.check;
     let respond = |rows: &[tokio_postgres::Row]| {
         check.check(&rows[0], prefer)?;
@@ -53,6 +60,8 @@ async fn run(
     };
     let reply = if prefer.rollback {
         tx::write_then_roll_back(state, caller, vec![plan.step], respond).await?
+    } else if at_once {
+        tx::write_at_once(state, caller, vec![plan.step], respond).await?
     } else {
         tx::write(
             state,

@@ -34,6 +34,9 @@ pub(in crate::rest) fn conflict_target(
 pub struct WritePlan {
     pub step: Step,
     pub check: WriteCheck,
+    /// Whether the statement's row can only pass [`WriteCheck`]: nothing to
+    /// count against a row condition, no merged rows to count.
+    pub unconditional: bool,
 }
 
 impl WritePlan {
@@ -47,6 +50,7 @@ impl WritePlan {
         WritePlan {
             step: Step::new(statement, &target.table.qualified()),
             check: WriteCheck { merged_objects },
+            unconditional: false,
         }
     }
 }
@@ -94,6 +98,7 @@ pub fn plan_insert(
         (_, None) => Conflict::Fail,
     };
     let merging = matches!(conflict, Conflict::Merge { .. });
+    let unconditional = decision.condition.is_none() && matches!(conflict, Conflict::Fail);
     let uid = uid_of(caller);
     let variables = variables(caller, &uid);
     let statement = insert_sql(
@@ -108,7 +113,10 @@ pub fn plan_insert(
         },
         shown(state, caller, target).as_ref(),
     )?;
-    Ok(WritePlan::new(statement, target, merging.then_some(count)))
+    Ok(WritePlan {
+        unconditional,
+        ..WritePlan::new(statement, target, merging.then_some(count))
+    })
 }
 
 /// The target's filters, limited to the rows whose filtered columns a GET
