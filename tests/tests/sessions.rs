@@ -83,6 +83,10 @@ async fn sql_that_changes_the_session_never_reaches_the_next_request() {
         "set default_transaction_read_only = off",
         "set search_path = pg_catalog",
         "reset all",
+        // (A STABLE function may not run SET: these reach the read's guard.)
+        "select set_config('statement_timeout', '0', false)",
+        "select set_config('default_transaction_read_only', 'off', false)",
+        "select set_config('search_path', 'pg_catalog', false)",
     ];
     for attack in attacks {
         for (method, function) in [(Method::GET, "run_read"), (Method::POST, "run_write")] {
@@ -345,4 +349,53 @@ async fn a_write_committed_with_its_statement_keeps_nothing_it_refused() {
         .expect(200)
         .json();
     assert_eq!(kept, json!([{"id": 1}, {"id": 6}]));
+}
+
+#[tokio::test]
+async fn statements_are_prepared_as_the_login_role_whatever_a_session_left() {
+    let basalt = Basalt::builder()
+        .env("BASALT_SERVER_WORKERS", "1")
+        .env("BASALT_DATABASE_API_POOL_SIZE", "1")
+        .env("BASALT_REST_EXTRA_SCHEMAS", "members")
+        .env("BASALT_REST_GRANT_API_ROLES", "false")
+        .start()
+        .await;
+    // A schema only signed-in users (and the login role, to resolve names)
+    // may use; anon may not.
+    sql(
+        &basalt,
+        "create schema members; create table members.notes (id int primary key);
+         insert into members.notes values (7);
+         grant usage on schema members to authenticated, authenticator;
+         grant select on members.notes to authenticated;
+         create table public.open (id int primary key); insert into public.open values (1);
+         grant select on public.open to anon;",
+    )
+    .await;
+    let admin = Client::service(&basalt);
+    admin
+        .policy(json!({"subject": "anon", "object": "table:public.open", "action": "select"}))
+        .await;
+    admin
+        .policy(json!({"subject": "authenticated", "object": "table:members.notes", "action": "select"}))
+        .await;
+    let anon = Client::anon(&basalt);
+    let (user, _) = Client::user(&basalt, "members@example.com").await;
+    for _ in 0..3 {
+        // The anon key's read leaves its session (role anon) on the one connection ...
+        let open = anon.get("/rest/v1/open?select=id").await.expect(200).json();
+        assert_eq!(open, json!([{"id": 1}]));
+        // ... and a user's statement over a schema anon may not use is
+        // still prepared and run.
+        let notes = user
+            .send(
+                Method::GET,
+                "/rest/v1/notes?select=id",
+                &[("accept-profile", "members")],
+                None,
+            )
+            .await;
+        assert_eq!(notes.status, 200, "{}", notes.text);
+        assert_eq!(notes.json(), json!([{"id": 7}]));
+    }
 }

@@ -12,6 +12,7 @@ use crate::error::HttpError;
 use crate::identity::Caller;
 use crate::state::AppState;
 use basalt_core::filter::sql::Param;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 pub(crate) type Values = Vec<Box<dyn ToSql + Sync + Send>>;
@@ -262,11 +263,20 @@ impl Prepared {
             } else {
                 std::borrow::Cow::Borrowed(step.sql.as_str())
             };
+            let prepared = match client.prepare_cached(&sql).await {
+                // Statements are prepared as the login role (it has USAGE on
+                // the exposed schemas to resolve names); an API key's session
+                // may have left its role on the connection, which may lack
+                // it: prepared again once that role is reset.
+                Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                    client.session = None;
+                    client.batch_execute("RESET ROLE").await?;
+                    client.prepare_cached(&sql).await
+                }
+                prepared => prepared,
+            };
             statements.push(
-                client
-                    .prepare_cached(&sql)
-                    .await
-                    .map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
+                prepared.map_err(|e| labelled(query_failed(e, &role, &step.relation), step))?,
             );
         }
         let values = steps
@@ -364,19 +374,26 @@ impl Prepared {
             .filter(|session| session.is_for(role, claims, timeout));
         let values = references(&self.values[0]);
         let statement = &self.statements[0];
-        let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
         let (row, session) = match known {
-            Some(session) => (client.query_one(statement, &values).await, session),
+            Some(session) => {
+                let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
+                let row = client.query_one(statement, &values).await;
+                running.disarm();
+                (row, session)
+            }
             None => {
                 let setup = client.prepare_cached(rls::SESSION_SETUP).await?;
                 let act_params = self.act_params();
+                let mut running = CancelOnDrop::new(client.cancel_token(), state.tls.clone());
                 let (began, set, row, committed) = futures_util::join!(
-                    client.batch_execute("BEGIN READ ONLY"),
+                    // Whatever earlier requests' SQL set for the session goes.
+                    client.batch_execute("BEGIN READ ONLY; RESET ALL"),
                     client.query_one(&setup, &act_params),
                     client.query_one(statement, &values),
                     // A rollback when anything failed.
                     client.batch_execute("COMMIT")
                 );
+                running.disarm();
                 began?;
                 let set = set?;
                 committed?;
@@ -389,7 +406,6 @@ impl Prepared {
                 (row, std::sync::Arc::new(session))
             }
         };
-        running.disarm();
         let row = row.map_err(|e| self.failed(e, &self.steps[0]))?;
         let after = row.len() - rls::SESSION_SETTINGS;
         let unchanged = (0..rls::SESSION_SETTINGS).all(|at| {
@@ -430,10 +446,11 @@ impl Prepared {
             }
             // One round trip: `BEGIN` (unless the key's claim began the
             // transaction), the role switch and every statement, pipelined.
-            // A statement never runs outside the caller's role: had `BEGIN`
-            // failed, so would everything after it on this connection; had
-            // the switch failed, the transaction is aborted and the
-            // statements after it are refused.
+            // Had the switch failed, the transaction is aborted and the
+            // statements after it are refused. (`BEGIN` itself fails only
+            // on a broken connection; the statements would then run in no
+            // transaction, as the login role or a session's read-only
+            // role, and their rows are not used.)
             let begin = async {
                 match idempotency {
                     None => client.batch_execute("BEGIN READ WRITE").await,

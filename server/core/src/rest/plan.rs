@@ -513,7 +513,8 @@ impl<'a, A: Access> Planner<'a, A> {
     }
 
     /// ` LIMIT n [OFFSET m]`: `limit`, else `default` rows, at most `max_rows`.
-    /// `LIMIT` as a number in the SQL text (a `u64`, never request text):
+    /// `LIMIT` as a number in the SQL text (a parsed, capped `u64`; no
+    /// request text reaches the SQL):
     /// as a parameter, PostgreSQL would plan a generic statement for an
     /// unknown limit, find it costlier than planning each execution anew,
     /// and so plan every execution (docs/benchmarks.md). `OFFSET` stays a
