@@ -15,13 +15,28 @@ const PAGE: &str = "SELECT coalesce(json_agg(p), '[]')::text FROM (SELECT * FROM
 const INSERT: &str = "INSERT INTO public.posts (title, score) VALUES ($1, $2)";
 const ROW_BY_ID: &str = "SELECT row_to_json(p)::text FROM public.posts p WHERE p.id = $1";
 
+/// A connection and `sql` prepared on it (once per connection), or the
+/// answer when there is none.
+async fn prepared(
+    pool: &Pool,
+    sql: &str,
+) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), HttpResponse> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|_| HttpResponse::ServiceUnavailable().finish())?;
+    let statement = client
+        .prepare_cached(sql)
+        .await
+        .map_err(|_| HttpResponse::InternalServerError().finish())?;
+    Ok((client, statement))
+}
+
 #[get("/posts/{id}")]
 async fn row_by_id(pool: web::Data<Pool>, id: web::Path<i64>) -> HttpResponse {
-    let Ok(client) = pool.get().await else {
-        return HttpResponse::ServiceUnavailable().finish();
-    };
-    let Ok(statement) = client.prepare_cached(ROW_BY_ID).await else {
-        return HttpResponse::InternalServerError().finish();
+    let (client, statement) = match prepared(&pool, ROW_BY_ID).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal,
     };
     match client.query_opt(&statement, &[&id.into_inner()]).await {
         Ok(Some(row)) => {
@@ -48,11 +63,9 @@ struct PageQuery {
 
 #[get("/posts")]
 async fn page(pool: web::Data<Pool>, query: web::Query<PageQuery>) -> HttpResponse {
-    let Ok(client) = pool.get().await else {
-        return HttpResponse::ServiceUnavailable().finish();
-    };
-    let Ok(statement) = client.prepare_cached(PAGE).await else {
-        return HttpResponse::InternalServerError().finish();
+    let (client, statement) = match prepared(&pool, PAGE).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal,
     };
     match client.query_one(&statement, &[&query.score_gt]).await {
         Ok(row) => HttpResponse::Ok()
@@ -70,11 +83,9 @@ struct NewPost {
 
 #[post("/posts")]
 async fn insert(pool: web::Data<Pool>, post: web::Json<NewPost>) -> HttpResponse {
-    let Ok(client) = pool.get().await else {
-        return HttpResponse::ServiceUnavailable().finish();
-    };
-    let Ok(statement) = client.prepare_cached(INSERT).await else {
-        return HttpResponse::InternalServerError().finish();
+    let (client, statement) = match prepared(&pool, INSERT).await {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refusal,
     };
     match client
         .execute(&statement, &[&post.title, &post.score])

@@ -388,6 +388,35 @@ mod tests {
         );
     }
 
+    /// A verified API key is kept, but only byte for byte, and never past
+    /// its `exp`.
+    #[test]
+    fn kept_api_keys_still_expire_and_match_exactly() {
+        let jwt = Jwt::new(SECRET, 0);
+        let hs256 = serde_json::json!({"alg": "HS256", "typ": "JWT"});
+        let exp = chrono::Utc::now().timestamp() + 1;
+        let key = encode_raw(
+            &hs256,
+            &serde_json::json!({"iss": "basalt", "role": "anon", "exp": exp}),
+            SECRET,
+        );
+        assert_eq!(jwt.verify(&key).unwrap().role, ANON);
+        assert_eq!(jwt.verify(&key).unwrap().role, ANON, "kept");
+        // The same claims under a wrong signature are not the kept key.
+        let (unsigned, _) = key.rsplit_once('.').unwrap();
+        let forged = format!("{unsigned}.{}", "A".repeat(43));
+        assert_eq!(
+            jwt.verify(&forged).unwrap_err().error.kind,
+            ErrorCode::BadJwt
+        );
+        // Past its `exp`, the kept key is refused as a fresh one would be.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert_eq!(
+            jwt.verify(&key).unwrap_err().error.kind,
+            ErrorCode::JwtExpired
+        );
+    }
+
     /// Every rejection the issue lists, each with its reason.
     #[test]
     fn rejections() {

@@ -220,8 +220,6 @@ const STATEMENT_CACHE_LIMIT: usize = 256;
 /// request dropped half-way leaves no open transaction behind, because its
 /// connection is then closed (see [`Checkout`]).
 struct Prepared {
-    /// Whether the statements were prepared to run in an API key's session.
-    in_session: bool,
     steps: Vec<Step>,
     statements: Vec<tokio_postgres::Statement>,
     values: Vec<Values>,
@@ -284,7 +282,6 @@ impl Prepared {
             .map(|step| boxed(step.params.clone()))
             .collect();
         Ok(Prepared {
-            in_session,
             steps,
             statements,
             values,
@@ -366,7 +363,7 @@ impl Prepared {
         client: &mut ApiObject,
         respond: Respond<'_>,
     ) -> Result<Answered, HttpError> {
-        debug_assert!(self.in_session && self.statements.len() == 1);
+        debug_assert_eq!(self.statements.len(), 1);
         let [claims, role, timeout, _] = &self.act_values;
         let known = client
             .session
