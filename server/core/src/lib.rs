@@ -11,4 +11,5 @@ pub mod forwarded;
 pub mod policy;
 pub mod rate;
 pub mod rest;
+pub mod search;
 pub mod storage;

@@ -115,6 +115,54 @@ impl Config {
         Ok(())
     }
 
+    /// The Meilisearch server's address and the declared search indexes.
+    pub(super) fn validate_search<F>(&self, fail: &F) -> Result<(), ConfigError>
+    where
+        F: Fn(&str, String, &str) -> ConfigError,
+    {
+        let url = &self.search.meilisearch_url;
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(fail(
+                "search.meilisearch_url",
+                format!("`{url}` is not an http(s) URL"),
+                "use the server's address, for example http://127.0.0.1:7700",
+            ));
+        }
+        range(fail, "search.batch_size", self.search.batch_size, 1, 10_000)?;
+        range(
+            fail,
+            "search.task_timeout_secs",
+            self.search.task_timeout_secs,
+            1,
+            3600,
+        )?;
+        let mut names = std::collections::BTreeSet::new();
+        for (at, index) in self.search.indexes.iter().enumerate() {
+            if let Err(error) = index.check() {
+                return Err(fail(
+                    "search.indexes",
+                    format!("entry {}: {error}", at + 1),
+                    "fix that field of the [[search.indexes]] entry (docs/search.md)",
+                ));
+            }
+            if !names.insert(index.name.as_str()) {
+                return Err(fail(
+                    "search.indexes",
+                    format!("`{}` is declared twice", index.name),
+                    "declare each index once",
+                ));
+            }
+            if index.is_meilisearch() && url.is_empty() {
+                return Err(fail(
+                    "search.indexes",
+                    format!("`{}` uses Meilisearch, but search.meilisearch_url is empty", index.name),
+                    "set search.meilisearch_url (BASALT_SEARCH_MEILISEARCH_URL), or use backend = \"postgres\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn validate_declarations(
         &self,
         origins: &BTreeMap<String, String>,

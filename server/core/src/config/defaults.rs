@@ -76,6 +76,13 @@ impl Default for Config {
             realtime: RealtimeConfig::default(),
             storage: StorageConfig::default(),
             s3: S3Config::default(),
+            search: SearchConfig {
+                meilisearch_url: String::new(),
+                meilisearch_key: Secret::default(),
+                batch_size: 500,
+                task_timeout_secs: 30,
+                indexes: Vec::new(),
+            },
             server: ServerConfig::default(),
             cors: CorsConfig {
                 allowed_origins: vec!["*".into()],
@@ -262,6 +269,12 @@ impl Default for StorageConfig {
             transfer_timeout_secs: 3600,
             buckets: Vec::new(),
         }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Config::default().search
     }
 }
 

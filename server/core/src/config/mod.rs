@@ -64,6 +64,7 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     pub storage: StorageConfig,
     pub s3: S3Config,
+    pub search: SearchConfig,
     pub templates: TemplatesConfig,
     pub jobs: JobsConfig,
     pub server: ServerConfig,
@@ -272,7 +273,12 @@ pub struct PolicyDecl {
 
 /// Settings that are lists of tables, set in the config file only (no
 /// environment variable).
-pub const DECLARATIONS: &[&str] = &["authz.roles", "authz.policies", "storage.buckets"];
+pub const DECLARATIONS: &[&str] = &[
+    "authz.roles",
+    "authz.policies",
+    "storage.buckets",
+    "search.indexes",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -391,6 +397,7 @@ pub const SECRET_SETTINGS: &[&str] = &[
     "database.url",
     "smtp.password",
     "s3.secret_access_key",
+    "search.meilisearch_key",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -446,6 +453,26 @@ pub struct S3Config {
     pub force_path_style: bool,
     /// Objects larger than this are sent as a multipart upload in parts of this size.
     pub part_size_bytes: u64,
+}
+
+/// Search indexes (`/search/v1`) and the Meilisearch server some of them use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// The Meilisearch server of indexes with `backend = "meilisearch"`,
+    /// e.g. `http://127.0.0.1:7700`; empty: such indexes cannot be made.
+    pub meilisearch_url: String,
+    /// Its API key (the master key, or a key allowed indexes, documents,
+    /// settings, tasks and search).
+    pub meilisearch_key: Secret,
+    /// Changes (and, when rebuilding, rows) sent to Meilisearch per batch.
+    pub batch_size: u64,
+    /// How long the sync worker waits for Meilisearch to finish a task
+    /// before it counts the batch failed and retries it.
+    pub task_timeout_secs: u64,
+    /// Indexes declared in the config file (`[[search.indexes]]`), created
+    /// or updated at start-up.
+    pub indexes: Vec<crate::search::IndexDef>,
 }
 
 /// A setting that could not be taken, said so that a person can fix it.

@@ -375,6 +375,7 @@ impl Config {
             1_000_000,
         )?;
         self.validate_storage(fail)?;
+        self.validate_search(fail)?;
         for table in &self.realtime.tables {
             let ok = !table.is_empty()
                 && table.split('.').count() <= 2

@@ -1,0 +1,289 @@
+//! The PostgreSQL backend: the weighted document expression (the same text
+//! in the GIN index and in every search, so the planner uses the index), the
+//! DDL that indexes it, and one search as one statement answering one JSON
+//! value: the page of hits with highlights, the capped total and the facets.
+
+use super::{IndexDef, SearchQuery, MAX_FACET_VALUES, MAX_TOTAL_HITS};
+use crate::filter::sql::{to_sql, Caller, Param};
+use crate::filter::{Expr, FilterError};
+use crate::rest::{quote, Scope, Table};
+
+/// Where Basalt keeps the text search configurations and the extensions
+/// it installs (migration V19): API roles have USAGE on it, nothing else.
+pub const SCHEMA: &str = "basalt_search";
+
+/// How one search reads its index: the text search configuration as a
+/// qualified name, and where `pg_trgm` lives when typos are tolerated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// `english`, or `basalt_search.english_unaccent` for accent folding.
+    pub config: String,
+    /// The schema of `pg_trgm`'s operators (for `typo_tolerance`).
+    pub trgm_schema: Option<String>,
+}
+
+impl Setup {
+    fn regconfig(&self) -> String {
+        // Names are checked (`[a-z_]` and Basalt's own schema), so a literal is safe.
+        format!("'{}'::regconfig", self.config)
+    }
+}
+
+/// The name of an index's GIN index (and of its trigram index, `_trgm`).
+pub fn index_name(def: &IndexDef) -> String {
+    format!("basalt_search_{}", def.name.replace('-', "_"))
+}
+
+fn column(alias: Option<&str>, name: &str) -> String {
+    match alias {
+        Some(alias) => format!("{alias}.{}", quote(name)),
+        None => quote(name),
+    }
+}
+
+/// `setweight(to_tsvector(cfg, coalesce(col::text, '')), 'A') || …` over
+/// `columns` (each with its weight).
+pub fn document_sql(setup: &Setup, alias: Option<&str>, columns: &[(String, char)]) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|(name, weight)| {
+            format!(
+                "setweight(to_tsvector({}, COALESCE({}::text, '')), '{weight}')",
+                setup.regconfig(),
+                column(alias, name)
+            )
+        })
+        .collect();
+    format!("({})", parts.join(" || "))
+}
+
+/// The searchable text as one string, for trigram matching.
+pub fn text_sql(alias: Option<&str>, columns: &[(String, char)]) -> String {
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|(name, _)| format!("COALESCE({}::text, '')", column(alias, name)))
+        .collect();
+    format!("({})", parts.join(" || ' ' || "))
+}
+
+/// The statements that index `def` on `schema.table` (idempotent).
+pub fn index_ddl(def: &IndexDef, setup: &Setup, schema: &str, table: &str) -> Vec<String> {
+    let qualified = format!("{}.{}", quote(schema), quote(table));
+    let name = index_name(def);
+    let weighted = def.weighted();
+    let mut statements = vec![format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {qualified} USING gin ({})",
+        quote(&name),
+        document_sql(setup, None, &weighted)
+    )];
+    if let Some(trgm) = &setup.trgm_schema {
+        statements.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {qualified} USING gin ({} {}.gin_trgm_ops)",
+            quote(&format!("{name}_trgm")),
+            text_sql(None, &weighted),
+            quote(trgm)
+        ));
+    }
+    statements
+}
+
+/// The statements that drop what [`index_ddl`] made.
+pub fn drop_ddl(def: &IndexDef, schema: &str) -> Vec<String> {
+    let name = index_name(def);
+    vec![
+        format!("DROP INDEX IF EXISTS {}.{}", quote(schema), quote(&name)),
+        format!(
+            "DROP INDEX IF EXISTS {}.{}",
+            quote(schema),
+            quote(&format!("{name}_trgm"))
+        ),
+    ]
+}
+
+/// What one search may see, decided before planning.
+pub struct Scoped<'a> {
+    pub def: &'a IndexDef,
+    pub table: &'a Table,
+    /// The key columns.
+    pub key: &'a [String],
+    /// Columns returned in each hit's `document`.
+    pub returned: &'a [String],
+    /// Searchable columns searched, with their weights.
+    pub searched: &'a [(String, char)],
+    /// The caller's row condition (their policies'), if any.
+    pub condition: Option<&'a Expr>,
+}
+
+/// One search as one statement answering one row: `body` (JSON text).
+pub fn search_sql(
+    scoped: &Scoped,
+    setup: &Setup,
+    query: &SearchQuery,
+    caller: &Caller,
+) -> Result<(String, Vec<Param>), FilterError> {
+    let mut params = vec![Param::Text(Some(query.q.clone()))];
+    let scope = Scope {
+        table: scoped.table,
+        alias: Some("t"),
+    };
+    let searching = !query.q.trim().is_empty();
+    let document = document_sql(setup, Some("t"), scoped.searched);
+    let text = text_sql(Some("t"), scoped.searched);
+    let mut conditions: Vec<String> = Vec::new();
+    let mut rank = "0::real".to_owned();
+    if searching {
+        let matched = format!("({document} @@ q.query)");
+        match &setup.trgm_schema {
+            Some(trgm) => {
+                let trgm = quote(trgm);
+                conditions.push(format!("({matched} OR ($1 OPERATOR({trgm}.<%) {text}))"));
+                rank = format!(
+                    "(CASE WHEN {matched} THEN 1 + ts_rank_cd({document}, q.query) ELSE {trgm}.word_similarity($1, {text}) END)"
+                );
+            }
+            None => {
+                conditions.push(matched);
+                rank = format!("ts_rank_cd({document}, q.query)");
+            }
+        }
+    }
+    if let Some(condition) = scoped.condition {
+        conditions.push(format!(
+            "({})",
+            to_sql(condition, &scope, caller, &mut params)?
+        ));
+    }
+    if let Some(filter) = &query.filter {
+        conditions.push(format!(
+            "({})",
+            to_sql(filter, &scope, caller, &mut params)?
+        ));
+    }
+    let filtered = if conditions.is_empty() {
+        "true".to_owned()
+    } else {
+        conditions.join(" AND ")
+    };
+    let from = format!("{} t, q", scoped.table.qualified());
+    let websearch = format!("websearch_to_tsquery({}, $1)", setup.regconfig());
+    let tsquery = if query.prefix_search() {
+        // The last lexeme matches as a prefix: `'data' & 'bas'` → `… & 'bas':*`.
+        format!(
+            "(SELECT CASE WHEN w::text ~ '''$' THEN regexp_replace(w::text, '''$', ''':*')::tsquery ELSE w END FROM {websearch} AS w)"
+        )
+    } else {
+        websearch
+    };
+    // Sort columns first, then the rank, then the key (a stable order).
+    let order = |alias: &str, rank: &str| -> String {
+        let mut parts: Vec<String> = query
+            .sort
+            .iter()
+            .map(|(name, descending)| {
+                format!(
+                    "{} {} NULLS LAST",
+                    column(Some(alias), name),
+                    if *descending { "DESC" } else { "ASC" }
+                )
+            })
+            .collect();
+        parts.push(format!("{rank} DESC"));
+        parts.extend(
+            scoped
+                .key
+                .iter()
+                .map(|k| format!("{} ASC", column(Some(alias), k))),
+        );
+        parts.join(", ")
+    };
+    let id = match scoped.key {
+        [one] => format!("to_json({})", column(Some("p"), one)),
+        many => format!(
+            "json_build_array({})",
+            many.iter()
+                .map(|k| column(Some("p"), k))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let row_of = |items: Vec<String>| -> String {
+        if items.is_empty() {
+            "'{}'::json".to_owned()
+        } else {
+            format!("(SELECT to_json(x) FROM (SELECT {}) x)", items.join(", "))
+        }
+    };
+    let document_json = row_of(
+        scoped
+            .returned
+            .iter()
+            .map(|c| format!("{} AS {}", column(Some("p"), c), quote(c)))
+            .collect(),
+    );
+    let highlights = if query.highlight.is_empty() {
+        "'{}'::json".to_owned()
+    } else {
+        params.push(Param::Text(Some(format!(
+            "StartSel=\"{}\", StopSel=\"{}\", MaxFragments=3, MaxWords=30, MinWords=10, FragmentDelimiter=\" … \"",
+            query.pre_tag, query.post_tag
+        ))));
+        let options = params.len();
+        row_of(
+            query
+                .highlight
+                .iter()
+                .map(|c| {
+                    let value = format!("COALESCE({}::text, '')", column(Some("p"), c));
+                    let marked = if searching {
+                        format!(
+                            "ts_headline({}, {value}, q.query, ${options})",
+                            setup.regconfig()
+                        )
+                    } else {
+                        value
+                    };
+                    format!("{marked} AS {}", quote(c))
+                })
+                .collect(),
+        )
+    };
+    let facets: Vec<String> = query
+        .facets
+        .iter()
+        .map(|name| {
+            let array = scoped
+                .table
+                .columns
+                .iter()
+                .any(|(c, t)| c == name && t.ends_with("[]"));
+            let value = if array {
+                format!("unnest({})::text", column(Some("t"), name))
+            } else {
+                format!("{}::text", column(Some("t"), name))
+            };
+            format!(
+                "'{}', (SELECT COALESCE(json_object_agg(v, n ORDER BY n DESC, v), '{{}}'::json) FROM (SELECT v, count(*) AS n FROM (SELECT {value} AS v FROM {from} WHERE {filtered}) s WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {MAX_FACET_VALUES}) f)",
+                name.replace('\'', "''")
+            )
+        })
+        .collect();
+    let facets = if facets.is_empty() {
+        "'{}'::json".to_owned()
+    } else {
+        format!("json_build_object({})", facets.join(", "))
+    };
+    let sql = format!(
+        "WITH q AS (SELECT {tsquery} AS query) \
+         SELECT json_build_object(\
+           'hits', COALESCE((SELECT json_agg(json_build_object('id', {id}, 'document', {document_json}, 'rank', p.\"_basalt_rank\", 'highlights', {highlights}) ORDER BY {outer_order}) \
+              FROM (SELECT t.*, {rank} AS \"_basalt_rank\" FROM {from} WHERE {filtered} ORDER BY {inner_order} LIMIT {limit} OFFSET {offset}) p, q), '[]'::json), \
+           'estimatedTotalHits', (SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {filtered} LIMIT {cap}) c), \
+           'facetDistribution', {facets})::text",
+        outer_order = order("p", "p.\"_basalt_rank\""),
+        inner_order = order("t", &rank),
+        limit = query.limit,
+        offset = query.offset,
+        cap = MAX_TOTAL_HITS,
+    );
+    Ok((sql, params))
+}
