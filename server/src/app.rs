@@ -46,6 +46,7 @@ pub fn app(
         .configure(crate::rest::routes)
         .configure(crate::realtime::routes)
         .configure(crate::storage::routes)
+        .configure(crate::search::routes)
         .default_service(web::to(route_not_found))
         // Listed innermost first: a request passes observe → compress → security
         // headers (and the origin check) → CORS → rate limit → body limit →

@@ -92,7 +92,8 @@ problems!(
     basalt_core::rest::DdlError,
     basalt_core::rest::RangeError,
     basalt_core::rest::ProfileError,
-    basalt_core::storage::RuleError
+    basalt_core::storage::RuleError,
+    basalt_core::search::SearchError
 );
 
 /// The database unreachable or saturated: 503, retry soon.

@@ -18,6 +18,7 @@ pub mod mail;
 pub mod ops;
 pub mod realtime;
 pub mod rest;
+pub mod search;
 pub mod secrets;
 pub mod serve;
 pub mod settings;

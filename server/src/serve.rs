@@ -261,6 +261,15 @@ async fn run(
             config.realtime.send_buffer as usize,
         )))
         .with(Arc::new(crate::rest::fairness::Fairness::default()))
+        .with(Arc::new(
+            crate::search::Registry::load(&pool)
+                .await
+                .context("cannot read the search indexes")?,
+        ))
+        .with(Arc::new(
+            crate::search::meili::Meili::new(&config.search)
+                .context("cannot make the Meilisearch client")?,
+        ))
         .with(Arc::new(storage));
     let state = AppState {
         pool: pool.clone(),
@@ -295,8 +304,19 @@ async fn run(
             "no SMTP server is configured (smtp.host): sign-ups are confirmed automatically; password recovery, magic links and email confirmation are off"
         );
     }
+    crate::search::reconcile(&state)
+        .await
+        .context("cannot apply the search indexes declared in the config file")?;
     let mut background = Background::default();
     let (pg, tls) = (&database.pg, &database.tls);
+    background.spawn(
+        "search indexes",
+        crate::search::follow_changes(state.clone(), pg.clone(), tls.clone()),
+    );
+    background.spawn(
+        "search sync",
+        crate::search::sync::run(state.clone(), pg.clone(), tls.clone()),
+    );
     background.spawn(
         "policy reloader",
         reload_policies_on_change(state.clone(), pg.clone(), tls.clone()),

@@ -258,6 +258,22 @@ impl Engine {
         self.current.read().expect("engine lock").clone()
     }
 
+    /// Every policy (of any subject) allowing `action` on `object`: what
+    /// any caller's decision there may combine.
+    pub fn policies_on(&self, object: &str, action: &str) -> Vec<Arc<Policy>> {
+        let snapshot = self.snapshot();
+        let mut found: Vec<&(usize, Arc<Policy>)> = snapshot
+            .by_subject
+            .values()
+            .flatten()
+            .filter(|(_, p)| {
+                object_matches(&p.object, object) && (p.action == action || p.action == "*")
+            })
+            .collect();
+        found.sort_by_key(|(position, _)| *position);
+        found.into_iter().map(|(_, p)| p.clone()).collect()
+    }
+
     /// Decides whether `subject` may do `action` on `object`, and on which rows
     /// and columns. Deny by default. Only the service_role key's own role
     /// bypasses policies: a role named so in a user's claims or inherited

@@ -47,6 +47,8 @@ admin_areas! {
     SchemaRead => ("schema", "read"),
     SchemaWrite => ("schema", "write"),
     RealtimeRead => ("realtime", "read"),
+    SearchRead => ("search", "read"),
+    SearchWrite => ("search", "write"),
 }
 
 /// Present in a handler's arguments, it admits the service_role key and users

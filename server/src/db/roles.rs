@@ -148,12 +148,19 @@ async fn provision_once(
     let login = quote(role);
     client
         .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA basalt, auth TO {login};
+            "GRANT USAGE ON SCHEMA basalt, auth, basalt_search TO {login};
              GRANT EXECUTE ON FUNCTION basalt.idempotency_claim(text, text, double precision),
                  basalt.idempotency_store(text, integer, jsonb, text) TO {login}"
         ))
         .await?;
     for (_, member_of) in api_roles(config) {
+        // Searches name the text search configurations kept there.
+        client
+            .batch_execute(&format!(
+                "GRANT USAGE ON SCHEMA basalt_search TO {}",
+                quote(member_of)
+            ))
+            .await?;
         let granted: bool = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_auth_members m

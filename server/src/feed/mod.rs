@@ -159,6 +159,24 @@ impl Consumer {
     }
 }
 
+impl Consumer {
+    /// Moves the cursor to exactly `position` (a rebuild that replays from there).
+    pub async fn reset(
+        &self,
+        client: &tokio_postgres::Client,
+        position: i64,
+    ) -> Result<(), tokio_postgres::Error> {
+        client
+            .execute(
+                "INSERT INTO basalt.feed_consumers (name, position) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+                &[&self.name, &position],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 /// `CREATE OR REPLACE TRIGGER` capturing `schema.table`'s changes.
 pub fn enable_sql(schema: &str, table: &str) -> String {
     format!(

@@ -272,7 +272,7 @@ pub async fn snapshot(
 
 /// The table from the schema cache, or a 404 naming the closest table (to the
 /// service_role key only: others do not learn other tables' names).
-async fn table_of(
+pub(crate) async fn table_of(
     state: &AppState,
     profile: &str,
     name: &str,
@@ -402,7 +402,7 @@ pub fn is_service_key(caller: &Caller) -> bool {
 }
 
 /// 401 when only the anon key was sent (like PostgREST), 403 for a user.
-fn refusal(caller: &Caller, reason: String, hint: String) -> HttpError {
+pub(crate) fn refusal(caller: &Caller, reason: String, hint: String) -> HttpError {
     let api = if caller.user.is_none() {
         ApiError::new(ErrorCode::LoginRequired)
     } else {

@@ -121,7 +121,7 @@ impl Config {
         F: Fn(&str, String, &str) -> ConfigError,
     {
         let url = &self.search.meilisearch_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(fail(
                 "search.meilisearch_url",
                 format!("`{url}` is not an http(s) URL"),

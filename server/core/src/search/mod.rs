@@ -592,6 +592,16 @@ impl SearchQuery {
         })
     }
 
+    /// Whether `q` is plain words: no phrase, `or` or `-word`, whose
+    /// meaning a near match (typo tolerance) would loosen.
+    pub fn plain(&self) -> bool {
+        !self.q.contains('"')
+            && !self
+                .q
+                .split_whitespace()
+                .any(|word| word.starts_with('-') || word.eq_ignore_ascii_case("or"))
+    }
+
     /// Whether the last word is searched as a prefix.
     pub fn prefix_search(&self) -> bool {
         self.prefix && !self.q.trim().is_empty() && !self.q.ends_with([' ', '"', '\t', '\n'])

@@ -133,7 +133,7 @@ pub fn search_sql(
     let mut rank = "0::real".to_owned();
     if searching {
         let matched = format!("({document} @@ q.query)");
-        match &setup.trgm_schema {
+        match setup.trgm_schema.as_ref().filter(|_| query.plain()) {
             Some(trgm) => {
                 let trgm = quote(trgm);
                 conditions.push(format!("({matched} OR ($1 OPERATOR({trgm}.<%) {text}))"));
@@ -223,10 +223,12 @@ pub fn search_sql(
     let highlights = if query.highlight.is_empty() {
         "'{}'::json".to_owned()
     } else {
-        params.push(Param::Text(Some(format!(
+        if searching {
+            params.push(Param::Text(Some(format!(
             "StartSel=\"{}\", StopSel=\"{}\", MaxFragments=3, MaxWords=30, MinWords=10, FragmentDelimiter=\" … \"",
-            query.pre_tag, query.post_tag
-        ))));
+                query.pre_tag, query.post_tag
+            ))));
+        }
         let options = params.len();
         row_of(
             query
