@@ -123,9 +123,15 @@ pub fn index(state: &AppState, name: &str) -> Result<Index, HttpError> {
 /// declared (the API refuses to change them).
 pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {
     for def in &state.config.search.indexes {
-        admin::apply_declared(state, def)
-            .await
-            .map_err(|error| anyhow::anyhow!("search.indexes: `{}`: {error}", def.name))?;
+        admin::apply_declared(state, def).await.map_err(|error| {
+            let error = &error.error;
+            anyhow::anyhow!(
+                "search.indexes: `{}`: {} {}",
+                def.name,
+                error.details.as_deref().unwrap_or(&error.message),
+                error.hint.as_deref().unwrap_or_default()
+            )
+        })?;
     }
     state.search().reload(&state.pool).await
 }
