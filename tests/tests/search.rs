@@ -4,7 +4,7 @@
 //! permission property (every hit is a row the data API shows the same
 //! caller, with the same columns, found through a column they may read).
 
-use basalt_tests::{connect, Basalt};
+use basalt_tests::{connect, Basalt, MeiliServer};
 use serde_json::{json, Value};
 
 /// Articles: row 1 has "postgres" in its title, row 2 only in its body.
@@ -602,7 +602,20 @@ const WORDS: &[&str] = &[
 
 #[tokio::test]
 async fn every_hit_is_a_row_and_columns_the_data_api_shows_the_same_caller() {
-    let basalt = Basalt::start().await;
+    permission_property(&Basalt::start().await, "postgres").await;
+}
+
+#[tokio::test]
+async fn every_meilisearch_hit_is_a_row_and_columns_the_data_api_shows_the_same_caller() {
+    let Some(meili) = MeiliServer::start("search::every_meilisearch_hit").await else {
+        return;
+    };
+    let basalt = with_meili(&meili).await;
+    permission_property(&basalt, "meilisearch").await;
+}
+
+async fn permission_property(basalt: &Basalt, backend: &str) {
+    let basalt = basalt;
     let service = basalt.as_service();
     let (alice, alice_id) = basalt_tests::client::Client::user(&basalt, "alice@example.com").await;
     let (bob, bob_id) = basalt_tests::client::Client::user(&basalt, "bob@example.com").await;
@@ -665,10 +678,11 @@ async fn every_hit_is_a_row_and_columns_the_data_api_shows_the_same_caller() {
     service
         .post(
             "/admin/v1/search/indexes",
-            json!({"name": "notes", "table": "notes", "searchable": ["title", "body", "secret"], "filterable": ["public"]}),
+            json!({"name": "notes", "table": "notes", "searchable": ["title", "body", "secret"], "filterable": ["public"], "backend": backend}),
         )
         .await
         .expect(201);
+    synced(basalt, "notes", 32).await;
     let words: Vec<&str> = WORDS
         .iter()
         .copied()
@@ -771,4 +785,36 @@ async fn every_hit_is_a_row_and_columns_the_data_api_shows_the_same_caller() {
         .get("/search/v1/closed?q=plain")
         .await
         .expect_error(403, "forbidden");
+}
+
+/// A server that knows the Meilisearch server.
+async fn with_meili(meili: &MeiliServer) -> Basalt {
+    let mut builder = Basalt::builder();
+    for (name, value) in meili.env() {
+        builder = builder.env(name, value);
+    }
+    builder.start().await
+}
+
+/// Waits until the index is ready, caught up with the feed, and holds
+/// `documents` documents (the PostgreSQL backend always is).
+async fn synced(basalt: &Basalt, name: &str, documents: i64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let described = basalt
+            .as_service()
+            .get(&format!("/admin/v1/search/indexes/{name}"))
+            .await
+            .expect(200)
+            .json();
+        let status = &described["status"];
+        if status["state"] == "ready" && status["lag"] == 0 && status["documents"] == documents {
+            return described;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} did not sync: {described}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
