@@ -259,6 +259,11 @@ pub async fn delete_index(state: &AppState, name: &str) -> Result<(), HttpError>
     let client = client(state)?;
     let timeout = state.meili().task_timeout;
     for uid in [name.to_owned(), super::sync::shadow(name)] {
+        match client.get_index(&uid).await {
+            Ok(_) => {}
+            Err(error) if not_found(&error) => continue,
+            Err(error) => return Err(unavailable(error)),
+        }
         match client.delete_index(&uid).await {
             Ok(task) => finish(client, task, timeout).await.map_err(unavailable)?,
             Err(error) if not_found(&error) => {}
