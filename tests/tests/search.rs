@@ -615,10 +615,9 @@ async fn every_meilisearch_hit_is_a_row_and_columns_the_data_api_shows_the_same_
 }
 
 async fn permission_property(basalt: &Basalt, backend: &str) {
-    let basalt = basalt;
     let service = basalt.as_service();
-    let (alice, alice_id) = basalt_tests::client::Client::user(&basalt, "alice@example.com").await;
-    let (bob, bob_id) = basalt_tests::client::Client::user(&basalt, "bob@example.com").await;
+    let (alice, alice_id) = basalt_tests::client::Client::user(basalt, "alice@example.com").await;
+    let (bob, bob_id) = basalt_tests::client::Client::user(basalt, "bob@example.com").await;
     let anon = basalt.as_anon();
     let db = connect(basalt.database_url().unwrap()).await;
     db.batch_execute("CREATE TABLE notes (id int PRIMARY KEY, owner uuid, public boolean NOT NULL, title text, body text, secret text)")
