@@ -14,6 +14,9 @@ CREATE TABLE basalt.search_indexes (
     -- The PostgreSQL backend's text search configuration and pg_trgm's schema.
     text_config text NOT NULL,
     trgm_schema text,
+    -- Whether basalt_search.<name> holds the rows' vectors (a table's
+    -- PostgreSQL index; a view is searched without one).
+    documents boolean NOT NULL DEFAULT false,
     -- building | ready | failed (Meilisearch: the sync worker's view).
     state text NOT NULL DEFAULT 'ready',
     last_error text,

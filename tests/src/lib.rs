@@ -10,12 +10,13 @@
 //! signal, so nothing outlives a crashed test run.
 //!
 //! By job: `postgres.rs` (clusters, databases, TLS certificates),
-//! `process.rs` (`basalt` processes), `smtp.rs` (a real SMTP server), `meili.rs` (a real Meilisearch server, or a SKIP), `s3.rs`
+//! `process.rs` (`basalt` processes), `smtp.rs` (a real SMTP server), `meili.rs` (a real Meilisearch server, or a SKIP), `fault.rs` (a proxy that injects failures in front of a real server), `s3.rs`
 //! (a real S3-compatible server), `client.rs` (the one HTTP client of the
 //! suites), `scenario.rs` (request scenarios loaded from TOML); this file
 //! spawns children and finds free ports.
 
 pub mod client;
+mod fault;
 mod meili;
 mod postgres;
 mod process;
@@ -23,6 +24,7 @@ mod s3;
 pub mod scenario;
 mod smtp;
 
+pub use fault::*;
 pub use meili::*;
 pub use postgres::*;
 pub use process::*;

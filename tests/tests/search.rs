@@ -208,6 +208,22 @@ async fn postgres_search_ranks_marks_counts_filters_and_pages() {
     );
     // The document holds every column the caller may read.
     assert_eq!(found["hits"][0]["document"]["secret"], "alpha");
+    // Writes reach searches at once, whatever path they take.
+    service
+        .post("/rest/v1/articles", json!({"id": 8, "title": "Zeppelins", "body": "airships", "category": "news", "score": 1}))
+        .await
+        .expect(201);
+    assert_eq!(ids(&search("q=zeppelins".into()).await), vec![8]);
+    let db = connect(basalt.database_url().unwrap()).await;
+    db.batch_execute("UPDATE articles SET title = 'Dirigibles', id = 9 WHERE id = 8")
+        .await
+        .unwrap();
+    assert_eq!(ids(&search("q=zeppelins".into()).await), Vec::<i64>::new());
+    assert_eq!(ids(&search("q=dirigibles".into()).await), vec![9]);
+    db.batch_execute("DELETE FROM articles WHERE id = 9")
+        .await
+        .unwrap();
+    assert_eq!(ids(&search("q=dirigibles".into()).await), Vec::<i64>::new());
     // What the index does not declare is refused with a code and a hint.
     for (query, code) in [
         ("q=x&title=eq.y", "invalid_search"),
@@ -322,19 +338,22 @@ async fn the_admin_api_creates_describes_changes_reindexes_and_deletes() {
     articles(&basalt).await;
     let service = basalt.as_service();
     let db = connect(basalt.database_url().unwrap()).await;
+    // An index is there when its documents table (`basalt_search.<name>`)
+    // is; `…_trgm` is the table's trigram index.
     let gin = |name: &'static str| {
         let db = &db;
         async move {
-            db.query_one(
-                "SELECT count(*) FROM pg_indexes WHERE indexname = $1",
-                &[&name],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
+            let relation = match name.strip_prefix("basalt_search_") {
+                Some(index) if !index.ends_with("_trgm") => format!("basalt_search.{index}"),
+                _ => format!("public.{name}"),
+            };
+            db.query_one("SELECT count(to_regclass($1))", &[&relation])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
         }
     };
-    // The GIN indexes and the table's change capture exist.
+    // The documents tables, the trigram index and the table's change capture exist.
     assert_eq!(gin("basalt_search_articles").await, 1);
     assert_eq!(gin("basalt_search_articles_trgm").await, 1);
     assert_eq!(gin("basalt_search_exact_trgm").await, 0);
@@ -490,6 +509,46 @@ async fn the_admin_api_creates_describes_changes_reindexes_and_deletes() {
         .expect(200)
         .json();
     assert_eq!(drift["drift"], false);
+    // A view is searched too (without a documents table); it must name its key.
+    db.batch_execute(
+        "CREATE VIEW guides AS SELECT id, title, body FROM articles WHERE category = 'guides'",
+    )
+    .await
+    .unwrap();
+    service
+        .post("/admin/v1/schema/reload", json!({}))
+        .await
+        .expect(200);
+    service
+        .post(
+            "/admin/v1/search/indexes",
+            json!({"name": "guides", "table": "guides", "searchable": ["title", "body"]}),
+        )
+        .await
+        .expect_error(400, "invalid_search_index");
+    service
+        .post("/admin/v1/search/indexes", json!({"name": "guides", "table": "guides", "primary_key": ["id"], "searchable": ["title", "body"]}))
+        .await
+        .expect(201);
+    assert_eq!(gin("basalt_search_guides").await, 0);
+    assert_eq!(
+        sorted(ids(&service
+            .get("/search/v1/guides?q=database")
+            .await
+            .expect(200)
+            .json())),
+        vec![1, 7]
+    );
+    // TRUNCATE empties the documents too.
+    db.batch_execute("TRUNCATE articles").await.unwrap();
+    assert_eq!(
+        ids(&service
+            .get("/search/v1/articles?q=tuning")
+            .await
+            .expect(200)
+            .json()),
+        Vec::<i64>::new()
+    );
     // Delete: the GIN index goes, searches answer 404.
     service
         .delete("/admin/v1/search/indexes/articles")
@@ -522,6 +581,7 @@ async fn the_admin_api_creates_describes_changes_reindexes_and_deletes() {
             "search_index_created",
             "search_index_changed",
             "search_index_reindexed",
+            "search_index_created",
             "search_index_deleted"
         ]
     );
@@ -1261,5 +1321,104 @@ async fn a_meilisearch_index_converges_after_outages_gaps_rebuilds_and_a_killed_
             "the survivor did not take over"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The sync worker's cursor through failures a healthy Meilisearch never
+/// gives on demand, injected by a proxy in front of a real one: document
+/// writes answered 503, tasks that never finish (the task timeout), tasks
+/// that fail. Each time the cursor stays, the status shows the error, and
+/// the index converges once the fault is gone.
+#[tokio::test]
+async fn the_sync_worker_keeps_its_cursor_through_injected_failures() {
+    let Some(meili) = MeiliServer::start("search::the_sync_worker_keeps_its_cursor").await else {
+        return;
+    };
+    let proxy = basalt_tests::FaultProxy::start(&meili.url).await;
+    let mut builder = Basalt::builder();
+    for (name, value) in meili.env() {
+        builder = builder.env(name, value);
+    }
+    let basalt = builder
+        .env("BASALT_SEARCH_MEILISEARCH_URL", proxy.url.clone())
+        .env("BASALT_SEARCH_TASK_TIMEOUT_SECS", "1")
+        .start()
+        .await;
+    meili_posts(&basalt, "posts").await;
+    synced(&basalt, "posts", 5).await;
+    let db = connect(basalt.database_url().unwrap()).await;
+    let cursor = || async {
+        db.query_one(
+            "SELECT position FROM basalt.feed_consumers WHERE name = 'search:posts'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let mut next_id = 1000;
+    for (fault, shown) in [
+        (
+            basalt_tests::Fault::DocumentWrites503,
+            "injected by the test proxy",
+        ),
+        (
+            basalt_tests::Fault::TasksNeverFinish,
+            "did not succeed in time",
+        ),
+        (basalt_tests::Fault::TasksFail, "injected failure"),
+    ] {
+        proxy.set(fault);
+        let (before, injected) = (cursor().await, proxy.injected());
+        next_id += 1;
+        db.execute(
+            "INSERT INTO posts VALUES ($1, 'written during a fault', 'news', 1)",
+            &[&next_id],
+        )
+        .await
+        .unwrap();
+        db.execute(
+            "DELETE FROM posts WHERE id = (SELECT min(id) FROM posts)",
+            &[],
+        )
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let described = basalt
+                .as_service()
+                .get("/admin/v1/search/indexes/posts")
+                .await
+                .expect(200)
+                .json();
+            if described["status"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(shown))
+            {
+                assert!(
+                    described["status"]["lag"].as_i64().unwrap() > 0,
+                    "{described}"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{fault:?} not shown: {described}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(proxy.injected() > injected, "{fault:?} was injected");
+        // Retried, and still not past the failed batch.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert_eq!(
+            cursor().await,
+            before,
+            "{fault:?}: the cursor moved past a failed batch"
+        );
+        proxy.set(basalt_tests::Fault::None);
+        converged(&meili, &db, "posts", "posts").await;
+        let described = synced(&basalt, "posts", 5).await;
+        assert_eq!(described["status"]["last_error"], Value::Null);
+        assert!(cursor().await > before);
     }
 }

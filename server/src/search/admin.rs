@@ -118,27 +118,31 @@ async fn save(
             format!("`{schema}.{name}` is a view, whose changes are not in the change feed: index its table, or use the postgres backend"),
         ));
     }
-    if let Some(old) = old.as_ref().filter(|old| !old.is_meilisearch()) {
-        postgres::remove(&tx, old, old.table_name(&state.config.rest.schema).0).await?;
+    // An unchanged declaration (a restart) keeps what it has.
+    let changed = old.as_ref() != Some(def);
+    if changed {
+        if let Some(old) = old.as_ref().filter(|old| !old.is_meilisearch()) {
+            postgres::remove(&tx, old, old.table_name(&state.config.rest.schema).0).await?;
+        }
     }
+    let documents = !view && !def.is_meilisearch();
     if !view {
-        if !def.is_meilisearch() {
-            postgres::build(&tx, def, &setup, schema, name).await?;
+        if documents && changed {
+            postgres::build(&tx, &state.config, def, &setup, &table).await?;
         }
         tx.batch_execute(&crate::feed::enable_sql(schema, name))
             .await?;
     }
-    let changed = old.as_ref() != Some(def);
     let (new_state, reason) = match (def.is_meilisearch(), &old) {
         (true, None) => ("building", "created"),
         (true, Some(_)) => ("building", "changed"),
         (false, _) => ("ready", "created"),
     };
     tx.execute(
-        "INSERT INTO basalt.search_indexes (name, definition, declared, text_config, trgm_schema, state, rebuild_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO basalt.search_indexes (name, definition, declared, text_config, trgm_schema, state, rebuild_reason, documents)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $9)
          ON CONFLICT (name) DO UPDATE SET definition = EXCLUDED.definition, declared = EXCLUDED.declared,
-            text_config = EXCLUDED.text_config, trgm_schema = EXCLUDED.trgm_schema,
+            text_config = EXCLUDED.text_config, trgm_schema = EXCLUDED.trgm_schema, documents = EXCLUDED.documents,
             state = CASE WHEN $8 THEN EXCLUDED.state ELSE basalt.search_indexes.state END,
             rebuild_reason = CASE WHEN $8 THEN EXCLUDED.rebuild_reason ELSE basalt.search_indexes.rebuild_reason END,
             last_error = CASE WHEN $8 THEN NULL ELSE basalt.search_indexes.last_error END,
@@ -152,6 +156,7 @@ async fn save(
             &new_state,
             &reason,
             &changed,
+            &documents,
         ],
     )
     .await?;
@@ -331,10 +336,11 @@ async fn reindex(
         )
         .await?;
     } else {
-        let (schema, table) = index.def.table_name(&state.config.rest.schema);
-        if !postgres::is_view(&tx, schema, table).await? {
+        let (schema, name) = index.def.table_name(&state.config.rest.schema);
+        if index.documents {
+            let (_, table) = rest::table_of(&state, schema, name, false).await?;
             postgres::remove(&tx, &index.def, schema).await?;
-            postgres::build(&tx, &index.def, &index.setup, schema, table).await?;
+            postgres::build(&tx, &state.config, &index.def, &index.setup, &table).await?;
         }
         tx.execute(
             "UPDATE basalt.search_indexes SET rebuilt_at = now(), rebuild_reason = 'requested', last_error = NULL, updated_at = now() WHERE name = $1",

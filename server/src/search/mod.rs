@@ -43,6 +43,8 @@ pub struct Index {
     pub def: IndexDef,
     pub declared: bool,
     pub setup: Setup,
+    /// Whether its documents table (`basalt_search.<name>`) exists.
+    pub documents: bool,
 }
 
 /// The indexes, swapped whole on reload.
@@ -70,7 +72,7 @@ impl Registry {
         let client = pool.get().await?;
         let rows = client
             .query(
-                "SELECT definition, declared, text_config, trgm_schema FROM basalt.search_indexes",
+                "SELECT definition, declared, text_config, trgm_schema, documents FROM basalt.search_indexes",
                 &[],
             )
             .await?;
@@ -86,6 +88,7 @@ impl Registry {
                         config: row.get(2),
                         trgm_schema: row.get(3),
                     },
+                    documents: row.get(4),
                 },
             );
         }

@@ -7,6 +7,7 @@
 use crate::error::HttpError;
 use basalt_core::errors::{ApiError, ErrorCode};
 use basalt_core::rest::quote;
+use basalt_core::rest::Table;
 use basalt_core::search::pg::{self, Setup, SCHEMA};
 use basalt_core::search::IndexDef;
 use deadpool_postgres::Transaction;
@@ -136,16 +137,35 @@ pub async fn is_view(tx: &Transaction<'_>, schema: &str, table: &str) -> Result<
         .get(0))
 }
 
-/// The GIN indexes of a PostgreSQL index on a table (a view is searched
-/// without one).
+/// The documents table, its triggers and the trigram index of a
+/// PostgreSQL index on a table (a view is searched without them), readable
+/// by the API roles.
 pub async fn build(
     tx: &Transaction<'_>,
+    config: &basalt_core::config::Config,
     def: &IndexDef,
     setup: &Setup,
-    schema: &str,
-    table: &str,
+    table: &Table,
 ) -> Result<(), HttpError> {
-    for statement in pg::index_ddl(def, setup, schema, table) {
+    let key: Vec<(String, String)> = def
+        .key(&table.primary_key)
+        .into_iter()
+        .map(|k| {
+            let type_name = table
+                .columns
+                .iter()
+                .find(|(c, _)| *c == k)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_else(|| "text".into());
+            (k, type_name)
+        })
+        .collect();
+    let readers = [
+        config.authz.db_role_anon.as_str(),
+        config.authz.db_role_authenticated.as_str(),
+        config.authz.db_role_service.as_str(),
+    ];
+    for statement in pg::index_ddl(def, setup, table, &key, &readers) {
         tx.batch_execute(&statement).await?;
     }
     Ok(())

@@ -175,6 +175,7 @@ async fn search(
                 returned: &access.returned,
                 searched: &access.searched,
                 condition: access.condition.as_ref(),
+                documents: index.documents && access.searched.len() == index.def.searchable.len(),
             },
             &index.setup,
             &query,

@@ -29,7 +29,7 @@ impl Setup {
     }
 }
 
-/// The name of an index's GIN index (and of its trigram index, `_trgm`).
+/// The name of an index's triggers on its table (and of its trigram index, `_trgm`).
 pub fn index_name(def: &IndexDef) -> String {
     format!("basalt_search_{}", def.name.replace('-', "_"))
 }
@@ -66,36 +66,123 @@ pub fn text_sql(alias: Option<&str>, columns: &[(String, char)]) -> String {
     format!("({})", parts.join(" || ' ' || "))
 }
 
-/// The statements that index `def` on `schema.table` (idempotent).
-pub fn index_ddl(def: &IndexDef, setup: &Setup, schema: &str, table: &str) -> Vec<String> {
-    let qualified = format!("{}.{}", quote(schema), quote(table));
+/// The documents table of an index: its rows' keys and weighted vectors,
+/// kept by triggers on the indexed table.
+pub fn documents_table(def: &IndexDef) -> String {
+    format!("{SCHEMA}.{}", quote(&def.name))
+}
+
+/// The statements that make an index on `schema.table`: the documents
+/// table (`key` with its types) with its GIN index, filled from the table
+/// and kept by row triggers (a `SECURITY DEFINER` function of Basalt's, so
+/// writers need no privilege on it), the trigram index for typo tolerance,
+/// and read access for `readers` (the API roles, whose searches read it).
+pub fn index_ddl(
+    def: &IndexDef,
+    setup: &Setup,
+    table: &Table,
+    key: &[(String, String)],
+    readers: &[&str],
+) -> Vec<String> {
+    let qualified = table.qualified();
     let name = index_name(def);
+    let documents = documents_table(def);
     let weighted = def.weighted();
-    let mut statements = vec![format!(
-        "CREATE INDEX IF NOT EXISTS {} ON {qualified} USING gin ({})",
-        quote(&name),
-        document_sql(setup, None, &weighted)
-    )];
-    if let Some(trgm) = &setup.trgm_schema {
+    let columns: Vec<String> = key.iter().map(|(c, _)| quote(c)).collect();
+    let typed: Vec<String> = key
+        .iter()
+        .map(|(c, t)| format!("{} {t} NOT NULL", quote(c)))
+        .collect();
+    let of = |row: &str| -> String {
+        key.iter()
+            .map(|(c, _)| format!("{row}.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sync = format!("{SCHEMA}.{}", quote(&format!("{}_sync", def.name)));
+    let truncate = format!("{SCHEMA}.{}", quote(&format!("{}_truncate", def.name)));
+    let mut statements = vec![
+        format!(
+            "CREATE TABLE {documents} ({}, document tsvector NOT NULL, PRIMARY KEY ({}))",
+            typed.join(", "),
+            columns.join(", ")
+        ),
+        format!("CREATE INDEX ON {documents} USING gin (document)"),
+        format!(
+            "CREATE FUNCTION {sync}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $body$
+             BEGIN
+               IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                 DELETE FROM {documents} WHERE ({}) = ({});
+               END IF;
+               IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                 INSERT INTO {documents} VALUES ({}, {});
+               END IF;
+               RETURN NULL;
+             END $body$",
+            columns.join(", "),
+            of("OLD"),
+            of("NEW"),
+            document_sql(setup, Some("NEW"), &weighted)
+        ),
+        format!(
+            "CREATE FUNCTION {truncate}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $body$
+             BEGIN TRUNCATE {documents}; RETURN NULL; END $body$"
+        ),
+        format!("REVOKE ALL ON FUNCTION {sync}(), {truncate}() FROM PUBLIC"),
+        format!(
+            "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {qualified} FOR EACH ROW EXECUTE FUNCTION {sync}()",
+            quote(&name)
+        ),
+        format!(
+            "CREATE TRIGGER {} AFTER TRUNCATE ON {qualified} FOR EACH STATEMENT EXECUTE FUNCTION {truncate}()",
+            quote(&format!("{name}_truncate"))
+        ),
+        format!(
+            "INSERT INTO {documents} SELECT {}, {} FROM {qualified} t",
+            of("t"),
+            document_sql(setup, Some("t"), &weighted)
+        ),
+        format!("ANALYZE {documents}"),
+    ];
+    if !readers.is_empty() {
+        let readers: Vec<String> = readers.iter().map(|r| quote(r)).collect();
         statements.push(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {qualified} USING gin ({} {}.gin_trgm_ops)",
-            quote(&format!("{name}_trgm")),
-            text_sql(None, &weighted),
-            quote(trgm)
+            "GRANT SELECT ON {documents} TO {}",
+            readers.join(", ")
         ));
+    }
+    if let Some(trgm) = &setup.trgm_schema {
+        statements.push(trigram_ddl(def, &qualified, trgm));
     }
     statements
 }
 
-/// The statements that drop what [`index_ddl`] made.
+/// The trigram index of the searchable text, for typo tolerance.
+fn trigram_ddl(def: &IndexDef, qualified: &str, trgm: &str) -> String {
+    format!(
+        "CREATE INDEX {} ON {qualified} USING gin ({} {}.gin_trgm_ops)",
+        quote(&format!("{}_trgm", index_name(def))),
+        text_sql(None, &def.weighted()),
+        quote(trgm)
+    )
+}
+
+/// The statements that drop what [`index_ddl`] made (idempotent).
 pub fn drop_ddl(def: &IndexDef, schema: &str) -> Vec<String> {
-    let name = index_name(def);
     vec![
-        format!("DROP INDEX IF EXISTS {}.{}", quote(schema), quote(&name)),
+        format!(
+            "DROP FUNCTION IF EXISTS {SCHEMA}.{}() CASCADE",
+            quote(&format!("{}_sync", def.name))
+        ),
+        format!(
+            "DROP FUNCTION IF EXISTS {SCHEMA}.{}() CASCADE",
+            quote(&format!("{}_truncate", def.name))
+        ),
+        format!("DROP TABLE IF EXISTS {}", documents_table(def)),
         format!(
             "DROP INDEX IF EXISTS {}.{}",
             quote(schema),
-            quote(&format!("{name}_trgm"))
+            quote(&format!("{}_trgm", index_name(def)))
         ),
     ]
 }
@@ -112,6 +199,10 @@ pub struct Scoped<'a> {
     pub searched: &'a [(String, char)],
     /// The caller's row condition (their policies'), if any.
     pub condition: Option<&'a Expr>,
+    /// Whether the index's documents table serves this search (a table,
+    /// and every searchable column searched); else the vectors are
+    /// computed from the columns searched.
+    pub documents: bool,
 }
 
 /// One search as one statement answering one row: `body` (JSON text).
@@ -127,7 +218,11 @@ pub fn search_sql(
         alias: Some("t"),
     };
     let searching = !query.q.trim().is_empty();
-    let document = document_sql(setup, Some("t"), scoped.searched);
+    let document = if scoped.documents {
+        "d.document".to_owned()
+    } else {
+        document_sql(setup, Some("t"), scoped.searched)
+    };
     let text = text_sql(Some("t"), scoped.searched);
     let mut conditions: Vec<String> = Vec::new();
     let mut rank = "0::real".to_owned();
@@ -164,7 +259,21 @@ pub fn search_sql(
     } else {
         conditions.join(" AND ")
     };
-    let from = format!("{} t, q", scoped.table.qualified());
+    let from = if scoped.documents {
+        let on: Vec<String> = scoped
+            .key
+            .iter()
+            .map(|k| format!("d.{0} = t.{0}", quote(k)))
+            .collect();
+        format!(
+            "{} t JOIN {} d ON {}, q",
+            scoped.table.qualified(),
+            documents_table(scoped.def),
+            on.join(" AND ")
+        )
+    } else {
+        format!("{} t, q", scoped.table.qualified())
+    };
     let websearch = format!("websearch_to_tsquery({}, $1)", setup.regconfig());
     let tsquery = if query.prefix_search() {
         // The last lexeme matches as a prefix: `'data' & 'bas'` → `… & 'bas':*`.
