@@ -383,17 +383,59 @@ pub fn search_sql(
     } else {
         format!("json_build_object({})", facets.join(", "))
     };
+    // With nothing to check on the table's rows (no condition, filter,
+    // sort, near match or row-level security), the page and the count come from the
+    // documents table alone, and only the page's rows are read.
+    let fuzzy = searching && setup.trgm_schema.is_some() && query.plain();
+    let alone = scoped.documents
+        && !fuzzy
+        && scoped.condition.is_none()
+        && query.filter.is_none()
+        && query.sort.is_empty()
+        && !scoped.table.hides_rows;
+    let (page, counted) = if alone {
+        let keys: Vec<String> = scoped
+            .key
+            .iter()
+            .map(|k| format!("d.{}", quote(k)))
+            .collect();
+        let on: Vec<String> = scoped
+            .key
+            .iter()
+            .map(|k| format!("t.{0} = k.{0}", quote(k)))
+            .collect();
+        let documents = format!("{} d, q", documents_table(scoped.def));
+        (
+            format!(
+                "SELECT t.*, k.\"_basalt_rank\" FROM (SELECT {}, {rank} AS \"_basalt_rank\" FROM {documents} WHERE {filtered} ORDER BY {} LIMIT {} OFFSET {}) k JOIN {} t ON {}",
+                keys.join(", "),
+                order("d", "\"_basalt_rank\""),
+                query.limit,
+                query.offset,
+                scoped.table.qualified(),
+                on.join(" AND ")
+            ),
+            documents,
+        )
+    } else {
+        (
+            format!(
+                "SELECT t.*, {rank} AS \"_basalt_rank\" FROM {from} WHERE {filtered} ORDER BY {} LIMIT {} OFFSET {}",
+                order("t", "\"_basalt_rank\""),
+                query.limit,
+                query.offset
+            ),
+            from.clone(),
+        )
+    };
     let sql = format!(
         "WITH q AS (SELECT {tsquery} AS query) \
          SELECT json_build_object(\
            'hits', COALESCE((SELECT json_agg(json_build_object('id', {id}, 'document', {document_json}, 'rank', p.\"_basalt_rank\", 'highlights', {highlights}) ORDER BY {outer_order}) \
-              FROM (SELECT t.*, {rank} AS \"_basalt_rank\" FROM {from} WHERE {filtered} ORDER BY {inner_order} LIMIT {limit} OFFSET {offset}) p, q), '[]'::json), \
-           'estimatedTotalHits', (SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {filtered} LIMIT {cap}) c), \
+              FROM ({page}) p, q), '[]'::json), \
+           'estimatedTotalHits', (SELECT count(*) FROM (SELECT 1 FROM {counted} WHERE {filtered} LIMIT {cap}) c), \
            'facetDistribution', {facets})::text",
         outer_order = order("p", "p.\"_basalt_rank\""),
-        inner_order = order("t", &rank),
-        limit = query.limit,
-        offset = query.offset,
         cap = MAX_TOTAL_HITS,
     );
     Ok((sql, params))
