@@ -1,6 +1,7 @@
 """Commit → searchable lag of a Meilisearch index kept by Basalt: inserts
 rows through /rest/v1 at a steady rate (each acknowledged after its commit)
-and polls Meilisearch for each new document until it is there.
+while one poller asks Meilisearch every 20 ms which of the pending documents
+it has (one request for all of them), until every one is there.
 
     python3 bench/search-lag.py BASALT_URL ANON_KEY MEILI_URL MEILI_KEY FIRST_ID
 """
@@ -9,7 +10,6 @@ import json
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 basalt, anon, meili, meili_key, first = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
@@ -22,32 +22,36 @@ def document_id(key):
     return "k" + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def visible(key):
+def present(ids):
+    body = json.dumps({"filter": f"_id IN [{', '.join(ids)}]", "fields": ["_id"], "limit": len(ids)}).encode()
     request = urllib.request.Request(
-        f"{meili}/indexes/notes/documents/{document_id(key)}",
-        headers={"Authorization": f"Bearer {meili_key}"},
+        f"{meili}/indexes/notes/documents/fetch", data=body, method="POST",
+        headers={"Authorization": f"Bearer {meili_key}", "Content-Type": "application/json"},
     )
-    try:
-        urllib.request.urlopen(request).read()
-        return True
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return False
-        raise
+    return {d["_id"] for d in json.load(urllib.request.urlopen(request))["results"]}
 
 
+pending = {}  # id -> commit time
 lags = []
 lock = threading.Lock()
+done = threading.Event()
 
 
-def watch(key, committed):
-    while not visible(key):
-        time.sleep(0.005)
-    with lock:
-        lags.append(time.monotonic() - committed)
+def poll():
+    while not (done.is_set() and not pending):
+        with lock:
+            ids = list(pending)
+        if ids:
+            found = present(ids)
+            now = time.monotonic()
+            with lock:
+                for id in found:
+                    lags.append(now - pending.pop(id))
+        time.sleep(0.02)
 
 
-threads = []
+poller = threading.Thread(target=poll)
+poller.start()
 start = time.monotonic()
 for n in range(RATE * SECONDS):
     key = first + 1 + n
@@ -57,17 +61,16 @@ for n in range(RATE * SECONDS):
         headers={"Content-Type": "application/json", "apikey": anon},
     )
     urllib.request.urlopen(request).read()
-    thread = threading.Thread(target=watch, args=(key, time.monotonic()))
-    thread.start()
-    threads.append(thread)
+    with lock:
+        pending[document_id(key)] = time.monotonic()
     delay = start + (n + 1) / RATE - time.monotonic()
     if delay > 0:
         time.sleep(delay)
-for thread in threads:
-    thread.join()
+done.set()
+poller.join()
 lags.sort()
 pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000
 print(
     f"Commit → searchable lag at {RATE} writes/s for {SECONDS} s ({len(lags)} inserts through /rest/v1, "
-    f"each polled in Meilisearch every 5 ms): p50 {pick(0.50):.0f} ms, p99 {pick(0.99):.0f} ms, max {lags[-1] * 1000:.0f} ms."
+    f"Meilisearch asked every 20 ms which have arrived): p50 {pick(0.50):.0f} ms, p99 {pick(0.99):.0f} ms, max {lags[-1] * 1000:.0f} ms."
 )

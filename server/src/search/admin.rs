@@ -89,7 +89,7 @@ async fn save(
     let (_, table) = rest::table_of(state, schema, name, true).await?;
     def.check_columns(&table.columns, &table.primary_key)?;
     if def.is_meilisearch() {
-        meili::check_policies(state, def, schema, name)?;
+        meili::check_policies(state, schema, name)?;
     }
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;

@@ -16,17 +16,18 @@
 //!   during the copy are replayed on top of it.
 
 use super::admin::consumer;
-use super::meili::{finish, settings};
+use super::meili::{finish, settings, Client};
 use super::Index;
 use crate::feed::{self, Consumer, Page};
 use crate::state::AppState;
 use basalt_core::search::meili::{document, document_id};
 use futures_util::{pin_mut, TryStreamExt};
-use meilisearch_sdk::client::{Client, SwapIndexes};
+use meilisearch_sdk::client::SwapIndexes;
+use meilisearch_sdk::tasks::Task;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// The advisory lock key of the sync worker's leadership.
@@ -88,14 +89,15 @@ async fn lead(
     tracing::info!("search: this replica syncs the Meilisearch indexes");
     let mut worker = Worker::default();
     while !lock.is_closed() && !driver.is_finished() {
-        let mut busy = false;
-        let mut failed = false;
+        let (mut worked, mut waiting, mut failed) = (false, false, false);
         for index in state.search().all().values() {
             if !index.def.is_meilisearch() {
                 continue;
             }
             match worker.step(state, index).await {
-                Ok(progress) => busy |= progress,
+                Ok(Progress::Worked) => worked = true,
+                Ok(Progress::Waiting) => waiting = true,
+                Ok(Progress::Idle) => {}
                 Err(error) => {
                     failed = true;
                     tracing::warn!(index = %index.def.name, "search sync: {error}");
@@ -103,15 +105,15 @@ async fn lead(
                 }
             }
         }
-        let pause = if failed {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_millis(500)
-        };
-        if !busy || failed {
+        if failed {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } else if !worked {
+            // Batches being indexed are checked often; otherwise the feed
+            // (or an index change) wakes the worker.
+            let pause = if waiting { 20 } else { 500 };
             tokio::select! {
-                _ = wake.notified(), if !failed => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
             }
         }
     }
@@ -129,10 +131,33 @@ async fn record_error(state: &AppState, name: &str, error: &str) {
     }
 }
 
+/// Batches sent to one index and not yet confirmed, at most.
+const MAX_IN_FLIGHT: usize = 8;
+
 #[derive(Default)]
 struct Worker {
     /// The settings last applied to each serving index.
     applied: HashMap<String, Value>,
+    /// Per index, the batches sent and not yet confirmed, oldest first:
+    /// Meilisearch runs an index's tasks in order (and merges queued
+    /// document tasks), so the next batch goes out while one is indexed.
+    in_flight: HashMap<String, VecDeque<InFlight>>,
+}
+
+struct InFlight {
+    /// The feed position the batch's changes reach.
+    through: i64,
+    tasks: Vec<meilisearch_sdk::task_info::TaskInfo>,
+    sent: Instant,
+}
+
+/// What one step did.
+#[derive(PartialEq)]
+enum Progress {
+    Idle,
+    /// Batches are out, being indexed.
+    Waiting,
+    Worked,
 }
 
 /// Upserts or deletes of consecutive changes.
@@ -141,9 +166,55 @@ enum Batch {
     Delete(Vec<String>),
 }
 
+/// Changes (of the index's table, in commit order) as batches: consecutive
+/// upserts together, consecutive deletes together; an update that changed
+/// the key deletes the old id first.
+fn batches<'a>(
+    changes: impl Iterator<Item = &'a feed::Change>,
+    key: &[String],
+) -> Result<Vec<Batch>, String> {
+    let mut batches: Vec<Batch> = Vec::new();
+    for change in changes {
+        let old_id = change.old.as_ref().map(|row| id_of(row, key)).transpose()?;
+        let new_doc = match &change.new {
+            Some(Value::Object(row)) if change.operation != "DELETE" => Some(document(row, key)?),
+            _ => None,
+        };
+        let new_id = new_doc.as_ref().and_then(|d| {
+            d[basalt_core::search::meili::ID]
+                .as_str()
+                .map(str::to_owned)
+        });
+        if let Some(old_id) = old_id.filter(|old| Some(old) != new_id.as_ref()) {
+            match batches.last_mut() {
+                Some(Batch::Delete(ids)) => ids.push(old_id),
+                _ => batches.push(Batch::Delete(vec![old_id])),
+            }
+        }
+        if let Some(doc) = new_doc {
+            match batches.last_mut() {
+                Some(Batch::Upsert(docs)) => docs.push(doc),
+                _ => batches.push(Batch::Upsert(vec![doc])),
+            }
+        }
+    }
+    Ok(batches)
+}
+
 impl Worker {
-    /// One step for one index; `Ok(true)` when it did some work.
-    async fn step(&mut self, state: &AppState, index: &Index) -> Result<bool, String> {
+    /// One step for one index: confirm the batches Meilisearch finished
+    /// (moving the cursor past them, in order), then send what follows.
+    async fn step(&mut self, state: &AppState, index: &Index) -> Result<Progress, String> {
+        let name = &index.def.name;
+        let result = self.follow(state, index).await;
+        if result.is_err() {
+            // Resent from the cursor: upserts and deletes by id are idempotent.
+            self.in_flight.remove(name);
+        }
+        result
+    }
+
+    async fn follow(&mut self, state: &AppState, index: &Index) -> Result<Progress, String> {
         let client = state.meili().client.as_ref().expect("checked at start");
         let timeout = state.meili().task_timeout;
         let db = state.pool.get().await.map_err(|e| e.to_string())?;
@@ -156,13 +227,14 @@ impl Worker {
             .await
             .map_err(|e| e.to_string())?
         else {
-            return Ok(false);
+            return Ok(Progress::Idle);
         };
         let index_state: String = row.get(0);
         if index_state == "building" {
+            self.in_flight.remove(name);
             let requested: chrono::DateTime<chrono::Utc> = row.get(1);
             self.rebuild(state, client, index, requested).await?;
-            return Ok(true);
+            return Ok(Progress::Worked);
         }
         let wanted = settings(state, &index.def)?;
         let wanted_json = serde_json::to_value(&wanted).map_err(|e| e.to_string())?;
@@ -176,63 +248,96 @@ impl Worker {
             self.applied.insert(name.clone(), wanted_json);
         }
         let cursor = Consumer::new(&consumer(name));
-        let after = cursor.position(&db).await.map_err(|e| e.to_string())?;
+        let confirmed = cursor.position(&db).await.map_err(|e| e.to_string())?;
+        let queue = self.in_flight.entry(name.clone()).or_default();
+        let mut worked = false;
+        // Confirm, oldest first; the cursor moves only past finished batches.
+        while let Some(front) = queue.front() {
+            let mut finished = true;
+            for uid in &front.tasks {
+                match client
+                    .get_task(uid)
+                    .await
+                    .map_err(|e| format!("Meilisearch: {e}"))?
+                {
+                    Task::Succeeded { .. } => {}
+                    task @ Task::Failed { .. } => {
+                        let error = task.unwrap_failure();
+                        return Err(format!(
+                            "Meilisearch task failed: {} ({:?})",
+                            error.error_message, error.error_code
+                        ));
+                    }
+                    _ => {
+                        finished = false;
+                        break;
+                    }
+                }
+            }
+            if !finished {
+                if front.sent.elapsed() > timeout {
+                    return Err(format!(
+                        "Meilisearch: a task did not succeed in time (search.task_timeout_secs = {})",
+                        timeout.as_secs()
+                    ));
+                }
+                break;
+            }
+            cursor
+                .advance(&db, front.through)
+                .await
+                .map_err(|e| e.to_string())?;
+            queue.pop_front();
+            worked = true;
+        }
+        if worked {
+            db.execute(
+                "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
+                &[name],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        if queue.len() >= MAX_IN_FLIGHT {
+            return Ok(Progress::Waiting);
+        }
+        let after = queue.back().map_or(confirmed, |b| b.through.max(confirmed));
         let batch_size = state.config.search.batch_size as i64;
         let changes = match feed::read_after(&db, after, batch_size)
             .await
             .map_err(|e| e.to_string())?
         {
             Page::Gap { pruned_through } => {
+                queue.clear();
                 db.execute(
                     "UPDATE basalt.search_indexes SET state = 'building', rebuild_reason = $2, updated_at = now() WHERE name = $1",
                     &[name, &format!("feed_gap: the changes after position {after} were pruned (through {pruned_through}); rebuilt from the table")],
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                return Ok(true);
+                return Ok(Progress::Worked);
             }
             Page::Changes(changes) => changes,
         };
-        let Some(last) = changes.last().map(|c| c.position) else {
-            return Ok(false);
+        let Some(through) = changes.last().map(|c| c.position) else {
+            return Ok(if queue.is_empty() {
+                if worked {
+                    Progress::Worked
+                } else {
+                    Progress::Idle
+                }
+            } else {
+                Progress::Waiting
+            });
         };
         let (schema, table) = index.def.table_name(&state.config.rest.schema);
         let key = key_of(state, index).await?;
-        let mut batches: Vec<Batch> = Vec::new();
-        for change in changes
-            .iter()
-            .filter(|c| c.schema == schema && c.table == table)
-        {
-            let old_id = change
-                .old
-                .as_ref()
-                .map(|row| id_of(row, &key))
-                .transpose()?;
-            let new_doc = match &change.new {
-                Some(Value::Object(row)) if change.operation != "DELETE" => {
-                    Some(document(row, &key)?)
-                }
-                _ => None,
-            };
-            let new_id = new_doc.as_ref().and_then(|d| {
-                d[basalt_core::search::meili::ID]
-                    .as_str()
-                    .map(str::to_owned)
-            });
-            // A delete, or an update that changed the key, removes the old id.
-            if let Some(old_id) = old_id.filter(|old| Some(old) != new_id.as_ref()) {
-                match batches.last_mut() {
-                    Some(Batch::Delete(ids)) => ids.push(old_id),
-                    _ => batches.push(Batch::Delete(vec![old_id])),
-                }
-            }
-            if let Some(doc) = new_doc {
-                match batches.last_mut() {
-                    Some(Batch::Upsert(docs)) => docs.push(doc),
-                    _ => batches.push(Batch::Upsert(vec![doc])),
-                }
-            }
-        }
+        let batches = batches(
+            changes
+                .iter()
+                .filter(|c| c.schema == schema && c.table == table),
+            &key,
+        )?;
         let meili_index = client.index(name);
         let mut tasks = Vec::new();
         for batch in &batches {
@@ -247,18 +352,13 @@ impl Worker {
             .map_err(|e| format!("Meilisearch: {e}"))?;
             tasks.push(task);
         }
-        // Meilisearch runs an index's tasks in order; each must succeed.
-        for task in tasks {
-            finish(client, task, timeout).await?;
-        }
-        cursor.advance(&db, last).await.map_err(|e| e.to_string())?;
-        db.execute(
-            "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
-            &[name],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        Ok(true)
+        let queue = self.in_flight.entry(name.clone()).or_default();
+        queue.push_back(InFlight {
+            through,
+            tasks,
+            sent: Instant::now(),
+        });
+        Ok(Progress::Worked)
     }
 
     /// Copies the table into a shadow index and swaps it in.
