@@ -154,6 +154,7 @@ async fn basalt_keeps_out_of_the_public_schema() {
             "role_parents",
             "roles",
             "schema_migrations",
+            "search_indexes",
             "user_roles"
         ]
     );

@@ -283,20 +283,22 @@ impl Worker {
                 }
                 break;
             }
+            if !worked {
+                // Cleared before the cursor moves: a status that shows the
+                // index caught up never shows an error already overcome.
+                db.execute(
+                    "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
+                    &[name],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
             cursor
                 .advance(&db, front.through)
                 .await
                 .map_err(|e| e.to_string())?;
             queue.pop_front();
             worked = true;
-        }
-        if worked {
-            db.execute(
-                "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
-                &[name],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
         }
         if queue.len() >= MAX_IN_FLIGHT {
             return Ok(Progress::Waiting);
