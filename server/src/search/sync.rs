@@ -322,14 +322,21 @@ impl Worker {
             Page::Changes(changes) => changes,
         };
         let Some(through) = changes.last().map(|c| c.position) else {
-            return Ok(if queue.is_empty() {
-                if worked {
-                    Progress::Worked
-                } else {
-                    Progress::Idle
-                }
+            if !queue.is_empty() {
+                return Ok(Progress::Waiting);
+            }
+            // Caught up: an error from an earlier step (say, applying the
+            // settings) is over.
+            db.execute(
+                "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
+                &[name],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            return Ok(if worked {
+                Progress::Worked
             } else {
-                Progress::Waiting
+                Progress::Idle
             });
         };
         let (schema, table) = index.def.table_name(&state.config.rest.schema);
