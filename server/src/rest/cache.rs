@@ -106,7 +106,15 @@ async fn introspect_all(pool: &Pool, names: &[String]) -> anyhow::Result<Schemas
 }
 
 async fn introspect(pool: &Pool, name: &str) -> anyhow::Result<Schema> {
-    let client = pool.get().await?;
+    let mut connection = pool.get().await?;
+    // One snapshot for every catalog query: DDL committing between two of
+    // them cannot leave a table without its keys or relationships.
+    let client = connection
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
     let mut schema = Schema {
         name: name.to_owned(),
         ..Schema::default()
