@@ -840,6 +840,10 @@ async fn permission_property(basalt: &Basalt, backend: &str) {
     anon.get("/search/v1/closed?q=plain")
         .await
         .expect_error(401, "login_required");
+    // Whether an index exists is told only to those who may search it.
+    anon.get("/search/v1/no-such-index?q=plain")
+        .await
+        .expect_error(401, "login_required");
     alice
         .get("/search/v1/closed?q=plain")
         .await

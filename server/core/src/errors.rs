@@ -93,7 +93,7 @@ error_codes! {
     AmbiguousFunction => (300, "ambiguous_function", Some("PGRST203"), "Several overloads of this function take these arguments.", "Rename one overload's arguments, or drop one; `details` lists the candidates."),
     TableNotFound => (404, "table_not_found", Some("42P01"), "No table or view has this name in the exposed schema.", "Check the name; `details` suggests the closest one."),
     RowNotFound => (404, "row_not_found", Some("PGRST116"), "No row matches (or none you may see).", "Check the filter; another user's row is not found rather than forbidden."),
-    SearchIndexNotFound => (404, "search_index_not_found", None, "No search index has this name (or you may not search it).", "List indexes with GET /admin/v1/search/indexes."),
+    SearchIndexNotFound => (404, "search_index_not_found", None, "No search index has this name.", "List indexes with GET /admin/v1/search/indexes."),
     RouteNotFound => (404, "route_not_found", None, "No API route matches this method and path.", "Check the path and its version prefix, for example /health/ready or /admin/v1/status."),
     MethodNotAllowed => (405, "method_not_allowed", Some("PGRST117"), "This route does not accept this HTTP method.", "Use one of the methods listed in the Allow header."),
     AlreadyExists => (409, "already_exists", None, "This already exists.", "Use the existing one, or delete it first."),

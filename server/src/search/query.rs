@@ -1,5 +1,5 @@
-//! `GET`/`POST /search/v1/<index>`: parse the request → decide `search` on
-//! `index:<name>` → find the table and decide `select` on it with every
+//! `GET`/`POST /search/v1/<index>`: decide `search` on `index:<name>` (before
+//! the lookup) → parse the request → find the table and decide `select` on it with every
 //! column the search touches (what it returns, searches, filters, sorts,
 //! counts and marks), so a column the caller may not read is never
 //! searched: a term found only there cannot produce a hit → run it on the
@@ -29,7 +29,7 @@ pub async fn get(
     path: Path<String>,
 ) -> Result<HttpResponse, HttpError> {
     let started = Instant::now();
-    let index = super::index(&state, &path)?;
+    let index = allowed(&state, &caller, &path)?;
     let query = SearchQuery::from_pairs(&rest::query_pairs(&request), &index.def)?;
     search(&state, &caller, &index, query, started).await
 }
@@ -41,9 +41,28 @@ pub async fn post(
     body: Json<Value>,
 ) -> Result<HttpResponse, HttpError> {
     let started = Instant::now();
-    let index = super::index(&state, &path)?;
+    let index = allowed(&state, &caller, &path)?;
     let query = SearchQuery::from_json(&body, &index.def)?;
     search(&state, &caller, &index, query, started).await
+}
+
+/// `search` decided on `index:<name>` before the index is looked up, so a
+/// caller who may not search learns nothing of which indexes exist; then
+/// the index.
+fn allowed(state: &AppState, caller: &Caller, name: &str) -> Result<Index, HttpError> {
+    let decision = state.authz().authorize(
+        &subject_of(state, caller),
+        &format!("index:{name}"),
+        "search",
+    );
+    if !decision.allowed {
+        return Err(rest::refusal(
+            caller,
+            decision.reason,
+            format!("A policy must allow search on index:{name}, and select on its table."),
+        ));
+    }
+    super::index(state, name)
 }
 
 /// What a search may see: the table, its key, the columns returned and
@@ -57,7 +76,7 @@ pub struct Access {
     pub condition: Option<Expr>,
 }
 
-/// Decides a search: `search` on the index, then `select` on its table.
+/// Decides a search of an index the caller may search: `select` on its table.
 pub async fn decide(
     state: &AppState,
     caller: &Caller,
@@ -66,19 +85,6 @@ pub async fn decide(
 ) -> Result<Access, HttpError> {
     let def = &index.def;
     let subject = subject_of(state, caller);
-    let allowed = state
-        .authz()
-        .authorize(&subject, &format!("index:{}", def.name), "search");
-    if !allowed.allowed {
-        return Err(rest::refusal(
-            caller,
-            allowed.reason,
-            format!(
-                "A policy must allow search on index:{}, and select on its table.",
-                def.name
-            ),
-        ));
-    }
     let (schema, name) = def.table_name(&state.config.rest.schema);
     if !state.schema().names().iter().any(|s| s == schema) {
         return Err(ApiError::new(ErrorCode::TableNotFound)
