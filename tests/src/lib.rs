@@ -10,7 +10,7 @@
 //! signal, so nothing outlives a crashed test run.
 //!
 //! By job: `postgres.rs` (clusters, databases, TLS certificates),
-//! `process.rs` (`basalt` processes), `smtp.rs` (a real SMTP server), `meili.rs` (a real Meilisearch server, or a SKIP), `fault.rs` (a proxy that injects failures in front of a real server), `s3.rs`
+//! `process.rs` (`basalt` processes), `smtp.rs` (a real SMTP server), `meili.rs` (a real Meilisearch server, or a SKIP), `fault.rs` (a proxy that injects failures in front of a real server), `search.rs` (helpers of the search suites), `s3.rs`
 //! (a real S3-compatible server), `client.rs` (the one HTTP client of the
 //! suites), `scenario.rs` (request scenarios loaded from TOML); this file
 //! spawns children and finds free ports.
@@ -22,6 +22,7 @@ mod postgres;
 mod process;
 mod s3;
 pub mod scenario;
+pub mod search;
 mod smtp;
 
 pub use fault::*;

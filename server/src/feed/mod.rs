@@ -125,10 +125,20 @@ impl Consumer {
     }
 
     /// Where the consumer stands (created at the feed's head the first time).
+    /// Followers ask often: a consumer that exists is read, not written.
     pub async fn position(
         &self,
         client: &tokio_postgres::Client,
     ) -> Result<i64, tokio_postgres::Error> {
+        if let Some(row) = client
+            .query_opt(
+                "SELECT position FROM basalt.feed_consumers WHERE name = $1",
+                &[&self.name],
+            )
+            .await?
+        {
+            return Ok(row.get(0));
+        }
         let start = head(client).await?;
         Ok(client
             .query_one(
@@ -141,35 +151,42 @@ impl Consumer {
             .get(0))
     }
 
-    /// Records that everything up to `position` was handled.
+    /// Records that everything up to `position` was handled (a cursor never
+    /// moves back this way).
     pub async fn advance(
         &self,
         client: &tokio_postgres::Client,
         position: i64,
     ) -> Result<(), tokio_postgres::Error> {
-        client
-            .execute(
-                "INSERT INTO basalt.feed_consumers (name, position) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET position = greatest(basalt.feed_consumers.position, EXCLUDED.position),
-                                                  updated_at = now()",
-                &[&self.name, &position],
-            )
-            .await?;
-        Ok(())
+        self.store(
+            client,
+            position,
+            "greatest(basalt.feed_consumers.position, EXCLUDED.position)",
+        )
+        .await
     }
-}
 
-impl Consumer {
     /// Moves the cursor to exactly `position` (a rebuild that replays from there).
     pub async fn reset(
         &self,
         client: &tokio_postgres::Client,
         position: i64,
     ) -> Result<(), tokio_postgres::Error> {
+        self.store(client, position, "EXCLUDED.position").await
+    }
+
+    async fn store(
+        &self,
+        client: &tokio_postgres::Client,
+        position: i64,
+        kept: &str,
+    ) -> Result<(), tokio_postgres::Error> {
         client
             .execute(
-                "INSERT INTO basalt.feed_consumers (name, position) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+                &format!(
+                    "INSERT INTO basalt.feed_consumers (name, position) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET position = {kept}, updated_at = now()"
+                ),
                 &[&self.name, &position],
             )
             .await?;

@@ -65,6 +65,28 @@ fn invalid(field: &str, problem: String) -> HttpError {
     SearchError::index(field, problem).into()
 }
 
+/// Ends a change: audits it (when an actor made it), announces it to every
+/// replica (`NOTIFY basalt_search`), commits, and reloads this replica's
+/// registry.
+async fn commit_change(
+    state: &AppState,
+    tx: deadpool_postgres::Transaction<'_>,
+    name: &str,
+    audited: Option<(&str, Actor<'_>)>,
+) -> Result<(), HttpError> {
+    if let Some((event, actor)) = audited {
+        audit::audit(&tx, event, actor, None, json!({"index": name})).await?;
+    }
+    tx.execute("SELECT pg_notify($1, $2)", &[&super::CHANNEL, &name])
+        .await?;
+    tx.commit().await?;
+    state
+        .search()
+        .reload(&state.pool)
+        .await
+        .map_err(crate::error::database_unavailable)
+}
+
 /// Records `def` and makes what it needs; answers whether it changed.
 async fn save(
     state: &AppState,
@@ -160,22 +182,12 @@ async fn save(
         ],
     )
     .await?;
-    if let Some(actor) = actor {
-        let event = if old.is_some() {
-            "search_index_changed"
-        } else {
-            "search_index_created"
-        };
-        audit::audit(&tx, event, actor, None, json!({"index": def.name})).await?;
-    }
-    tx.execute("SELECT pg_notify($1, $2)", &[&super::CHANNEL, &def.name])
-        .await?;
-    tx.commit().await?;
-    state
-        .search()
-        .reload(&state.pool)
-        .await
-        .map_err(crate::error::database_unavailable)?;
+    let event = if old.is_some() {
+        "search_index_changed"
+    } else {
+        "search_index_created"
+    };
+    commit_change(state, tx, &def.name, actor.map(|actor| (event, actor))).await?;
     if old.as_ref().is_some_and(|o| o.is_meilisearch()) && !def.is_meilisearch() {
         if let Err(error) = meili::delete_index(state, &def.name).await {
             tracing::warn!(index = %def.name, "cannot delete the Meilisearch index: {error}");
@@ -275,25 +287,14 @@ async fn delete(
         &[&consumer(&index.def.name)],
     )
     .await?;
-    audit::audit(
-        &tx,
-        "search_index_deleted",
-        actor(&state, &request, &admin.caller),
-        None,
-        json!({"index": index.def.name}),
+    let actor = actor(&state, &request, &admin.caller);
+    commit_change(
+        &state,
+        tx,
+        &index.def.name,
+        Some(("search_index_deleted", actor)),
     )
     .await?;
-    tx.execute(
-        "SELECT pg_notify($1, $2)",
-        &[&super::CHANNEL, &index.def.name],
-    )
-    .await?;
-    tx.commit().await?;
-    state
-        .search()
-        .reload(&state.pool)
-        .await
-        .map_err(crate::error::database_unavailable)?;
     if index.def.is_meilisearch() {
         meili::delete_index(&state, &index.def.name).await?;
     }
@@ -336,10 +337,9 @@ async fn reindex(
         )
         .await?;
     } else {
-        let (schema, name) = index.def.table_name(&state.config.rest.schema);
         if index.documents {
-            let (_, table) = rest::table_of(&state, schema, name, false).await?;
-            postgres::remove(&tx, &index.def, schema).await?;
+            let (table, _) = super::table_and_key(&state, &index).await?;
+            postgres::remove(&tx, &index.def, &table.schema).await?;
             postgres::build(&tx, &state.config, &index.def, &index.setup, &table).await?;
         }
         tx.execute(
@@ -348,20 +348,14 @@ async fn reindex(
         )
         .await?;
     }
-    audit::audit(
-        &tx,
-        "search_index_reindexed",
-        actor(&state, &request, &admin.caller),
-        None,
-        json!({"index": index.def.name}),
+    let actor = actor(&state, &request, &admin.caller);
+    commit_change(
+        &state,
+        tx,
+        &index.def.name,
+        Some(("search_index_reindexed", actor)),
     )
     .await?;
-    tx.execute(
-        "SELECT pg_notify($1, $2)",
-        &[&super::CHANNEL, &index.def.name],
-    )
-    .await?;
-    tx.commit().await?;
     let status = if index.def.is_meilisearch() {
         actix_web::http::StatusCode::ACCEPTED
     } else {

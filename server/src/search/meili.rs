@@ -367,13 +367,9 @@ const DRIFT_SAMPLE: i64 = 50;
 /// documents (missing or different ones listed by key).
 pub async fn drift(state: &AppState, index: &Index) -> Result<Value, HttpError> {
     let client = client(state)?;
-    let (schema, table) = index.def.table_name(&state.config.rest.schema);
+    let (table, key) = super::table_and_key(state, index).await?;
+    let table = table.qualified();
     let db = state.pool.get().await?;
-    let table = format!(
-        "{}.{}",
-        basalt_core::rest::quote(schema),
-        basalt_core::rest::quote(table)
-    );
     let rows: i64 = db
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await?
@@ -390,14 +386,6 @@ pub async fn drift(state: &AppState, index: &Index) -> Result<Value, HttpError> 
             &[],
         )
         .await?;
-    let (_, known) = crate::rest::table_of(
-        state,
-        schema,
-        index.def.table_name(&state.config.rest.schema).1,
-        false,
-    )
-    .await?;
-    let key = index.def.key(&known.primary_key);
     let mut mismatched = Vec::new();
     for row in &sample {
         let Value::Object(row) = row.get::<_, Value>(0) else {

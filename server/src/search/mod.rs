@@ -122,6 +122,18 @@ pub fn index(state: &AppState, name: &str) -> Result<Index, HttpError> {
     })
 }
 
+/// The index's table as the schema cache knows it, and the key columns
+/// that identify its rows (the declared ones, else the table's).
+pub async fn table_and_key(
+    state: &AppState,
+    index: &Index,
+) -> Result<(basalt_core::rest::Table, Vec<String>), HttpError> {
+    let (schema, name) = index.def.table_name(&state.config.rest.schema);
+    let (_, table) = crate::rest::table_of(state, schema, name, false).await?;
+    let key = index.def.key(&table.primary_key);
+    Ok((table, key))
+}
+
 /// Creates or updates the indexes the config file declares, and marks them
 /// declared (the API refuses to change them).
 pub async fn reconcile(state: &AppState) -> anyhow::Result<()> {

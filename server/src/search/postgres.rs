@@ -82,7 +82,8 @@ pub async fn prepare(tx: &Transaction<'_>, def: &IndexDef) -> Result<Setup, Http
         ));
     }
     let mut config = format!("pg_catalog.{}", def.language);
-    if def.unaccent {
+    // Meilisearch folds accents itself; only a PostgreSQL index needs the copy.
+    if def.unaccent && !def.is_meilisearch() {
         let unaccent = extension(tx, "unaccent").await?;
         let name = format!("{}_unaccent", def.language);
         let exists = tx

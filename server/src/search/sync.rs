@@ -131,6 +131,16 @@ async fn record_error(state: &AppState, name: &str, error: &str) {
     }
 }
 
+async fn clear_error(db: &tokio_postgres::Client, name: &str) -> Result<(), String> {
+    db.execute(
+        "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
+        &[&name],
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 /// Batches sent to one index and not yet confirmed, at most.
 const MAX_IN_FLIGHT: usize = 8;
 
@@ -286,12 +296,7 @@ impl Worker {
             if !worked {
                 // Cleared before the cursor moves: a status that shows the
                 // index caught up never shows an error already overcome.
-                db.execute(
-                    "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
-                    &[name],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                clear_error(&db, name).await?;
             }
             cursor
                 .advance(&db, front.through)
@@ -327,12 +332,7 @@ impl Worker {
             }
             // Caught up: an error from an earlier step (say, applying the
             // settings) is over.
-            db.execute(
-                "UPDATE basalt.search_indexes SET last_error = NULL WHERE name = $1 AND last_error IS NOT NULL",
-                &[name],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            clear_error(&db, name).await?;
             return Ok(if worked {
                 Progress::Worked
             } else {
@@ -340,7 +340,9 @@ impl Worker {
             });
         };
         let (schema, table) = index.def.table_name(&state.config.rest.schema);
-        let key = key_of(state, index).await?;
+        let (_, key) = super::table_and_key(state, index)
+            .await
+            .map_err(|e| e.to_string())?;
         let batches = batches(
             changes
                 .iter()
@@ -385,7 +387,9 @@ impl Worker {
         let db = state.pool.get().await.map_err(|e| e.to_string())?;
         // Changes after this position are replayed on top of the copy.
         let start = feed::head(&db).await.map_err(|e| e.to_string())?;
-        let key = key_of(state, index).await?;
+        let (table, key) = super::table_and_key(state, index)
+            .await
+            .map_err(|e| e.to_string())?;
         let wanted = settings(state, &index.def)?;
         if let Ok(task) = client.delete_index(&shadow).await {
             let _ = finish(client, task, timeout).await;
@@ -401,12 +405,7 @@ impl Worker {
             .await
             .map_err(meili)?;
         finish(client, task, timeout).await?;
-        let (schema, table) = index.def.table_name(&state.config.rest.schema);
-        let sql = format!(
-            "SELECT to_jsonb(t) FROM {}.{} t",
-            basalt_core::rest::quote(schema),
-            basalt_core::rest::quote(table)
-        );
+        let sql = format!("SELECT to_jsonb(t) FROM {} t", table.qualified());
         let rows = db
             .query_raw(&sql, Vec::<String>::new())
             .await
@@ -471,15 +470,6 @@ impl Worker {
         tracing::info!(index = %name, documents = copied, "search: rebuilt from the table");
         Ok(())
     }
-}
-
-/// The key columns of the index's table.
-async fn key_of(state: &AppState, index: &Index) -> Result<Vec<String>, String> {
-    let (schema, table) = index.def.table_name(&state.config.rest.schema);
-    let (_, known) = crate::rest::table_of(state, schema, table, false)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(index.def.key(&known.primary_key))
 }
 
 fn id_of(row: &Value, key: &[String]) -> Result<String, String> {

@@ -128,6 +128,17 @@ impl IndexDef {
         self.backend == "meilisearch"
     }
 
+    /// Every list of columns, by its field's name.
+    fn column_lists(&self) -> [(&'static str, &Vec<String>); 5] {
+        [
+            ("primary_key", &self.primary_key),
+            ("searchable", &self.searchable),
+            ("filterable", &self.filterable),
+            ("sortable", &self.sortable),
+            ("facets", &self.facets),
+        ]
+    }
+
     /// The checks that need no table: names, lists, backend, language.
     pub fn check(&self) -> Result<(), SearchError> {
         let bad = |field: &str, problem: String| Err(SearchError::index(field, problem));
@@ -152,13 +163,7 @@ impl IndexDef {
                 format!("at most {MAX_SEARCHABLE} columns may be searchable"),
             );
         }
-        for (field, list) in [
-            ("primary_key", &self.primary_key),
-            ("searchable", &self.searchable),
-            ("filterable", &self.filterable),
-            ("sortable", &self.sortable),
-            ("facets", &self.facets),
-        ] {
+        for (field, list) in self.column_lists() {
             let mut seen = std::collections::BTreeSet::new();
             if let Some(twice) = list.iter().find(|c| !seen.insert(c.as_str())) {
                 return bad(field, format!("`{twice}` is listed twice"));
@@ -229,13 +234,7 @@ impl IndexDef {
         table_key: &[String],
     ) -> Result<(), SearchError> {
         let known = |c: &String| columns.iter().any(|(name, _)| name == c);
-        for (field, list) in [
-            ("primary_key", &self.primary_key),
-            ("searchable", &self.searchable),
-            ("filterable", &self.filterable),
-            ("sortable", &self.sortable),
-            ("facets", &self.facets),
-        ] {
+        for (field, list) in self.column_lists() {
             if let Some(unknown) = list.iter().find(|c| !known(c)) {
                 return Err(SearchError::index(
                     field,
